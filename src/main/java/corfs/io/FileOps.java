@@ -1,0 +1,47 @@
+package corfs.io;
+
+import java.io.IOException;
+import java.nio.file.Path;
+
+/**
+ * The few file operations Java's NIO lacks: holes (punch, SEEK_DATA/SEEK_HOLE), allocated size and
+ * I/O priority.
+ *
+ * <p>The engine depends only on this interface, so it runs and is unit-tested without native code;
+ * {@code corfs.os.LinuxFileOps} implements it with libc through jnr-ffi, {@link PortableFileOps} in
+ * pure Java (holes become written zeros, priorities are ignored).
+ */
+public interface FileOps {
+
+    /** Opens {@code path} for the sparse-file operations; data I/O still goes through a FileChannel. */
+    SparseFile open(Path path, boolean writable) throws IOException;
+
+    /**
+     * Puts the calling thread in Linux's idle I/O priority class (IOPRIO_CLASS_IDLE), so that any other
+     * I/O on the host is served first. Best effort: returns false where it is not possible.
+     */
+    boolean setCurrentThreadIdleIoPriority();
+
+    /** The best implementation available here: native on Linux when it loads, else portable. */
+    static FileOps system() {
+        return SystemFileOps.INSTANCE;
+    }
+
+    /** An open file's sparse operations. Thread-safe: every call is positional. */
+    interface SparseFile extends AutoCloseable {
+        /** Makes [offset, offset+length) read as zeros and frees its blocks; the file size is unchanged. */
+        void punchHole(long offset, long length) throws IOException;
+
+        /** The first offset at or after {@code offset} that holds data, or -1 if none (SEEK_DATA). */
+        long nextData(long offset) throws IOException;
+
+        /** The first offset at or after {@code offset} that is a hole, or the file size (SEEK_HOLE). */
+        long nextHole(long offset) throws IOException;
+
+        /** Bytes the file really occupies on its filesystem (st_blocks * 512). */
+        long allocatedBytes() throws IOException;
+
+        @Override
+        void close() throws IOException;
+    }
+}

@@ -1,0 +1,42 @@
+package corfs.jobs;
+
+import java.util.List;
+
+/**
+ * A snapshot of one mounted leaf and its job, as shown by the control file and {@code corfs status}.
+ *
+ * @param image        the leaf's file name as exposed under the mount point
+ * @param size         virtual size in bytes
+ * @param clusterSize  cluster size in bytes
+ * @param localBytes   bytes whose data is in the leaf
+ * @param dirtyBytes   bytes written through corfs and not yet committed
+ * @param standalone   every cluster is local and the backing is no longer needed
+ * @param job          the job kind, or {@link JobKind#NONE}
+ * @param state        the job's state ({@link JobState#IDLE} when there is no job)
+ * @param doneBytes    bytes the job has processed
+ * @param totalBytes   bytes the job has to process in all (done plus remaining)
+ * @param speed        speed limit in bytes per second, 0 for unlimited
+ * @param rateBytesPerSecond observed rate over the last seconds, 0 when idle
+ * @param etaSeconds   estimated seconds to completion, -1 when unknown
+ * @param onError      what the job does on a backing error
+ * @param error        the last error (of a job or a rejected command), or null
+ * @param unreadable   extents the job could not read (on_error=skip), as [offset, length] pairs
+ */
+public record LeafStatus(
+        String image,
+        long size,
+        int clusterSize,
+        long localBytes,
+        long dirtyBytes,
+        boolean standalone,
+        JobKind job,
+        JobState state,
+        long doneBytes,
+        long totalBytes,
+        long speed,
+        long rateBytesPerSecond,
+        long etaSeconds,
+        OnError onError,
+        String error,
+        List<long[]> unreadable) {
+}
