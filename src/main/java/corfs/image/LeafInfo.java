@@ -1,0 +1,47 @@
+package corfs.image;
+
+import corfs.backing.BackingIdentity;
+import corfs.jobs.JobKind;
+import corfs.jobs.JobState;
+import corfs.jobs.OnError;
+
+/**
+ * What {@code corfs info} shows of a leaf, read from its metadata without mounting it.
+ *
+ * @param leaf          the leaf data file's path
+ * @param metadata      the metadata file's path (LEAF.corfs)
+ * @param version       metadata format version
+ * @param virtualSize   bytes
+ * @param clusterSize   bytes
+ * @param clusters      number of clusters
+ * @param localBytes    bytes whose data is in the leaf
+ * @param dirtyBytes    bytes written through corfs and not committed
+ * @param allocatedBytes bytes the data file occupies on disk
+ * @param standalone    fully streamed: the backing is no longer needed
+ * @param backingPath   the backing's path as recorded
+ * @param backingIdentity the backing's identity as recorded
+ * @param job           the recorded job, NONE if none
+ * @param jobState      its state
+ * @param jobSpeed      its speed limit, bytes/s, 0 unlimited
+ * @param jobOnError    its on_error policy
+ * @param jobError      its last error, or null
+ */
+public record LeafInfo(
+        String leaf,
+        String metadata,
+        int version,
+        long virtualSize,
+        int clusterSize,
+        long clusters,
+        long localBytes,
+        long dirtyBytes,
+        long allocatedBytes,
+        boolean standalone,
+        String backingPath,
+        BackingIdentity backingIdentity,
+        JobKind job,
+        JobState jobState,
+        long jobSpeed,
+        OnError jobOnError,
+        String jobError) {
+}
