@@ -1,0 +1,86 @@
+package corfs.os;
+
+import jnr.ffi.LibraryLoader;
+import jnr.ffi.Platform;
+import jnr.ffi.Pointer;
+import jnr.ffi.annotations.SaveError;
+
+/**
+ * The few libc functions corfs calls directly, bound once through jnr-ffi.
+ *
+ * <p>Every binding saves errno ({@link #errno()} reads it right after a failing call on the same thread).
+ * Structure layouts used here are those of Linux on x86_64 and aarch64, which agree on what is read.
+ */
+public final class Libc {
+    /** open(2) flags. */
+    public static final int O_RDONLY = 0;
+    public static final int O_RDWR = 2;
+    public static final int O_CLOEXEC = 0x80000;
+    /** lseek(2) whence values for sparse files. */
+    public static final int SEEK_DATA = 3;
+    public static final int SEEK_HOLE = 4;
+    /** fallocate(2) modes. */
+    public static final int FALLOC_FL_KEEP_SIZE = 0x01;
+    public static final int FALLOC_FL_PUNCH_HOLE = 0x02;
+    public static final int FALLOC_FL_ZERO_RANGE = 0x10;
+    /** errno values corfs looks at. */
+    public static final int EINTR = 4;
+    public static final int ENXIO = 6;
+    public static final int EOPNOTSUPP = 95;
+
+    /** {@code struct stat}: st_blocks sits at byte 64 on both x86_64 and aarch64; 144 bytes is the larger size. */
+    static final int STAT_SIZE = 256;
+    static final int STAT_BLOCKS_OFFSET = 64;
+
+    /** The raw binding. Callers go through the static helpers, which add errno handling. */
+    public interface Native {
+        @SaveError int open(String path, int flags, int mode);
+        @SaveError int close(int fd);
+        @SaveError int fallocate(int fd, int mode, long offset, long length);
+        @SaveError long lseek(int fd, long offset, int whence);
+        @SaveError int fstat(int fd, Pointer stat);
+        @SaveError long syscall(long number, long a, long b, long c);
+        int gettid();
+        int getuid();
+        int getgid();
+        int getpid();
+        String strerror(int errnum);
+        @SaveError long pread(int fd, Pointer buf, long count, long offset);
+        @SaveError long pwrite(int fd, Pointer buf, long count, long offset);
+    }
+
+    private static final Native LIBC = LibraryLoader.create(Native.class).failImmediately().load("c");
+    private static final jnr.ffi.Runtime RUNTIME = jnr.ffi.Runtime.getRuntime(LIBC);
+
+    private Libc() {
+    }
+
+    /** The bound libc; loading this class fails (LinkageError/UnsatisfiedLinkError) where libc cannot be bound. */
+    public static Native get() {
+        return LIBC;
+    }
+
+    public static jnr.ffi.Runtime runtime() {
+        return RUNTIME;
+    }
+
+    /** errno of the last failing call made by this thread through this binding. */
+    public static int errno() {
+        return RUNTIME.getLastError();
+    }
+
+    /** A readable message for errno {@code e}, like "No space left on device". */
+    public static String message(int e) {
+        String s = LIBC.strerror(e);
+        return s != null ? s : "errno " + e;
+    }
+
+    /** The ioprio_set system call number for this CPU, or -1 when unknown. */
+    static long ioprioSetSyscall() {
+        return switch (Platform.getNativePlatform().getCPU()) {
+            case X86_64 -> 251;
+            case AARCH64 -> 30;
+            default -> -1;
+        };
+    }
+}

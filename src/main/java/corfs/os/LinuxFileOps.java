@@ -1,0 +1,164 @@
+package corfs.os;
+
+import corfs.io.FileOps;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.concurrent.atomic.AtomicBoolean;
+import jnr.ffi.Memory;
+import jnr.ffi.Pointer;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * {@link FileOps} on Linux through libc: holes are real ({@code fallocate(PUNCH_HOLE)},
+ * {@code lseek(SEEK_DATA/SEEK_HOLE)}), allocated size comes from {@code fstat}'s st_blocks, and the idle
+ * I/O class is set with {@code ioprio_set}.
+ *
+ * <p>Loaded by name from {@code corfs.io.SystemFileOps}; {@link #load()} fails (and the portable
+ * implementation is used) when libc cannot be bound or the platform is not Linux.
+ *
+ * <p>Thread-safety: every operation is positional on a private file descriptor; a {@link SparseFile} may
+ * be used from many threads, and closed once (later calls fail with "closed").
+ */
+public final class LinuxFileOps implements FileOps {
+    private static final Logger LOG = LoggerFactory.getLogger(LinuxFileOps.class);
+    private static final int IOPRIO_WHO_PROCESS = 1;
+    private static final int IOPRIO_CLASS_IDLE = 3;
+    private static final int IOPRIO_CLASS_SHIFT = 13;
+
+    private final Libc.Native libc;
+    private final AtomicBoolean ioprioWarned = new AtomicBoolean();
+
+    private LinuxFileOps(Libc.Native libc) {
+        this.libc = libc;
+    }
+
+    /** Binds libc; throws (UnsupportedOperationException or a LinkageError) when not on Linux. */
+    public static LinuxFileOps load() {
+        if (!System.getProperty("os.name", "").toLowerCase(java.util.Locale.ROOT).contains("linux")) {
+            throw new UnsupportedOperationException("not Linux");
+        }
+        return new LinuxFileOps(Libc.get());
+    }
+
+    @Override
+    public SparseFile open(Path path, boolean writable) throws IOException {
+        int flags = (writable ? Libc.O_RDWR : Libc.O_RDONLY) | Libc.O_CLOEXEC;
+        int fd = libc.open(path.toString(), flags, 0);
+        if (fd < 0) {
+            throw failure("open", path, Libc.errno());
+        }
+        return new NativeSparseFile(path, fd);
+    }
+
+    @Override
+    public boolean setCurrentThreadIdleIoPriority() {
+        long nr = Libc.ioprioSetSyscall();
+        if (nr < 0) {
+            return false;
+        }
+        int tid = libc.gettid();
+        long rc = libc.syscall(nr, IOPRIO_WHO_PROCESS, tid, (long) IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT);
+        if (rc != 0) {
+            int e = Libc.errno();
+            if (ioprioWarned.compareAndSet(false, true)) {
+                LOG.warn("cannot set idle I/O priority: {}", Libc.message(e));
+            }
+            return false;
+        }
+        return true;
+    }
+
+    static IOException failure(String op, Path path, int errno) {
+        String msg = op + " " + path + ": " + Libc.message(errno);
+        return errno == Libc.EOPNOTSUPP ? new UnsupportedIoException(msg) : new IOException(msg);
+    }
+
+    /** An operation the file's filesystem does not support (EOPNOTSUPP), such as punching holes on some. */
+    public static final class UnsupportedIoException extends IOException {
+        UnsupportedIoException(String message) {
+            super(message);
+        }
+    }
+
+    private final class NativeSparseFile implements SparseFile {
+        private final Path path;
+        private final int fd;
+        private final AtomicBoolean closed = new AtomicBoolean();
+
+        NativeSparseFile(Path path, int fd) {
+            this.path = path;
+            this.fd = fd;
+        }
+
+        private void ensureOpen() throws IOException {
+            if (closed.get()) {
+                throw new IOException(path + ": closed");
+            }
+        }
+
+        @Override
+        public void punchHole(long offset, long length) throws IOException {
+            ensureOpen();
+            if (length <= 0) {
+                return;
+            }
+            int rc;
+            do {
+                rc = libc.fallocate(fd, Libc.FALLOC_FL_PUNCH_HOLE | Libc.FALLOC_FL_KEEP_SIZE, offset, length);
+            } while (rc != 0 && Libc.errno() == Libc.EINTR);
+            if (rc != 0) {
+                throw failure("punch hole in", path, Libc.errno());
+            }
+        }
+
+        @Override
+        public long nextData(long offset) throws IOException {
+            ensureOpen();
+            long r = libc.lseek(fd, offset, Libc.SEEK_DATA);
+            if (r < 0) {
+                int e = Libc.errno();
+                if (e == Libc.ENXIO) {
+                    return -1;
+                }
+                throw failure("seek data in", path, e);
+            }
+            return r;
+        }
+
+        @Override
+        public long nextHole(long offset) throws IOException {
+            ensureOpen();
+            long r = libc.lseek(fd, offset, Libc.SEEK_HOLE);
+            if (r < 0) {
+                int e = Libc.errno();
+                if (e == Libc.ENXIO) {
+                    return Math.max(offset, size());
+                }
+                throw failure("seek hole in", path, e);
+            }
+            return r;
+        }
+
+        private long size() throws IOException {
+            return java.nio.file.Files.size(path);
+        }
+
+        @Override
+        public long allocatedBytes() throws IOException {
+            ensureOpen();
+            Pointer stat = Memory.allocateDirect(Libc.runtime(), Libc.STAT_SIZE);
+            if (libc.fstat(fd, stat) != 0) {
+                throw failure("stat", path, Libc.errno());
+            }
+            return stat.getLong(Libc.STAT_BLOCKS_OFFSET) * 512L;
+        }
+
+        @Override
+        public void close() throws IOException {
+            if (closed.compareAndSet(false, true) && libc.close(fd) != 0) {
+                throw failure("close", path, Libc.errno());
+            }
+        }
+    }
+}

@@ -1,0 +1,110 @@
+package corfs.os;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import corfs.io.FileOps;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.Arrays;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+@DisplayName("LinuxFileOps on real files")
+class LinuxFileOpsTest {
+    private static final int MIB = 1 << 20;
+    private static LinuxFileOps ops;
+
+    @TempDir
+    Path dir;
+
+    @BeforeAll
+    static void load() {
+        assumeTrue(System.getProperty("os.name").toLowerCase().contains("linux"), "Linux only");
+        ops = LinuxFileOps.load();
+    }
+
+    private Path writeFile(String name, long size, long... dataMiB) throws IOException {
+        Path p = dir.resolve(name);
+        try (FileChannel ch = FileChannel.open(p, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
+            byte[] data = new byte[MIB];
+            Arrays.fill(data, (byte) 0x5a);
+            for (long m : dataMiB) {
+                ch.write(ByteBuffer.wrap(data), m * MIB);
+            }
+            ch.truncate(size);
+            ch.force(true);
+        }
+        if (Files.size(p) < size) {
+            try (FileChannel ch = FileChannel.open(p, StandardOpenOption.WRITE)) {
+                ch.write(ByteBuffer.wrap(new byte[1]), size - 1);
+            }
+        }
+        return p;
+    }
+
+    @Test
+    @DisplayName("punchHole makes zeros and lowers allocatedBytes, size unchanged")
+    void punchHole() throws IOException {
+        Path p = writeFile("dense", 4L * MIB, 0, 1, 2, 3);
+        try (FileOps.SparseFile f = ops.open(p, true)) {
+            long before = f.allocatedBytes();
+            assertTrue(before >= 4L * MIB, "allocated " + before);
+            f.punchHole(MIB, 2L * MIB);
+            long after = f.allocatedBytes();
+            assertTrue(after <= before - 2L * MIB, "allocated " + before + " -> " + after);
+        }
+        assertEquals(4L * MIB, Files.size(p));
+        byte[] all = Files.readAllBytes(p);
+        for (int i = MIB; i < 3 * MIB; i++) {
+            assertEquals(0, all[i], "byte " + i);
+        }
+        assertEquals(0x5a, all[0]);
+        assertEquals(0x5a, all[3 * MIB]);
+    }
+
+    @Test
+    @DisplayName("nextData/nextHole walk a sparse file")
+    void seekDataHole() throws IOException {
+        Path p = writeFile("sparse", 8L * MIB, 2, 5);
+        try (FileOps.SparseFile f = ops.open(p, false)) {
+            assertEquals(2L * MIB, f.nextData(0));
+            assertEquals(3L * MIB, f.nextHole(2L * MIB));
+            assertEquals(5L * MIB, f.nextData(3L * MIB));
+            assertEquals(6L * MIB, f.nextHole(5L * MIB));
+            // The last byte was written to set the size: data near the end, then the file size.
+            long tail = f.nextData(6L * MIB);
+            assertTrue(tail >= 6L * MIB && tail < 8L * MIB, "tail data at " + tail);
+            assertEquals(8L * MIB, f.nextHole(tail));
+            assertEquals(-1, f.nextData(8L * MIB));
+            assertEquals(8L * MIB, f.nextHole(8L * MIB));
+        }
+    }
+
+    @Test
+    @DisplayName("a missing file fails with the path and the reason")
+    void missing() {
+        IOException e = org.junit.jupiter.api.Assertions.assertThrows(IOException.class,
+                () -> ops.open(dir.resolve("nope"), false));
+        assertTrue(e.getMessage().contains("No such file"), e.getMessage());
+    }
+
+    @Test
+    @DisplayName("idle I/O priority can be set on the calling thread")
+    void idlePriority() throws Exception {
+        boolean[] ok = new boolean[1];
+        Thread t = new Thread(() -> ok[0] = ops.setCurrentThreadIdleIoPriority(), "ioprio-test");
+        t.start();
+        t.join(10_000);
+        assertTrue(ok[0]);
+        assertArrayEquals(new boolean[] {true}, ok);
+    }
+}
