@@ -1,0 +1,311 @@
+package corfs.control;
+
+import corfs.CorfsException;
+import corfs.CorfsException.Reason;
+import corfs.jobs.OnError;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+
+/**
+ * Parses one line written to the control file into a {@link ControlCommand}.
+ *
+ * <h2>Grammar</h2>
+ * <pre>
+ * line     = [WS] [command] [WS]            ; blank, or a comment starting with '#'
+ * command  = ("stream" | "commit") [IMAGE] *(WS option)
+ *          | ("pause" | "resume" | "cancel") [IMAGE]
+ *          | "speed" [IMAGE] RATE
+ * option   = "speed=" RATE | "on_error=" ("stop" | "retry" | "skip")   ; each at most once, any order
+ * RATE     = 1*DIGIT [("K" | "M" | "G" | "k" | "m" | "g") ["iB"]]      ; powers of 1024, 0 = unlimited
+ * IMAGE    = any token without '='
+ * WS       = 1*(' ' | '\t')
+ * </pre>
+ * Verbs, keys and on_error words are lower case. The image comes right after the verb: a bare token
+ * after an option is rejected. {@code speed} with one argument reads it as the RATE ({@code speed 10M});
+ * with two, the first is the IMAGE ({@code speed a.img 10M}).
+ *
+ * <p>Rejected with {@link Reason#INVALID_ARGUMENT} and a message that names the offending token: unknown
+ * verbs and options, missing or extra arguments, duplicate options, bad rates (negative, fractional,
+ * overflowing, unknown suffix), control characters (including NUL, CR and LF), unpaired surrogates
+ * (text that was not valid UTF-8 is rejected earlier, by the strict decoder in {@link ControlFile}), and
+ * lines longer than {@value #MAX_LINE_BYTES} bytes in UTF-8.
+ *
+ * <p>Stateless and thread-safe.
+ */
+public final class ControlParser {
+
+    /** The longest line accepted, in UTF-8 bytes, not counting the line terminator. */
+    public static final int MAX_LINE_BYTES = 4096;
+
+    /** Offending tokens are quoted in messages up to this many characters. */
+    private static final int QUOTE_LIMIT = 40;
+
+    private ControlParser() {
+    }
+
+    /**
+     * Parses one line (without its terminator).
+     *
+     * @return the command, or {@link Optional#empty()} for a blank line or a comment
+     * @throws CorfsException with {@link Reason#INVALID_ARGUMENT} when the line is malformed
+     */
+    public static Optional<ControlCommand> parse(String line) throws CorfsException {
+        if (line == null) {
+            throw invalid("no command line");
+        }
+        checkLength(line);
+        checkCharacters(line);
+        List<String> tokens = tokenize(line);
+        if (tokens.isEmpty() || tokens.get(0).startsWith("#")) {
+            return Optional.empty();
+        }
+        String verb = tokens.get(0);
+        List<String> args = tokens.subList(1, tokens.size());
+        return Optional.of(switch (verb) {
+            case "stream", "commit" -> parseStart(verb, args);
+            case "pause" -> new ControlCommand.Pause(onlyImage(verb, args));
+            case "resume" -> new ControlCommand.Resume(onlyImage(verb, args));
+            case "cancel" -> new ControlCommand.Cancel(onlyImage(verb, args));
+            case "speed" -> parseSpeed(args);
+            default -> throw invalid("unknown command " + quote(verb)
+                    + " (expected stream, commit, pause, resume, cancel or speed)");
+        });
+    }
+
+    /**
+     * Parses a RATE: a non-negative decimal integer with an optional binary suffix K, M or G (also k, m,
+     * g and KiB, MiB, GiB), in bytes per second; 0 means unlimited.
+     *
+     * @throws CorfsException with {@link Reason#INVALID_ARGUMENT} for anything else, or a value past
+     *         {@link Long#MAX_VALUE}
+     */
+    public static long parseRate(String text) throws CorfsException {
+        if (text == null || text.isEmpty()) {
+            throw invalid("missing rate");
+        }
+        int end = 0;
+        while (end < text.length() && text.charAt(end) >= '0' && text.charAt(end) <= '9') {
+            end++;
+        }
+        if (end == 0) {
+            throw badRate(text);
+        }
+        String suffix = text.substring(end);
+        int shift = switch (suffix) {
+            case "" -> 0;
+            case "K", "k", "KiB", "kiB" -> 10;
+            case "M", "m", "MiB", "miB" -> 20;
+            case "G", "g", "GiB", "giB" -> 30;
+            default -> throw badRate(text);
+        };
+        long value;
+        try {
+            value = Long.parseLong(text, 0, end, 10);
+        } catch (NumberFormatException e) {
+            throw invalid("rate " + quote(text) + " is too large");
+        }
+        if (shift > 0 && value > (Long.MAX_VALUE >> shift)) {
+            throw invalid("rate " + quote(text) + " is too large");
+        }
+        return value << shift;
+    }
+
+    /** True when {@code text} is a valid RATE. */
+    public static boolean isRate(String text) {
+        try {
+            parseRate(text);
+            return true;
+        } catch (CorfsException e) {
+            return false;
+        }
+    }
+
+    /**
+     * The canonical line for a command: the inverse of {@link #parse}, with rates in plain bytes and
+     * options in the order speed, on_error. {@code parse(format(c)).get().equals(c)} holds for every
+     * command whose image is a valid IMAGE token.
+     */
+    public static String format(ControlCommand command) {
+        StringBuilder b = new StringBuilder(verb(command));
+        if (command.image() != null) {
+            b.append(' ').append(command.image());
+        }
+        if (command instanceof ControlCommand.Stream s) {
+            appendOptions(b, s.speed(), s.onError());
+        } else if (command instanceof ControlCommand.Commit c) {
+            appendOptions(b, c.speed(), c.onError());
+        } else if (command instanceof ControlCommand.Speed s) {
+            b.append(' ').append(s.bytesPerSecond());
+        }
+        return b.toString();
+    }
+
+    /** The verb of a command, as written in the control file. */
+    public static String verb(ControlCommand command) {
+        if (command instanceof ControlCommand.Stream) {
+            return "stream";
+        } else if (command instanceof ControlCommand.Commit) {
+            return "commit";
+        } else if (command instanceof ControlCommand.Pause) {
+            return "pause";
+        } else if (command instanceof ControlCommand.Resume) {
+            return "resume";
+        } else if (command instanceof ControlCommand.Cancel) {
+            return "cancel";
+        } else if (command instanceof ControlCommand.Speed) {
+            return "speed";
+        }
+        throw new AssertionError("unknown command " + command);
+    }
+
+    private static void appendOptions(StringBuilder b, Long speed, OnError onError) {
+        if (speed != null) {
+            b.append(" speed=").append(speed);
+        }
+        if (onError != null) {
+            b.append(" on_error=").append(onError.word());
+        }
+    }
+
+    private static ControlCommand parseStart(String verb, List<String> args) throws CorfsException {
+        String image = null;
+        Long speed = null;
+        OnError onError = null;
+        for (int i = 0; i < args.size(); i++) {
+            String arg = args.get(i);
+            int eq = arg.indexOf('=');
+            if (eq < 0) {
+                if (i == 0) {
+                    image = arg;
+                    continue;
+                }
+                throw invalid(verb + ": unexpected argument " + quote(arg)
+                        + " (the image comes first, then speed=RATE and on_error=stop|retry|skip)");
+            }
+            String key = arg.substring(0, eq);
+            String value = arg.substring(eq + 1);
+            switch (key) {
+                case "speed" -> {
+                    if (speed != null) {
+                        throw invalid(verb + ": speed given twice");
+                    }
+                    speed = parseRate(value);
+                }
+                case "on_error" -> {
+                    if (onError != null) {
+                        throw invalid(verb + ": on_error given twice");
+                    }
+                    onError = parseOnError(value);
+                }
+                default -> throw invalid(verb + ": unknown option " + quote(key)
+                        + " (expected speed=RATE or on_error=stop|retry|skip)");
+            }
+        }
+        return verb.equals("stream")
+                ? new ControlCommand.Stream(image, speed, onError)
+                : new ControlCommand.Commit(image, speed, onError);
+    }
+
+    private static OnError parseOnError(String value) throws CorfsException {
+        for (OnError o : OnError.values()) {
+            if (o.word().equals(value)) {
+                return o;
+            }
+        }
+        throw invalid("on_error must be stop, retry or skip, not " + quote(value));
+    }
+
+    private static String onlyImage(String verb, List<String> args) throws CorfsException {
+        if (args.size() > 1) {
+            throw invalid(verb + ": unexpected argument " + quote(args.get(1)) + " (usage: " + verb + " [IMAGE])");
+        }
+        return args.isEmpty() ? null : image(verb, args.get(0));
+    }
+
+    private static ControlCommand parseSpeed(List<String> args) throws CorfsException {
+        return switch (args.size()) {
+            case 0 -> throw invalid("speed: missing RATE (usage: speed [IMAGE] RATE)");
+            case 1 -> new ControlCommand.Speed(null, parseRate(args.get(0)));
+            case 2 -> new ControlCommand.Speed(image("speed", args.get(0)), parseRate(args.get(1)));
+            default -> throw invalid("speed: unexpected argument " + quote(args.get(2))
+                    + " (usage: speed [IMAGE] RATE)");
+        };
+    }
+
+    private static String image(String verb, String token) throws CorfsException {
+        if (token.indexOf('=') >= 0) {
+            throw invalid(verb + ": unexpected option " + quote(token) + " (usage: " + verb
+                    + (verb.equals("speed") ? " [IMAGE] RATE)" : " [IMAGE])"));
+        }
+        return token;
+    }
+
+    private static void checkLength(String line) throws CorfsException {
+        // A UTF-16 unit never encodes to fewer than one byte, so a long string is long in UTF-8 too.
+        if (line.length() > MAX_LINE_BYTES
+                || line.getBytes(StandardCharsets.UTF_8).length > MAX_LINE_BYTES) {
+            throw invalid("command line longer than " + MAX_LINE_BYTES + " bytes");
+        }
+    }
+
+    private static void checkCharacters(String line) throws CorfsException {
+        for (int i = 0; i < line.length(); i++) {
+            char c = line.charAt(i);
+            if (c == '\t') {
+                continue;
+            }
+            if (Character.isISOControl(c)) {
+                throw invalid(String.format("control character U+%04X at column %d", (int) c, i + 1));
+            }
+            if (Character.isHighSurrogate(c) && i + 1 < line.length() && Character.isLowSurrogate(line.charAt(i + 1))) {
+                i++;
+            } else if (Character.isSurrogate(c)) {
+                throw invalid("invalid UTF-8 text at column " + (i + 1));
+            }
+        }
+    }
+
+    private static List<String> tokenize(String line) {
+        List<String> tokens = new ArrayList<>();
+        int i = 0;
+        int n = line.length();
+        while (i < n) {
+            while (i < n && isSpace(line.charAt(i))) {
+                i++;
+            }
+            int start = i;
+            while (i < n && !isSpace(line.charAt(i))) {
+                i++;
+            }
+            if (i > start) {
+                tokens.add(line.substring(start, i));
+            }
+        }
+        return tokens;
+    }
+
+    private static boolean isSpace(char c) {
+        return c == ' ' || c == '\t';
+    }
+
+    private static CorfsException badRate(String text) {
+        return invalid("bad rate " + quote(text)
+                + " (expected a non-negative whole number of bytes per second, optionally with K, M or G)");
+    }
+
+    private static CorfsException invalid(String message) {
+        return new CorfsException(Reason.INVALID_ARGUMENT, message);
+    }
+
+    /** Quotes a token for a message, cut to a readable length. Tokens never hold control characters. */
+    static String quote(String token) {
+        if (token.length() <= QUOTE_LIMIT) {
+            return "'" + token + "'";
+        }
+        int cut = Character.isHighSurrogate(token.charAt(QUOTE_LIMIT - 1)) ? QUOTE_LIMIT - 1 : QUOTE_LIMIT;
+        String t = token.substring(0, cut) + "...";
+        return "'" + t + "'";
+    }
+}

@@ -1,0 +1,277 @@
+package corfs.control;
+
+import corfs.jobs.JobKind;
+import corfs.jobs.JobState;
+import corfs.jobs.LeafStatus;
+import corfs.jobs.OnError;
+import java.io.ByteArrayOutputStream;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The status text shown by reading the control file, its JSON form, and the parser the CLI uses to read
+ * the text back.
+ *
+ * <h2>Text form</h2>
+ * One line per leaf, {@code \n}-terminated, of space-separated {@code key=value} fields in this order:
+ * {@value #FIELDS_DOC}. Values never contain spaces, except {@code error}, which is last and runs to the
+ * end of the line. Conventions:
+ * <ul>
+ *   <li>{@code image}: the leaf's name, with space, tab, {@code %} and control characters percent-encoded
+ *       (as UTF-8 bytes, {@code %20}); {@link #parse} decodes it.</li>
+ *   <li>{@code standalone}: {@code yes}/{@code no}; {@code job}: none/stream/commit; {@code state}: the
+ *       {@link JobState} word.</li>
+ *   <li>{@code speed}: the limit in bytes/s, 0 unlimited; {@code rate}: observed bytes/s; {@code eta}:
+ *       seconds, or {@code -} when unknown.</li>
+ *   <li>{@code on_error}: stop/retry/skip, {@code -} when unset.</li>
+ *   <li>{@code unreadable}: comma-separated {@code OFFSET+LENGTH} extents, or {@code -}.</li>
+ *   <li>{@code error}: the last error with control characters (newlines included) replaced by spaces and
+ *       surrounding blanks trimmed, or {@code -} if none.</li>
+ * </ul>
+ *
+ * <h2>JSON form</h2>
+ * An array of objects with the same keys: numbers as JSON numbers, {@code standalone} a boolean,
+ * {@code eta} null when unknown, {@code on_error} and {@code error} null when unset, {@code unreadable} an
+ * array of {@code {"offset":N,"length":N}}, {@code image} the plain name.
+ *
+ * <p>Stateless and thread-safe.
+ */
+public final class StatusFormat {
+
+    static final String FIELDS_DOC = "image, size, cluster_size, local_bytes, dirty_bytes, standalone, job, state,"
+            + " done_bytes, total_bytes, speed, rate, eta, on_error, unreadable, error";
+
+    /** The field names, in the order they appear. */
+    public static final List<String> FIELDS = List.of(FIELDS_DOC.split(", "));
+
+    private static final String NONE = "-";
+
+    private static final char[] HEX = "0123456789ABCDEF".toCharArray();
+
+    private StatusFormat() {
+    }
+
+    /** The text form: one line per leaf; the empty string for no leaves. */
+    public static String render(List<LeafStatus> leaves) {
+        StringBuilder b = new StringBuilder();
+        for (LeafStatus s : leaves) {
+            b.append("image=").append(encodeImage(s.image()))
+                    .append(" size=").append(s.size())
+                    .append(" cluster_size=").append(s.clusterSize())
+                    .append(" local_bytes=").append(s.localBytes())
+                    .append(" dirty_bytes=").append(s.dirtyBytes())
+                    .append(" standalone=").append(s.standalone() ? "yes" : "no")
+                    .append(" job=").append(jobWord(s.job()))
+                    .append(" state=").append(stateWord(s.state()))
+                    .append(" done_bytes=").append(s.doneBytes())
+                    .append(" total_bytes=").append(s.totalBytes())
+                    .append(" speed=").append(s.speed())
+                    .append(" rate=").append(s.rateBytesPerSecond())
+                    .append(" eta=").append(s.etaSeconds() < 0 ? NONE : Long.toString(s.etaSeconds()))
+                    .append(" on_error=").append(s.onError() == null ? NONE : s.onError().word())
+                    .append(" unreadable=");
+            List<long[]> unreadable = s.unreadable();
+            if (unreadable == null || unreadable.isEmpty()) {
+                b.append(NONE);
+            } else {
+                for (int i = 0; i < unreadable.size(); i++) {
+                    long[] e = unreadable.get(i);
+                    b.append(i == 0 ? "" : ",").append(e[0]).append('+').append(e[1]);
+                }
+            }
+            String error = cleanError(s.error());
+            b.append(" error=").append(error == null ? NONE : error).append('\n');
+        }
+        return b.toString();
+    }
+
+    /** The JSON form: an array with one object per leaf, one object a line. */
+    public static String renderJson(List<LeafStatus> leaves) {
+        StringBuilder b = new StringBuilder("[");
+        for (int i = 0; i < leaves.size(); i++) {
+            LeafStatus s = leaves.get(i);
+            b.append(i == 0 ? "\n  {" : ",\n  {");
+            b.append("\"image\":");
+            jsonString(b, s.image());
+            b.append(",\"size\":").append(s.size())
+                    .append(",\"cluster_size\":").append(s.clusterSize())
+                    .append(",\"local_bytes\":").append(s.localBytes())
+                    .append(",\"dirty_bytes\":").append(s.dirtyBytes())
+                    .append(",\"standalone\":").append(s.standalone())
+                    .append(",\"job\":\"").append(jobWord(s.job()))
+                    .append("\",\"state\":\"").append(stateWord(s.state()))
+                    .append("\",\"done_bytes\":").append(s.doneBytes())
+                    .append(",\"total_bytes\":").append(s.totalBytes())
+                    .append(",\"speed\":").append(s.speed())
+                    .append(",\"rate\":").append(s.rateBytesPerSecond())
+                    .append(",\"eta\":").append(s.etaSeconds() < 0 ? "null" : Long.toString(s.etaSeconds()))
+                    .append(",\"on_error\":").append(s.onError() == null ? "null" : "\"" + s.onError().word() + "\"")
+                    .append(",\"unreadable\":[");
+            List<long[]> unreadable = s.unreadable() == null ? List.of() : s.unreadable();
+            for (int j = 0; j < unreadable.size(); j++) {
+                long[] e = unreadable.get(j);
+                b.append(j == 0 ? "" : ",").append("{\"offset\":").append(e[0])
+                        .append(",\"length\":").append(e[1]).append('}');
+            }
+            b.append("],\"error\":");
+            jsonString(b, s.error());
+            b.append('}');
+        }
+        b.append(leaves.isEmpty() ? "]\n" : "\n]\n");
+        return b.toString();
+    }
+
+    /**
+     * Reads the text form back: one map per non-blank line, keys in the order they appear, values as
+     * text ({@code image} percent-decoded). Unknown keys are kept, so a newer daemon's fields do not break
+     * an older CLI; a token without {@code =} is skipped; {@code error} takes the rest of its line.
+     */
+    public static List<Map<String, String>> parse(String statusText) {
+        List<Map<String, String>> result = new ArrayList<>();
+        for (String line : statusText.split("\n", -1)) {
+            if (line.endsWith("\r")) {
+                line = line.substring(0, line.length() - 1);
+            }
+            Map<String, String> fields = new LinkedHashMap<>();
+            int i = 0;
+            int n = line.length();
+            while (i < n) {
+                while (i < n && line.charAt(i) == ' ') {
+                    i++;
+                }
+                int start = i;
+                if (line.startsWith("error=", start)) {
+                    fields.put("error", line.substring(start + "error=".length()));
+                    break;
+                }
+                while (i < n && line.charAt(i) != ' ') {
+                    i++;
+                }
+                String token = line.substring(start, i);
+                int eq = token.indexOf('=');
+                if (eq > 0) {
+                    String key = token.substring(0, eq);
+                    String value = token.substring(eq + 1);
+                    fields.put(key, key.equals("image") ? decodeImage(value) : value);
+                }
+            }
+            if (!fields.isEmpty()) {
+                result.add(fields);
+            }
+        }
+        return result;
+    }
+
+    private static String jobWord(JobKind job) {
+        return (job == null ? JobKind.NONE : job).word();
+    }
+
+    private static String stateWord(JobState state) {
+        return (state == null ? JobState.IDLE : state).word();
+    }
+
+    /** The error as one line: control characters become spaces; null when there is no error. */
+    static String cleanError(String error) {
+        if (error == null) {
+            return null;
+        }
+        StringBuilder b = new StringBuilder(error.length());
+        for (int i = 0; i < error.length(); i++) {
+            char c = error.charAt(i);
+            if (Character.isISOControl(c) || c == '\u2028' || c == '\u2029') {
+                b.append(' ');
+            } else if (Character.isHighSurrogate(c) && i + 1 < error.length()
+                    && Character.isLowSurrogate(error.charAt(i + 1))) {
+                b.append(c).append(error.charAt(++i));
+            } else if (Character.isSurrogate(c)) {
+                b.append('?');
+            } else {
+                b.append(c);
+            }
+        }
+        String clean = b.toString().strip();
+        return clean.isEmpty() ? null : clean;
+    }
+
+    private static String encodeImage(String image) {
+        if (image == null || image.isEmpty()) {
+            return NONE;
+        }
+        StringBuilder b = null;
+        for (int i = 0; i < image.length(); i++) {
+            char c = image.charAt(i);
+            if (c == ' ' || c == '%' || Character.isISOControl(c)) {
+                if (b == null) {
+                    b = new StringBuilder(image.substring(0, i));
+                }
+                for (byte x : String.valueOf(c).getBytes(StandardCharsets.UTF_8)) {
+                    b.append('%').append(HEX[(x >> 4) & 0xf]).append(HEX[x & 0xf]);
+                }
+            } else if (b != null) {
+                b.append(c);
+            }
+        }
+        return b == null ? image : b.toString();
+    }
+
+    private static String decodeImage(String value) {
+        if (value.indexOf('%') < 0) {
+            return value;
+        }
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        int i = 0;
+        while (i < value.length()) {
+            char c = value.charAt(i);
+            if (c == '%' && i + 2 < value.length() && isHex(value.charAt(i + 1)) && isHex(value.charAt(i + 2))) {
+                out.write(Integer.parseInt(value, i + 1, i + 3, 16));
+                i += 3;
+            } else {
+                int cp = value.codePointAt(i);
+                byte[] bytes = new String(Character.toChars(cp)).getBytes(StandardCharsets.UTF_8);
+                out.write(bytes, 0, bytes.length);
+                i += Character.charCount(cp);
+            }
+        }
+        return out.toString(StandardCharsets.UTF_8);
+    }
+
+    private static boolean isHex(char c) {
+        return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F') || (c >= 'a' && c <= 'f');
+    }
+
+    private static void jsonString(StringBuilder b, String s) {
+        if (s == null) {
+            b.append("null");
+            return;
+        }
+        b.append('"');
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            switch (c) {
+                case '"' -> b.append("\\\"");
+                case '\\' -> b.append("\\\\");
+                case '\n' -> b.append("\\n");
+                case '\r' -> b.append("\\r");
+                case '\t' -> b.append("\\t");
+                case '\b' -> b.append("\\b");
+                case '\f' -> b.append("\\f");
+                default -> {
+                    boolean pairedSurrogate = Character.isHighSurrogate(c) && i + 1 < s.length()
+                            && Character.isLowSurrogate(s.charAt(i + 1));
+                    if (pairedSurrogate) {
+                        b.append(c).append(s.charAt(++i));
+                    } else if (c < 0x20 || (c >= 0x7f && c < 0xa0) || c == '\u2028' || c == '\u2029'
+                            || Character.isSurrogate(c)) {
+                        b.append(String.format("\\u%04x", (int) c));
+                    } else {
+                        b.append(c);
+                    }
+                }
+            }
+        }
+        b.append('"');
+    }
+}
