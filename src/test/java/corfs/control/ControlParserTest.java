@@ -1,0 +1,178 @@
+package corfs.control;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import corfs.CorfsException;
+import corfs.control.ControlCommand.Cancel;
+import corfs.control.ControlCommand.Commit;
+import corfs.control.ControlCommand.Pause;
+import corfs.control.ControlCommand.Resume;
+import corfs.control.ControlCommand.Speed;
+import corfs.control.ControlCommand.Stream;
+import corfs.jobs.OnError;
+import java.util.Optional;
+import java.util.stream.Stream.Builder;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Nested;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.CsvSource;
+import org.junit.jupiter.params.provider.MethodSource;
+import org.junit.jupiter.params.provider.ValueSource;
+
+@DisplayName("ControlParser")
+class ControlParserTest {
+
+    private static final long K = 1024;
+    private static final long M = K * K;
+    private static final long G = M * K;
+
+    static java.util.stream.Stream<Arguments> validLines() {
+        Builder<Arguments> b = java.util.stream.Stream.builder();
+        b.add(Arguments.of("stream", new Stream(null, null, null)));
+        b.add(Arguments.of("stream a.img", new Stream("a.img", null, null)));
+        b.add(Arguments.of("  stream\ta.img  ", new Stream("a.img", null, null)));
+        b.add(Arguments.of("stream a.img speed=10M", new Stream("a.img", 10 * M, null)));
+        b.add(Arguments.of("stream speed=0", new Stream(null, 0L, null)));
+        b.add(Arguments.of("stream on_error=skip speed=4k", new Stream(null, 4 * K, OnError.SKIP)));
+        b.add(Arguments.of("stream a.img on_error=retry", new Stream("a.img", null, OnError.RETRY)));
+        b.add(Arguments.of("stream 10M", new Stream("10M", null, null)));
+        b.add(Arguments.of("commit", new Commit(null, null, null)));
+        b.add(Arguments.of("commit b.raw speed=1GiB on_error=stop", new Commit("b.raw", G, OnError.STOP)));
+        b.add(Arguments.of("pause", new Pause(null)));
+        b.add(Arguments.of("pause a.img", new Pause("a.img")));
+        b.add(Arguments.of("resume disk-é.raw", new Resume("disk-é.raw")));
+        b.add(Arguments.of("cancel 😀.img", new Cancel("😀.img")));
+        b.add(Arguments.of("speed 10M", new Speed(null, 10 * M)));
+        b.add(Arguments.of("speed 0", new Speed(null, 0)));
+        b.add(Arguments.of("speed a.img 10M", new Speed("a.img", 10 * M)));
+        b.add(Arguments.of("speed 10M 20M", new Speed("10M", 20 * M)));
+        b.add(Arguments.of("speed a.img 123", new Speed("a.img", 123)));
+        return b.build();
+    }
+
+    @Nested
+    @DisplayName("accepts")
+    class Accepts {
+        @ParameterizedTest(name = "[{index}] \"{0}\"")
+        @MethodSource("corfs.control.ControlParserTest#validLines")
+        @DisplayName("well-formed lines")
+        void wellFormed(String line, ControlCommand expected) throws CorfsException {
+            assertEquals(Optional.of(expected), ControlParser.parse(line));
+        }
+
+        @ParameterizedTest(name = "[{index}] \"{0}\"")
+        @MethodSource("corfs.control.ControlParserTest#validLines")
+        @DisplayName("format(parse(line)) parses back to the same command")
+        void roundTrip(String line, ControlCommand expected) throws CorfsException {
+            ControlCommand parsed = ControlParser.parse(line).orElseThrow();
+            assertEquals(Optional.of(parsed), ControlParser.parse(ControlParser.format(parsed)));
+            assertEquals(expected, parsed);
+        }
+
+        @ParameterizedTest(name = "[{index}] \"{0}\"")
+        @ValueSource(strings = {"", " ", "\t\t", "#", "# a comment", "   # indented comment", "#stream a.img"})
+        @DisplayName("blank lines and comments as empty")
+        void blank(String line) throws CorfsException {
+            assertEquals(Optional.empty(), ControlParser.parse(line));
+        }
+
+        @Test
+        @DisplayName("a line of exactly 4096 bytes")
+        void longestLine() throws CorfsException {
+            String image = "x".repeat(ControlParser.MAX_LINE_BYTES - "pause ".length());
+            assertEquals(Optional.of(new Pause(image)), ControlParser.parse("pause " + image));
+        }
+    }
+
+    @Nested
+    @DisplayName("rejects with INVALID_ARGUMENT")
+    class Rejects {
+        @ParameterizedTest(name = "[{index}] \"{0}\"")
+        @ValueSource(strings = {
+            "strem", "STREAM", "Stream a.img", "stream,", "status", "-", "=", "speed=1M",
+            "stream a.img b.img", "stream speed=1M a.img", "stream a.img speed=", "stream speed=-1",
+            "stream speed=1.5M", "stream speed=1M speed=2M", "stream on_error=ignore", "stream on_error=STOP",
+            "stream on_error=stop on_error=skip", "stream foo=bar", "stream =x", "stream a.img speed",
+            "commit a.img b.img", "commit a.img speed=10X",
+            "pause a.img b.img", "resume a b", "cancel x y z", "pause speed=1", "cancel a=b",
+            "speed", "speed a.img", "speed -1", "speed 1.5", "speed 10MB", "speed 10 M", "speed a.img 10M x",
+            "speed a.img speed=10M", "speed speed=10M", "speed x=y 10M", "speed 0x10", "speed +5", "speed 1e6",
+            "speed 10T", "speed 10KIB", "speed ١٢٣",
+            "stream\u0000", "stream a\u0000b", "stream\r", "stream a.img\u001b[31m", "pause\u007f",
+            "cancel \u0085", "stream\nstream", "pause \uD800", "pause \uDC00x",
+        })
+        @DisplayName("malformed lines")
+        void malformed(String line) {
+            CorfsException e = assertThrows(CorfsException.class, () -> ControlParser.parse(line));
+            assertEquals(CorfsException.Reason.INVALID_ARGUMENT, e.reason());
+            assertFalse(e.getMessage().isBlank());
+        }
+
+        @Test
+        @DisplayName("a line one byte over 4096, counted in UTF-8 bytes")
+        void tooLong() {
+            String ascii = "pause " + "x".repeat(ControlParser.MAX_LINE_BYTES - "pause ".length() + 1);
+            assertInvalid(ascii, "longer than 4096");
+            // 2048 two-byte characters plus "pause ": fewer than 4096 chars but more than 4096 bytes.
+            String wide = "pause " + "é".repeat(2048);
+            assertTrue(wide.length() < ControlParser.MAX_LINE_BYTES);
+            assertInvalid(wide, "longer than 4096");
+        }
+
+        @Test
+        @DisplayName("messages name the offending token, cut to a readable length")
+        void messages() {
+            assertInvalid("strem a.img", "unknown command 'strem'");
+            assertInvalid("stream a.img b.img", "'b.img'");
+            assertInvalid("stream on_error=ignore", "'ignore'");
+            assertInvalid("speed 1.5M", "'1.5M'");
+            CorfsException e = assertThrows(CorfsException.class,
+                    () -> ControlParser.parse("x".repeat(1000)));
+            assertTrue(e.getMessage().length() < 200, e.getMessage());
+        }
+
+        private void assertInvalid(String line, String fragment) {
+            CorfsException e = assertThrows(CorfsException.class, () -> ControlParser.parse(line));
+            assertEquals(CorfsException.Reason.INVALID_ARGUMENT, e.reason());
+            assertTrue(e.getMessage().contains(fragment), () -> "message '" + e.getMessage() + "' lacks '" + fragment + "'");
+        }
+    }
+
+    @Nested
+    @DisplayName("rates")
+    class Rates {
+        @ParameterizedTest(name = "[{index}] {0} = {1}")
+        @CsvSource({
+            "0, 0", "1, 1", "007, 7", "1023, 1023",
+            "1K, 1024", "1k, 1024", "1KiB, 1024", "1kiB, 1024",
+            "10M, 10485760", "10m, 10485760", "10MiB, 10485760",
+            "1G, 1073741824", "1g, 1073741824", "2GiB, 2147483648", "0G, 0",
+            "9223372036854775807, 9223372036854775807",
+            "8589934591G, 9223372035781033984",
+            "9007199254740991K, 9223372036854774784",
+        })
+        @DisplayName("valid rates")
+        void valid(String text, long expected) throws CorfsException {
+            assertEquals(expected, ControlParser.parseRate(text));
+            assertTrue(ControlParser.isRate(text));
+        }
+
+        @ParameterizedTest(name = "[{index}] \"{0}\"")
+        @ValueSource(strings = {
+            "", "-1", "-0", "+1", "1.0", ".5", "1,000", "1_000", "K", "M1", "1KB", "1Ki", "1iB", "1KIB",
+            "1T", "1 K", " 1", "1 ", "0x10", "1e3", "NaN", "∞", "１２", "9223372036854775808",
+            "99999999999999999999999", "8589934592G", "9007199254740992K", "8796093022208M",
+        })
+        @DisplayName("negatives, fractions, garbage and overflow")
+        void invalid(String text) {
+            CorfsException e = assertThrows(CorfsException.class, () -> ControlParser.parseRate(text));
+            assertEquals(CorfsException.Reason.INVALID_ARGUMENT, e.reason());
+            assertFalse(ControlParser.isRate(text));
+        }
+    }
+}
