@@ -1,26 +1,642 @@
 package corfs.engine;
 
+import corfs.CorfsException;
+import corfs.CorfsException.Reason;
+import corfs.backing.Backing;
+import corfs.image.ClusterBitmap;
+import corfs.image.LeafImage;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
 
-/** API SKELETON (being implemented): the virtual disk of one mounted leaf. */
+/**
+ * The virtual disk of one leaf: the backing overlaid with the leaf, with copy-on-read. This is the one
+ * place that knows the ordering rules; the FUSE adapter and the jobs call it, and unit tests drive it
+ * through the same methods.
+ *
+ * <h2>Invariants</h2>
+ * <ul>
+ * <li>A cluster's {@code local} bit is set only after its data is in the leaf's data file (written, or a
+ * hole punched for zeros). Readers that see the bit read the leaf without any lock.</li>
+ * <li>Every change of a cluster's content or bits (fill, write, zeroing, commit copy) happens while
+ * holding that cluster in {@link #locks}, so a fill of backing data and a guest write to the same
+ * cluster never interleave: the fill re-checks {@code local} under the lock and backs off.</li>
+ * <li>{@code dirty} is set after {@code local}, in the same locked section as the write. A commit clears
+ * it only if no write touched the cluster since the commit copied it ({@link #redirtied}).</li>
+ * <li>Reads of local clusters take no lock and allocate nothing.</li>
+ * </ul>
+ * Durability is {@link LeafImage#flush()}'s business; {@link #flush()} is the guest's barrier.
+ *
+ * <h2>Threads</h2>
+ * Called from many FUSE threads and the filler thread at once. Never interrupt a thread inside it: NIO
+ * closes a channel when a thread blocked on it is interrupted.
+ */
 public final class LeafDisk implements AutoCloseable {
-    /** The exposed file name (the leaf's file name). */
-    public String name() { throw new UnsupportedOperationException(); }
-    /** Virtual size in bytes. */
-    public long size() { throw new UnsupportedOperationException(); }
-    public boolean readOnly() { throw new UnsupportedOperationException(); }
-    /** Reads min(dst.remaining(), size-offset) bytes at offset into dst; returns the count (0 at/after EOF). */
-    public int read(ByteBuffer dst, long offset) throws IOException { throw new UnsupportedOperationException(); }
-    /** Writes src at offset; returns bytes written. Past the end: CorfsException FILE_TOO_BIG. */
-    public int write(ByteBuffer src, long offset) throws IOException { throw new UnsupportedOperationException(); }
-    /** Makes [offset, offset+length) read as zeros without fetching it (fallocate PUNCH_HOLE / ZERO_RANGE). */
-    public void zeroRange(long offset, long length) throws IOException { throw new UnsupportedOperationException(); }
-    /** A durability barrier: every write acknowledged before the call is durable when it returns. */
-    public void flush() throws IOException { throw new UnsupportedOperationException(); }
+    private static final Logger LOG = LoggerFactory.getLogger(LeafDisk.class);
+    /** Largest backing read of one fill step; also the readahead window of a sequential cold read. */
+    static final int FILL_CHUNK = 1 << 20;
+
+    private final String name;
+    private final LeafImage image;
+    private final Backing backing;
+    private final boolean readOnly;
+    private final long size;
+    private final int clusterSize;
+    private final int clusterShift;
+    private final long clusters;
+    private final FileChannel data;
+    private final ClusterBitmap local;
+    private final ClusterRangeLock locks = new ClusterRangeLock();
+    private final ClusterBitmap redirtied;
+    private final DirectBufferPool buffers;
+    private final ByteBuffer zeros;
+    private final AtomicInteger guestInFlight = new AtomicInteger();
+    private final AtomicLong lastGuestIoNanos = new AtomicLong();
+    private final AtomicLong modifiedMillis = new AtomicLong(System.currentTimeMillis());
+    private final AtomicBoolean storeFailureLogged = new AtomicBoolean();
+    private final AtomicBoolean closed = new AtomicBoolean();
+    private volatile long lastReadEnd = -1;
+
+    /**
+     * @param backing null only for a standalone leaf (every cluster local)
+     */
+    public LeafDisk(String name, LeafImage image, Backing backing, boolean readOnly) {
+        this.name = name;
+        this.image = image;
+        this.backing = backing;
+        this.readOnly = readOnly || image.readOnly();
+        this.size = image.header().virtualSize();
+        this.clusterSize = image.header().clusterSize();
+        this.clusterShift = Integer.numberOfTrailingZeros(clusterSize);
+        this.clusters = image.clusters();
+        this.data = image.data();
+        this.local = image.local();
+        this.redirtied = new ClusterBitmap(clusters);
+        int chunk = Math.max(FILL_CHUNK, clusterSize);
+        this.buffers = new DirectBufferPool(chunk, 32);
+        this.zeros = ByteBuffer.allocateDirect(chunk).asReadOnlyBuffer();
+        if (backing == null && local.count() != clusters) {
+            throw new IllegalArgumentException("a leaf without backing must be standalone");
+        }
+    }
+
+    public String name() {
+        return name;
+    }
+
+    public long size() {
+        return size;
+    }
+
+    public int clusterSize() {
+        return clusterSize;
+    }
+
+    public boolean readOnly() {
+        return readOnly;
+    }
+
+    public LeafImage image() {
+        return image;
+    }
+
+    /** The backing, or null when the leaf is standalone and was opened without it. */
+    public Backing backing() {
+        return backing;
+    }
+
+    public long modifiedMillis() {
+        return modifiedMillis.get();
+    }
+
     /** Bytes the leaf's data file really occupies (for st_blocks). */
-    public long allocatedBytes() throws IOException { throw new UnsupportedOperationException(); }
-    /** Modification time of the leaf data in ms (for st_mtime). */
-    public long modifiedMillis() { throw new UnsupportedOperationException(); }
-    @Override public void close() throws IOException { }
+    public long allocatedBytes() throws IOException {
+        return image.sparseData().allocatedBytes();
+    }
+
+    /** Bytes of the virtual disk whose data is local. */
+    public long localBytes() {
+        return bytesOf(local);
+    }
+
+    /** Bytes written through corfs and not yet committed. */
+    public long dirtyBytes() {
+        return bytesOf(image.dirty());
+    }
+
+    private long bytesOf(ClusterBitmap bitmap) {
+        long n = bitmap.count() * clusterSize;
+        if (clusters > 0 && bitmap.get(clusters - 1)) {
+            n -= (long) clusters * clusterSize - size;
+        }
+        return n;
+    }
+
+    /** True while a guest request is being served or was served within {@code withinNanos}. */
+    public boolean guestActive(long withinNanos) {
+        return guestInFlight.get() > 0 || System.nanoTime() - lastGuestIoNanos.get() < withinNanos;
+    }
+
+    // ------------------------------------------------------------------ guest I/O
+
+    /**
+     * Reads up to {@code dst.remaining()} bytes at {@code offset} (fewer at the end of the disk) into
+     * {@code dst}, advancing its position. Returns the count, 0 at or past the end.
+     */
+    public int read(ByteBuffer dst, long offset) throws IOException {
+        if (offset < 0) {
+            throw new CorfsException(Reason.INVALID_ARGUMENT, "negative offset");
+        }
+        if (offset >= size || !dst.hasRemaining()) {
+            return 0;
+        }
+        int len = (int) Math.min(dst.remaining(), size - offset);
+        long first = offset >>> clusterShift;
+        long last = (offset + len - 1) >>> clusterShift;
+        guestInFlight.incrementAndGet();
+        try {
+            int savedLimit = dst.limit();
+            dst.limit(dst.position() + len);
+            try {
+                if (local.allSet(first, last + 1)) {
+                    readLeaf(dst, offset);
+                } else {
+                    readCold(dst, offset, len, first, last);
+                }
+            } finally {
+                dst.limit(savedLimit);
+            }
+            lastReadEnd = offset + len;
+            return len;
+        } finally {
+            lastGuestIoNanos.set(System.nanoTime());
+            guestInFlight.decrementAndGet();
+        }
+    }
+
+    private void readLeaf(ByteBuffer dst, long offset) throws IOException {
+        long pos = offset;
+        while (dst.hasRemaining()) {
+            int n = data.read(dst, pos);
+            if (n < 0) {
+                throw new CorfsException(Reason.IO, "leaf data file " + image.dataPath() + " is shorter than "
+                        + size + " bytes");
+            }
+            pos += n;
+        }
+    }
+
+    /** The slow path: some clusters are missing. Fills them under the range lock and serves the read. */
+    private void readCold(ByteBuffer dst, long offset, int len, long first, long last) throws IOException {
+        long lockLast = last;
+        if (offset == lastReadEnd || (first > 0 && local.get(first - 1))) {
+            // Sequential: fetch ahead the missing clusters that follow, in the same backing read.
+            long windowLast = Math.min(clusters - 1, ((offset + len + buffers.bufferSize() - 1) >>> clusterShift));
+            long firstLocalAfter = local.nextSet(last + 1, windowLast + 1);
+            lockLast = Math.max(last, firstLocalAfter - 1);
+        }
+        int base = dst.position();
+        long end = offset + len;
+        try (ClusterRangeLock.Held held = locks.lock(first, lockLast)) {
+            long c = first;
+            while (c <= lockLast) {
+                boolean isLocal = local.get(c);
+                long runEnd = isLocal ? local.nextClear(c, lockLast + 1) : local.nextSet(c, lockLast + 1);
+                long runStart = c << clusterShift;
+                long runStop = Math.min(size, runEnd << clusterShift);
+                if (isLocal) {
+                    long from = Math.max(runStart, offset);
+                    long to = Math.min(runStop, end);
+                    if (from < to) {
+                        ByteBuffer slice = dst.duplicate();
+                        slice.limit(base + (int) (to - offset)).position(base + (int) (from - offset));
+                        readLeaf(slice, from);
+                    }
+                } else {
+                    fillRun(c, runEnd - 1, dst, base, offset, end, true);
+                }
+                c = runEnd;
+            }
+        }
+        dst.position(base + len);
+    }
+
+    /**
+     * Writes {@code src} at {@code offset}; returns the bytes written. A partly covered cluster that is
+     * not local is filled from the backing first; fully covered ones are not fetched.
+     */
+    public int write(ByteBuffer src, long offset) throws IOException {
+        checkWritable();
+        if (offset < 0) {
+            throw new CorfsException(Reason.INVALID_ARGUMENT, "negative offset");
+        }
+        if (!src.hasRemaining()) {
+            return 0;
+        }
+        if (offset >= size) {
+            throw new CorfsException(Reason.FILE_TOO_BIG, "write at " + offset + " is past the end of the "
+                    + size + "-byte disk " + name);
+        }
+        int len = (int) Math.min(src.remaining(), size - offset);
+        long first = offset >>> clusterShift;
+        long last = (offset + len - 1) >>> clusterShift;
+        guestInFlight.incrementAndGet();
+        try (ClusterRangeLock.Held held = locks.lock(first, last)) {
+            fillPartialEdges(offset, offset + len, first, last);
+            ByteBuffer view = src.duplicate();
+            view.limit(view.position() + len);
+            writeLeaf(view, offset);
+            markWritten(first, last);
+            src.position(src.position() + len);
+            return len;
+        } finally {
+            lastGuestIoNanos.set(System.nanoTime());
+            guestInFlight.decrementAndGet();
+        }
+    }
+
+    /**
+     * Makes [offset, offset+length) read as zeros without fetching it (discard, write-zeroes). Whole
+     * clusters become holes in the leaf; partly covered ones are filled first and zeroed in place.
+     */
+    public void zeroRange(long offset, long length) throws IOException {
+        checkWritable();
+        if (offset < 0 || length < 0) {
+            throw new CorfsException(Reason.INVALID_ARGUMENT, "negative offset or length");
+        }
+        if (offset >= size || length == 0) {
+            return;
+        }
+        long end = Math.min(size, offset + length);
+        long first = offset >>> clusterShift;
+        long last = (end - 1) >>> clusterShift;
+        guestInFlight.incrementAndGet();
+        try (ClusterRangeLock.Held held = locks.lock(first, last)) {
+            fillPartialEdges(offset, end, first, last);
+            long wholeFrom = ((offset + clusterSize - 1) >>> clusterShift) << clusterShift;
+            long wholeTo = end == size ? end : (end >>> clusterShift) << clusterShift;
+            if (wholeFrom < wholeTo) {
+                punchOrZero(wholeFrom, wholeTo - wholeFrom);
+                writeZeros(offset, Math.min(end, wholeFrom));
+                writeZeros(Math.max(offset, wholeTo), end);
+            } else {
+                writeZeros(offset, end);
+            }
+            markWritten(first, last);
+        } finally {
+            lastGuestIoNanos.set(System.nanoTime());
+            guestInFlight.decrementAndGet();
+        }
+    }
+
+    /** The guest's barrier: every write acknowledged before it is durable, data and bits. */
+    public void flush() throws IOException {
+        if (!readOnly) {
+            image.flush();
+        }
+    }
+
+    private void checkWritable() throws CorfsException {
+        if (readOnly) {
+            throw new CorfsException(Reason.READ_ONLY, name + " is mounted read-only");
+        }
+    }
+
+    /** Fills the first and last cluster of [start, end) when they are partly covered and not local. */
+    private void fillPartialEdges(long start, long end, long first, long last) throws IOException {
+        if (!local.get(first) && (start != clusterStart(first) || end < clusterEnd(first))) {
+            fillRun(first, first, null, 0, 0, 0, false);
+        }
+        if (last != first && !local.get(last) && end < clusterEnd(last)) {
+            fillRun(last, last, null, 0, 0, 0, false);
+        }
+    }
+
+    private void markWritten(long first, long last) {
+        for (long c = first; c <= last; c++) {
+            image.markLocal(c);
+            image.markDirty(c);
+            redirtied.set(c);
+        }
+        modifiedMillis.set(System.currentTimeMillis());
+    }
+
+    private long clusterStart(long cluster) {
+        return cluster << clusterShift;
+    }
+
+    private long clusterEnd(long cluster) {
+        return Math.min(size, (cluster + 1) << clusterShift);
+    }
+
+    // ------------------------------------------------------------------ fills
+
+    /**
+     * Copies the missing clusters [first, last] from the backing into the leaf and marks them local.
+     * Caller holds the range lock covering them, and every one of them is missing. Holes of the backing
+     * (SEEK_DATA) and all-zero clusters become holes in the leaf, never written data.
+     *
+     * <p>If {@code dst} is not null, the part of each fetched cluster that lies in [reqStart, reqEnd) is
+     * copied to {@code dst} at {@code dstBase + (offset - reqStart)}: the read is served from the fetched
+     * bytes. With {@code serveDespiteStoreFailure}, a failure to store (a full leaf filesystem) still
+     * serves the read, leaving the clusters not local; otherwise it throws.
+     *
+     * @return the number of bytes read from the backing (holes are not read)
+     */
+    private long fillRun(long first, long last, ByteBuffer dst, int dstBase, long reqStart, long reqEnd,
+                         boolean serveDespiteStoreFailure) throws IOException {
+        assert !local.get(first) && local.nextSet(first, last + 1) > last : "fill of local clusters";
+        long fetched = 0;
+        long pos = clusterStart(first);
+        long stop = clusterEnd(last);
+        int chunk = buffers.bufferSize();
+        while (pos < stop) {
+            // Skip the backing's holes: clusters wholly inside one become leaf holes without a read.
+            long dataAt = nextBackingData(pos);
+            if (dataAt < 0 || dataAt >= stop) {
+                storeZeros(pos, stop, dst, dstBase, reqStart, reqEnd, serveDespiteStoreFailure);
+                break;
+            }
+            long dataCluster = dataAt >>> clusterShift;
+            if (clusterStart(dataCluster) > pos) {
+                long holeEnd = clusterStart(dataCluster);
+                storeZeros(pos, holeEnd, dst, dstBase, reqStart, reqEnd, serveDespiteStoreFailure);
+                pos = holeEnd;
+            }
+            // Read whole clusters up to the one holding the backing's next hole, one chunk at most
+            // (pos is cluster-aligned and the chunk a multiple of the cluster size).
+            long holeAt = Math.max(dataAt + 1, Math.min(stop, nextBackingHole(dataAt, stop)));
+            long dataStop = Math.min(stop, Math.min(clusterEnd((holeAt - 1) >>> clusterShift), pos + chunk));
+            ByteBuffer buf = buffers.acquire();
+            try {
+                int n = (int) (dataStop - pos);
+                buf.clear().limit(n);
+                try {
+                    backing.readFully(buf, pos);
+                } catch (CorfsException e) {
+                    throw e;
+                } catch (IOException | RuntimeException e) {
+                    throw new BackingReadException(pos, n, e);
+                }
+                fetched += n;
+                buf.flip();
+                storeFetched(buf, pos, serveDespiteStoreFailure);
+                serve(buf, pos, dst, dstBase, reqStart, reqEnd);
+            } finally {
+                buffers.release(buf);
+            }
+            pos = dataStop;
+        }
+        return fetched;
+    }
+
+    private long nextBackingHole(long pos, long stop) {
+        try {
+            return backing.nextHole(pos);
+        } catch (IOException | RuntimeException e) {
+            return stop; // cannot tell: read it all
+        }
+    }
+
+    private long nextBackingData(long pos) throws IOException {
+        try {
+            return backing.nextData(pos);
+        } catch (IOException | RuntimeException e) {
+            return pos; // cannot tell: treat as data, the read will say whether it works
+        }
+    }
+
+    /** Stores fetched bytes [pos, pos+buf.remaining()) cluster by cluster: zeros as holes, others written. */
+    private void storeFetched(ByteBuffer buf, long pos, boolean tolerateFailure) throws IOException {
+        int n = buf.remaining();
+        int off = 0;
+        try {
+            while (off < n) {
+                int clusterLen = (int) Math.min(clusterSize - ((pos + off) & (clusterSize - 1)), n - off);
+                boolean zero = isZero(buf, off, clusterLen);
+                int runLen = clusterLen;
+                while (off + runLen < n) {
+                    int next = (int) Math.min(clusterSize, n - off - runLen);
+                    if (isZero(buf, off + runLen, next) != zero) {
+                        break;
+                    }
+                    runLen += next;
+                }
+                if (zero) {
+                    punchOrZero(pos + off, runLen);
+                } else {
+                    ByteBuffer slice = buf.duplicate();
+                    slice.limit(off + runLen).position(off);
+                    writeLeaf(slice, pos + off);
+                }
+                // data is in the leaf: now the bits may say so
+                for (long c = (pos + off) >>> clusterShift; c <= (pos + off + runLen - 1) >>> clusterShift; c++) {
+                    image.markLocal(c);
+                }
+                off += runLen;
+            }
+        } catch (IOException e) {
+            if (!tolerateFailure) {
+                throw e;
+            }
+            if (storeFailureLogged.compareAndSet(false, true)) {
+                LOG.warn("{}: cannot store fetched data in the leaf ({}); serving reads from the backing uncached",
+                        name, e.toString());
+            }
+        }
+    }
+
+    private void storeZeros(long from, long to, ByteBuffer dst, int dstBase, long reqStart, long reqEnd,
+                            boolean tolerateFailure) throws IOException {
+        try {
+            punchOrZero(from, to - from);
+            for (long c = from >>> clusterShift; c <= (to - 1) >>> clusterShift; c++) {
+                image.markLocal(c);
+            }
+        } catch (IOException e) {
+            if (!tolerateFailure) {
+                throw e;
+            }
+        }
+        if (dst != null) {
+            long a = Math.max(from, reqStart);
+            long b = Math.min(to, reqEnd);
+            for (long p = a; p < b; ) {
+                int n = (int) Math.min(zeros.capacity(), b - p);
+                dst.put(dstBase + (int) (p - reqStart), zeros, 0, n);
+                p += n;
+            }
+        }
+    }
+
+    private static void serve(ByteBuffer buf, long bufOffset, ByteBuffer dst, int dstBase, long reqStart, long reqEnd) {
+        if (dst == null) {
+            return;
+        }
+        long a = Math.max(bufOffset, reqStart);
+        long b = Math.min(bufOffset + buf.limit(), reqEnd);
+        if (a < b) {
+            dst.put(dstBase + (int) (a - reqStart), buf, (int) (a - bufOffset), (int) (b - a));
+        }
+    }
+
+    private boolean isZero(ByteBuffer buf, int off, int len) {
+        ByteBuffer a = buf.duplicate();
+        a.limit(off + len).position(off);
+        ByteBuffer z = zeros.duplicate();
+        z.limit(len);
+        return a.mismatch(z) < 0;
+    }
+
+    private void punchOrZero(long offset, long length) throws IOException {
+        try {
+            image.punchHole(offset, length);
+        } catch (IOException e) {
+            if (isNoSpace(e)) {
+                throw e;
+            }
+            LOG.debug("{}: punch hole failed ({}); writing zeros", name, e.toString());
+            writeZeros(offset, offset + length);
+        }
+    }
+
+    private void writeZeros(long from, long to) throws IOException {
+        for (long p = from; p < to; ) {
+            int n = (int) Math.min(zeros.capacity(), to - p);
+            ByteBuffer z = zeros.duplicate();
+            z.limit(n);
+            writeLeaf(z, p);
+            p += n;
+        }
+    }
+
+    private void writeLeaf(ByteBuffer src, long offset) throws IOException {
+        long pos = offset;
+        try {
+            while (src.hasRemaining()) {
+                pos += data.write(src, pos);
+            }
+        } catch (IOException e) {
+            if (isNoSpace(e)) {
+                throw new CorfsException(Reason.NO_SPACE, "the leaf's filesystem is full (" + image.dataPath() + ")", e);
+            }
+            throw e;
+        }
+    }
+
+    static boolean isNoSpace(Throwable e) {
+        for (Throwable t = e; t != null; t = t.getCause()) {
+            if (t instanceof CorfsException ce && ce.reason() == Reason.NO_SPACE) {
+                return true;
+            }
+            String m = t.getMessage();
+            if (m != null && m.contains("No space left on device")) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    // ------------------------------------------------------------------ job steps
+
+    /**
+     * Stream step: makes every cluster in [first, last] local, fetching the missing ones. Returns the
+     * bytes read from the backing (holes are not read).
+     */
+    public long fill(long first, long last) throws IOException {
+        checkWritable();
+        long fetched = 0;
+        try (ClusterRangeLock.Held held = locks.lock(first, last)) {
+            long c = local.nextClear(first, last + 1);
+            while (c <= last) {
+                long runEnd = local.nextSet(c, last + 1);
+                fetched += fillRun(c, runEnd - 1, null, 0, 0, 0, false);
+                c = runEnd <= last ? local.nextClear(runEnd, last + 1) : last + 1;
+            }
+        }
+        return fetched;
+    }
+
+    /**
+     * Commit step, first half: copies the dirty clusters of [first, last] to the backing (not yet
+     * durable) and returns them, so {@link #markCommitted} can clear their dirty bits once the backing
+     * has been flushed.
+     */
+    public long[] copyDirtyToBacking(long first, long last, Backing.Writer writer) throws IOException {
+        ClusterBitmap dirty = image.dirty();
+        long[] copied = new long[(int) (last - first + 1)];
+        int count = 0;
+        try (ClusterRangeLock.Held held = locks.lock(first, last)) {
+            ByteBuffer buf = buffers.acquire();
+            try {
+                long c = dirty.nextSet(first, last + 1);
+                while (c <= last) {
+                    long runEnd = Math.min(dirty.nextClear(c, last + 1),
+                            c + Math.max(1, buffers.bufferSize() >>> clusterShift));
+                    long from = clusterStart(c);
+                    long to = clusterEnd(runEnd - 1);
+                    buf.clear().limit((int) (to - from));
+                    readLeaf(buf, from);
+                    buf.flip();
+                    writer.writeFully(buf, from);
+                    for (long k = c; k < runEnd; k++) {
+                        redirtied.clear(k);
+                        copied[count++] = k;
+                    }
+                    c = runEnd <= last ? dirty.nextSet(runEnd, last + 1) : last + 1;
+                }
+            } finally {
+                buffers.release(buf);
+            }
+        }
+        return java.util.Arrays.copyOf(copied, count);
+    }
+
+    /**
+     * Commit step, second half: the backing holding {@code copied} is durable; clears the dirty bit of
+     * each cluster that no write touched since it was copied.
+     */
+    public long markCommitted(long[] copied) {
+        if (copied.length == 0) {
+            return 0;
+        }
+        long committed = 0;
+        try (ClusterRangeLock.Held held = locks.lock(copied[0], copied[copied.length - 1])) {
+            for (long c : copied) {
+                if (!redirtied.get(c)) {
+                    image.clearDirty(c);
+                    committed += clusterEnd(c) - clusterStart(c);
+                }
+            }
+        }
+        return committed;
+    }
+
+    /** Clusters in all. */
+    public long clusters() {
+        return clusters;
+    }
+
+    @Override
+    public void close() throws IOException {
+        if (!closed.compareAndSet(false, true)) {
+            return;
+        }
+        try (image) {
+            if (backing != null) {
+                backing.close();
+            }
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "LeafDisk[" + name + "]";
+    }
 }

@@ -1,24 +1,115 @@
 package corfs.image;
 
+import corfs.CorfsException;
+import corfs.backing.BackingIdentity;
+import corfs.backing.FileBacking;
+import corfs.io.FileOps;
+
 import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
 
-/** API SKELETON (being implemented): the offline operations of the CLI on a leaf. */
+/** The offline operations of the CLI on a leaf (create, info, map, check): nothing here is mounted. */
 public final class LeafImages {
-    private LeafImages() { }
+    private LeafImages() {
+    }
+
     /** Metadata path of a leaf: LEAF.corfs beside it. */
-    public static Path metadataPath(Path leaf) { return leaf.resolveSibling(leaf.getFileName() + ".corfs"); }
-    /**
-     * Creates LEAF (sparse raw, backing's size, mode 0600) and LEAF.corfs. clusterSize: power of two 4K..2M.
-     * Refuses (CorfsException with a one-line message) an existing LEAF or LEAF.corfs unless force, a missing or
-     * unreadable backing, a bad cluster size.
-     */
-    public static void create(Path leaf, Path backing, int clusterSize, boolean force) throws IOException { throw new UnsupportedOperationException(); }
-    /** Reads the metadata (refuses corrupt/unknown version with CorfsException). */
-    public static LeafInfo info(Path leaf) throws IOException { throw new UnsupportedOperationException(); }
+    public static Path metadataPath(Path leaf) {
+        return LeafImage.metadataPathOf(leaf);
+    }
+
+    /** See {@link LeafImage#create}. */
+    public static void create(Path leaf, Path backing, int clusterSize, boolean force) throws IOException {
+        LeafImage.create(leaf, backing, clusterSize, force);
+    }
+
+    /** Reads the metadata without taking the lock (the leaf may be mounted; then the figures may lag a second). */
+    public static LeafInfo info(Path leaf) throws IOException {
+        try (LeafImage image = LeafImage.open(leaf, FileOps.system(), true, true)) {
+            LeafHeader h = image.header();
+            long clusters = image.clusters();
+            return new LeafInfo(image.dataPath().toString(), image.metadataPath().toString(), MetadataFormat.VERSION,
+                    h.virtualSize(), h.clusterSize(), clusters, bytes(image, image.local()), bytes(image, image.dirty()),
+                    image.sparseData().allocatedBytes(), h.standalone(), h.backingPath(), h.backingIdentity(),
+                    h.job().kind(), h.job().state(), h.job().speed(), h.job().onError(), h.job().error());
+        }
+    }
+
+    private static long bytes(LeafImage image, ClusterBitmap bitmap) {
+        long cs = image.header().clusterSize();
+        long n = bitmap.count() * cs;
+        long clusters = image.clusters();
+        if (clusters > 0 && bitmap.get(clusters - 1)) {
+            n -= clusters * cs - image.header().virtualSize();
+        }
+        return n;
+    }
+
     /** The leaf's extents in order, adjacent clusters of one state merged. */
-    public static List<Extent> map(Path leaf) throws IOException { throw new UnsupportedOperationException(); }
-    /** Verifies the metadata and the data file; never changes anything. Empty list = clean. */
-    public static List<String> check(Path leaf) throws IOException { throw new UnsupportedOperationException(); }
+    public static List<Extent> map(Path leaf) throws IOException {
+        try (LeafImage image = LeafImage.open(leaf, FileOps.system(), true, true)) {
+            List<Extent> out = new ArrayList<>();
+            long size = image.header().virtualSize();
+            long cs = image.header().clusterSize();
+            ClusterBitmap local = image.local();
+            ClusterBitmap dirty = image.dirty();
+            long clusters = image.clusters();
+            long c = 0;
+            while (c < clusters) {
+                boolean l = local.get(c);
+                boolean d = dirty.get(c);
+                long end = c + 1;
+                if (!l) {
+                    end = local.nextSet(c, clusters);
+                } else if (d) {
+                    end = dirty.nextClear(c, clusters);
+                } else {
+                    end = Math.min(local.nextClear(c, clusters), dirty.nextSet(c, clusters));
+                }
+                long from = c * cs;
+                long to = Math.min(size, end * cs);
+                out.add(new Extent(from, to - from, l, d));
+                c = end;
+            }
+            return out;
+        }
+    }
+
+    /**
+     * Verifies the metadata (header slots, checksums, every bitmap page, the data file's size and name)
+     * and the backing's presence and identity. Never changes anything. Returns the problems; empty if
+     * clean.
+     */
+    public static List<String> check(Path leaf) throws IOException {
+        List<String> problems = new ArrayList<>();
+        LeafHeader header;
+        try (LeafImage image = LeafImage.open(leaf, FileOps.system(), true, true)) {
+            header = image.header();
+        } catch (CorruptMetadataException e) {
+            problems.add(e.getMessage());
+            return problems;
+        } catch (CorfsException e) {
+            problems.add(e.getMessage());
+            return problems;
+        }
+        Path backing = Path.of(header.backingPath());
+        if (!Files.exists(backing)) {
+            if (!header.standalone()) {
+                problems.add("backing " + backing + " is missing and the leaf is not standalone");
+            }
+        } else {
+            BackingIdentity now = FileBacking.identityOf(backing);
+            if (now.size() != header.virtualSize()) {
+                problems.add("backing " + backing + " is " + now.size() + " bytes, the leaf " + header.virtualSize());
+            } else if (!now.equals(header.backingIdentity()) && !header.standalone()
+                    && header.job().kind() != corfs.jobs.JobKind.COMMIT) {
+                problems.add("backing " + backing + " changed since create (" + now.describe() + ", recorded "
+                        + header.backingIdentity().describe() + ")");
+            }
+        }
+        return problems;
+    }
 }

@@ -1,27 +1,289 @@
 package corfs.jobs;
 
+import corfs.CorfsException;
+import corfs.CorfsException.Reason;
+import corfs.backing.Backing;
+import corfs.backing.BackingIdentity;
+import corfs.backing.FileBacking;
+import corfs.control.CommandTarget;
+import corfs.control.ControlCommand;
 import corfs.engine.LeafDisk;
+import corfs.image.LeafHeader;
+import corfs.image.LeafImage;
+import corfs.io.FileOps;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
 import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicReference;
 
-/** API SKELETON (being implemented): everything one mount serves: its leaves, the filler, commands. */
-public final class MountSession implements AutoCloseable {
+/**
+ * Everything one mount serves: its leaves, their filler thread, the periodic flusher and the target of
+ * control commands. Engine-level and FUSE-free, so the whole mount is testable without a kernel.
+ *
+ * <h2>Opening</h2>
+ * Every leaf is opened and checked before anything is served; if one is refused, all opened so far are
+ * closed and nothing on disk has changed. A leaf is refused when its metadata is corrupt, when another
+ * process holds it, when its backing is missing or of another size, or when the backing's identity
+ * changed since create (unless {@code force}, or a commit was running: the commit itself changed it).
+ *
+ * <h2>Threads</h2>
+ * Two named threads per mount: the filler (jobs) and the flusher, which makes bitmap changes durable
+ * once a second, like a disk with a volatile write cache committing in the background (an fsync from the
+ * guest is the barrier that matters). Commands arrive on FUSE threads.
+ *
+ * <h2>Closing</h2>
+ * Reverse order of opening: stop the filler (running jobs stay recorded as running and resume next
+ * time), stop the flusher, flush and close each leaf. Idempotent.
+ */
+public final class MountSession implements CommandTarget, AutoCloseable {
+    private static final Logger LOG = LoggerFactory.getLogger(MountSession.class);
+    private static final long FLUSH_INTERVAL_MS = 1000;
+
     /** Options from the mount command line. */
-    public record Options(boolean readOnly, boolean force, long backingTimeoutMillis) { }
+    public record Options(boolean readOnly, boolean force, long backingTimeoutMillis) {
+    }
 
-    /** Opens and checks every leaf (refusing with a CorfsException whose message says why), resumes jobs. */
-    public static MountSession open(List<Path> leaves, Options options) throws IOException { throw new UnsupportedOperationException(); }
-    /** The leaves in command-line order. */
-    public List<LeafDisk> leaves() { throw new UnsupportedOperationException(); }
+    private final Map<String, LeafDisk> disks;
+    private final Filler filler;
+    private final Thread flusher;
+    private final AtomicBoolean closed = new AtomicBoolean();
+    private final AtomicReference<String> lastGlobalError = new AtomicReference<>();
+
+    private MountSession(Map<String, LeafDisk> disks, Filler filler, String mountName) {
+        this.disks = disks;
+        this.filler = filler;
+        this.flusher = new Thread(this::flushLoop, "corfs-flusher-" + mountName);
+        this.flusher.setDaemon(true);
+    }
+
+    /** Opens and checks every leaf, resumes recorded jobs and starts the threads. */
+    public static MountSession open(List<Path> leaves, Options options) throws IOException {
+        return open(leaves, options, FileOps.system());
+    }
+
+    public static MountSession open(List<Path> leaves, Options options, FileOps fileOps) throws IOException {
+        if (leaves.isEmpty()) {
+            throw new CorfsException(Reason.INVALID_ARGUMENT, "no leaf to mount");
+        }
+        Map<String, LeafDisk> disks = new LinkedHashMap<>();
+        try {
+            for (Path leaf : leaves) {
+                String name = leaf.getFileName().toString();
+                if (disks.containsKey(name)) {
+                    throw new CorfsException(Reason.INVALID_ARGUMENT, "two leaves are named " + name
+                            + ": each appears under the mount point by its file name");
+                }
+                if (name.equals("control")) {
+                    throw new CorfsException(Reason.INVALID_ARGUMENT, "a leaf may not be named 'control'");
+                }
+                disks.put(name, openDisk(leaf, options, fileOps));
+            }
+        } catch (IOException | RuntimeException e) {
+            for (LeafDisk d : disks.values()) {
+                try {
+                    d.close();
+                } catch (IOException closeFailure) {
+                    e.addSuppressed(closeFailure);
+                }
+            }
+            throw e;
+        }
+        String mountName = disks.keySet().iterator().next();
+        Filler filler = new Filler(new ArrayList<>(disks.values()), fileOps, mountName);
+        MountSession session = new MountSession(disks, filler, mountName);
+        try {
+            for (LeafDisk d : disks.values()) {
+                filler.restore(d);
+            }
+        } catch (IOException | RuntimeException e) {
+            session.close();
+            throw e;
+        }
+        filler.start();
+        session.flusher.start();
+        return session;
+    }
+
+    private static LeafDisk openDisk(Path leaf, Options options, FileOps fileOps) throws IOException {
+        LeafImage image = LeafImage.open(leaf, fileOps, options.readOnly(), false);
+        try {
+            LeafHeader h = image.header();
+            Path backingPath = Path.of(h.backingPath());
+            Backing backing = null;
+            if (!Files.exists(backingPath)) {
+                if (!h.standalone()) {
+                    throw new CorfsException(Reason.NOT_FOUND, leaf + ": backing " + backingPath
+                            + " is missing and the leaf is not standalone (not fully streamed)");
+                }
+                LOG.info("{}: standalone; backing {} is gone and not needed", leaf.getFileName(), backingPath);
+            } else {
+                BackingIdentity now = FileBacking.identityOf(backingPath);
+                BackingIdentity recorded = h.backingIdentity();
+                if (now.size() != h.virtualSize()) {
+                    throw new CorfsException(Reason.INVALID_ARGUMENT, leaf + ": backing " + backingPath + " is "
+                            + now.size() + " bytes, but the leaf is " + h.virtualSize() + " (a different file?)");
+                }
+                if (!now.equals(recorded) && !h.standalone()) {
+                    boolean commitWasRunning = h.job().kind() == JobKind.COMMIT
+                            && (h.job().state().isActive() || h.job().state() == JobState.FAILED);
+                    if (commitWasRunning) {
+                        LOG.info("{}: backing changed since create, as the interrupted commit changed it; accepted",
+                                leaf.getFileName());
+                    } else if (options.force()) {
+                        LOG.warn("{}: backing changed since create ({} now, {} recorded); accepted because of --force",
+                                leaf.getFileName(), now.describe(), recorded.describe());
+                    } else {
+                        throw new CorfsException(Reason.INVALID_ARGUMENT, leaf + ": backing " + backingPath
+                                + " changed since the leaf was created (" + now.describe() + ", recorded "
+                                + recorded.describe() + "); clusters read from it would be wrong. Use --force only if"
+                                + " its content is unchanged");
+                    }
+                }
+                Backing opened = FileBacking.open(backingPath, fileOps);
+                backing = options.backingTimeoutMillis() > 0
+                        ? new TimeoutBacking(opened, options.backingTimeoutMillis()) : opened;
+            }
+            return new LeafDisk(leaf.getFileName().toString(), image, backing, options.readOnly());
+        } catch (IOException | RuntimeException e) {
+            image.close();
+            throw e;
+        }
+    }
+
+    public List<LeafDisk> leaves() {
+        return List.copyOf(disks.values());
+    }
+
     /** The leaf exposed under this name, or null. */
-    public LeafDisk find(String name) { throw new UnsupportedOperationException(); }
-    /** Carries out one parsed control command; CorfsException with the reason on failure (recorded for status). */
-    public void execute(corfs.control.ControlCommand command) throws IOException { throw new UnsupportedOperationException(); }
-    /** Records an error (a rejected command line) so the status shows it. image may be null (all leaves). */
-    public void recordError(String image, String message) { throw new UnsupportedOperationException(); }
-    /** The status of every leaf, fresh. */
-    public List<LeafStatus> status() { throw new UnsupportedOperationException(); }
-    /** Stops jobs (their state stays resumable), flushes, closes. Idempotent. */
-    @Override public void close() throws IOException { }
+    public LeafDisk find(String name) {
+        return disks.get(name);
+    }
+
+    // ------------------------------------------------------------------ CommandTarget
+
+    @Override
+    public void execute(ControlCommand command) throws IOException {
+        String image = resolve(command.image());
+        if (command instanceof ControlCommand.Stream s) {
+            filler.startJob(image, JobKind.STREAM, s.speed(), s.onError());
+        } else if (command instanceof ControlCommand.Commit c) {
+            filler.startJob(image, JobKind.COMMIT, c.speed(), c.onError());
+        } else if (command instanceof ControlCommand.Pause) {
+            filler.pause(image);
+        } else if (command instanceof ControlCommand.Resume) {
+            filler.resume(image);
+        } else if (command instanceof ControlCommand.Cancel) {
+            filler.cancel(image);
+        } else if (command instanceof ControlCommand.Speed s) {
+            filler.setSpeed(image, s.bytesPerSecond());
+        } else {
+            throw new CorfsException(Reason.INVALID_ARGUMENT, "unknown command " + command);
+        }
+    }
+
+    private String resolve(String image) throws CorfsException {
+        if (image == null) {
+            if (disks.size() != 1) {
+                throw new CorfsException(Reason.INVALID_ARGUMENT, disks.size()
+                        + " leaves are mounted: name the image (" + String.join(", ", disks.keySet()) + ")");
+            }
+            return disks.keySet().iterator().next();
+        }
+        if (!disks.containsKey(image)) {
+            throw new CorfsException(Reason.NOT_FOUND, "no image named '" + image + "' is mounted here");
+        }
+        return image;
+    }
+
+    @Override
+    public void recordError(String image, String message) {
+        if (image != null && disks.containsKey(image)) {
+            filler.recordError(image, message);
+        } else if (disks.size() == 1) {
+            filler.recordError(disks.keySet().iterator().next(), message);
+        } else {
+            lastGlobalError.set(message);
+            for (String name : disks.keySet()) {
+                filler.recordError(name, message);
+            }
+        }
+    }
+
+    @Override
+    public List<LeafStatus> status() {
+        List<LeafStatus> out = new ArrayList<>(disks.size());
+        for (String name : disks.keySet()) {
+            out.add(filler.status(name));
+        }
+        return Collections.unmodifiableList(out);
+    }
+
+    // ------------------------------------------------------------------ flusher
+
+    private void flushLoop() {
+        while (!closed.get()) {
+            synchronized (this) {
+                try {
+                    wait(FLUSH_INTERVAL_MS);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    return;
+                }
+            }
+            if (closed.get()) {
+                return;
+            }
+            for (LeafDisk d : disks.values()) {
+                if (d.readOnly() || !d.image().hasUnflushedChanges()) {
+                    continue;
+                }
+                try {
+                    d.flush();
+                } catch (IOException | RuntimeException e) {
+                    LOG.warn("{}: background flush failed: {}", d.name(), e.toString());
+                }
+            }
+        }
+    }
+
+    /** Stops the jobs (they resume at the next mount), flushes and closes every leaf. Idempotent. */
+    @Override
+    public void close() throws IOException {
+        if (!closed.compareAndSet(false, true)) {
+            return;
+        }
+        filler.close();
+        synchronized (this) {
+            notifyAll();
+        }
+        try {
+            flusher.join(10_000);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        IOException failure = null;
+        for (LeafDisk d : disks.values()) {
+            try {
+                d.close();
+            } catch (IOException e) {
+                LOG.warn("{}: close failed: {}", d.name(), e.toString());
+                if (failure == null) {
+                    failure = e;
+                }
+            }
+        }
+        LOG.info("closed {} leaf(s); every write is flushed", disks.size());
+        if (failure != null) {
+            throw failure;
+        }
+    }
 }

@@ -1,0 +1,57 @@
+package corfs.image;
+
+import corfs.backing.BackingIdentity;
+import corfs.jobs.JobKind;
+import corfs.jobs.JobState;
+import corfs.jobs.OnError;
+
+import java.util.UUID;
+
+/**
+ * The leaf's header: everything in the metadata except the cluster bitmaps. Immutable; a change is a
+ * new header written with {@link LeafImage#updateHeader}.
+ *
+ * @param uuid           identifies this leaf; stamped into every bitmap page so that pages of another
+ *                       leaf's metadata are recognised
+ * @param virtualSize    size of the virtual disk (= backing size) in bytes
+ * @param clusterSize    power of two, 4 KiB to 2 MiB
+ * @param dataFileName   the data file's name, so swapped metadata is recognised
+ * @param backingPath    absolute path of the backing
+ * @param backingIdentity the backing as it was at create time or after the last completed commit
+ * @param standalone     every cluster is local: the backing is no longer needed
+ * @param job            the current or last job (so it resumes after a remount or crash)
+ */
+public record LeafHeader(
+        UUID uuid,
+        long virtualSize,
+        int clusterSize,
+        String dataFileName,
+        String backingPath,
+        BackingIdentity backingIdentity,
+        boolean standalone,
+        JobRecord job) {
+
+    /** The job as persisted. {@code error} is null when there is none. */
+    public record JobRecord(JobKind kind, JobState state, long speed, OnError onError, String error) {
+        public static final JobRecord NONE = new JobRecord(JobKind.NONE, JobState.IDLE, 0, OnError.STOP, null);
+    }
+
+    public long clusters() {
+        return (virtualSize + clusterSize - 1) / clusterSize;
+    }
+
+    public LeafHeader withJob(JobRecord newJob) {
+        return new LeafHeader(uuid, virtualSize, clusterSize, dataFileName, backingPath, backingIdentity,
+                standalone, newJob);
+    }
+
+    public LeafHeader withStandalone(boolean value) {
+        return new LeafHeader(uuid, virtualSize, clusterSize, dataFileName, backingPath, backingIdentity,
+                value, job);
+    }
+
+    public LeafHeader withBackingIdentity(BackingIdentity identity) {
+        return new LeafHeader(uuid, virtualSize, clusterSize, dataFileName, backingPath, identity,
+                standalone, job);
+    }
+}

@@ -1,0 +1,583 @@
+package corfs.image;
+
+import corfs.CorfsException;
+import corfs.CorfsException.Reason;
+import corfs.backing.BackingIdentity;
+import corfs.backing.FileBacking;
+import corfs.io.FileOps;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.channels.FileLock;
+import java.nio.channels.OverlappingFileLockException;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.util.ArrayList;
+import java.util.EnumSet;
+import java.util.List;
+import java.util.UUID;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.function.UnaryOperator;
+
+/**
+ * A leaf on disk: the raw data file {@code LEAF} and its metadata {@code LEAF.corfs} (layout in
+ * {@link MetadataFormat}), with the cluster bitmaps held in memory.
+ *
+ * <h2>Crash ordering (enforced here, in {@link #flush()})</h2>
+ * A bit is set in memory only after the cluster's data has been written to the data file (the engine's
+ * rule). {@link #flush()} then: (1) snapshots the changed bitmap pages, (2) makes the data file durable
+ * (fdatasync, or fsync after a hole was punched), (3) writes the snapshots, each to the page's older
+ * slot, (4) makes the metadata durable. Every bit in a snapshot was set before (2), so on disk no cluster
+ * is ever marked local or dirty before its data is durable. A torn page write leaves the page's other
+ * slot intact. Local bits are only ever set; a dirty bit is cleared only after the backing holding its
+ * data was made durable (the commit job's rule).
+ *
+ * <h2>Threads</h2>
+ * Bitmaps are lock-free ({@link ClusterBitmap}); {@link #markLocal}/{@link #markDirty}/{@link #clearDirty}
+ * may be called from any thread. {@link #flush()} and {@link #updateHeader} serialise on their own locks
+ * (flush lock before header lock when both are taken). Data I/O goes through {@link #data()} with
+ * positional calls only; it must never be used from a thread that can be interrupted.
+ *
+ * <h2>Ownership</h2>
+ * A writable LeafImage holds an exclusive lock on the metadata file, so a second corfs process cannot
+ * open the same leaf.
+ */
+public final class LeafImage implements AutoCloseable {
+    private static final Logger LOG = LoggerFactory.getLogger(LeafImage.class);
+
+    private final Path dataPath;
+    private final Path metadataPath;
+    private final FileChannel data;
+    private final FileOps.SparseFile sparseData;
+    private final FileChannel metadata;
+    private final FileLock lock;
+    private final boolean readOnly;
+    private final ClusterBitmap local;
+    private final ClusterBitmap dirty;
+    private final ClusterBitmap changedPages;
+    private final long[] pageSequence;
+    private final byte[] pageNewestSlot;
+    private final Object flushLock = new Object();
+    private final Object headerLock = new Object();
+    private final AtomicBoolean holePunched = new AtomicBoolean();
+    private final AtomicBoolean closed = new AtomicBoolean();
+    private volatile LeafHeader header;
+    private long headerGeneration;
+
+    private LeafImage(Path dataPath, Path metadataPath, FileChannel data, FileOps.SparseFile sparseData,
+                      FileChannel metadata, FileLock lock, boolean readOnly, LeafHeader header,
+                      long headerGeneration) {
+        this.dataPath = dataPath;
+        this.metadataPath = metadataPath;
+        this.data = data;
+        this.sparseData = sparseData;
+        this.metadata = metadata;
+        this.lock = lock;
+        this.readOnly = readOnly;
+        this.header = header;
+        this.headerGeneration = headerGeneration;
+        long clusters = header.clusters();
+        this.local = new ClusterBitmap(clusters);
+        this.dirty = new ClusterBitmap(clusters);
+        long pages = MetadataFormat.pageCount(clusters);
+        this.changedPages = new ClusterBitmap(pages);
+        this.pageSequence = new long[Math.toIntExact(pages)];
+        this.pageNewestSlot = new byte[Math.toIntExact(pages)];
+    }
+
+    /** The metadata file of a leaf: {@code LEAF.corfs} beside it. */
+    public static Path metadataPathOf(Path leaf) {
+        return leaf.resolveSibling(leaf.getFileName() + ".corfs");
+    }
+
+    // ---------------------------------------------------------------- create
+
+    /**
+     * Creates {@code leaf} (a sparse file of the backing's size) and its metadata, both mode 0600. The
+     * metadata is written to a temporary file, made durable and renamed into place, so a crash leaves
+     * either no leaf or a complete one.
+     */
+    public static void create(Path leaf, Path backing, int clusterSize, boolean force) throws IOException {
+        if (!MetadataFormat.validClusterSize(clusterSize)) {
+            throw new CorfsException(Reason.INVALID_ARGUMENT, "cluster size " + clusterSize
+                    + " is not a power of two from 4K to 2M");
+        }
+        Path backingAbs = backing.toAbsolutePath().normalize();
+        if (!Files.exists(backingAbs)) {
+            throw new CorfsException(Reason.NOT_FOUND, "backing " + backing + " does not exist");
+        }
+        if (!Files.isRegularFile(backingAbs)) {
+            throw new CorfsException(Reason.INVALID_ARGUMENT, "backing " + backing + " is not a regular file");
+        }
+        if (!Files.isReadable(backingAbs)) {
+            throw new CorfsException(Reason.NOT_PERMITTED, "backing " + backing + " is not readable");
+        }
+        try (FileChannel probe = FileChannel.open(backingAbs, StandardOpenOption.READ)) {
+            probe.read(ByteBuffer.allocate(1), 0);
+        } catch (IOException e) {
+            throw new CorfsException(Reason.NOT_PERMITTED, "backing " + backing + " cannot be read: " + e.getMessage(), e);
+        }
+        Path leafAbs = leaf.toAbsolutePath().normalize();
+        if (leafAbs.equals(backingAbs)) {
+            throw new CorfsException(Reason.INVALID_ARGUMENT, "the leaf and the backing are the same file");
+        }
+        Path meta = metadataPathOf(leafAbs);
+        String name = leafAbs.getFileName().toString();
+        if (name.equals("control")) {
+            throw new CorfsException(Reason.INVALID_ARGUMENT, "a leaf may not be named 'control' (the control file's name)");
+        }
+        if (name.getBytes(java.nio.charset.StandardCharsets.UTF_8).length > MetadataFormat.MAX_NAME_BYTES) {
+            throw new CorfsException(Reason.INVALID_ARGUMENT, "leaf file name is too long");
+        }
+        if (backingAbs.toString().getBytes(java.nio.charset.StandardCharsets.UTF_8).length > MetadataFormat.MAX_PATH_BYTES) {
+            throw new CorfsException(Reason.INVALID_ARGUMENT, "backing path is too long");
+        }
+        if (!Files.isDirectory(leafAbs.getParent())) {
+            throw new CorfsException(Reason.NOT_FOUND, "directory " + leafAbs.getParent() + " does not exist");
+        }
+        if (!force && (Files.exists(leafAbs) || Files.exists(meta))) {
+            throw new CorfsException(Reason.BUSY, (Files.exists(leafAbs) ? leafAbs : meta)
+                    + " already exists (use --force to replace it)");
+        }
+        BackingIdentity identity = FileBacking.identityOf(backingAbs);
+        if (identity.size() == 0) {
+            throw new CorfsException(Reason.INVALID_ARGUMENT, "backing " + backing + " is empty");
+        }
+        if (force) {
+            refuseIfLocked(meta);
+            Files.deleteIfExists(leafAbs);
+            Files.deleteIfExists(meta);
+        }
+        LeafHeader header = new LeafHeader(UUID.randomUUID(), identity.size(), clusterSize, name,
+                backingAbs.toString(), identity, false, LeafHeader.JobRecord.NONE);
+        var mode = PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------"));
+        Files.createFile(leafAbs, mode);
+        try (FileChannel ch = FileChannel.open(leafAbs, StandardOpenOption.WRITE)) {
+            // A sparse file of the virtual size: one byte at the end would allocate a block, so extend
+            // with ftruncate through RandomAccessFile semantics instead.
+            try (var raf = new java.io.RandomAccessFile(leafAbs.toFile(), "rw")) {
+                raf.setLength(identity.size());
+            }
+            ch.force(true);
+        }
+        Path tmp = meta.resolveSibling(meta.getFileName() + ".tmp");
+        Files.deleteIfExists(tmp);
+        Files.createFile(tmp, mode);
+        try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE)) {
+            writeFully(ch, MetadataFormat.encodeHeader(header, 1), 0);
+            writeFully(ch, MetadataFormat.encodeHeader(header, 1), MetadataFormat.SLOT_SIZE);
+            try (var raf = new java.io.RandomAccessFile(tmp.toFile(), "rw")) {
+                raf.setLength(MetadataFormat.fileLength(header.clusters()));
+            }
+            ch.force(true);
+        }
+        Files.move(tmp, meta, StandardCopyOption.ATOMIC_MOVE);
+        syncDirectory(meta.getParent());
+        LOG.info("created leaf {} over {} ({} bytes, {} byte clusters)", leafAbs, backingAbs, identity.size(), clusterSize);
+    }
+
+    private static void refuseIfLocked(Path meta) throws IOException {
+        if (!Files.exists(meta)) {
+            return;
+        }
+        try (FileChannel ch = FileChannel.open(meta, StandardOpenOption.READ, StandardOpenOption.WRITE)) {
+            FileLock l = ch.tryLock();
+            if (l == null) {
+                throw new CorfsException(Reason.BUSY, meta + " is in use by a running corfs (mounted)");
+            }
+            l.release();
+        } catch (OverlappingFileLockException e) {
+            throw new CorfsException(Reason.BUSY, meta + " is in use by this process");
+        }
+    }
+
+    // ---------------------------------------------------------------- open
+
+    /**
+     * Opens a leaf, verifying every part of its metadata. Refuses, changing nothing, when the metadata
+     * is corrupt, truncated, of an unknown version or of another leaf, when the data file is missing or
+     * of the wrong size, or (unless {@code inspectOnly}) when another process holds the leaf.
+     *
+     * @param readOnly    open the files read-only (no writes, no flushes)
+     * @param inspectOnly do not take the lock (info, map, check of a possibly mounted leaf)
+     */
+    public static LeafImage open(Path leaf, FileOps fileOps, boolean readOnly, boolean inspectOnly) throws IOException {
+        Path leafAbs = leaf.toAbsolutePath().normalize();
+        Path meta = metadataPathOf(leafAbs);
+        if (!Files.exists(meta)) {
+            throw new CorfsException(Reason.NOT_FOUND, leaf + " is not a corfs leaf: " + meta + " is missing");
+        }
+        boolean writable = !readOnly && !inspectOnly;
+        FileChannel metadata = writable
+                ? FileChannel.open(meta, StandardOpenOption.READ, StandardOpenOption.WRITE)
+                : FileChannel.open(meta, StandardOpenOption.READ);
+        FileLock lock = null;
+        FileChannel data = null;
+        FileOps.SparseFile sparse = null;
+        try {
+            if (!inspectOnly) {
+                lock = lockFor(metadata, meta, !writable);
+            }
+            ParsedMetadata parsed = readHeader(metadata, meta);
+            LeafHeader header = parsed.header;
+            long expectedLength = MetadataFormat.fileLength(header.clusters());
+            long actualLength = metadata.size();
+            if (actualLength != expectedLength) {
+                throw new CorruptMetadataException(meta + " is " + actualLength + " bytes, expected " + expectedLength
+                        + " for " + header.clusters() + " clusters (truncated, or a bitmap of the wrong size)");
+            }
+            if (!leafAbs.getFileName().toString().equals(header.dataFileName())) {
+                throw new CorruptMetadataException(meta + " belongs to leaf '" + header.dataFileName()
+                        + "', not '" + leafAbs.getFileName() + "' (swapped or renamed metadata)");
+            }
+            if (!Files.isRegularFile(leafAbs)) {
+                throw new CorfsException(Reason.NOT_FOUND, "leaf data file " + leafAbs + " is missing");
+            }
+            data = writable
+                    ? FileChannel.open(leafAbs, StandardOpenOption.READ, StandardOpenOption.WRITE)
+                    : FileChannel.open(leafAbs, StandardOpenOption.READ);
+            if (data.size() != header.virtualSize()) {
+                throw new CorruptMetadataException("leaf data file " + leafAbs + " is " + data.size()
+                        + " bytes, expected " + header.virtualSize() + " (truncated or replaced)");
+            }
+            sparse = fileOps.open(leafAbs, writable);
+            LeafImage image = new LeafImage(leafAbs, meta, data, sparse, metadata, lock, !writable, header,
+                    parsed.generation);
+            image.loadPages();
+            return image;
+        } catch (IOException | RuntimeException e) {
+            closeQuietly(sparse);
+            closeQuietly(data);
+            closeQuietly(metadata); // releases the lock
+            throw e;
+        }
+    }
+
+    private static FileLock lockFor(FileChannel metadata, Path meta, boolean shared) throws IOException {
+        try {
+            FileLock l = metadata.tryLock(0, Long.MAX_VALUE, shared);
+            if (l == null) {
+                throw new CorfsException(Reason.BUSY, meta + " is in use by another corfs process (is the leaf already mounted?)");
+            }
+            return l;
+        } catch (OverlappingFileLockException e) {
+            throw new CorfsException(Reason.BUSY, meta + " is already open in this process (the same leaf named twice?)");
+        }
+    }
+
+    private record ParsedMetadata(LeafHeader header, long generation) {
+    }
+
+    private static ParsedMetadata readHeader(FileChannel metadata, Path meta) throws IOException {
+        if (metadata.size() < MetadataFormat.PAGES_OFFSET) {
+            throw new CorruptMetadataException(meta + " is truncated (" + metadata.size() + " bytes)");
+        }
+        MetadataFormat.HeaderSlot[] slots = new MetadataFormat.HeaderSlot[2];
+        for (int s = 0; s < 2; s++) {
+            ByteBuffer b = ByteBuffer.allocate(MetadataFormat.SLOT_SIZE);
+            readFully(metadata, b, (long) s * MetadataFormat.SLOT_SIZE);
+            slots[s] = MetadataFormat.decodeHeader(b.flip());
+        }
+        for (MetadataFormat.HeaderSlot slot : slots) {
+            if (slot.unknownVersion()) {
+                throw new CorruptMetadataException(meta + ": " + slot.problem());
+            }
+        }
+        for (int s = 0; s < 2; s++) {
+            if (!slots[s].valid()) {
+                MetadataFormat.HeaderSlot other = slots[1 - s];
+                throw new CorruptMetadataException(meta + ": header slot " + s + " is damaged (" + slots[s].problem()
+                        + ")" + (other.valid() ? "; slot " + (1 - s) + " is intact" : "; so is slot " + (1 - s)
+                        + " (" + other.problem() + ")"));
+            }
+        }
+        if (!slots[0].header().uuid().equals(slots[1].header().uuid())) {
+            throw new CorruptMetadataException(meta + ": the two header slots belong to different leaves");
+        }
+        MetadataFormat.HeaderSlot newest = slots[0].generation() >= slots[1].generation() ? slots[0] : slots[1];
+        return new ParsedMetadata(newest.header(), newest.generation());
+    }
+
+    private void loadPages() throws IOException {
+        UUID uuid = header.uuid();
+        ByteBuffer[] slot = {ByteBuffer.allocate(MetadataFormat.SLOT_SIZE), ByteBuffer.allocate(MetadataFormat.SLOT_SIZE)};
+        for (int page = 0; page < pageSequence.length; page++) {
+            MetadataFormat.PageSlot[] decoded = new MetadataFormat.PageSlot[2];
+            for (int s = 0; s < 2; s++) {
+                slot[s].clear();
+                readFully(metadata, slot[s], MetadataFormat.pageSlotOffset(page, s));
+                slot[s].flip();
+                decoded[s] = MetadataFormat.decodePageSlot(slot[s], page, uuid);
+                if (!decoded[s].valid()) {
+                    throw new CorruptMetadataException(metadataPath + ": bitmap page " + page + " slot " + s + ": "
+                            + decoded[s].problem());
+                }
+            }
+            int newest;
+            if (decoded[0].empty() && decoded[1].empty()) {
+                continue;
+            } else if (decoded[0].empty()) {
+                newest = 1;
+            } else if (decoded[1].empty()) {
+                newest = 0;
+            } else {
+                newest = decoded[0].sequence() >= decoded[1].sequence() ? 0 : 1;
+            }
+            try {
+                MetadataFormat.loadPage(slot[newest], page, local, dirty);
+            } catch (IllegalArgumentException e) {
+                throw new CorruptMetadataException(metadataPath + ": bitmap page " + page + ": " + e.getMessage());
+            }
+            pageSequence[page] = decoded[newest].sequence();
+            pageNewestSlot[page] = (byte) newest;
+        }
+        for (long c = dirty.nextSet(0, dirty.size()); c < dirty.size(); c = dirty.nextSet(c + 1, dirty.size())) {
+            if (!local.get(c)) {
+                throw new CorruptMetadataException(metadataPath + ": cluster " + c + " is dirty but not local");
+            }
+        }
+        if (header.standalone() && local.count() != local.size()) {
+            throw new CorruptMetadataException(metadataPath + ": marked standalone but "
+                    + (local.size() - local.count()) + " clusters are not local");
+        }
+    }
+
+    // ---------------------------------------------------------------- accessors
+
+    public LeafHeader header() {
+        return header;
+    }
+
+    public Path dataPath() {
+        return dataPath;
+    }
+
+    public Path metadataPath() {
+        return metadataPath;
+    }
+
+    public boolean readOnly() {
+        return readOnly;
+    }
+
+    /** The data file, for positional reads and writes only. */
+    public FileChannel data() {
+        return data;
+    }
+
+    /** The data file's sparse operations (punch hole, allocated size). */
+    public FileOps.SparseFile sparseData() {
+        return sparseData;
+    }
+
+    /** Clusters whose data is in the leaf. Read freely; change only through {@link #markLocal}. */
+    public ClusterBitmap local() {
+        return local;
+    }
+
+    /** Clusters written through corfs and not committed. Change only through mark/clearDirty. */
+    public ClusterBitmap dirty() {
+        return dirty;
+    }
+
+    public long clusters() {
+        return local.size();
+    }
+
+    // ---------------------------------------------------------------- bit changes
+
+    /** Marks a cluster local. Call only after its data was written to {@link #data()}. */
+    public void markLocal(long cluster) {
+        if (local.set(cluster)) {
+            changedPages.set(cluster / MetadataFormat.CLUSTERS_PER_PAGE);
+        }
+    }
+
+    /** Marks a local cluster dirty. Call only after {@link #markLocal} for it. */
+    public void markDirty(long cluster) {
+        assert local.get(cluster) : "dirty before local: " + cluster;
+        if (dirty.set(cluster)) {
+            changedPages.set(cluster / MetadataFormat.CLUSTERS_PER_PAGE);
+        }
+    }
+
+    /** Clears a dirty bit. Call only once the backing holds the cluster's data durably. */
+    public void clearDirty(long cluster) {
+        if (dirty.clear(cluster)) {
+            changedPages.set(cluster / MetadataFormat.CLUSTERS_PER_PAGE);
+        }
+    }
+
+    /** Punches a hole in the data file; the next flush then uses fsync, which orders the punch. */
+    public void punchHole(long offset, long length) throws IOException {
+        holePunched.set(true);
+        sparseData.punchHole(offset, length);
+    }
+
+    /** True if bitmap changes wait for a flush. */
+    public boolean hasUnflushedChanges() {
+        return changedPages.nextSet(0, changedPages.size()) < changedPages.size();
+    }
+
+    // ---------------------------------------------------------------- durability
+
+    /**
+     * The durability barrier: when it returns, every write to the data file made before the call and
+     * every bit set before the call are durable, in the order described in the class comment.
+     */
+    public void flush() throws IOException {
+        if (readOnly) {
+            return;
+        }
+        synchronized (flushLock) {
+            List<Long> pages = new ArrayList<>();
+            List<ByteBuffer> snapshots = new ArrayList<>();
+            // (1) snapshot: clear each page's changed mark first, so a bit set during the copy marks it again
+            for (long p = changedPages.nextSet(0, changedPages.size()); p < changedPages.size();
+                 p = changedPages.nextSet(p + 1, changedPages.size())) {
+                changedPages.clear(p);
+                ByteBuffer b = ByteBuffer.allocate(MetadataFormat.SLOT_SIZE);
+                MetadataFormat.encodePage(b, p, pageSequence[(int) p] + 1, header.uuid(), local, dirty);
+                pages.add(p);
+                snapshots.add(b);
+            }
+            try {
+                // (2) data durable before any bit that describes it
+                data.force(holePunched.getAndSet(false));
+                if (pages.isEmpty()) {
+                    return;
+                }
+                // (3) each page to its older slot, so the newest durable copy survives a torn write
+                for (int i = 0; i < pages.size(); i++) {
+                    int p = Math.toIntExact(pages.get(i));
+                    int slot = pageSequence[p] == 0 ? 0 : 1 - pageNewestSlot[p];
+                    writeFully(metadata, snapshots.get(i), MetadataFormat.pageSlotOffset(p, slot));
+                }
+                // (4) bits durable
+                metadata.force(false);
+                for (int i = 0; i < pages.size(); i++) {
+                    int p = Math.toIntExact(pages.get(i));
+                    int slot = pageSequence[p] == 0 ? 0 : 1 - pageNewestSlot[p];
+                    pageSequence[p]++;
+                    pageNewestSlot[p] = (byte) slot;
+                }
+            } catch (IOException | RuntimeException e) {
+                holePunched.set(true);
+                for (long p : pages) {
+                    changedPages.set(p);
+                }
+                throw e;
+            }
+        }
+    }
+
+    /**
+     * Replaces the header durably: both slots are written, each followed by an fsync, so one intact slot
+     * survives a crash at any point. Returns the new header.
+     */
+    public LeafHeader updateHeader(UnaryOperator<LeafHeader> change) throws IOException {
+        if (readOnly) {
+            throw new CorfsException(Reason.READ_ONLY, "leaf " + dataPath + " is open read-only");
+        }
+        synchronized (headerLock) {
+            LeafHeader updated = change.apply(header);
+            long generation = headerGeneration + 1;
+            for (int s = 0; s < 2; s++) {
+                writeFully(metadata, MetadataFormat.encodeHeader(updated, generation), (long) s * MetadataFormat.SLOT_SIZE);
+                metadata.force(false);
+            }
+            headerGeneration = generation;
+            header = updated;
+            return updated;
+        }
+    }
+
+    @Override
+    public void close() throws IOException {
+        if (!closed.compareAndSet(false, true)) {
+            return;
+        }
+        IOException failure = null;
+        try {
+            flush();
+        } catch (IOException e) {
+            failure = e;
+            LOG.warn("leaf {}: final flush failed: {}", dataPath, e.toString());
+        }
+        closeQuietly(sparseData);
+        closeQuietly(data);
+        if (lock != null && lock.isValid()) {
+            try {
+                lock.release();
+            } catch (IOException e) {
+                LOG.debug("release lock of {}", metadataPath, e);
+            }
+        }
+        closeQuietly(metadata);
+        if (failure != null) {
+            throw failure;
+        }
+    }
+
+    // ---------------------------------------------------------------- io helpers
+
+    static void readFully(FileChannel ch, ByteBuffer dst, long position) throws IOException {
+        long pos = position;
+        while (dst.hasRemaining()) {
+            int n = ch.read(dst, pos);
+            if (n < 0) {
+                throw new CorruptMetadataException("unexpected end of file at " + pos);
+            }
+            pos += n;
+        }
+    }
+
+    static void writeFully(FileChannel ch, ByteBuffer src, long position) throws IOException {
+        long pos = position;
+        while (src.hasRemaining()) {
+            pos += ch.write(src, pos);
+        }
+    }
+
+    private static void syncDirectory(Path dir) {
+        try (FileChannel ch = FileChannel.open(dir, EnumSet.of(StandardOpenOption.READ))) {
+            ch.force(true);
+        } catch (IOException e) {
+            LOG.debug("fsync of directory {} not possible: {}", dir, e.toString());
+        }
+    }
+
+    private static void closeQuietly(AutoCloseable c) {
+        if (c == null) {
+            return;
+        }
+        try {
+            c.close();
+        } catch (Exception e) {
+            LOG.debug("close", e);
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "LeafImage[" + dataPath + ", local=" + local + ", dirty=" + dirty + "]";
+    }
+
+    /** For tests: whether the metadata file exists at all. */
+    static boolean exists(Path leaf) {
+        try {
+            return Files.size(metadataPathOf(leaf)) > 0;
+        } catch (NoSuchFileException e) {
+            return false;
+        } catch (IOException e) {
+            return true;
+        }
+    }
+}
