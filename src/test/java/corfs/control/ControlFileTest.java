@@ -21,7 +21,10 @@ import corfs.jobs.OnError;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.Arrays;
+import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicLong;
 import org.junit.jupiter.api.BeforeEach;
@@ -43,6 +46,8 @@ class ControlFileTest {
         final List<Executed> executed = new CopyOnWriteArrayList<>();
         final List<Recorded> errors = new CopyOnWriteArrayList<>();
         final AtomicLong doneBytes = new AtomicLong();
+        /** Commands by the thread that executed them; each list is touched by its own thread only. */
+        final Map<Thread, List<ControlCommand>> byThread = new ConcurrentHashMap<>();
 
         @Override
         public void execute(ControlCommand command) throws IOException {
@@ -50,6 +55,7 @@ class ControlFileTest {
                 throw new CorfsException(Reason.BUSY, "a job already runs on busy");
             }
             executed.add(new Executed(Thread.currentThread(), command));
+            byThread.computeIfAbsent(Thread.currentThread(), t -> new ArrayList<>()).add(command);
         }
 
         @Override
