@@ -28,7 +28,10 @@ public final class FileBacking implements Backing {
     private final FileOps.SparseFile sparse;
     private final long size;
 
-    private FileBacking(Path path, FileChannel channel, FileOps.SparseFile sparse, long size) {
+    private final FileOps fileOps;
+
+    private FileBacking(Path path, FileChannel channel, FileOps.SparseFile sparse, long size, FileOps fileOps) {
+        this.fileOps = fileOps;
         this.path = path;
         this.channel = channel;
         this.sparse = sparse;
@@ -43,13 +46,13 @@ public final class FileBacking implements Backing {
         }
         FileChannel channel;
         try {
-            channel = FileChannel.open(absolute, StandardOpenOption.READ);
+            channel = fileOps.openChannel(absolute, StandardOpenOption.READ);
         } catch (AccessDeniedException e) {
             throw new CorfsException(Reason.NOT_PERMITTED, "backing " + absolute + " is not readable", e);
         }
         try {
             FileOps.SparseFile sparse = fileOps.open(absolute, false);
-            return new FileBacking(absolute, channel, sparse, channel.size());
+            return new FileBacking(absolute, channel, sparse, channel.size(), fileOps);
         } catch (IOException | RuntimeException e) {
             channel.close();
             throw e;
@@ -107,7 +110,7 @@ public final class FileBacking implements Backing {
     public Writer openWriter() throws IOException {
         FileChannel writer;
         try {
-            writer = FileChannel.open(path, StandardOpenOption.WRITE);
+            writer = fileOps.openChannel(path, StandardOpenOption.WRITE);
         } catch (java.nio.file.FileSystemException e) {
             throw new CorfsException(Reason.READ_ONLY, "backing " + path + " cannot be opened for writing: "
                     + e.getMessage(), e);

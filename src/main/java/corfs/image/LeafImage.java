@@ -216,8 +216,8 @@ public final class LeafImage implements AutoCloseable {
         }
         boolean writable = !readOnly && !inspectOnly;
         FileChannel metadata = writable
-                ? FileChannel.open(meta, StandardOpenOption.READ, StandardOpenOption.WRITE)
-                : FileChannel.open(meta, StandardOpenOption.READ);
+                ? fileOps.openChannel(meta, StandardOpenOption.READ, StandardOpenOption.WRITE)
+                : fileOps.openChannel(meta, StandardOpenOption.READ);
         FileLock lock = null;
         FileChannel data = null;
         FileOps.SparseFile sparse = null;
@@ -241,8 +241,8 @@ public final class LeafImage implements AutoCloseable {
                 throw new CorfsException(Reason.NOT_FOUND, "leaf data file " + leafAbs + " is missing");
             }
             data = writable
-                    ? FileChannel.open(leafAbs, StandardOpenOption.READ, StandardOpenOption.WRITE)
-                    : FileChannel.open(leafAbs, StandardOpenOption.READ);
+                    ? fileOps.openChannel(leafAbs, StandardOpenOption.READ, StandardOpenOption.WRITE)
+                    : fileOps.openChannel(leafAbs, StandardOpenOption.READ);
             if (data.size() != header.virtualSize()) {
                 throw new CorruptMetadataException("leaf data file " + leafAbs + " is " + data.size()
                         + " bytes, expected " + header.virtualSize() + " (truncated or replaced)");

@@ -13,6 +13,14 @@ import java.nio.file.Path;
  */
 public interface FileOps {
 
+    /**
+     * Opens a channel for data I/O. Every channel the engine reads or writes through comes from here, so
+     * tests can interpose (record writes and fsyncs to simulate a power cut, inject faults).
+     */
+    default java.nio.channels.FileChannel openChannel(Path path, java.nio.file.OpenOption... options) throws IOException {
+        return java.nio.channels.FileChannel.open(path, options);
+    }
+
     /** Opens {@code path} for the sparse-file operations; data I/O still goes through a FileChannel. */
     SparseFile open(Path path, boolean writable) throws IOException;
 
