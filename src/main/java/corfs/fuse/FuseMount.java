@@ -40,13 +40,14 @@ public final class FuseMount implements AutoCloseable {
     /**
      * How to mount.
      *
+     * @param source         what the mount table shows as the device: {@code corfs:<source>} (the first leaf's path)
      * @param singleThreaded run libfuse's loop on one thread ({@code -s})
      * @param debug          libfuse debug output ({@code -d})
      * @param fuseOptions    extra {@code -o} options for libfuse, as given by the user
      * @param force          clear a dead FUSE mount at the mount point first
      * @param autoUnmount    ask libfuse for {@code auto_unmount} (the kernel mount goes when the process dies)
      */
-    public record Options(boolean singleThreaded, boolean debug, List<String> fuseOptions, boolean force,
+    public record Options(String source, boolean singleThreaded, boolean debug, List<String> fuseOptions, boolean force,
                           boolean autoUnmount) {
         public Options {
             fuseOptions = List.copyOf(fuseOptions);
@@ -76,10 +77,10 @@ public final class FuseMount implements AutoCloseable {
     public static FuseMount mount(MountSession session, Path mountPoint, boolean readOnly, Options options)
             throws IOException {
         try {
-            Path mp = prepareMountPoint(mountPoint, options.force());
+            Path mp = checkMountPoint(mountPoint, options.force());
             List<LeafDisk> disks = session.leaves();
             CorfsFilesystem fs = new CorfsFilesystem(disks, new ControlFile(new SessionTarget(session)), readOnly);
-            String[] args = fuseArgs(disks.isEmpty() ? "corfs" : disks.get(0).name(), options);
+            String[] args = fuseArgs(options);
             LOG.info("mounting {} leaf(s) at {} ({})", disks.size(), mp, String.join(" ", args));
             AtomicReference<Throwable> failure = new AtomicReference<>();
             Thread loop = new Thread(() -> {
@@ -109,9 +110,9 @@ public final class FuseMount implements AutoCloseable {
         }
     }
 
-    static String[] fuseArgs(String firstLeaf, Options options) {
+    static String[] fuseArgs(Options options) {
         List<String> opts = new ArrayList<>(List.of(
-                "fsname=corfs:" + escapeOption(firstLeaf), "subtype=corfs", "big_writes",
+                "fsname=corfs:" + escapeOption(options.source()), "subtype=corfs", "big_writes",
                 "max_write=131072", "max_read=131072", "kernel_cache",
                 "attr_timeout=3600", "entry_timeout=3600", "default_permissions"));
         if (options.autoUnmount()) {
@@ -136,7 +137,7 @@ public final class FuseMount implements AutoCloseable {
      * Refuses a missing mount point, one that is not a directory, a live corfs mount, and a dead FUSE mount
      * (unless {@code force}, which clears it). Returns the absolute, normalized path.
      */
-    static Path prepareMountPoint(Path mountPoint, boolean force) throws IOException {
+    public static Path checkMountPoint(Path mountPoint, boolean force) throws IOException {
         Path mp = mountPoint.toAbsolutePath().normalize();
         try {
             BasicFileAttributes attrs = Files.readAttributes(mp, BasicFileAttributes.class);
@@ -156,7 +157,7 @@ public final class FuseMount implements AutoCloseable {
             }
             LOG.info("clearing dead FUSE mount at {}", mp);
             fusermount(mp, true);
-            return prepareMountPoint(mp, false);
+            return checkMountPoint(mp, false);
         }
         mp = mp.toRealPath();
         if (MountTable.isCorfsMounted(mp)) {

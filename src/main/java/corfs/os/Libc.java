@@ -14,7 +14,10 @@ import jnr.ffi.annotations.SaveError;
 public final class Libc {
     /** open(2) flags. */
     public static final int O_RDONLY = 0;
+    public static final int O_WRONLY = 1;
     public static final int O_RDWR = 2;
+    public static final int O_CREAT = 0x40;
+    public static final int O_APPEND = 0x400;
     public static final int O_CLOEXEC = 0x80000;
     /** lseek(2) whence values for sparse files. */
     public static final int SEEK_DATA = 3;
@@ -36,6 +39,7 @@ public final class Libc {
     public interface Native {
         @SaveError int open(String path, int flags, int mode);
         @SaveError int close(int fd);
+        @SaveError int dup2(int oldfd, int newfd);
         @SaveError int fallocate(int fd, int mode, long offset, long length);
         @SaveError long lseek(int fd, long offset, int whence);
         @SaveError int fstat(int fd, Pointer stat);
@@ -73,6 +77,24 @@ public final class Libc {
     public static String message(int e) {
         String s = LIBC.strerror(e);
         return s != null ? s : "errno " + e;
+    }
+
+    /**
+     * Points this process's standard output (fd 1) at {@code path}, appending, so that nothing written to
+     * stdout later (by Java or native code) reaches whoever held the old one, such as a parent's pipe.
+     */
+    public static void redirectStdout(java.nio.file.Path path) throws java.io.IOException {
+        int fd = LIBC.open(path.toString(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            throw new java.io.IOException("open " + path + ": " + message(errno()));
+        }
+        try {
+            if (LIBC.dup2(fd, 1) < 0) {
+                throw new java.io.IOException("dup2 " + path + ": " + message(errno()));
+            }
+        } finally {
+            LIBC.close(fd);
+        }
     }
 
     /** The ioprio_set system call number for this CPU, or -1 when unknown. */

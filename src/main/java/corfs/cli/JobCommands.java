@@ -1,0 +1,187 @@
+package corfs.cli;
+
+import java.nio.file.Path;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+/**
+ * Job commands: each writes one line to MOUNTPOINT/control, the same line a shell script would echo.
+ * {@code stream} and {@code commit} can then follow the job ({@code --wait}) until it ends.
+ */
+final class JobCommands {
+    private static final long POLL_MS = 500;
+    private static final long PLAIN_LINE_EVERY_MS = 2000;
+    private static final int BAR_WIDTH = 30;
+
+    private JobCommands() {
+    }
+
+    /** stream and commit. */
+    abstract static class Start implements Callable<Integer> {
+        @Parameters(index = "0", paramLabel = "MOUNTPOINT")
+        Path mountPoint;
+
+        @Parameters(index = "1", arity = "0..1", paramLabel = "IMAGE",
+                description = "the leaf's file name under MOUNTPOINT (optional when only one is mounted)")
+        String image;
+
+        @Option(names = "--speed", paramLabel = "RATE", description = "bytes per second, K/M/G suffixes; 0 = unlimited")
+        String speed;
+
+        @Option(names = "--on-error", paramLabel = "stop|retry|skip", description = "on a backing read error")
+        String onError;
+
+        @Option(names = "--wait", description = "follow the job until it ends; exit non-zero if it fails")
+        boolean await;
+
+        abstract String verb();
+
+        @Override
+        public Integer call() throws Exception {
+            ControlClient client = ControlClient.of(mountPoint);
+            StringBuilder line = new StringBuilder(verb());
+            if (image != null) {
+                line.append(' ').append(image);
+            }
+            if (speed != null) {
+                line.append(" speed=").append(speed);
+            }
+            if (onError != null) {
+                line.append(" on_error=").append(onError);
+            }
+            client.send(line.toString(), image);
+            if (!await) {
+                return 0;
+            }
+            return follow(client, image, verb());
+        }
+    }
+
+    @Command(name = "stream", description = "Start copying every cluster that is not local from the backing.")
+    static final class Stream extends Start {
+        @Override
+        String verb() {
+            return "stream";
+        }
+    }
+
+    @Command(name = "commit", description = "Start writing every dirty cluster back into the backing.")
+    static final class Commit extends Start {
+        @Override
+        String verb() {
+            return "commit";
+        }
+    }
+
+    /** pause, resume, cancel. */
+    abstract static class Simple implements Callable<Integer> {
+        @Parameters(index = "0", paramLabel = "MOUNTPOINT")
+        Path mountPoint;
+
+        @Parameters(index = "1", arity = "0..1", paramLabel = "IMAGE")
+        String image;
+
+        abstract String verb();
+
+        @Override
+        public Integer call() throws Exception {
+            ControlClient.of(mountPoint).send(verb() + (image != null ? " " + image : ""), image);
+            return 0;
+        }
+    }
+
+    @Command(name = "pause", description = "Pause the running job.")
+    static final class Pause extends Simple {
+        @Override
+        String verb() {
+            return "pause";
+        }
+    }
+
+    @Command(name = "resume", description = "Resume a paused (or failed) job.")
+    static final class Resume extends Simple {
+        @Override
+        String verb() {
+            return "resume";
+        }
+    }
+
+    @Command(name = "cancel", description = "Cancel the job (what it did stays done).")
+    static final class Cancel extends Simple {
+        @Override
+        String verb() {
+            return "cancel";
+        }
+    }
+
+    @Command(name = "speed", description = "Change the running job's speed limit (bytes/s, K/M/G; 0 = unlimited).")
+    static final class Speed implements Callable<Integer> {
+        @Parameters(index = "0", paramLabel = "MOUNTPOINT")
+        Path mountPoint;
+
+        @Parameters(index = "1..2", arity = "1..2", paramLabel = "[IMAGE] RATE")
+        java.util.List<String> args;
+
+        @Override
+        public Integer call() throws Exception {
+            String image = args.size() == 2 ? args.get(0) : null;
+            ControlClient.of(mountPoint).send("speed " + String.join(" ", args), image);
+            return 0;
+        }
+    }
+
+    /** Polls the status until the job ends; a bar on a terminal, a plain line every few seconds otherwise. */
+    static int follow(ControlClient client, String image, String verb) throws Exception {
+        boolean tty = System.console() != null;
+        long lastLine = 0;
+        String name = image;
+        while (true) {
+            Map<String, String> s = client.statusOf(image);
+            name = StatusCommand.word(s, "image");
+            String state = StatusCommand.word(s, "state");
+            long done = Math.max(0, StatusCommand.num(s, "done_bytes"));
+            long total = Math.max(0, StatusCommand.num(s, "total_bytes"));
+            long rate = Math.max(0, StatusCommand.num(s, "rate"));
+            long eta = StatusCommand.num(s, "eta");
+            String progress = progressLine(name, verb, state, done, total, rate, eta);
+            boolean active = state.equals("running") || state.equals("paused");
+            long now = System.currentTimeMillis();
+            if (tty) {
+                System.out.print("\r" + progress + "\u001b[K");
+                System.out.flush();
+            } else if (!active || now - lastLine >= PLAIN_LINE_EVERY_MS) {
+                System.out.println(progress);
+                lastLine = now;
+            }
+            if (!active) {
+                if (tty) {
+                    System.out.println();
+                }
+                String error = StatusCommand.word(s, "error");
+                switch (state) {
+                    case "completed":
+                        return 0;
+                    case "completed_with_errors":
+                        throw new Main.ExitException(3, verb + " of " + name + " completed with unreadable extents: "
+                                + StatusCommand.word(s, "unreadable"));
+                    default:
+                        throw new Main.ExitException(Main.EXIT_FAILURE, verb + " of " + name + " ended " + state
+                                + (error.equals("-") ? "" : ": " + error));
+                }
+            }
+            Thread.sleep(POLL_MS);
+        }
+    }
+
+    static String progressLine(String name, String verb, String state, long done, long total, long rate, long eta) {
+        double frac = total <= 0 ? 1.0 : Math.min(1.0, (double) done / total);
+        int filled = (int) Math.round(frac * BAR_WIDTH);
+        return String.format(Locale.ROOT, "%s %s [%s%s] %5.1f%%  %s / %s  %s/s  ETA %s  %s", verb, name,
+                "#".repeat(filled), ".".repeat(BAR_WIDTH - filled), frac * 100, Sizes.human(done), Sizes.human(total),
+                Sizes.human(rate), StatusCommand.eta(eta), state);
+    }
+}

@@ -1,0 +1,166 @@
+package corfs.cli;
+
+import corfs.image.Extent;
+import corfs.image.LeafImages;
+import corfs.image.LeafInfo;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+/** The offline commands on a leaf: create, info, map, check. */
+final class LeafCommands {
+    private LeafCommands() {
+    }
+
+    @Command(name = "create", description = "Create LEAF (sparse raw data file) and LEAF.corfs over a backing image.")
+    static final class Create implements Callable<Integer> {
+        @Option(names = "--backing", required = true, paramLabel = "BASE", description = "the backing raw image")
+        Path backing;
+
+        @Option(names = "--cluster-size", paramLabel = "SIZE", converter = Sizes.Converter.class,
+                description = "power of two from 4K to 2M (default: ${DEFAULT-VALUE})", defaultValue = "64K")
+        long clusterSize;
+
+        @Option(names = "--force", description = "replace an existing LEAF and its metadata")
+        boolean force;
+
+        @Parameters(paramLabel = "LEAF")
+        Path leaf;
+
+        @Override
+        public Integer call() throws Exception {
+            if (clusterSize > Integer.MAX_VALUE) {
+                throw new Main.ExitException(Main.EXIT_FAILURE, "cluster size " + clusterSize + " is too large");
+            }
+            LeafImages.create(leaf, backing, (int) clusterSize, force);
+            LeafInfo info = LeafImages.info(leaf);
+            System.out.printf("created %s (%s, cluster %s) over %s%n", leaf, Sizes.human(info.virtualSize()),
+                    Sizes.human(info.clusterSize()), backing);
+            return 0;
+        }
+    }
+
+    @Command(name = "info", description = "Show a leaf's sizes, backing, local and dirty bytes, and job.")
+    static final class Info implements Callable<Integer> {
+        @Option(names = "--json", description = "print JSON")
+        boolean json;
+
+        @Parameters(paramLabel = "LEAF")
+        Path leaf;
+
+        @Override
+        public Integer call() throws Exception {
+            LeafInfo i = LeafImages.info(leaf);
+            if (json) {
+                Json j = new Json().open()
+                        .put("leaf", i.leaf()).put("metadata", i.metadata()).put("version", i.version())
+                        .put("virtual_size", i.virtualSize()).put("cluster_size", i.clusterSize())
+                        .put("clusters", i.clusters()).put("local_bytes", i.localBytes())
+                        .put("dirty_bytes", i.dirtyBytes()).put("allocated_bytes", i.allocatedBytes())
+                        .put("standalone", i.standalone()).put("backing", i.backingPath());
+                if (i.backingIdentity() != null) {
+                    j.raw("backing_identity", new Json().open().put("size", i.backingIdentity().size())
+                            .put("mtime_ns", i.backingIdentity().mtimeNanos())
+                            .put("inode", i.backingIdentity().inode()).close().toString());
+                }
+                j.put("job", i.job().word()).put("job_state", i.jobState().word())
+                        .put("job_speed", i.jobSpeed())
+                        .put("job_on_error", i.jobOnError() == null ? null : i.jobOnError().word())
+                        .put("job_error", i.jobError()).close();
+                System.out.println(j);
+                return 0;
+            }
+            System.out.printf("leaf:          %s%n", i.leaf());
+            System.out.printf("metadata:      %s (version %d)%n", i.metadata(), i.version());
+            System.out.printf("virtual size:  %s (%d bytes)%n", Sizes.human(i.virtualSize()), i.virtualSize());
+            System.out.printf("cluster size:  %s (%d clusters)%n", Sizes.human(i.clusterSize()), i.clusters());
+            System.out.printf("local:         %s (%s)%n", Sizes.human(i.localBytes()),
+                    Sizes.percent(i.localBytes(), i.virtualSize()));
+            System.out.printf("dirty:         %s (%s)%n", Sizes.human(i.dirtyBytes()),
+                    Sizes.percent(i.dirtyBytes(), i.virtualSize()));
+            System.out.printf("disk usage:    %s%n", Sizes.human(i.allocatedBytes()));
+            System.out.printf("standalone:    %s%n", i.standalone() ? "yes (the backing is no longer needed)" : "no");
+            System.out.printf("backing:       %s%n", i.backingPath());
+            if (i.backingIdentity() != null) {
+                System.out.printf("backing id:    %s%n", i.backingIdentity().describe());
+            }
+            System.out.printf("job:           %s%n", describeJob(i));
+            return 0;
+        }
+
+        private static String describeJob(LeafInfo i) {
+            if (i.job() == corfs.jobs.JobKind.NONE) {
+                return "none";
+            }
+            StringBuilder b = new StringBuilder(i.job().word()).append(' ').append(i.jobState().word());
+            b.append(", speed ").append(i.jobSpeed() == 0 ? "unlimited" : Sizes.human(i.jobSpeed()) + "/s");
+            if (i.jobOnError() != null) {
+                b.append(", on_error ").append(i.jobOnError().word());
+            }
+            if (i.jobError() != null) {
+                b.append(", error: ").append(i.jobError());
+            }
+            return b.toString();
+        }
+    }
+
+    @Command(name = "map", description = "List a leaf's extents: backing (not local), local, dirty.")
+    static final class Map implements Callable<Integer> {
+        @Option(names = "--json", description = "print JSON, like qemu-img map --output=json")
+        boolean json;
+
+        @Parameters(paramLabel = "LEAF")
+        Path leaf;
+
+        @Override
+        public Integer call() throws Exception {
+            List<Extent> extents = LeafImages.map(leaf);
+            if (json) {
+                StringBuilder b = new StringBuilder("[");
+                for (int k = 0; k < extents.size(); k++) {
+                    Extent e = extents.get(k);
+                    b.append(k == 0 ? "\n" : ",\n").append(new Json().open().put("start", e.offset())
+                            .put("length", e.length()).put("state", e.state()).put("local", e.local())
+                            .put("dirty", e.dirty()).close());
+                }
+                System.out.println(b.append(extents.isEmpty() ? "]" : "\n]"));
+                return 0;
+            }
+            System.out.printf("%-20s %-20s %s%n", "Offset", "Length", "State");
+            for (Extent e : extents) {
+                System.out.printf("0x%-18x 0x%-18x %s%n", e.offset(), e.length(), e.state());
+            }
+            return 0;
+        }
+    }
+
+    @Command(name = "check", description = "Verify a leaf's metadata and data file. Exit 0 when clean, 2 when not.")
+    static final class Check implements Callable<Integer> {
+        static final int EXIT_PROBLEMS = 2;
+
+        @Parameters(paramLabel = "LEAF")
+        Path leaf;
+
+        @Override
+        public Integer call() throws Exception {
+            List<String> problems;
+            try {
+                problems = LeafImages.check(leaf);
+            } catch (corfs.CorfsException e) {
+                problems = List.of(e.getMessage());
+            }
+            if (problems.isEmpty()) {
+                System.out.println(leaf + ": no problems found");
+                return 0;
+            }
+            System.out.println(leaf + ": " + problems.size() + " problem(s) found:");
+            for (String p : problems) {
+                System.out.println("  " + p);
+            }
+            return EXIT_PROBLEMS;
+        }
+    }
+}

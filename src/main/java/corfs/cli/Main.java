@@ -1,0 +1,101 @@
+package corfs.cli;
+
+import corfs.CorfsException;
+import java.io.PrintWriter;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+/**
+ * The {@code corfs} command line. Every failure ends as one line on stderr, {@code corfs: <message>}, and
+ * a non-zero exit; stack traces go to the debug log only.
+ */
+@Command(name = "corfs", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
+        scope = CommandLine.ScopeType.INHERIT,
+        description = "Copy-on-read leaf images over FUSE, with stream and commit jobs driven by a control file.",
+        subcommands = {
+            LeafCommands.Create.class, LeafCommands.Info.class, LeafCommands.Map.class, LeafCommands.Check.class,
+            MountCommand.class, UmountCommand.class, StatusCommand.class,
+            JobCommands.Stream.class, JobCommands.Commit.class, JobCommands.Pause.class,
+            JobCommands.Resume.class, JobCommands.Cancel.class, JobCommands.Speed.class,
+            CommandLine.HelpCommand.class})
+public final class Main implements Runnable {
+    /** Exit code of a usage error (sysexits EX_USAGE; 2 means "problems found" for check). */
+    static final int EXIT_USAGE = 64;
+    static final int EXIT_FAILURE = 1;
+    private static final String LOG_LEVEL = "org.slf4j.simpleLogger.defaultLogLevel";
+
+    @CommandLine.Spec
+    CommandLine.Model.CommandSpec spec;
+
+    @Override
+    public void run() {
+        throw new CommandLine.ParameterException(spec.commandLine(), "a command is required (see 'corfs --help')");
+    }
+
+    public static void main(String[] args) {
+        // Offline commands log only warnings; a mount (the daemon) logs its events. Set before any logger exists.
+        boolean mount = args.length > 0 && (args[0].equals("mount"));
+        if (!mount && System.getProperty(LOG_LEVEL) == null) {
+            System.setProperty(LOG_LEVEL, "warn");
+        }
+        System.exit(run(args));
+    }
+
+    /** Runs one command line and returns its exit code. */
+    static int run(String... args) {
+        CommandLine cl = new CommandLine(new Main());
+        cl.setExecutionExceptionHandler((e, line, parsed) -> {
+            Logger log = LoggerFactory.getLogger(Main.class);
+            log.debug("command failed", e);
+            line.getErr().println("corfs: " + message(e));
+            line.getErr().flush();
+            return e instanceof ExitException x ? x.code : EXIT_FAILURE;
+        });
+        cl.setParameterExceptionHandler((e, a) -> {
+            PrintWriter err = e.getCommandLine().getErr();
+            err.println("corfs: " + e.getMessage());
+            err.println("Try '" + e.getCommandLine().getCommandSpec().qualifiedName() + " --help'.");
+            err.flush();
+            return EXIT_USAGE;
+        });
+        return cl.execute(args);
+    }
+
+    /** The one-line message of a failure. */
+    static String message(Throwable e) {
+        if (e instanceof CorfsException || e instanceof ExitException) {
+            return e.getMessage();
+        }
+        if (e instanceof java.nio.file.NoSuchFileException n) {
+            return n.getFile() + ": no such file or directory";
+        }
+        if (e instanceof java.nio.file.AccessDeniedException a) {
+            return a.getFile() + ": permission denied";
+        }
+        if (e instanceof java.nio.file.FileSystemException f && f.getReason() != null) {
+            return f.getFile() + ": " + f.getReason();
+        }
+        String m = e.getMessage();
+        return m != null && !m.isBlank() ? m : e.toString();
+    }
+
+    /** A failure with a chosen exit code and message. */
+    static final class ExitException extends RuntimeException {
+        final int code;
+
+        ExitException(int code, String message) {
+            super(message);
+            this.code = code;
+        }
+    }
+
+    static final class Version implements CommandLine.IVersionProvider {
+        @Override
+        public String[] getVersion() {
+            String v = Main.class.getPackage().getImplementationVersion();
+            return new String[] {"corfs " + (v != null ? v : "0.1.0-SNAPSHOT")};
+        }
+    }
+}

@@ -1,0 +1,278 @@
+package corfs.cli;
+
+import corfs.fuse.FuseMount;
+import corfs.jobs.MountSession;
+import corfs.os.Libc;
+import java.io.BufferedReader;
+import java.io.File;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.Callable;
+import java.util.concurrent.TimeUnit;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+/**
+ * {@code corfs mount}: in the foreground ({@code -f}) it runs the filesystem until it is unmounted; otherwise
+ * it starts itself again as a detached daemon ({@code setsid}, stdin from /dev/null, output to the log file)
+ * and returns once the daemon reports {@code READY} (exit 0) or {@code ERROR <reason>} (exit 1) on its
+ * stdout pipe. After READY the daemon's stdout points at the log, never at the pipe again.
+ */
+@Command(name = "mount", description = {
+    "Mount one or more leaves at MOUNTPOINT. Each leaf appears as MOUNTPOINT/<leaf file name>,",
+    "beside MOUNTPOINT/control. Without -f, returns once the mount is ready and leaves a daemon running."})
+final class MountCommand implements Callable<Integer> {
+    private static final Logger LOG = LoggerFactory.getLogger(MountCommand.class);
+    static final String READY = "READY";
+    static final String ERROR = "ERROR";
+    private static final long DAEMON_READY_TIMEOUT_S = 30;
+    private static final long DEFAULT_BACKING_TIMEOUT_S = 30;
+
+    @Option(names = {"-f", "--foreground"}, description = "stay in the foreground, logging to stderr")
+    boolean foreground;
+
+    @Option(names = "--read-only", description = "expose the leaves read-only")
+    boolean readOnly;
+
+    @Option(names = "--force", description = "accept a changed backing identity; clear a dead FUSE mount at MOUNTPOINT")
+    boolean force;
+
+    @Option(names = "-o", paramLabel = "OPT[,OPT...]", description = {
+        "corfs options: backing_timeout=SECONDS (default " + DEFAULT_BACKING_TIMEOUT_S + "),",
+        "single_threaded (libfuse -s), debug (libfuse -d), no_auto_unmount;",
+        "anything else is passed to libfuse (e.g. allow_other)"})
+    List<String> options = new ArrayList<>();
+
+    @Option(names = "--log", paramLabel = "FILE", description = "daemon log file (default: <first LEAF>.log)")
+    Path log;
+
+    @Option(names = "--report-ready", hidden = true)
+    boolean reportReady;
+
+    @Parameters(arity = "2..*", paramLabel = "LEAF... MOUNTPOINT", hideParamSyntax = true,
+            description = "the leaves to expose, then the directory to mount them on")
+    List<Path> paths;
+
+    /** Parsed -o options. */
+    record MountOptions(long backingTimeoutMillis, boolean singleThreaded, boolean debug, boolean autoUnmount,
+                        List<String> fuseOptions) {
+    }
+
+    static MountOptions parseOptions(List<String> raw) {
+        long timeout = TimeUnit.SECONDS.toMillis(DEFAULT_BACKING_TIMEOUT_S);
+        boolean single = false;
+        boolean debug = false;
+        boolean autoUnmount = true;
+        List<String> fuse = new ArrayList<>();
+        for (String group : raw) {
+            for (String o : group.split(",")) {
+                String opt = o.trim();
+                if (opt.isEmpty()) {
+                    continue;
+                }
+                if (opt.startsWith("backing_timeout=")) {
+                    String v = opt.substring("backing_timeout=".length());
+                    try {
+                        double s = Double.parseDouble(v);
+                        if (!(s > 0) || s > 86_400) {
+                            throw new NumberFormatException();
+                        }
+                        timeout = (long) (s * 1000);
+                    } catch (NumberFormatException e) {
+                        throw new Main.ExitException(Main.EXIT_USAGE,
+                                "backing_timeout must be a number of seconds between 0 and 86400, not '" + v + "'");
+                    }
+                } else if (opt.equals("single_threaded") || opt.equals("s")) {
+                    single = true;
+                } else if (opt.equals("debug")) {
+                    debug = true;
+                } else if (opt.equals("no_auto_unmount")) {
+                    autoUnmount = false;
+                } else if (opt.equals("auto_unmount")) {
+                    autoUnmount = true;
+                } else if (opt.startsWith("fsname=") || opt.startsWith("subtype=")) {
+                    throw new Main.ExitException(Main.EXIT_USAGE, "-o " + opt + ": corfs sets fsname and subtype itself");
+                } else {
+                    fuse.add(opt);
+                }
+            }
+        }
+        return new MountOptions(timeout, single, debug, autoUnmount, fuse);
+    }
+
+    @Override
+    public Integer call() throws Exception {
+        List<Path> leaves = paths.subList(0, paths.size() - 1);
+        Path mountPoint = paths.get(paths.size() - 1);
+        MountOptions mo = parseOptions(options);
+        return foreground ? runForeground(leaves, mountPoint, mo) : startDaemon(leaves, mountPoint);
+    }
+
+    // ---- foreground: the daemon itself ------------------------------------------------------------
+
+    private int runForeground(List<Path> leaves, Path mountPoint, MountOptions mo) throws Exception {
+        PrintStream readyPipe = System.out;
+        FuseMount mount;
+        try {
+            Path mp = FuseMount.checkMountPoint(mountPoint, force);
+            MountSession session = MountSession.open(leaves,
+                    new MountSession.Options(readOnly, force, mo.backingTimeoutMillis()));
+            mount = FuseMount.mount(session, mp, readOnly, new FuseMount.Options(
+                    leaves.get(0).toAbsolutePath().normalize().toString(), mo.singleThreaded(), mo.debug(),
+                    mo.fuseOptions(), force, mo.autoUnmount()));
+        } catch (Throwable t) {
+            if (reportReady) {
+                readyPipe.println(ERROR + " " + Main.message(t).replace('\n', ' '));
+                readyPipe.flush();
+            }
+            throw t;
+        }
+        Path mp = mount.mountPoint();
+        try {
+            RunFiles.writePid(mp);
+        } catch (IOException e) {
+            LOG.warn("cannot write the pid file {}: {}", RunFiles.pidFile(mp), e.toString());
+        }
+        Thread hook = new Thread(() -> closeMount(mount, "signal"), "corfs-shutdown");
+        Runtime.getRuntime().addShutdownHook(hook);
+        LOG.info("ready: {} at {} (pid {})", leaves, mp, ProcessHandle.current().pid());
+        if (reportReady) {
+            readyPipe.println(READY + " " + mp);
+            readyPipe.flush();
+            detachStdout();
+        }
+        while (!mount.awaitLoopExit(TimeUnit.HOURS.toMillis(1))) {
+            // the loop runs until unmounted
+        }
+        LOG.info("{} was unmounted; flushing and closing", mp);
+        closeMount(mount, "unmount");
+        try {
+            Runtime.getRuntime().removeShutdownHook(hook);
+        } catch (IllegalStateException e) {
+            // shutting down already: the hook does the same
+        }
+        return 0;
+    }
+
+    private static void closeMount(FuseMount mount, String why) {
+        try {
+            mount.close();
+        } catch (Throwable t) {
+            LOG.error("closing {} after {} failed: {}", mount.mountPoint(), why, t.toString(), t);
+        } finally {
+            RunFiles.removePid(mount.mountPoint());
+        }
+    }
+
+    /** Points fd 1 at the log (stderr's file) so the parent's pipe sees EOF and nothing more. */
+    private void detachStdout() {
+        try {
+            if (log != null) {
+                Libc.redirectStdout(log.toAbsolutePath());
+            } else {
+                Libc.redirectStdout(Path.of("/dev/null"));
+            }
+        } catch (IOException | LinkageError e) {
+            LOG.warn("cannot detach stdout: {}", e.toString());
+            System.out.close();
+        }
+        System.setOut(new PrintStream(new java.io.FileOutputStream(java.io.FileDescriptor.out), true,
+                StandardCharsets.UTF_8));
+    }
+
+    // ---- background: start the daemon and wait for READY ----------------------------------------------
+
+    private int startDaemon(List<Path> leaves, Path mountPoint) throws Exception {
+        Path logFile = (log != null ? log : leaves.get(0).resolveSibling(leaves.get(0).getFileName() + ".log"))
+                .toAbsolutePath();
+        List<String> cmd = new ArrayList<>();
+        cmd.add("setsid");
+        cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+        for (String a : java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments()) {
+            if (a.startsWith("-X") || a.startsWith("-D") || a.startsWith("-ea") || a.startsWith("-da")) {
+                cmd.add(a);
+            }
+        }
+        cmd.add("-cp");
+        cmd.add(ownClassPath());
+        cmd.add(Main.class.getName());
+        cmd.add("mount");
+        cmd.add("-f");
+        cmd.add("--report-ready");
+        cmd.add("--log");
+        cmd.add(logFile.toString());
+        if (readOnly) {
+            cmd.add("--read-only");
+        }
+        if (force) {
+            cmd.add("--force");
+        }
+        for (String o : options) {
+            cmd.add("-o");
+            cmd.add(o);
+        }
+        cmd.add("--");
+        for (Path p : paths) {
+            cmd.add(p.toAbsolutePath().toString());
+        }
+        LOG.debug("starting daemon: {}", cmd);
+        Process child = new ProcessBuilder(cmd)
+                .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
+                .redirectOutput(ProcessBuilder.Redirect.PIPE)
+                .redirectError(ProcessBuilder.Redirect.appendTo(logFile.toFile()))
+                .start();
+        BlockingQueue<String> lines = new ArrayBlockingQueue<>(16);
+        Thread reader = new Thread(() -> {
+            try (BufferedReader r = new BufferedReader(new InputStreamReader(child.getInputStream(),
+                    StandardCharsets.UTF_8))) {
+                String line;
+                while ((line = r.readLine()) != null) {
+                    if (line.startsWith(READY) || line.startsWith(ERROR)) {
+                        lines.offer(line);
+                        return;
+                    }
+                }
+                lines.offer("EOF");
+            } catch (IOException e) {
+                lines.offer("EOF");
+            }
+        }, "corfs-daemon-reader");
+        reader.setDaemon(true);
+        reader.start();
+        String line = lines.poll(DAEMON_READY_TIMEOUT_S, TimeUnit.SECONDS);
+        if (line == null) {
+            child.destroy();
+            throw new Main.ExitException(Main.EXIT_FAILURE, "the mount did not become ready within "
+                    + DAEMON_READY_TIMEOUT_S + " s; see " + logFile);
+        }
+        if (line.startsWith(READY)) {
+            System.out.printf("mounted at %s (daemon pid %d, log %s)%n", line.substring(READY.length()).trim(),
+                    child.pid(), logFile);
+            return 0;
+        }
+        if (line.startsWith(ERROR)) {
+            throw new Main.ExitException(Main.EXIT_FAILURE, line.substring(ERROR.length()).trim());
+        }
+        int code = child.waitFor(5, TimeUnit.SECONDS) ? child.exitValue() : -1;
+        throw new Main.ExitException(Main.EXIT_FAILURE, "the mount daemon exited"
+                + (code >= 0 ? " with code " + code : "") + " before it was ready; see " + logFile);
+    }
+
+    private static String ownClassPath() {
+        try {
+            return Path.of(Main.class.getProtectionDomain().getCodeSource().getLocation().toURI()).toString();
+        } catch (Exception e) {
+            return System.getProperty("java.class.path");
+        }
+    }
+}

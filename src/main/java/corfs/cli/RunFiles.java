@@ -1,0 +1,79 @@
+package corfs.cli;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.HexFormat;
+import java.util.Optional;
+
+/**
+ * Where a mount daemon leaves its pid, so that {@code corfs umount} can wait until it has flushed and exited:
+ * {@code $XDG_RUNTIME_DIR/corfs/} (or {@code /tmp/corfs-UID/}), one file per mount point, named by a hash of
+ * its real path.
+ */
+final class RunFiles {
+    private RunFiles() {
+    }
+
+    static Path dir() {
+        String xdg = System.getenv("XDG_RUNTIME_DIR");
+        if (xdg != null && !xdg.isBlank() && Files.isDirectory(Path.of(xdg))) {
+            return Path.of(xdg, "corfs");
+        }
+        return Path.of(System.getProperty("java.io.tmpdir"), "corfs-" + uid());
+    }
+
+    private static String uid() {
+        try {
+            return String.valueOf(Files.getAttribute(Path.of("/proc/self"), "unix:uid"));
+        } catch (IOException | RuntimeException e) {
+            return System.getProperty("user.name", "user");
+        }
+    }
+
+    static Path pidFile(Path realMountPoint) {
+        try {
+            byte[] h = MessageDigest.getInstance("SHA-256")
+                    .digest(realMountPoint.toString().getBytes(StandardCharsets.UTF_8));
+            return dir().resolve(HexFormat.of().formatHex(h, 0, 12) + ".pid");
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    static void writePid(Path realMountPoint) throws IOException {
+        Path d = dir();
+        Files.createDirectories(d);
+        Path f = pidFile(realMountPoint);
+        Path tmp = f.resolveSibling(f.getFileName() + ".tmp");
+        Files.writeString(tmp, ProcessHandle.current().pid() + "\n" + realMountPoint + "\n");
+        Files.move(tmp, f, java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+    }
+
+    static Optional<ProcessHandle> daemon(Path realMountPoint) {
+        try {
+            String[] lines = Files.readString(pidFile(realMountPoint)).split("\n");
+            if (lines.length >= 2 && lines[1].equals(realMountPoint.toString())) {
+                return ProcessHandle.of(Long.parseLong(lines[0].trim()));
+            }
+        } catch (IOException | NumberFormatException e) {
+            // no pid file: nothing to wait for
+        }
+        return Optional.empty();
+    }
+
+    static void removePid(Path realMountPoint) {
+        try {
+            Path f = pidFile(realMountPoint);
+            String[] lines = Files.readString(f).split("\n");
+            if (lines.length > 0 && lines[0].trim().equals(Long.toString(ProcessHandle.current().pid()))) {
+                Files.deleteIfExists(f);
+            }
+        } catch (IOException | RuntimeException e) {
+            // already gone
+        }
+    }
+}

@@ -1,0 +1,123 @@
+package corfs.cli;
+
+import corfs.control.StatusFormat;
+import corfs.jobs.JobKind;
+import corfs.jobs.JobState;
+import corfs.jobs.LeafStatus;
+import corfs.jobs.OnError;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+/** {@code corfs status}: the control file's status, readable or as JSON. */
+@Command(name = "status", description = "Show every mounted leaf and its job (from MOUNTPOINT/control).")
+final class StatusCommand implements Callable<Integer> {
+    @Option(names = "--json", description = "print JSON")
+    boolean json;
+
+    @Parameters(paramLabel = "MOUNTPOINT")
+    Path mountPoint;
+
+    @Override
+    public Integer call() throws Exception {
+        ControlClient client = ControlClient.of(mountPoint);
+        List<Map<String, String>> all = client.status();
+        if (json) {
+            List<LeafStatus> leaves = new ArrayList<>();
+            for (Map<String, String> s : all) {
+                leaves.add(toLeafStatus(s));
+            }
+            System.out.print(StatusFormat.renderJson(leaves));
+            return 0;
+        }
+        for (Map<String, String> s : all) {
+            System.out.println(describe(s));
+        }
+        return 0;
+    }
+
+    static long num(Map<String, String> s, String key) {
+        String v = s.get(key);
+        if (v == null || v.equals("-")) {
+            return -1;
+        }
+        try {
+            return Long.parseLong(v);
+        } catch (NumberFormatException e) {
+            return -1;
+        }
+    }
+
+    static String word(Map<String, String> s, String key) {
+        String v = s.get(key);
+        return v == null ? "-" : v;
+    }
+
+    static LeafStatus toLeafStatus(Map<String, String> s) {
+        List<long[]> unreadable = new ArrayList<>();
+        String u = word(s, "unreadable");
+        if (!u.equals("-")) {
+            for (String e : u.split(",")) {
+                String[] p = e.split("\\+");
+                if (p.length == 2) {
+                    unreadable.add(new long[] {Long.parseLong(p[0]), Long.parseLong(p[1])});
+                }
+            }
+        }
+        String job = word(s, "job");
+        String state = word(s, "state");
+        String onError = word(s, "on_error");
+        String error = word(s, "error");
+        return new LeafStatus(word(s, "image"), num(s, "size"), (int) num(s, "cluster_size"), num(s, "local_bytes"),
+                num(s, "dirty_bytes"), "yes".equals(s.get("standalone")),
+                job.equals("-") ? JobKind.NONE : JobKind.valueOf(job.toUpperCase(Locale.ROOT)),
+                state.equals("-") ? JobState.IDLE : JobState.valueOf(state.toUpperCase(Locale.ROOT)),
+                num(s, "done_bytes"), num(s, "total_bytes"), Math.max(0, num(s, "speed")),
+                Math.max(0, num(s, "rate")), num(s, "eta"),
+                onError.equals("-") ? null : OnError.ofWord(onError), error.equals("-") ? null : error, unreadable);
+    }
+
+    static String describe(Map<String, String> s) {
+        long size = num(s, "size");
+        StringBuilder b = new StringBuilder();
+        b.append(word(s, "image")).append(": ").append(Sizes.human(size))
+                .append(", cluster ").append(Sizes.human(num(s, "cluster_size")))
+                .append(", local ").append(Sizes.human(num(s, "local_bytes")))
+                .append(" (").append(Sizes.percent(num(s, "local_bytes"), size)).append(')')
+                .append(", dirty ").append(Sizes.human(num(s, "dirty_bytes")))
+                .append(", standalone ").append(word(s, "standalone")).append('\n');
+        b.append("  job: ").append(word(s, "job"));
+        if (!"none".equals(s.get("job"))) {
+            long done = num(s, "done_bytes");
+            long total = num(s, "total_bytes");
+            long speed = num(s, "speed");
+            b.append(' ').append(word(s, "state"))
+                    .append(", ").append(Sizes.percent(done, total)).append(" (").append(Sizes.human(done))
+                    .append(" of ").append(Sizes.human(total)).append(')')
+                    .append(", rate ").append(Sizes.human(Math.max(0, num(s, "rate")))).append("/s")
+                    .append(", speed limit ").append(speed <= 0 ? "none" : Sizes.human(speed) + "/s")
+                    .append(", eta ").append(eta(num(s, "eta")))
+                    .append(", on_error ").append(word(s, "on_error"));
+        }
+        if (!"-".equals(word(s, "unreadable"))) {
+            b.append("\n  unreadable: ").append(word(s, "unreadable"));
+        }
+        b.append("\n  error: ").append(word(s, "error"));
+        return b.toString();
+    }
+
+    static String eta(long seconds) {
+        if (seconds < 0) {
+            return "-";
+        }
+        return seconds >= 3600
+                ? String.format(Locale.ROOT, "%d:%02d:%02d", seconds / 3600, seconds / 60 % 60, seconds % 60)
+                : String.format(Locale.ROOT, "%d:%02d", seconds / 60, seconds % 60);
+    }
+}

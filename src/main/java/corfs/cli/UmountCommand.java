@@ -1,0 +1,56 @@
+package corfs.cli;
+
+import corfs.fuse.FuseMount;
+import corfs.fuse.MountTable;
+import java.nio.file.Path;
+import java.util.Optional;
+import java.util.concurrent.Callable;
+import java.util.concurrent.TimeUnit;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Parameters;
+
+/** {@code corfs umount}: unmount, then wait until the daemon has flushed and exited. */
+@Command(name = "umount", aliases = "unmount",
+        description = "Unmount MOUNTPOINT and wait until its daemon has flushed everything and exited.")
+final class UmountCommand implements Callable<Integer> {
+    private static final long DAEMON_EXIT_TIMEOUT_S = 120;
+
+    @Parameters(paramLabel = "MOUNTPOINT")
+    Path mountPoint;
+
+    @Override
+    public Integer call() throws Exception {
+        Path mp;
+        try {
+            mp = mountPoint.toRealPath();
+        } catch (java.nio.file.FileSystemException e) {
+            if (e.getMessage() != null && e.getMessage().contains("Transport endpoint is not connected")) {
+                Path abs = mountPoint.toAbsolutePath().normalize();
+                FuseMount.fusermount(abs, true);
+                System.err.println("corfs: " + abs + " was a dead mount (its daemon had died); cleared it");
+                return 0;
+            }
+            throw e;
+        }
+        if (!MountTable.isCorfsMounted(mp)) {
+            throw new Main.ExitException(Main.EXIT_FAILURE, mp + " is not a corfs mount");
+        }
+        Optional<ProcessHandle> daemon = RunFiles.daemon(mp);
+        try {
+            FuseMount.fusermount(mp, false);
+        } catch (java.io.IOException e) {
+            throw new Main.ExitException(Main.EXIT_FAILURE, "cannot unmount " + mp + ": " + e.getMessage()
+                    + (e.getMessage() != null && e.getMessage().contains("busy")
+                    ? " (close the files open there, e.g. a running VM)" : ""));
+        }
+        if (daemon.isPresent() && daemon.get().isAlive()) {
+            try {
+                daemon.get().onExit().get(DAEMON_EXIT_TIMEOUT_S, TimeUnit.SECONDS);
+            } catch (java.util.concurrent.TimeoutException e) {
+                throw new Main.ExitException(Main.EXIT_FAILURE, "unmounted " + mp + ", but its daemon (pid "
+                        + daemon.get().pid() + ") has not exited after " + DAEMON_EXIT_TIMEOUT_S + " s");
+            }
+        }
+        return 0;
+    }
+}
