@@ -9,16 +9,18 @@ import java.nio.file.StandardOpenOption;
 /**
  * Pure-Java {@link FileOps}: a punched hole is written as zeros, every byte is data, and the allocated
  * size is the file size. Correct everywhere, sparse nowhere; used in tests and when libc cannot be
- * bound.
+ * bound. Open for extension by tests that interpose on {@link #openChannel}: every write it makes,
+ * punches included, goes through a channel from there.
  */
-public final class PortableFileOps implements FileOps {
+public class PortableFileOps implements FileOps {
     private static final int ZERO_CHUNK = 1 << 20;
 
     @Override
     public SparseFile open(Path path, boolean writable) throws IOException {
+        // Through openChannel, so a subclass that interposes on channels also sees the zeros of a punch.
         FileChannel channel = writable
-                ? FileChannel.open(path, StandardOpenOption.READ, StandardOpenOption.WRITE)
-                : FileChannel.open(path, StandardOpenOption.READ);
+                ? openChannel(path, StandardOpenOption.READ, StandardOpenOption.WRITE)
+                : openChannel(path, StandardOpenOption.READ);
         return new SparseFile() {
             @Override
             public void punchHole(long offset, long length) throws IOException {
