@@ -414,6 +414,9 @@ public final class LeafDisk implements AutoCloseable {
 
     /** Stores fetched bytes [pos, pos+buf.remaining()) cluster by cluster: zeros as holes, others written. */
     private void storeFetched(ByteBuffer buf, long pos, boolean tolerateFailure) throws IOException {
+        if (readOnly) {
+            return; // a read-only mount changes no file: reads of missing clusters are served uncached
+        }
         int n = buf.remaining();
         int off = 0;
         try {
@@ -455,6 +458,9 @@ public final class LeafDisk implements AutoCloseable {
     private void storeZeros(long from, long to, ByteBuffer dst, int dstBase, long reqStart, long reqEnd,
                             boolean tolerateFailure) throws IOException {
         try {
+            if (readOnly) {
+                throw new CorfsException(Reason.READ_ONLY, "read-only: nothing is stored");
+            }
             punchOrZero(from, to - from);
             for (long c = from >>> clusterShift; c <= (to - 1) >>> clusterShift; c++) {
                 image.markLocal(c);

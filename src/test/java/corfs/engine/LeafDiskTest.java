@@ -215,6 +215,31 @@ class LeafDiskTest {
     }
 
     @Nested
+    @DisplayName("read-only")
+    class ReadOnly {
+        @Test
+        @DisplayName("a read-only disk serves missing clusters from the backing and changes no file")
+        void readOnlyServesUncached() throws Exception {
+            Path backing = dir.resolve("base.raw");
+            byte[] content = TestLeaves.writeBacking(backing, SIZE, 4);
+            Path leaf = dir.resolve("leaf.img");
+            corfs.image.LeafImage.create(leaf, backing, 65536, false);
+            byte[] leafBefore = Files.readAllBytes(leaf);
+            byte[] metaBefore = Files.readAllBytes(corfs.image.LeafImage.metadataPathOf(leaf));
+            corfs.image.LeafImage image = corfs.image.LeafImage.open(leaf, FileOps.system(), true, false);
+            try (LeafDisk disk = new LeafDisk("leaf.img", image,
+                    corfs.backing.FileBacking.open(backing, FileOps.system()), true)) {
+                assertArrayEquals(content, TestLeaves.readAll(disk));
+                assertEquals(0, disk.localBytes());
+                CorfsException e = assertThrows(CorfsException.class, () -> disk.write(ByteBuffer.allocate(1), 0));
+                assertEquals(CorfsException.Reason.READ_ONLY, e.reason());
+            }
+            assertArrayEquals(leafBefore, Files.readAllBytes(leaf));
+            assertArrayEquals(metaBefore, Files.readAllBytes(corfs.image.LeafImage.metadataPathOf(leaf)));
+        }
+    }
+
+    @Nested
     @DisplayName("errors")
     class Errors {
         @Test
