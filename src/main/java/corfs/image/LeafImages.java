@@ -57,6 +57,7 @@ public final class LeafImages {
             ClusterBitmap local = image.local();
             ClusterBitmap dirty = image.dirty();
             long clusters = image.clusters();
+            List<long[]> unreadable = UnreadableLedger.load(image.dataPath());
             long c = 0;
             while (c < clusters) {
                 boolean l = local.get(c);
@@ -71,10 +72,34 @@ public final class LeafImages {
                 }
                 long from = c * cs;
                 long to = Math.min(size, end * cs);
-                out.add(new Extent(from, to - from, l, d));
+                if (l) {
+                    out.add(new Extent(from, to - from, true, d, false));
+                } else {
+                    addSplitByUnreadable(out, from, to, unreadable);
+                }
                 c = end;
             }
             return out;
+        }
+    }
+
+    /** Adds [from, to) of not-local data, split where the ledger says the backing was unreadable. */
+    private static void addSplitByUnreadable(List<Extent> out, long from, long to, List<long[]> unreadable) {
+        long pos = from;
+        for (long[] u : unreadable) {
+            long a = Math.max(pos, u[0]);
+            long b = Math.min(to, u[0] + u[1]);
+            if (a >= b) {
+                continue;
+            }
+            if (a > pos) {
+                out.add(new Extent(pos, a - pos, false, false, false));
+            }
+            out.add(new Extent(a, b - a, false, false, true));
+            pos = b;
+        }
+        if (pos < to) {
+            out.add(new Extent(pos, to - pos, false, false, false));
         }
     }
 

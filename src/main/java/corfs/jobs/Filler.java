@@ -96,6 +96,10 @@ public final class Filler implements AutoCloseable {
             job.speed = rec.speed();
             job.onError = rec.onError();
             job.error = rec.error();
+            if (!rec.state().isActive()) {
+                // shown as the last job's result; an active stream rescans and records them anew
+                job.unreadable.addAll(corfs.image.UnreadableLedger.load(disk.image().dataPath()));
+            }
             job.cursor = 0;
             job.totalBytes = remainingBytes(job);
             if (rec.state().isActive() && disk.readOnly()) {
@@ -141,6 +145,7 @@ public final class Filler implements AutoCloseable {
             job.error = null;
             job.cursor = 0;
             job.unreadable.clear();
+            saveUnreadable(job);
             job.doneBytes = 0;
             job.totalBytes = remainingBytes(job);
             job.rate.reset();
@@ -514,6 +519,7 @@ public final class Filler implements AutoCloseable {
                         synchronized (job) {
                             addUnreadable(job, off, len);
                             job.error = single.getMessage();
+                            saveUnreadable(job);
                         }
                     }
                 }
@@ -537,6 +543,17 @@ public final class Filler implements AutoCloseable {
             }
         }
         job.unreadable.add(new long[] {off, len});
+    }
+
+    private static void saveUnreadable(LeafJob job) {
+        if (job.disk.readOnly()) {
+            return;
+        }
+        try {
+            corfs.image.UnreadableLedger.save(job.disk.image().dataPath(), job.unreadable);
+        } catch (IOException e) {
+            LOG.warn("{}: cannot record unreadable extents: {}", job.disk.name(), e.toString());
+        }
     }
 
     private void fail(LeafJob job, Throwable t) {
