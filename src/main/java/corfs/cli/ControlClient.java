@@ -36,6 +36,15 @@ final class ControlClient {
         if (!MountTable.isCorfsMounted(mp)) {
             throw new Main.ExitException(Main.EXIT_FAILURE, mp + " is not a corfs mount");
         }
+        try {
+            Files.readAttributes(mp.resolve("control"), java.nio.file.attribute.BasicFileAttributes.class);
+        } catch (java.nio.file.FileSystemException e) {
+            if (e.getMessage() != null && e.getMessage().contains("Transport endpoint is not connected")) {
+                throw new Main.ExitException(Main.EXIT_FAILURE, mp + " is a dead FUSE mount (its daemon is "
+                        + "gone): clear it with 'fusermount -u " + mp + "' or 'corfs mount --force'");
+            }
+            throw e;
+        }
         return new ControlClient(mp);
     }
 

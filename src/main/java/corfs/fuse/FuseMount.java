@@ -229,7 +229,7 @@ public final class FuseMount implements AutoCloseable {
         try {
             if (MountTable.isCorfsMounted(mountPoint)) {
                 LOG.info("unmounting {}", mountPoint);
-                if (!fusermountQuietly(mountPoint, false)) {
+                if (!fusermountQuietly(mountPoint, false) && MountTable.isCorfsMounted(mountPoint)) {
                     LOG.warn("{} is busy; detaching it lazily", mountPoint);
                     fusermountQuietly(mountPoint, true);
                 }
