@@ -1,0 +1,94 @@
+package corfs.engine;
+
+import corfs.io.FileOps;
+
+import java.io.IOException;
+import java.nio.channels.FileChannel;
+import java.nio.file.OpenOption;
+import java.nio.file.Path;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * {@link FileOps} that injects faults into the channels opened through it, switchable at runtime:
+ * reads of one file failing with EIO in a byte range, reads of one file blocking on a latch (a backing
+ * that hangs), writes to one file failing with ENOSPC. Files are matched by file name. Sparse
+ * operations and priorities are the system's.
+ */
+public final class FaultFileOps implements FileOps {
+    private final FileOps base = FileOps.system();
+    private volatile String failReadsOf;
+    private volatile long failFrom;
+    private volatile long failTo;
+    private volatile String hangReadsOf;
+    private volatile CountDownLatch hang;
+    private volatile String noSpaceOn;
+
+    /** Reads of {@code fileName} that overlap [from, to) fail with "Input/output error". */
+    public void failReads(String fileName, long from, long to) {
+        failFrom = from;
+        failTo = to;
+        failReadsOf = fileName;
+    }
+
+    /** Reads of {@code fileName} block until the returned latch is opened (30 s at most). */
+    public CountDownLatch hangReads(String fileName) {
+        CountDownLatch latch = new CountDownLatch(1);
+        hang = latch;
+        hangReadsOf = fileName;
+        return latch;
+    }
+
+    /** Writes to {@code fileName} fail with "No space left on device". */
+    public void noSpace(String fileName) {
+        noSpaceOn = fileName;
+    }
+
+    /** Clears every fault; a blocked read stays blocked until its latch opens. */
+    public void clear() {
+        failReadsOf = null;
+        hangReadsOf = null;
+        noSpaceOn = null;
+    }
+
+    @Override
+    public FileChannel openChannel(Path path, OpenOption... options) throws IOException {
+        String name = path.getFileName().toString();
+        return new DelegatingFileChannel(path, FileChannel.open(path, options)) {
+            @Override
+            protected void beforeRead(long position, int length) throws IOException {
+                if (name.equals(failReadsOf) && position < failTo && position + length > failFrom) {
+                    throw new IOException("Input/output error");
+                }
+                CountDownLatch latch = hang;
+                if (name.equals(hangReadsOf) && latch != null) {
+                    try {
+                        if (!latch.await(30, TimeUnit.SECONDS)) {
+                            throw new IOException("test latch never opened");
+                        }
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                        throw new IOException("interrupted while hanging", e);
+                    }
+                }
+            }
+
+            @Override
+            protected void beforeWrite(long position, int length) throws IOException {
+                if (name.equals(noSpaceOn)) {
+                    throw new IOException("No space left on device");
+                }
+            }
+        };
+    }
+
+    @Override
+    public SparseFile open(Path path, boolean writable) throws IOException {
+        return base.open(path, writable);
+    }
+
+    @Override
+    public boolean setCurrentThreadIdleIoPriority() {
+        return base.setCurrentThreadIdleIoPriority();
+    }
+}
