@@ -1,0 +1,235 @@
+package corfs.image;
+
+import corfs.CorfsException;
+import corfs.engine.LeafDisk;
+import corfs.engine.TestLeaves;
+import corfs.io.FileOps;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Nested;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import java.io.IOException;
+import java.io.RandomAccessFile;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.time.Duration;
+import java.util.List;
+import java.util.zip.CRC32C;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * Hostile metadata (issue 3, "Hostile and bad input"; issue 2, mount refuses): every damaged leaf is
+ * refused by {@link LeafImage#open} with a clear message, reported by {@link LeafImages#check}, and
+ * nothing on disk is changed by either (nothing is repaired silently).
+ */
+@DisplayName("Metadata corruption: refused with a clear message, reported by check, nothing changed")
+class MetadataCorruptionTest {
+    private static final int SIZE = 2 * 1024 * 1024 + 4321;
+
+    @TempDir
+    Path dir;
+    Path backing;
+    Path leaf;
+    Path meta;
+
+    /** A leaf with both slots of bitmap page 0 written (two flushes with changes) and both header slots. */
+    @BeforeEach
+    void makeLeaf() throws IOException {
+        backing = dir.resolve("base.raw");
+        TestLeaves.writeBacking(backing, SIZE, 42);
+        try (LeafDisk disk = TestLeaves.createAndOpen(dir, backing, 65536, FileOps.system())) {
+            disk.write(ByteBuffer.wrap(new byte[] {1, 2, 3}), 70_000);
+            disk.flush();
+            disk.read(ByteBuffer.allocate(100_000), 1_000_000);
+            disk.flush();
+        }
+        leaf = dir.resolve("leaf.img");
+        meta = LeafImage.metadataPathOf(leaf);
+        assertEquals(List.of(), LeafImages.check(leaf), "the fresh leaf is clean");
+    }
+
+    /**
+     * Opens the leaf as a mount does and as check does; both must refuse, the message must contain
+     * {@code expected}, and neither may change a byte of the leaf, its metadata or the backing.
+     */
+    private String assertRefused(String expected, String what) throws IOException {
+        return assertRefused(expected, what, true);
+    }
+
+    /** With {@code deep} false the data file and backing are compared by size and mtime only (for loops). */
+    private String assertRefused(String expected, String what, boolean deep) throws IOException {
+        byte[] metaBefore = Files.exists(meta) ? Files.readAllBytes(meta) : null;
+        byte[] dataBefore = deep ? Files.readAllBytes(leaf) : null;
+        byte[] backingBefore = deep ? Files.readAllBytes(backing) : null;
+        String stampsBefore = stamps();
+        CorfsException e = assertThrows(CorfsException.class, () -> {
+            try (LeafImage image = LeafImage.open(leaf, FileOps.system(), false, false)) {
+                image.header();
+            }
+        }, what + ": open must refuse");
+        assertTrue(e.getMessage() != null && e.getMessage().contains(expected),
+                what + ": message should say '" + expected + "', was: " + e.getMessage());
+        List<String> problems = LeafImages.check(leaf);
+        assertFalse(problems.isEmpty(), what + ": check must report a problem");
+        assertTrue(String.join("\n", problems).contains(expected), what + ": check reported " + problems);
+        if (metaBefore != null) {
+            assertArrayEquals(metaBefore, Files.readAllBytes(meta), what + ": metadata changed");
+        }
+        assertEquals(stampsBefore, stamps(), what + ": data file or backing touched");
+        if (deep) {
+            assertArrayEquals(dataBefore, Files.readAllBytes(leaf), what + ": data file changed");
+            assertArrayEquals(backingBefore, Files.readAllBytes(backing), what + ": backing changed");
+        }
+        return e.getMessage();
+    }
+
+    private String stamps() throws IOException {
+        return Files.size(leaf) + "/" + Files.getLastModifiedTime(leaf) + " " + Files.size(backing) + "/"
+                + Files.getLastModifiedTime(backing);
+    }
+
+    private static void flip(Path file, long offset) throws IOException {
+        try (RandomAccessFile raf = new RandomAccessFile(file.toFile(), "rw")) {
+            raf.seek(offset);
+            int b = raf.read();
+            raf.seek(offset);
+            raf.write(b ^ 0xFF);
+        }
+    }
+
+    @Nested
+    @DisplayName("byte flips")
+    class Flips {
+        @Test
+        @DisplayName("each byte of both header slots, one at a time: the damaged slot is named and open refuses")
+        void headerFlips() {
+            assertTimeoutPreemptively(Duration.ofSeconds(60), () -> {
+                byte[] clean = Files.readAllBytes(meta);
+                byte[] data = Files.readAllBytes(leaf);
+                for (int slot = 0; slot < 2; slot++) {
+                    for (int i = 0; i < MetadataFormat.SLOT_SIZE; i++) {
+                        long at = (long) slot * MetadataFormat.SLOT_SIZE + i;
+                        flip(meta, at);
+                        assertRefused("header slot " + slot + " is damaged", "flip of header byte " + at, false);
+                        flip(meta, at);
+                    }
+                }
+                assertArrayEquals(clean, Files.readAllBytes(meta));
+                assertArrayEquals(data, Files.readAllBytes(leaf));
+                assertEquals(List.of(), LeafImages.check(leaf), "restored leaf is clean again");
+            });
+        }
+
+        @Test
+        @DisplayName("each byte of both slots of a written bitmap page: open refuses and names the page")
+        void bitmapFlips() {
+            assertTimeoutPreemptively(Duration.ofSeconds(60), () -> {
+                byte[] clean = Files.readAllBytes(meta);
+                byte[] data = Files.readAllBytes(leaf);
+                for (int slot = 0; slot < 2; slot++) {
+                    long base = MetadataFormat.pageSlotOffset(0, slot);
+                    ByteBuffer b = ByteBuffer.wrap(Files.readAllBytes(meta), (int) base, MetadataFormat.SLOT_SIZE);
+                    assertTrue(b.getInt() != 0, "page 0 slot " + slot + " was written by the setup");
+                    for (int i = 0; i < MetadataFormat.SLOT_SIZE; i++) {
+                        flip(meta, base + i);
+                        assertRefused("bitmap page 0 slot " + slot, "flip of bitmap byte " + (base + i), false);
+                        flip(meta, base + i);
+                    }
+                }
+                assertArrayEquals(clean, Files.readAllBytes(meta));
+                assertArrayEquals(data, Files.readAllBytes(leaf));
+                assertEquals(List.of(), LeafImages.check(leaf));
+            });
+        }
+    }
+
+    @Nested
+    @DisplayName("wrong sizes and wrong files")
+    class Sizes {
+        @ParameterizedTest(name = "metadata cut to {0} bytes")
+        @ValueSource(longs = {0, 100, 4096, 8191, 8192, 12288})
+        @DisplayName("a truncated metadata file is refused")
+        void truncatedMetadata(long length) throws IOException {
+            assertTrue(length < Files.size(meta));
+            try (RandomAccessFile raf = new RandomAccessFile(meta.toFile(), "rw")) {
+                raf.setLength(length);
+            }
+            assertRefused("truncated", "metadata truncated to " + length);
+        }
+
+        @ParameterizedTest(name = "metadata grown by {0} bytes")
+        @ValueSource(longs = {1, 4096, 8192})
+        @DisplayName("an extended metadata file (a bitmap of the wrong size) is refused")
+        void extendedMetadata(long extra) throws IOException {
+            long length = Files.size(meta);
+            try (RandomAccessFile raf = new RandomAccessFile(meta.toFile(), "rw")) {
+                raf.setLength(length + extra);
+            }
+            assertRefused("wrong size", "metadata extended by " + extra);
+        }
+
+        @Test
+        @DisplayName("another leaf's metadata renamed into place is recognised")
+        void swappedMetadata() throws IOException {
+            Path other = dir.resolve("other.img");
+            LeafImage.create(other, backing, 65536, false);
+            Files.copy(LeafImage.metadataPathOf(other), meta, StandardCopyOption.REPLACE_EXISTING);
+            assertRefused("belongs to leaf 'other.img'", "swapped metadata");
+        }
+
+        @ParameterizedTest(name = "data file cut by {0} bytes")
+        @ValueSource(longs = {1, 65536, SIZE})
+        @DisplayName("a truncated data file is refused")
+        void truncatedData(long cut) throws IOException {
+            try (RandomAccessFile raf = new RandomAccessFile(leaf.toFile(), "rw")) {
+                raf.setLength(SIZE - cut);
+            }
+            assertRefused("truncated or replaced", "data file truncated by " + cut);
+        }
+    }
+
+    @Nested
+    @DisplayName("versions")
+    class Versions {
+        /** Re-encodes a header slot with another version number and a valid checksum. */
+        private void setVersion(int slot, int version) throws IOException {
+            byte[] all = Files.readAllBytes(meta);
+            ByteBuffer b = ByteBuffer.wrap(all, slot * MetadataFormat.SLOT_SIZE, MetadataFormat.SLOT_SIZE)
+                    .slice().order(ByteOrder.LITTLE_ENDIAN);
+            b.putInt(8, version);
+            CRC32C crc = new CRC32C();
+            crc.update(all, slot * MetadataFormat.SLOT_SIZE, MetadataFormat.SLOT_SIZE - 4);
+            b.putInt(MetadataFormat.SLOT_SIZE - 4, (int) crc.getValue());
+            Files.write(meta, all);
+        }
+
+        @ParameterizedTest(name = "version {0}")
+        @ValueSource(ints = {0, 2, 99, -1})
+        @DisplayName("an unknown version in both slots is refused as unsupported, not as damage")
+        void unknownVersion(int version) throws IOException {
+            setVersion(0, version);
+            setVersion(1, version);
+            assertRefused("metadata version " + version + " is not supported", "version " + version);
+        }
+
+        @Test
+        @DisplayName("an unknown version in one slot is refused too")
+        void unknownVersionOneSlot() throws IOException {
+            setVersion(1, 2);
+            assertRefused("metadata version 2 is not supported", "version 2 in slot 1");
+        }
+    }
+}
