@@ -274,14 +274,14 @@ class CoreMountIT {
             byte[] good = Files.readAllBytes(meta);
             fx.corfs("check", leaf.toString()).assertOk();
             // The header has two 4 KiB slots (an A/B pair): flip the same byte in both so no valid copy is left.
-            for (int offset : new int[] {0, 9, 17, 40, 100, 4092}) {
+            for (int offset : new int[] {0, 17, 100, 4092}) {
                 byte[] bad = good.clone();
                 bad[offset] ^= 0x5a;
                 bad[4096 + offset] ^= 0x5a;
                 Files.write(meta, bad);
                 expectRefused("byte " + offset + " of both header slots flipped", meta, bad);
             }
-            for (int length : new int[] {0, 100, 4096, good.length - 1}) {
+            for (int length : new int[] {0, 4096, good.length - 1}) {
                 byte[] bad = Arrays.copyOf(good, length);
                 Files.write(meta, bad);
                 expectRefused("metadata truncated to " + length + " bytes", meta, bad);
@@ -366,7 +366,7 @@ class CoreMountIT {
                 fx.run(Duration.ofSeconds(10), "kill", "-9", Long.toString(pid)).assertOk();
             }
             waitGone(pids);
-            fx.run(Duration.ofSeconds(30), "fusermount", "-u", "-z", mnt.toString()).assertOk();
+            fx.clearDeadMount(mnt);
             fx.corfs("check", leaf.toString()).assertOk();
             fx.mount(mnt, leaf);
             fx.assertSameContent(img, model);

@@ -53,8 +53,10 @@ public final class CorfsFixture implements BeforeEachCallback, AfterEachCallback
     /** Default bound for one corfs CLI command. */
     public static final Duration COMMAND_TIMEOUT = Duration.ofSeconds(60);
 
-    private final Path home = Paths.get(System.getProperty("corfs.home", System.getProperty("user.dir")))
+    private static final Path REPO = Paths.get(System.getProperty("corfs.home", System.getProperty("user.dir")))
             .toAbsolutePath();
+    private static Path snapshotHome;
+    private Path home;
     private final Set<Path> mountPoints = new LinkedHashSet<>();
     private final Set<Long> daemonPids = new LinkedHashSet<>();
     private Path dir;
@@ -97,6 +99,7 @@ public final class CorfsFixture implements BeforeEachCallback, AfterEachCallback
         assumeTrue(onPath("fusermount") || onPath("fusermount3"), "no fusermount: FUSE tests skipped");
         String name = context.getRequiredTestClass().getSimpleName() + "-"
                 + context.getTestMethod().map(m -> m.getName()).orElse("test");
+        home = snapshotHome();
         dir = Files.createTempDirectory("corfs-it-" + name + "-");
         logs = Files.createDirectories(dir.resolve("logs"));
     }
@@ -122,6 +125,17 @@ public final class CorfsFixture implements BeforeEachCallback, AfterEachCallback
                 problems.add("corfs daemon " + pid + " was still alive after unmount; killed");
             }
         }
+        if (context.getExecutionException().isPresent()) {
+            try (Stream<Path> files = Files.list(dir)) {
+                for (Path log : files.filter(f -> f.toString().endsWith(".log")).toList()) {
+                    List<String> lines = Files.readAllLines(log);
+                    System.err.println("[CorfsFixture] " + context.getDisplayName() + ": last lines of " + log + ":\n  "
+                            + String.join("\n  ", lines.subList(Math.max(0, lines.size() - 40), lines.size())));
+                }
+            } catch (IOException | RuntimeException e) {
+                System.err.println("[CorfsFixture] cannot show daemon logs: " + e);
+            }
+        }
         List<String> left = mountsUnder(dir);
         if (left.isEmpty()) {
             deleteRecursively(dir);
@@ -135,6 +149,18 @@ public final class CorfsFixture implements BeforeEachCallback, AfterEachCallback
         }
         if (!problems.isEmpty()) {
             System.err.println("[CorfsFixture] teardown of " + context.getDisplayName() + ": " + problems);
+        }
+    }
+
+    /**
+     * After the daemon was killed: {@code fusermount -u -z MNT} if the kernel still shows the mount (it may
+     * already be gone when the daemon mounted with auto_unmount); asserts it is gone.
+     */
+    public void clearDeadMount(Path mnt) {
+        if (isMounted(mnt)) {
+            Result r = run(Duration.ofSeconds(30), fusermount(), "-u", "-z", mnt.toString());
+            // a failure is fine if auto_unmount removed the mount meanwhile
+            assertTrue(!isMounted(mnt), "dead mount at " + mnt + " not cleared: " + r);
         }
     }
 
@@ -161,14 +187,56 @@ public final class CorfsFixture implements BeforeEachCallback, AfterEachCallback
 
     // ------------------------------------------------------------------ paths and processes
 
+    /**
+     * A private copy of {@code bin/corfs} and {@code target/corfs.jar}, taken once per JVM, so that a
+     * {@code mvn package} running in the same tree meanwhile cannot swap the jar under a running test. The
+     * launcher finds the jar relative to itself, so the copy runs exactly as the original would.
+     */
+    private static synchronized Path snapshotHome() throws IOException {
+        if (snapshotHome != null) {
+            return snapshotHome;
+        }
+        Path jar = REPO.resolve("target/corfs.jar");
+        Path launcher = REPO.resolve("bin/corfs");
+        assertTrue(Files.isExecutable(launcher), launcher + " is missing or not executable");
+        assertTrue(Files.isRegularFile(jar), jar + " is not built (run mvn package)");
+        Path snap = Files.createTempDirectory("corfs-it-home-");
+        Files.createDirectories(snap.resolve("bin"));
+        Files.createDirectories(snap.resolve("target"));
+        Files.copy(launcher, snap.resolve("bin/corfs"));
+        for (int attempt = 0; ; attempt++) {
+            Files.copy(jar, snap.resolve("target/corfs.jar"), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+            try (java.util.jar.JarFile jf = new java.util.jar.JarFile(snap.resolve("target/corfs.jar").toFile())) {
+                if (jf.getManifest() != null && jf.getManifest().getMainAttributes().getValue("Main-Class") != null) {
+                    break;
+                }
+            } catch (IOException e) {
+                // being rewritten by a build: try again
+            }
+            if (attempt > 50) {
+                fail(jar + " is not a runnable jar");
+            }
+            sleep(200);
+        }
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            try {
+                deleteRecursively(snap);
+            } catch (IOException e) {
+                // best effort
+            }
+        }, "corfs-it-home-cleanup"));
+        snapshotHome = snap;
+        return snap;
+    }
+
     /** The test's own directory (deleted after the test when nothing is left mounted in it). */
     public Path dir() {
         return dir;
     }
 
-    /** The repository root: where {@code bin/corfs} lives. */
-    public Path home() {
-        return home;
+    /** The repository root. */
+    public Path repo() {
+        return REPO;
     }
 
     public Path launcher() {
