@@ -31,8 +31,8 @@ import java.util.concurrent.atomic.AtomicReference;
  * <h2>Priorities</h2>
  * The thread runs in Linux's idle I/O class, and before each step it yields (a few milliseconds at
  * most) while guest requests are in flight on that leaf: guest I/O comes first, the job still finishes.
- * The speed limit counts bytes moved (read from the backing by a stream, written to it by a commit):
- * holes cost nothing.
+ * The speed limit counts the bytes the job processes, as done_bytes shows them: what a user sets is
+ * what the status shows. (Holes are still never read or written as data; they just count.)
  *
  * <h2>Failures</h2>
  * A step that fails ends the job in state failed (on_error=stop), waits and retries (retry), or
@@ -378,9 +378,8 @@ public final class Filler implements AutoCloseable {
         if (last == clusters - 1 && !local.get(last)) {
             missingBytes -= (long) clusters * disk.clusterSize() - disk.size();
         }
-        long fetched;
         try {
-            fetched = disk.fill(first, last);
+            disk.fill(first, last);
         } catch (BackingReadException e) {
             if (handleReadError(job, e, first, last)) {
                 return;
@@ -388,7 +387,7 @@ public final class Filler implements AutoCloseable {
             throw e;
         }
         job.cursor = last + 1;
-        progress(job, missingBytes, fetched);
+        progress(job, missingBytes);
     }
 
     private void finishStream(LeafJob job) throws IOException {
@@ -439,7 +438,7 @@ public final class Filler implements AutoCloseable {
         if (job.uncommittedBytes >= COMMIT_FLUSH_BYTES) {
             flushCommitted(job);
         }
-        progress(job, bytes, bytes);
+        progress(job, bytes);
     }
 
     /** The backing's durability, then the dirty bits: never clear a bit for data the backing may lose. */
@@ -473,7 +472,8 @@ public final class Filler implements AutoCloseable {
         }
     }
 
-    private void progress(LeafJob job, long processed, long transferred) {
+    /** Counts {@code processed} bytes done and throttles the job so done_bytes advances at its speed. */
+    private void progress(LeafJob job, long processed) {
         long done = job.doneBytes + processed;
         job.doneBytes = done;
         if (done > job.totalBytes) {
@@ -484,9 +484,9 @@ public final class Filler implements AutoCloseable {
         long speed = job.speed;
         synchronized (job) {
             job.retryDelayMillis = 0;
-            if (speed > 0 && transferred > 0) {
+            if (speed > 0 && processed > 0) {
                 long base = Math.max(job.throttleUntilNanos, now - 1_000_000_000L); // at most 1 s of credit
-                job.throttleUntilNanos = base + transferred * 1_000_000_000L / speed;
+                job.throttleUntilNanos = base + processed * 1_000_000_000L / speed;
             }
         }
     }
@@ -525,7 +525,7 @@ public final class Filler implements AutoCloseable {
                 }
                 job.cursor = last + 1;
                 long bytes = Math.min(disk.size(), (last + 1) * disk.clusterSize()) - first * disk.clusterSize();
-                progress(job, bytes, bytes);
+                progress(job, bytes);
                 return true;
             }
             default -> {
