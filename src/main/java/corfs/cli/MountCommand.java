@@ -226,6 +226,7 @@ final class MountCommand implements Callable<Integer> {
             cmd.add(p.toAbsolutePath().toString());
         }
         LOG.debug("starting daemon: {}", cmd);
+        long logStart = java.nio.file.Files.exists(logFile) ? java.nio.file.Files.size(logFile) : 0;
         Process child = new ProcessBuilder(cmd)
                 .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
                 .redirectOutput(ProcessBuilder.Redirect.PIPE)
@@ -261,11 +262,34 @@ final class MountCommand implements Callable<Integer> {
             return 0;
         }
         if (line.startsWith(ERROR)) {
-            throw new Main.ExitException(Main.EXIT_FAILURE, line.substring(ERROR.length()).trim());
+            throw new Main.ExitException(Main.EXIT_FAILURE, line.substring(ERROR.length()).trim()
+                    + libfuseSaid(logFile, logStart));
         }
         int code = child.waitFor(5, TimeUnit.SECONDS) ? child.exitValue() : -1;
         throw new Main.ExitException(Main.EXIT_FAILURE, "the mount daemon exited"
                 + (code >= 0 ? " with code " + code : "") + " before it was ready; see " + logFile);
+    }
+
+    /** libfuse prints its reasons ("fuse: unknown option ...") on stderr, which is the daemon's log. */
+    private static String libfuseSaid(Path logFile, long from) {
+        try (java.io.RandomAccessFile f = new java.io.RandomAccessFile(logFile.toFile(), "r")) {
+            long len = Math.min(f.length() - from, 64 * 1024);
+            if (len <= 0) {
+                return "";
+            }
+            byte[] b = new byte[(int) len];
+            f.seek(from);
+            f.readFully(b);
+            List<String> said = new ArrayList<>();
+            for (String l : new String(b, StandardCharsets.UTF_8).split("\n")) {
+                if (l.startsWith("fuse:") || l.startsWith("fusermount")) {
+                    said.add(l.trim());
+                }
+            }
+            return said.isEmpty() ? " (see " + logFile + ")" : " (" + String.join("; ", said) + ")";
+        } catch (IOException e) {
+            return " (see " + logFile + ")";
+        }
     }
 
     private static String ownClassPath() {

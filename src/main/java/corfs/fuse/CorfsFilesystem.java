@@ -52,6 +52,8 @@ public final class CorfsFilesystem extends FuseStubFS {
     private final long uid;
     private final long gid;
     private final long mountedAtSeconds = System.currentTimeMillis() / 1000;
+    /** Counted down by libfuse's {@code init}: the kernel and the loop have shaken hands. */
+    private final java.util.concurrent.CountDownLatch initialized = new java.util.concurrent.CountDownLatch(1);
 
     CorfsFilesystem(List<LeafDisk> disks, ControlFile control, boolean readOnly) {
         Map<String, LeafDisk> byPath = new java.util.LinkedHashMap<>();
@@ -69,6 +71,18 @@ public final class CorfsFilesystem extends FuseStubFS {
         this.readOnly = readOnly;
         this.uid = Libc.get().getuid();
         this.gid = Libc.get().getgid();
+    }
+
+    /** True once libfuse has called {@code init}, i.e. the filesystem is really being served. */
+    boolean initialized() {
+        return initialized.getCount() == 0;
+    }
+
+    @Override
+    public Pointer init(Pointer conn) {
+        initialized.countDown();
+        LOG.debug("FUSE init");
+        return null;
     }
 
     private static ByteBuffer view(Pointer buf, long size) {

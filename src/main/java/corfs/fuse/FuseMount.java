@@ -93,7 +93,7 @@ public final class FuseMount implements AutoCloseable {
             }, LOOP_THREAD);
             loop.setDaemon(false);
             loop.start();
-            awaitMounted(mp, loop, failure);
+            awaitMounted(mp, fs, loop, failure);
             LOG.info("mounted at {}", mp);
             return new FuseMount(session, mp, fs, loop, failure);
         } catch (Throwable t) {
@@ -172,10 +172,15 @@ public final class FuseMount implements AutoCloseable {
         return m != null && m.contains("Transport endpoint is not connected");
     }
 
-    private static void awaitMounted(Path mp, Thread loop, AtomicReference<Throwable> failure) throws IOException {
+    /**
+     * Waits until libfuse has called {@code init} and the kernel lists the mount. The mount table alone is not
+     * enough: libfuse 2 mounts before it parses every option and unmounts again when one is bad.
+     */
+    private static void awaitMounted(Path mp, CorfsFilesystem fs, Thread loop, AtomicReference<Throwable> failure)
+            throws IOException {
         long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(READY_TIMEOUT_MS);
         while (true) {
-            if (MountTable.isCorfsMounted(mp)) {
+            if (fs.initialized() && loop.isAlive() && MountTable.isCorfsMounted(mp)) {
                 return;
             }
             if (!loop.isAlive()) {
