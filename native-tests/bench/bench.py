@@ -67,8 +67,8 @@ def sh(cmd, check=True, timeout=None, quiet=False, **kw):
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                        timeout=timeout, **kw)
     if check and p.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, cmd))} -> exit {p.returncode}: "
-                           f"{(p.stderr or p.stdout).strip()[-600:]}")
+        raise RuntimeError(f"exit {p.returncode}: {(p.stderr or p.stdout).strip()[-400:]} "
+                           f"[{' '.join(map(str, cmd))[:300]}]")
     return p
 
 
@@ -126,6 +126,27 @@ def proc_status(pid, key):
     except OSError:
         pass
     return None
+
+
+def thread_cpu(pid):
+    """CPU seconds per thread-name group (digits folded: 'Thread-12' -> 'Thread-N')."""
+    out = {}
+    tck = os.sysconf("SC_CLK_TCK")
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                s = f.read()
+        except OSError:
+            continue
+        name = re.sub(r"\d+", "N", s[s.index("(") + 1:s.rindex(")")])
+        fields = s[s.rindex(")") + 2:].split()
+        out[name] = out.get(name, 0) + (int(fields[11]) + int(fields[12])) / tck
+        out["#threads"] = out.get("#threads", 0) + 1
+    return out
 
 
 def rss_mib(pid):
@@ -249,13 +270,31 @@ class Corfs(Mounted):
             cmd += ["-o", o]
         t = time.monotonic()
         REG.add(self)
-        sh(cmd + [self.leaf, self.mnt], timeout=60, start_new_session=True)
+        try:
+            p = sh(cmd + [self.leaf, self.mnt], timeout=60, start_new_session=True)
+        except RuntimeError as e:
+            raise RuntimeError(f"{e}; daemon log tail: {self.log_tail()}") from None
         if not wait_until(lambda: fuse_mounted(self.mnt) and os.path.exists(self.path), 10):
             raise RuntimeError(f"corfs mount returned but {self.path} is not there")
         self.mount_s = time.monotonic() - t
-        self.pid = find_daemon_pid(self.mnt)
+        self.bench.mount_times.setdefault("corfs", []).append(self.mount_s)
+        m = re.search(r"daemon pid (\d+)", p.stdout + p.stderr)
+        self.pid = int(m.group(1)) if m else find_daemon_pid(self.mnt)
+
+    def log_tail(self, n=6):
+        try:
+            with open(self.leaf + ".log") as f:
+                return " | ".join(l.strip()[-200:] for l in f.readlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+    def mount_fresh(self):
+        """True the first time it is asked after a (re)mount: the daemon's JIT is cold."""
+        fresh, self._fresh = getattr(self, "_fresh", True), False
+        return fresh
 
     def unmount(self):
+        self._fresh = True
         if fuse_mounted(self.mnt):
             p = subprocess.run([self.bench.corfs, "umount", self.mnt], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, timeout=120)
@@ -329,6 +368,7 @@ class Qsd(Mounted):
         if not wait_until(lambda: fuse_mounted(self.mnt), 10):
             raise RuntimeError("qemu-storage-daemon started but its export is not mounted")
         self.mount_s = time.monotonic() - t
+        self.bench.mount_times.setdefault("qsd", []).append(self.mount_s)
         with open(self.pidfile) as f:
             self.pid = int(f.read().strip())
         return self
@@ -436,6 +476,13 @@ def run_dd(path, size, bs=MiB):
     return dict(mbps=int(m.group(1)) / float(m.group(2)) / 1e6, secs=float(m.group(2)))
 
 
+def prof(r, *keys):
+    """The extras worth keeping from a measurement: daemon CPU (total, per thread group)."""
+    keys = keys + ("daemon_cpu_s", "daemon_threads_cpu_s", "daemon_cpu_exited_threads_s",
+                   "daemon_threads")
+    return {k: r[k] for k in keys if r.get(k) is not None}
+
+
 def make_random_file(path, size, chunk=16 * MiB):
     """Write `size` bytes of incompressible data (urandom seed expanded cheaply)."""
     with open(path, "wb") as f:
@@ -490,6 +537,7 @@ class Bench:
         self.hot = {}           # system -> object with .path (and .pid)
         self.bindfs = None
         self.turn = 0
+        self.mount_times = {}   # system -> mount-ready seconds of every mount in the run
 
     # --- bookkeeping -----------------------------------------------------------------------
     def order(self, systems):
@@ -619,10 +667,19 @@ class Bench:
     def measured(self, system, fn):
         d = self.daemon(system)
         c0 = d.cpu() if d else None
+        t0 = thread_cpu(d.pid) if d and d.pid else {}
         r = fn()
         c1 = d.cpu() if d else None
         if c0 is not None and c1 is not None:
             r["daemon_cpu_s"] = round(c1 - c0, 2)
+            t1 = thread_cpu(d.pid)
+            delta = {k: v - t0.get(k, 0) for k, v in t1.items() if k != "#threads"}
+            top = sorted(((v, k) for k, v in delta.items() if v > 0.005), reverse=True)[:6]
+            r["daemon_threads_cpu_s"] = {k: round(v, 2) for v, k in top}
+            # CPU of threads that ended during the run (e.g. FUSE workers libfuse retired)
+            r["daemon_cpu_exited_threads_s"] = round(max(0.0, (c1 - c0) - sum(
+                v for v in delta.values() if v > 0)), 2)
+            r["daemon_threads"] = t1.get("#threads")
         return r
 
     # --- workloads -------------------------------------------------------------------------
@@ -645,7 +702,7 @@ class Bench:
                 else:
                     r = self.measured(s, lambda: run_fio(path, rw="read", bs="1M", size=size))
                 self.record(f"cold_{tool}", f"cold seq read {tool} 1M", "MB/s", "higher", s,
-                            r["mbps"], extra={"daemon_cpu_s": r.get("daemon_cpu_s")})
+                            r["mbps"], extra=prof(r))
         # the leaves from the fio round are now fully local: they serve the hot workloads
 
     def ensure_hot(self):
@@ -659,22 +716,38 @@ class Bench:
         self.ensure_hot()
         log(f"workload 2: hot sequential read of {human(size)} (all local), "
             f"median of {self.p['hot_reps']}")
-        systems = ["corfs", "qsd", "bindfs", "plain"]
+        systems = ["corfs", "corfs-s", "qsd", "bindfs", "plain"]
         for s in self.order(systems):                       # warm every cache once
-            run_dd(self.reader_path(s, self.hot.get(s)), size)
+            if s != "corfs-s":
+                run_dd(self.reader_path(s, self.hot.get(s)), size)
         for _ in range(self.p["hot_reps"]):
             for s in self.order(systems):
-                path = self.reader_path(s, self.hot.get(s))
+                base = self.corfs_variant(s)
+                path = self.reader_path(base, self.hot.get(base))
+                if base == "corfs" and self.hot["corfs"].mount_fresh():
+                    run_dd(path, size)                      # warm the new daemon's JIT
                 r = self.measured(s, lambda: run_dd(path, size))
                 self.record("hot_dd", "hot seq read dd 1M", "MB/s", "higher", s, r["mbps"],
-                            extra={"daemon_cpu_s": r.get("daemon_cpu_s")})
+                            extra=prof(r))
                 r = self.measured(s, lambda: run_fio(path, rw="read", bs="1M", size=size))
                 self.record("hot_fio", "hot seq read fio 1M", "MB/s", "higher", s, r["mbps"],
-                            extra={"daemon_cpu_s": r.get("daemon_cpu_s")})
+                            extra=prof(r))
                 r = self.measured(s, lambda: run_fio(path, rw="read", bs="1M", size=size,
                                                      direct=1))
                 self.record("hot_fio_direct", "hot seq read fio 1M O_DIRECT", "MB/s", "higher",
-                            s, r["mbps"], extra={"daemon_cpu_s": r.get("daemon_cpu_s")})
+                            s, r["mbps"], extra=prof(r))
+        self.corfs_variant("corfs")
+
+    def corfs_variant(self, s):
+        """Make the hot corfs mount run as variant `s` (corfs or corfs-s); return 'corfs' for
+        either, any other system unchanged."""
+        if not s.startswith("corfs"):
+            return s
+        corfs = self.hot.get("corfs")
+        want = ["single_threaded"] if s == "corfs-s" else []
+        if corfs is not None and corfs.opts != want:
+            corfs.remount(want)
+        return "corfs"
 
     def w_rand(self):
         size, secs = self.p["dense"], self.p["rand_s"]
@@ -683,23 +756,19 @@ class Bench:
         variants = [("rand_qd1", "hot randread 4K 1job QD1 O_DIRECT", dict(numjobs=1, direct=1)),
                     ("rand_4j", "hot randread 4K 4jobs O_DIRECT", dict(numjobs=4, direct=1)),
                     ("rand_4j_buf", "hot randread 4K 4jobs buffered", dict(numjobs=4))]
-        corfs = self.hot.get("corfs")
         for key, label, opts in variants:
             for s in self.order(["corfs", "corfs-s", "qsd", "bindfs", "plain"]):
-                if s.startswith("corfs"):
-                    want = ["single_threaded"] if s == "corfs-s" else []
-                    if corfs.opts != want:
-                        corfs.remount(want)
-                    run_dd(corfs.path, min(size, 64 * MiB))  # warm after remount
-                path = self.reader_path("corfs" if s == "corfs-s" else s, self.hot.get(s))
+                base = self.corfs_variant(s)
+                path = self.reader_path(base, self.hot.get(base))
+                if base == "corfs" and self.hot["corfs"].mount_fresh():
+                    run_dd(path, min(size, 64 * MiB))       # warm the new daemon's JIT
                 r = self.measured(s, lambda: run_fio(
                     path, rw="randread", bs="4k", size=size, time_based=1, runtime=secs,
                     ramp_time=1, **opts))
                 self.record(key, label, "IOPS", "higher", s, r["iops"],
-                            extra={k: r.get(k) for k in ("p50_us", "p99_us", "daemon_cpu_s")})
+                            extra=prof(r, "p50_us", "p99_us"))
                 self.record(key + "_p99", label + " p99", "us", "lower", s, r["p99_us"])
-        if corfs and corfs.opts:
-            corfs.remount([])
+        self.corfs_variant("corfs")
 
     def w_write(self):
         size = self.p["dense"]
@@ -711,15 +780,14 @@ class Bench:
                                                  io_size=self.p["rw_io"], end_fsync=1))
             self.record("randwrite", f"randwrite 4K ({human(self.p['rw_io'])}) +fsync", "IOPS",
                         "higher", s, r["iops"],
-                        extra={k: r.get(k) for k in ("p50_us", "p99_us", "daemon_cpu_s",
-                                                      "wall_s")})
+                        extra=prof(r, "p50_us", "p99_us", "wall_s"))
         for s in self.order(["corfs", "qsd", "bindfs", "plain"]):
             path = self.writer_path(s)
             n = min(self.p["seqw"], size)
             r = self.measured(s, lambda: run_fio(path, rw="write", bs="1M", size=n,
                                                  end_fsync=1))
             self.record("seqwrite", f"seq write 1M ({human(n)}) +fsync", "MB/s", "higher", s,
-                        r["mbps"], extra={k: r.get(k) for k in ("daemon_cpu_s", "wall_s")})
+                        r["mbps"], extra=prof(r, "wall_s"))
 
     def corfs_stream(self, inst, timeout=1800):
         t = time.monotonic()
@@ -804,6 +872,7 @@ class Bench:
             if s == "corfs":
                 inst = Corfs(self, self.dense, d)
                 run_dd(inst.path, local)                    # make [0, local) local
+                run_fio(inst.path, **dict(fio_opts, runtime="1s"))   # warm up (JIT)
                 idle = run_fio(inst.path, **fio_opts)
                 inst.command(f"stream speed={STREAM_SPEED}")
                 time.sleep(1)
@@ -822,6 +891,7 @@ class Bench:
                 q = Qsd(self, self.dense, d, cor=False, writable=False)
                 q.prefill(local)
                 q.start()
+                run_fio(q.path, **dict(fio_opts, runtime="1s"))      # warm up, as for corfs
                 idle = run_fio(q.path, **fio_opts)
                 self.qsd_stream(q, speed=STREAM_SPEED_BYTES, wait=False)
                 time.sleep(1)
@@ -864,6 +934,7 @@ class Bench:
                 create_s = time.monotonic() - t
                 inst.start()
             mount_s = inst.mount_s
+            small = sorted(self.mount_times.get(s, [])[:-1])
             rss0 = rss_mib(inst.pid) if inst.pid else None
             t = time.monotonic()
             fd = os.open(inst.path, os.O_RDONLY)
@@ -876,7 +947,9 @@ class Bench:
             rss1 = rss_mib(inst.pid) if inst.pid else None
             hwm = proc_status(inst.pid, "VmHWM") if inst.pid else None
             self.record("scale_mount", f"{human(virt)} image: mount ready", "s", "lower", s,
-                        mount_s, extra={"create_s": round(create_s, 3)})
+                        mount_s, extra={"create_s": round(create_s, 3),
+                                        "small_image_mounts_median_s":
+                                            round(statistics.median(small), 3) if small else None})
             self.record("scale_rss", f"{human(virt)} image: RSS after {human(nread)} read",
                         "MiB", "lower", s, rss1 if rss1 is not None else float("nan"),
                         extra={"rss_after_mount_mib": rss0, "read_s": round(read_s, 2),
@@ -1053,6 +1126,7 @@ def main():
         raise SystemExit(128 + signum)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
 
     bench = Bench(args)
     t0 = time.monotonic()
