@@ -133,7 +133,7 @@ public final class LeafDisk implements AutoCloseable {
     private long bytesOf(ClusterBitmap bitmap) {
         long n = bitmap.count() * clusterSize;
         if (clusters > 0 && bitmap.get(clusters - 1)) {
-            n -= (long) clusters * clusterSize - size;
+            n -= clusters * clusterSize - size;
         }
         return n;
     }
@@ -425,7 +425,7 @@ public final class LeafDisk implements AutoCloseable {
                 boolean zero = isZero(buf, off, clusterLen);
                 int runLen = clusterLen;
                 while (off + runLen < n) {
-                    int next = (int) Math.min(clusterSize, n - off - runLen);
+                    int next = Math.min(clusterSize, n - off - runLen);
                     if (isZero(buf, off + runLen, next) != zero) {
                         break;
                     }

@@ -14,7 +14,6 @@ import java.nio.channels.FileChannel;
 import java.nio.channels.FileLock;
 import java.nio.channels.OverlappingFileLockException;
 import java.nio.file.Files;
-import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
@@ -36,7 +35,8 @@ import java.util.function.UnaryOperator;
  * (fdatasync, or fsync after a hole was punched), (3) writes the snapshots, each to the page's older
  * slot, (4) makes the metadata durable. Every bit in a snapshot was set before (2), so on disk no cluster
  * is ever marked local or dirty before its data is durable. A torn page write leaves the page's other
- * slot intact. Local bits are only ever set; a dirty bit is cleared only after the backing holding its
+ * slot intact; open then refuses (a bad checksum may as well be corruption) and names the slot, and
+ * {@link #repair} clears it so the intact copy is used: nothing is repaired silently. Local bits are only ever set; a dirty bit is cleared only after the backing holding its
  * data was made durable (the commit job's rule).
  *
  * <h2>Threads</h2>
@@ -349,6 +349,85 @@ public final class LeafImage implements AutoCloseable {
         }
     }
 
+    // ---------------------------------------------------------------- repair
+
+    /**
+     * Repairs what a torn metadata write leaves behind, and nothing else: a header slot or a bitmap page
+     * slot that fails its checksum while its twin is intact. The damaged header slot is rewritten from
+     * the intact one; a damaged page slot is cleared, so the intact (newest durable) copy is used. Refuses
+     * when both slots of anything are damaged, when the file has the wrong length, or when the leaf is in
+     * use. Returns what it did (empty: nothing needed).
+     */
+    public static List<String> repair(Path leaf) throws IOException {
+        Path leafAbs = leaf.toAbsolutePath().normalize();
+        Path meta = metadataPathOf(leafAbs);
+        if (!Files.exists(meta)) {
+            throw new CorfsException(Reason.NOT_FOUND, leaf + " is not a corfs leaf: " + meta + " is missing");
+        }
+        List<String> actions = new ArrayList<>();
+        try (FileChannel ch = FileChannel.open(meta, StandardOpenOption.READ, StandardOpenOption.WRITE)) {
+            FileLock l = lockFor(ch, meta, false);
+            try {
+                if (ch.size() < MetadataFormat.PAGES_OFFSET) {
+                    throw new CorruptMetadataException(meta + " is truncated: cannot repair");
+                }
+                ByteBuffer[] raw = new ByteBuffer[2];
+                MetadataFormat.HeaderSlot[] slots = new MetadataFormat.HeaderSlot[2];
+                for (int s = 0; s < 2; s++) {
+                    raw[s] = ByteBuffer.allocate(MetadataFormat.SLOT_SIZE);
+                    readFully(ch, raw[s], (long) s * MetadataFormat.SLOT_SIZE);
+                    slots[s] = MetadataFormat.decodeHeader(raw[s].flip());
+                    if (slots[s].unknownVersion()) {
+                        throw new CorruptMetadataException(meta + ": " + slots[s].problem() + ": cannot repair");
+                    }
+                }
+                if (!slots[0].valid() && !slots[1].valid()) {
+                    throw new CorruptMetadataException(meta + ": both header slots are damaged: cannot repair");
+                }
+                int good = slots[0].valid() ? 0 : 1;
+                LeafHeader header = slots[good].header();
+                long expected = MetadataFormat.fileLength(header.clusters());
+                if (ch.size() != expected) {
+                    throw new CorruptMetadataException(meta + " is " + ch.size() + " bytes, expected " + expected
+                            + ": not a torn write, cannot repair");
+                }
+                if (!slots[1 - good].valid()) {
+                    writeFully(ch, raw[good].duplicate().clear(), (long) (1 - good) * MetadataFormat.SLOT_SIZE);
+                    actions.add("header slot " + (1 - good) + " (" + slots[1 - good].problem()
+                            + ") rewritten from slot " + good);
+                }
+                long pages = MetadataFormat.pageCount(header.clusters());
+                ByteBuffer[] page = {ByteBuffer.allocate(MetadataFormat.SLOT_SIZE), ByteBuffer.allocate(MetadataFormat.SLOT_SIZE)};
+                for (long p = 0; p < pages; p++) {
+                    MetadataFormat.PageSlot[] d = new MetadataFormat.PageSlot[2];
+                    for (int s = 0; s < 2; s++) {
+                        page[s].clear();
+                        readFully(ch, page[s], MetadataFormat.pageSlotOffset(p, s));
+                        d[s] = MetadataFormat.decodePageSlot(page[s].flip(), p, header.uuid());
+                    }
+                    if (!d[0].valid() && !d[1].valid()) {
+                        throw new CorruptMetadataException(meta + ": both slots of bitmap page " + p
+                                + " are damaged: cannot repair");
+                    }
+                    for (int s = 0; s < 2; s++) {
+                        if (!d[s].valid()) {
+                            writeFully(ch, ByteBuffer.allocate(MetadataFormat.SLOT_SIZE), MetadataFormat.pageSlotOffset(p, s));
+                            actions.add("bitmap page " + p + " slot " + s + " (" + d[s].problem()
+                                    + ") cleared; slot " + (1 - s) + " is used");
+                        }
+                    }
+                }
+                if (!actions.isEmpty()) {
+                    ch.force(true);
+                    LOG.warn("repaired {}: {}", meta, actions);
+                }
+            } finally {
+                l.release();
+            }
+        }
+        return actions;
+    }
+
     // ---------------------------------------------------------------- accessors
 
     public LeafHeader header() {
@@ -568,16 +647,5 @@ public final class LeafImage implements AutoCloseable {
     @Override
     public String toString() {
         return "LeafImage[" + dataPath + ", local=" + local + ", dirty=" + dirty + "]";
-    }
-
-    /** For tests: whether the metadata file exists at all. */
-    static boolean exists(Path leaf) {
-        try {
-            return Files.size(metadataPathOf(leaf)) > 0;
-        } catch (NoSuchFileException e) {
-            return false;
-        } catch (IOException e) {
-            return true;
-        }
     }
 }

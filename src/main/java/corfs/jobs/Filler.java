@@ -102,6 +102,7 @@ public final class Filler implements AutoCloseable {
             }
             job.cursor = 0;
             job.totalBytes = remainingBytes(job);
+            job.throttleUntilNanos = System.nanoTime();
             if (rec.state().isActive() && disk.readOnly()) {
                 job.state = JobState.PAUSED;
                 LOG.info("{}: {} job was {}; mounted read-only, so it stays paused", disk.name(), rec.kind().word(),
@@ -150,6 +151,7 @@ public final class Filler implements AutoCloseable {
             job.totalBytes = remainingBytes(job);
             job.rate.reset();
             job.retryDelayMillis = 0;
+            job.throttleUntilNanos = System.nanoTime();
             job.state = JobState.RUNNING;
             persist(job);
             LOG.info("{}: {} job started (speed {}, on_error {}, {} bytes to go)", image, kind.word(),
@@ -183,6 +185,7 @@ public final class Filler implements AutoCloseable {
             job.state = JobState.RUNNING;
             job.retryDelayMillis = 0;
             job.retryNotBeforeNanos = 0;
+            job.throttleUntilNanos = System.nanoTime();
             persist(job);
             LOG.info("{}: {} job resumed", image, job.kind.word());
         }
@@ -209,7 +212,7 @@ public final class Filler implements AutoCloseable {
                 throw new CorfsException(Reason.NO_JOB, image + ": no running or paused job to set the speed of");
             }
             job.speed = bytesPerSecond;
-            job.throttleUntilNanos = 0;
+            job.throttleUntilNanos = System.nanoTime();
             persist(job);
         }
         wake();
@@ -376,7 +379,7 @@ public final class Filler implements AutoCloseable {
         long missingBytes = (last - first + 1) * (long) disk.clusterSize()
                 - (local.count(first, last + 1) * (long) disk.clusterSize());
         if (last == clusters - 1 && !local.get(last)) {
-            missingBytes -= (long) clusters * disk.clusterSize() - disk.size();
+            missingBytes -= clusters * disk.clusterSize() - disk.size();
         }
         try {
             disk.fill(first, last);
@@ -485,7 +488,8 @@ public final class Filler implements AutoCloseable {
         synchronized (job) {
             job.retryDelayMillis = 0;
             if (speed > 0 && processed > 0) {
-                long base = Math.max(job.throttleUntilNanos, now - 1_000_000_000L); // at most 1 s of credit
+                // A job that fell behind (yielding to the guest) may catch up by a quarter second, no more.
+                long base = Math.max(job.throttleUntilNanos, now - 250_000_000L);
                 job.throttleUntilNanos = base + processed * 1_000_000_000L / speed;
             }
         }
