@@ -110,11 +110,16 @@ public final class FuseMount implements AutoCloseable {
         }
     }
 
+    /**
+     * libfuse arguments. attr_timeout is short on purpose: copy-on-read and the stream change st_blocks (and
+     * writes mtime) behind the kernel's back, and a stat a second costs nothing on the I/O path; entries
+     * never change, so entry_timeout is long.
+     */
     static String[] fuseArgs(Options options) {
         List<String> opts = new ArrayList<>(List.of(
                 "fsname=corfs:" + escapeOption(options.source()), "subtype=corfs", "big_writes",
                 "max_write=131072", "max_read=131072", "kernel_cache",
-                "attr_timeout=3600", "entry_timeout=3600", "default_permissions"));
+                "attr_timeout=1", "entry_timeout=3600", "default_permissions"));
         if (options.autoUnmount()) {
             opts.add("auto_unmount");
         }

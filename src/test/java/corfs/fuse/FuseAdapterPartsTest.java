@@ -98,7 +98,7 @@ class FuseAdapterPartsTest {
             String[] args = FuseMount.fuseArgs(new FuseMount.Options("/a,b/leaf.raw", false, false,
                     List.of("allow_other"), false, true));
             assertArrayEquals(new String[] {"-o", "fsname=corfs:/a\\,b/leaf.raw,subtype=corfs,big_writes,"
-                    + "max_write=131072,max_read=131072,kernel_cache,attr_timeout=3600,entry_timeout=3600,"
+                    + "max_write=131072,max_read=131072,kernel_cache,attr_timeout=1,entry_timeout=3600,"
                     + "default_permissions,auto_unmount,allow_other"}, args);
         }
 
