@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -37,7 +38,7 @@ WORKLOADS = ["cold", "hot", "rand", "write", "stream", "latency", "scale"]
 PROFILES = {
     # dense: backing size for workloads 1-4 and 6; sparse_*: workload 5; rand_s: fio runtime
     "quick": dict(dense=256 * MiB, sparse_virtual=1 * GiB, sparse_data=128 * MiB, hot_reps=1,
-                  rand_s=3, rw_io=32 * MiB, seqw=128 * MiB, lat_local=32 * MiB, lat_s=1,
+                  rand_s=2, rw_io=32 * MiB, seqw=128 * MiB, lat_local=32 * MiB, lat_s=1,
                   scale_virtual=1 * TiB, scale_read=128 * MiB),
     "default": dict(dense=1 * GiB, sparse_virtual=8 * GiB, sparse_data=1 * GiB, hot_reps=3,
                     rand_s=6, rw_io=128 * MiB, seqw=512 * MiB, lat_local=128 * MiB, lat_s=6,
@@ -537,17 +538,27 @@ class Bench:
         self.hot = {}           # system -> object with .path (and .pid)
         self.bindfs = None
         self.turn = 0
+        self.corfs_jar = None
         self.mount_times = {}   # system -> mount-ready seconds of every mount in the run
 
     # --- bookkeeping -----------------------------------------------------------------------
     def order(self, systems):
         """Rotate the order the systems run in, a step per call, so drift hits all alike."""
-        systems = [s for s in systems if self.enabled(s)]
+        pair = "corfs" in systems and "corfs-s" in systems and self.enabled("corfs-s")
+        systems = [s for s in systems if self.enabled(s) and not (pair and s == "corfs-s")]
         if not systems:
             return []
         k = self.turn % len(systems)
         self.turn += 1
-        return systems[k:] + systems[:k]
+        systems = systems[k:] + systems[:k]
+        if pair:
+            # the two corfs variants run back to back (one remount), starting with whichever
+            # the hot mount already is
+            hot = self.hot.get("corfs")
+            both = ["corfs-s", "corfs"] if hot and hot.opts else ["corfs", "corfs-s"]
+            i = systems.index("corfs")
+            systems[i:i + 1] = both
+        return systems
 
     def enabled(self, s):
         if s == "corfs":
@@ -590,9 +601,37 @@ class Bench:
         shutil.copyfile(self.dense, self.dense_w)
         if {"stream"} & set(self.args.only):
             make_sparse_file(self.sparse, p["sparse_virtual"], p["sparse_data"])
+        self.snapshot_corfs()
         self.check_corfs()
         if self.enabled("bindfs"):
             self.bindfs = Bindfs(self.bdir, os.path.join(self.work, "bindfs"), self.args.bindfs_opts)
+
+    def snapshot_corfs(self):
+        """Run a private copy of target/corfs.jar: others rebuild the tree while we measure.
+        The mount daemon is started from the same jar (corfs passes its own class path)."""
+        if self.args.corfs:
+            return
+        jar = os.path.join(self.repo, "target", "corfs.jar")
+        dst = os.path.join(self.work, "corfs.jar")
+        for _ in range(60):
+            try:
+                shutil.copyfile(jar, dst)
+                with zipfile.ZipFile(dst) as z:
+                    if b"Main-Class" in z.read("META-INF/MANIFEST.MF"):
+                        break
+            except (OSError, KeyError, zipfile.BadZipFile):
+                pass
+            time.sleep(1)
+        else:
+            log(f"corfs: no usable {jar}")
+            return
+        self.corfs = os.path.join(self.work, "corfs")
+        with open(self.corfs, "w") as f:
+            f.write('#!/bin/sh\nexec java ${CORFS_JAVA_OPTS:-} -jar ' + dst + ' "$@"\n')
+        os.chmod(self.corfs, 0o755)
+        st = os.stat(jar)
+        self.corfs_jar = dict(path=jar, mtime=time.strftime("%Y-%m-%d %H:%M:%S",
+                                                            time.localtime(st.st_mtime)))
 
     def check_corfs(self):
         if "corfs" not in self.args.systems:
@@ -1171,7 +1210,8 @@ def main():
     result = dict(
         date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         profile=args.profile, elapsed_s=round(elapsed), sizes=bench.p,
-        corfs=dict(status=bench.corfs_why, single_threaded=bench.corfs_st,
+        corfs=dict(status=bench.corfs_why, single_threaded=bench.corfs_st, jar=bench.corfs_jar,
+                   java_opts=os.environ.get("CORFS_JAVA_OPTS"),
                    git=(subprocess.run(["git", "-C", args.repo, "rev-parse", "--short", "HEAD"],
                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                        text=True).stdout.strip() or None)),
