@@ -40,9 +40,9 @@ dd if="$mnt/leaf.raw" of=/dev/null bs=1M count=64 status=progress
 cmp -n $((64 << 20)) "$mnt/leaf.raw" "$work/base.raw" && echo "first 64 MiB identical to the backing"
 cat "$mnt/control"
 
-step "5. Stream the rest in the background, at most 8 MiB/s so the progress is visible"
-# Same as: echo "stream speed=8M" > "$mnt/control", then polling cat "$mnt/control".
-"$corfs" stream "$mnt" --speed 8M --wait
+step "5. Stream the rest in the background, at most 32 MiB/s so the progress is visible"
+# Same as: echo "stream speed=32M" > "$mnt/control", then polling cat "$mnt/control".
+"$corfs" stream "$mnt" --speed 32M --wait
 
 step "6. Status: the leaf is standalone"
 "$corfs" status "$mnt"
