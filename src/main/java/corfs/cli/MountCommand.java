@@ -143,7 +143,12 @@ final class MountCommand implements Callable<Integer> {
         } catch (IOException e) {
             LOG.warn("cannot write the pid file {}: {}", RunFiles.pidFile(mp), e.toString());
         }
-        Thread hook = new Thread(() -> closeMount(mount, "signal"), "corfs-shutdown");
+        // SIGTERM/SIGINT: unmount, flush, close, then exit 0 (not the JVM's 143/130) when all went well.
+        Thread hook = new Thread(() -> {
+            boolean ok = closeMount(mount, "signal");
+            System.err.flush();
+            Runtime.getRuntime().halt(ok ? 0 : 1);
+        }, "corfs-shutdown");
         Runtime.getRuntime().addShutdownHook(hook);
         LOG.info("ready: {} at {} (pid {})", leaves, mp, ProcessHandle.current().pid());
         if (reportReady) {
@@ -155,20 +160,21 @@ final class MountCommand implements Callable<Integer> {
             // the loop runs until unmounted
         }
         LOG.info("{} was unmounted; flushing and closing", mp);
-        closeMount(mount, "unmount");
         try {
             Runtime.getRuntime().removeShutdownHook(hook);
         } catch (IllegalStateException e) {
-            // shutting down already: the hook does the same
+            // shutting down already: the hook closes and exits
         }
-        return 0;
+        return closeMount(mount, "unmount") ? 0 : Main.EXIT_FAILURE;
     }
 
-    private static void closeMount(FuseMount mount, String why) {
+    private static boolean closeMount(FuseMount mount, String why) {
         try {
             mount.close();
+            return true;
         } catch (Throwable t) {
             LOG.error("closing {} after {} failed: {}", mount.mountPoint(), why, t.toString(), t);
+            return false;
         } finally {
             RunFiles.removePid(mount.mountPoint());
         }
