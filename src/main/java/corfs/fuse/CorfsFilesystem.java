@@ -208,9 +208,13 @@ public final class CorfsFilesystem extends FuseStubFS {
                 ByteBuffer src = view(buf, size);
                 int total = 0;
                 while (src.hasRemaining()) {
-                    total += d.write(src, offset + total);
+                    int n = d.write(src, offset + total);
+                    if (n <= 0) {
+                        break;
+                    }
+                    total += n;
                 }
-                return total;
+                return total > 0 || size == 0 ? total : -ErrorCodes.EIO();
             }
             if (path.equals(CONTROL_PATH)) {
                 return control.write(FileInfoAccess.fh(fi), view(buf, size));
