@@ -205,7 +205,12 @@ public final class CorfsFilesystem extends FuseStubFS {
                 if (readOnly || d.readOnly()) {
                     return -ErrorCodes.EROFS();
                 }
-                ByteBuffer src = view(buf, size);
+                long room = d.size() - offset;
+                if (room <= 0 && size > 0) {
+                    return -ErrorCodes.EFBIG();
+                }
+                // A write across the end is short, like on any file that cannot grow; the next one gets EFBIG.
+                ByteBuffer src = view(buf, Math.min(size, Math.max(room, 0)));
                 int total = 0;
                 while (src.hasRemaining()) {
                     int n = d.write(src, offset + total);
