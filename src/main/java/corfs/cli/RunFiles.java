@@ -46,7 +46,10 @@ final class RunFiles {
 
     static void writePid(Path realMountPoint) throws IOException {
         Path d = dir();
-        Files.createDirectories(d);
+        if (!Files.isDirectory(d)) {
+            Files.createDirectories(d, java.nio.file.attribute.PosixFilePermissions.asFileAttribute(
+                    java.nio.file.attribute.PosixFilePermissions.fromString("rwx------")));
+        }
         Path f = pidFile(realMountPoint);
         Path tmp = f.resolveSibling(f.getFileName() + ".tmp");
         Files.writeString(tmp, ProcessHandle.current().pid() + "\n" + realMountPoint + "\n");
@@ -57,7 +60,9 @@ final class RunFiles {
         try {
             String[] lines = Files.readString(pidFile(realMountPoint)).split("\n");
             if (lines.length >= 2 && lines[1].equals(realMountPoint.toString())) {
-                return ProcessHandle.of(Long.parseLong(lines[0].trim()));
+                // A stale file (daemon killed) may name a pid reused by something else: only a corfs daemon counts.
+                return ProcessHandle.of(Long.parseLong(lines[0].trim()))
+                        .filter(p -> p.info().commandLine().map(c -> c.contains("corfs")).orElse(true));
             }
         } catch (IOException | NumberFormatException e) {
             // no pid file: nothing to wait for
