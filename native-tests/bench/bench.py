@@ -800,7 +800,7 @@ class Bench:
                 base = self.corfs_variant(s)
                 path = self.reader_path(base, self.hot.get(base))
                 if base == "corfs" and self.hot["corfs"].mount_fresh():
-                    run_dd(path, min(size, 64 * MiB))       # warm the new daemon's JIT
+                    run_dd(path, size)       # warm the new daemon's JIT and the file's page cache
                 r = self.measured(s, lambda: run_fio(
                     path, rw="randread", bs="4k", size=size, time_based=1, runtime=secs,
                     ramp_time=1, **opts))
@@ -1088,12 +1088,12 @@ def evaluate(bench):
 
 def table(bench):
     cols = ["corfs"] + (["corfs-s"] if bench.corfs_st else []) + ["qsd", "bindfs", "plain"]
-    head = f"{'workload':<46} {'unit':<5}" + "".join(f"{c:>9}" for c in cols) + \
+    head = f"{'workload':<46} {'unit':<5}" + "".join(f"{c:>10}" for c in cols) + \
            "".join(f"{'c/' + p:>9}" for p in PEERS)
     lines = [head, "-" * len(head)]
     for r in bench.rows:
         v = r["values"]
-        line = f"{r['label']:<46} {r['unit']:<5}" + "".join(f"{fmt(v.get(c)):>9}" for c in cols)
+        line = f"{r['label']:<46} {r['unit']:<5}" + "".join(f"{fmt(v.get(c)):>10}" for c in cols)
         for p in PEERS:
             a, b = v.get("corfs"), v.get(p)
             line += f"{(fmt(a / b) + 'x') if a and b and a == a and b == b else '':>9}"
@@ -1168,6 +1168,7 @@ def main():
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
 
     bench = Bench(args)
+    load_start = os.getloadavg()
     t0 = time.monotonic()
     rc = 0
     try:
@@ -1215,7 +1216,9 @@ def main():
                    git=(subprocess.run(["git", "-C", args.repo, "rev-parse", "--short", "HEAD"],
                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                        text=True).stdout.strip() or None)),
-        machine=machine_info(args.dir),
+        machine=dict(machine_info(args.dir),
+                     loadavg_start=[round(x, 2) for x in load_start],
+                     loadavg_end=[round(x, 2) for x in os.getloadavg()]),
         rows=[{k: r[k] for k in ("key", "label", "unit", "better", "values", "samples",
                                  "extra")} for r in bench.rows],
         targets=targets, notes=bench.notes)
@@ -1226,7 +1229,7 @@ def main():
     m = result["machine"]
     print(f"corfs bench ({args.profile}), {m['nproc']} cpus, {m['mem_gib']} GiB, kernel "
           f"{m['kernel']}, corfs {result['corfs']['git']} ({bench.corfs_why}), "
-          f"{elapsed:.0f}s")
+          f"{elapsed:.0f}s, load {m['loadavg_start'][0]} -> {m['loadavg_end'][0]}")
     print("columns: corfs" + (", corfs-s = corfs -o single_threaded" if bench.corfs_st else "")
           + ", qsd = qemu-storage-daemon COR+qcow2 FUSE export, bindfs, plain = the backing "
           "file (cp for stream); c/X = corfs / X")
