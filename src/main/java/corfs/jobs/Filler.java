@@ -63,7 +63,9 @@ public final class Filler implements AutoCloseable {
     private final Map<String, LeafJob> jobs = new LinkedHashMap<>();
     private final FileOps fileOps;
     private final Thread thread;
+    /** Filler thread only: round-robin position and when the loop should look again. */
     private int roundRobin;
+    private long nextWakeNanos;
 
     public Filler(List<LeafDisk> disks, FileOps fileOps, String mountName) {
         this.fileOps = fileOps;
@@ -274,34 +276,39 @@ public final class Filler implements AutoCloseable {
             LOG.debug("filler runs at normal I/O priority (idle class not available)");
         }
         while (lifecycle.get() == Lifecycle.RUNNING) {
-            LeafJob job = nextRunnable();
-            if (job == null) {
-                synchronized (this) {
-                    if (lifecycle.get() != Lifecycle.RUNNING) {
-                        break;
-                    }
-                    try {
-                        wait(IDLE_WAIT_MS);
-                    } catch (InterruptedException e) {
-                        Thread.currentThread().interrupt();
-                        break;
-                    }
+            long now = System.nanoTime();
+            LeafJob job = nextRunnable(now);
+            if (job != null) {
+                try {
+                    step(job);
+                } catch (Throwable t) {
+                    fail(job, t);
                 }
                 continue;
             }
-            try {
-                step(job);
-            } catch (Throwable t) {
-                fail(job, t);
+            // Nothing may step now: sleep until the soonest throttle or backoff ends, or a command wakes us.
+            long waitNanos = Math.min(nextWakeNanos - now, TimeUnit.MILLISECONDS.toNanos(IDLE_WAIT_MS));
+            synchronized (this) {
+                if (lifecycle.get() != Lifecycle.RUNNING) {
+                    break;
+                }
+                try {
+                    TimeUnit.NANOSECONDS.timedWait(this, Math.max(waitNanos, 1));
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    break;
+                }
             }
         }
         LOG.debug("filler thread ends");
     }
 
-    /** The next running job whose throttle and backoff allow a step now, round robin; else null. */
-    private LeafJob nextRunnable() {
+    /**
+     * The next running job whose throttle and backoff allow a step now, round robin; else null, with
+     * {@link #nextWakeNanos} set to when one will (or far in the future when none is running).
+     */
+    private LeafJob nextRunnable(long now) {
         List<LeafJob> all = new ArrayList<>(jobs.values());
-        long now = System.nanoTime();
         long soonest = Long.MAX_VALUE;
         for (int i = 0; i < all.size(); i++) {
             LeafJob j = all.get((roundRobin + i) % all.size());
@@ -313,17 +320,14 @@ public final class Filler implements AutoCloseable {
                     continue;
                 }
                 long notBefore = Math.max(j.throttleUntilNanos, j.retryNotBeforeNanos);
-                if (notBefore <= now) {
+                if (notBefore - now <= 0) {
                     roundRobin = (roundRobin + i + 1) % all.size();
                     return j;
                 }
                 soonest = Math.min(soonest, notBefore);
             }
         }
-        if (soonest != Long.MAX_VALUE) {
-            sleepNanos(Math.min(soonest - now, TimeUnit.MILLISECONDS.toNanos(IDLE_WAIT_MS)));
-            return null;
-        }
+        nextWakeNanos = soonest == Long.MAX_VALUE ? now + TimeUnit.MILLISECONDS.toNanos(IDLE_WAIT_MS) : soonest;
         return null;
     }
 
