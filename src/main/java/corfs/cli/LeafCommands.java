@@ -144,8 +144,21 @@ final class LeafCommands {
         @Parameters(paramLabel = "LEAF")
         Path leaf;
 
+        @picocli.CommandLine.Option(names = "--repair", description = "Rewrite a metadata slot damaged by a torn"
+                + " write from its intact twin (only that; refuses anything else). The leaf must not be mounted.")
+        boolean repair;
+
         @Override
         public Integer call() throws Exception {
+            if (repair) {
+                List<String> actions = corfs.image.LeafImage.repair(leaf);
+                for (String a : actions) {
+                    System.out.println(leaf + ": repaired " + a);
+                }
+                if (actions.isEmpty()) {
+                    System.out.println(leaf + ": nothing to repair");
+                }
+            }
             List<String> problems;
             try {
                 problems = LeafImages.check(leaf);

@@ -294,7 +294,8 @@ public final class LeafImage implements AutoCloseable {
             if (!slots[s].valid()) {
                 MetadataFormat.HeaderSlot other = slots[1 - s];
                 throw new CorruptMetadataException(meta + ": header slot " + s + " is damaged (" + slots[s].problem()
-                        + ")" + (other.valid() ? "; slot " + (1 - s) + " is intact" : "; so is slot " + (1 - s)
+                        + ")" + (other.valid() ? "; slot " + (1 - s) + " is intact (if a crash tore the write, 'corfs check --repair'"
+                        + " rewrites it from there)" : "; so is slot " + (1 - s)
                         + " (" + other.problem() + ")"));
             }
         }
@@ -317,7 +318,8 @@ public final class LeafImage implements AutoCloseable {
                 decoded[s] = MetadataFormat.decodePageSlot(slot[s], page, uuid);
                 if (!decoded[s].valid()) {
                     throw new CorruptMetadataException(metadataPath + ": bitmap page " + page + " slot " + s + ": "
-                            + decoded[s].problem());
+                            + decoded[s].problem() + " (if a crash tore the write, 'corfs check --repair' falls back"
+                            + " to the other slot)");
                 }
             }
             int newest;
@@ -419,7 +421,7 @@ public final class LeafImage implements AutoCloseable {
                 }
                 if (!actions.isEmpty()) {
                     ch.force(true);
-                    LOG.warn("repaired {}: {}", meta, actions);
+                    LOG.info("repaired {}: {}", meta, actions);
                 }
             } finally {
                 l.release();
