@@ -59,6 +59,7 @@ public final class CorfsFixture implements BeforeEachCallback, AfterEachCallback
     private Path home;
     private final Set<Path> mountPoints = new LinkedHashSet<>();
     private final Set<Long> daemonPids = new LinkedHashSet<>();
+    private final java.util.Deque<Map.Entry<String, AutoCloseable>> teardowns = new java.util.ArrayDeque<>();
     private Path dir;
     private Path logs;
     private int commandCounter;
@@ -125,6 +126,14 @@ public final class CorfsFixture implements BeforeEachCallback, AfterEachCallback
                 problems.add("corfs daemon " + pid + " was still alive after unmount; killed");
             }
         }
+        while (!teardowns.isEmpty()) {
+            Map.Entry<String, AutoCloseable> t = teardowns.pop();
+            try {
+                t.getValue().close();
+            } catch (Exception | AssertionError e) {
+                problems.add("undoing " + t.getKey() + ": " + e);
+            }
+        }
         if (context.getExecutionException().isPresent()) {
             try (Stream<Path> files = Files.list(dir)) {
                 for (Path log : files.filter(f -> f.toString().endsWith(".log")).toList()) {
@@ -144,12 +153,23 @@ public final class CorfsFixture implements BeforeEachCallback, AfterEachCallback
         }
         mountPoints.clear();
         daemonPids.clear();
+        teardowns.clear();
         if (!left.isEmpty()) {
             fail(String.join("\n", problems));
         }
         if (!problems.isEmpty()) {
             System.err.println("[CorfsFixture] teardown of " + context.getDisplayName() + ": " + problems);
         }
+    }
+
+    /**
+     * Registers something a test set up beside corfs (a FUSE fault layer, a tmpfs or loop mount, a loop
+     * device, a user) to be undone after the test, whatever happened: after every corfs mount of the test is
+     * unmounted and its daemons are gone (which may still hold files there), before the check for mounts
+     * left behind. Runs in reverse order of registration; a failure is reported and the others still run.
+     */
+    public void onTeardown(String what, AutoCloseable undo) {
+        teardowns.push(Map.entry(what, undo));
     }
 
     /**
@@ -321,7 +341,7 @@ public final class CorfsFixture implements BeforeEachCallback, AfterEachCallback
         return Files.isExecutable(Paths.get("/usr/sbin", tool)) || Files.isExecutable(Paths.get("/sbin", tool));
     }
 
-    private static String fusermount() {
+    static String fusermount() {
         return onPath("fusermount") ? "fusermount" : "fusermount3";
     }
 
