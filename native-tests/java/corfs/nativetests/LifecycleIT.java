@@ -1,0 +1,202 @@
+package corfs.nativetests;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import corfs.nativetests.CorfsFixture.Result;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
+
+/**
+ * Issue 3's lifecycle: {@code corfs umount} and SIGTERM while a throttled stream runs and the exposed file
+ * is open (everything flushed, the job resumed on the next mount), and a mount point left dead by a killed
+ * daemon ({@code corfs mount} says how to clear it, {@code --force} clears it).
+ */
+@DisplayName("unmount, SIGTERM and dead mounts while jobs run")
+class LifecycleIT {
+
+    private static final int MIB = 1 << 20;
+    private static final long SIZE = 64L * MIB;
+    private static final Duration TEST_TIMEOUT = Duration.ofMinutes(2);
+
+    @RegisterExtension
+    final CorfsFixture fx = new CorfsFixture();
+
+    private static byte[] random(int n, long seed) {
+        byte[] b = new byte[n];
+        new Random(seed).nextBytes(b);
+        return b;
+    }
+
+    private long daemonPid(Path mnt) {
+        List<Long> pids = CorfsFixture.daemonPidsFor(mnt);
+        assertEquals(1, pids.size(), "daemons serving " + mnt + ": " + pids);
+        return pids.get(0);
+    }
+
+    private static void awaitExit(long pid, Duration timeout, String what) {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        while (CorfsFixture.isLiveProcess(pid)) {
+            assertTrue(System.nanoTime() < deadline, what + ": daemon " + pid + " still alive after " + timeout);
+            CorfsFixture.sleep(50);
+        }
+    }
+
+    @Test
+    @DisplayName("with the file open: corfs umount refuses (busy), SIGTERM flushes and exits, the stream resumes")
+    void sigtermWithFileOpenAndJobRunning() {
+        assertTimeoutPreemptively(TEST_TIMEOUT, () -> {
+            Path backing = fx.makeBacking("base.raw", SIZE, 11);
+            Path leaf = fx.createLeaf(backing, "disk.raw");
+            Path mnt = fx.newMountPoint("mnt");
+            Path img = mnt.resolve("disk.raw");
+            byte[] model = Files.readAllBytes(backing);
+            fx.mount(mnt, leaf);
+            fx.control(mnt, "stream speed=4M").assertOk();
+            fx.awaitJobState(mnt, "disk.raw", "running", Duration.ofSeconds(10));
+
+            FileChannel open = FileChannel.open(img, StandardOpenOption.READ, StandardOpenOption.WRITE);
+            try {
+                long[] offsets = {5L * MIB + 123, 40L * MIB + 4096, SIZE - 70_000};
+                for (int i = 0; i < offsets.length; i++) {
+                    byte[] data = random(70_000, i);
+                    ByteBuffer b = ByteBuffer.wrap(data);
+                    while (b.hasRemaining()) {
+                        open.write(b, offsets[i] + b.position());
+                    }
+                    System.arraycopy(data, 0, model, (int) offsets[i], data.length);
+                }
+                open.force(true);
+
+                Result u = fx.corfs("umount", mnt.toString());
+                assertNotEquals(0, u.exit(), "corfs umount succeeded with the file open: " + u);
+                assertTrue(u.stderr().contains("busy") && u.stderr().contains("close the files"),
+                        "corfs umount of a busy mount should say why and what to do: " + u);
+                assertEquals("fuse.corfs", CorfsFixture.mountType(mnt), "a refused umount changed the mount");
+                Map<String, String> before = fx.status(mnt, "disk.raw");
+                assertEquals("running", before.get("state"), "the job stopped at a refused umount: " + before);
+                System.out.println("[LifecycleIT] corfs umount with the file open: " + u.stderr().trim());
+
+                long pid = daemonPid(mnt);
+                fx.run(Duration.ofSeconds(10), "kill", "-TERM", Long.toString(pid)).assertOk();
+                awaitExit(pid, Duration.ofSeconds(30), "SIGTERM");
+                assertFalse(CorfsFixture.isMounted(mnt), "mount still listed after the daemon exited on SIGTERM");
+            } finally {
+                try {
+                    open.close();
+                } catch (IOException e) {
+                    // the mount went away under it
+                }
+            }
+            Result check = fx.corfs("check", leaf.toString());
+            assertEquals(0, check.exit(), "corfs check after SIGTERM: " + check);
+
+            fx.mount(mnt, leaf);
+            Map<String, String> after = fx.status(mnt, "disk.raw");
+            assertEquals("stream", after.get("job"), after.toString());
+            assertTrue(List.of("running", "completed").contains(after.get("state")),
+                    "the stream did not resume: " + after);
+            assertTrue(Long.parseLong(after.get("dirty_bytes")) >= 3 * 70_000, "writes not dirty: " + after);
+            assertArrayEquals(model, Files.readAllBytes(img), "data after SIGTERM and remount");
+            if ("running".equals(fx.status(mnt, "disk.raw").get("state"))) {
+                fx.control(mnt, "speed 0"); // EALREADY if it completed meanwhile
+            }
+            Map<String, String> s = fx.awaitJobState(mnt, "disk.raw", "completed", Duration.ofSeconds(60));
+            assertEquals("yes", s.get("standalone"), s.toString());
+            fx.umount(mnt);
+            Files.delete(backing);
+            fx.corfs("check", leaf.toString()).assertOk();
+            fx.mount(mnt, leaf);
+            assertArrayEquals(model, Files.readAllBytes(img), "standalone leaf without the backing");
+            fx.umount(mnt);
+        });
+    }
+
+    @Test
+    @DisplayName("corfs umount with a stream running: flushed, and the stream resumes on the next mount")
+    void umountWithJobRunning() {
+        assertTimeoutPreemptively(TEST_TIMEOUT, () -> {
+            Path backing = fx.makeBacking("base.raw", SIZE, 12);
+            Path leaf = fx.createLeaf(backing, "disk.raw");
+            Path mnt = fx.newMountPoint("mnt");
+            Path img = mnt.resolve("disk.raw");
+            byte[] model = Files.readAllBytes(backing);
+            fx.mount(mnt, leaf);
+            fx.control(mnt, "stream speed=4M").assertOk();
+            fx.awaitJobState(mnt, "disk.raw", "running", Duration.ofSeconds(10));
+            byte[] data = random(200_000, 99);
+            fx.dd(img, 17L * MIB + 1, data, false).assertOk(); // no fsync: unmount must flush it
+            System.arraycopy(data, 0, model, 17 * MIB + 1, data.length);
+            CorfsFixture.sleep(700);
+            Map<String, String> before = fx.status(mnt, "disk.raw");
+            long t0 = System.nanoTime();
+            fx.umount(mnt);
+            long umountMs = (System.nanoTime() - t0) / 1_000_000;
+            fx.corfs("check", leaf.toString()).assertOk();
+
+            fx.mount(mnt, leaf);
+            Map<String, String> after = fx.status(mnt, "disk.raw");
+            assertEquals("running", after.get("state"), "stream not resumed: " + after);
+            // a resumed job counts its progress afresh over what is left; what was copied stays local
+            assertTrue(Long.parseLong(after.get("local_bytes")) >= Long.parseLong(before.get("local_bytes")),
+                    "local bytes went back: before " + before + ", after " + after);
+            assertArrayEquals(model, Files.readAllBytes(img), "data after corfs umount and remount");
+            System.out.printf("[LifecycleIT] corfs umount with a stream running took %d ms; local_bytes %s -> %s%n",
+                    umountMs, before.get("local_bytes"), after.get("local_bytes"));
+            fx.umount(mnt);
+        });
+    }
+
+    @Test
+    @DisplayName("a dead mount (kill -9, no_auto_unmount): mount says how to clear it; --force clears and mounts")
+    void deadMountPoint() {
+        assertTimeoutPreemptively(TEST_TIMEOUT, () -> {
+            Path backing = fx.makeBacking("base.raw", 8L * MIB, 13);
+            Path leaf = fx.createLeaf(backing, "disk.raw");
+            Path mnt = fx.newMountPoint("mnt");
+            fx.mount(mnt, List.of("-o", "no_auto_unmount"), leaf);
+            long pid = daemonPid(mnt);
+            fx.run(Duration.ofSeconds(10), "kill", "-9", Long.toString(pid)).assertOk();
+            awaitExit(pid, Duration.ofSeconds(15), "kill -9");
+            assertEquals("fuse.corfs", CorfsFixture.mountType(mnt), "no dead mount left (auto_unmount?)");
+            // While the killed JVM's last threads exit, the kernel may still be aborting the connection
+            // (ls then reports ECONNABORTED, "Software caused connection abort"): wait for the settled state.
+            Result ls;
+            long deadline = System.nanoTime() + Duration.ofSeconds(10).toNanos();
+            do {
+                ls = fx.run(Duration.ofSeconds(10), "ls", mnt.toString());
+                assertNotEquals(0, ls.exit(), "not a dead mount: " + ls);
+                if (!ls.stderr().contains("Transport endpoint is not connected")) {
+                    System.out.println("[LifecycleIT] ls on the dying mount: " + ls.stderr().trim());
+                    CorfsFixture.sleep(100);
+                }
+            } while (!ls.stderr().contains("Transport endpoint is not connected") && System.nanoTime() < deadline);
+            assertTrue(ls.stderr().contains("Transport endpoint is not connected"), "not a dead mount: " + ls);
+
+            Result refused = fx.tryMount(mnt, List.of(), leaf);
+            assertNotEquals(0, refused.exit(), "mount on a dead mount point succeeded: " + refused);
+            assertTrue(refused.stderr().contains("dead FUSE mount") && refused.stderr().contains("fusermount -u")
+                    && refused.stderr().contains("--force"), "the message should say how to clear it: " + refused);
+            System.out.println("[LifecycleIT] mount on a dead mount point: " + refused.stderr().trim());
+
+            fx.mount(mnt, List.of("--force"), leaf);
+            fx.assertSameContent(mnt.resolve("disk.raw"), backing);
+            fx.umount(mnt);
+        });
+    }
+}
