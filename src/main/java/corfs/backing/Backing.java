@@ -23,6 +23,8 @@ public interface Backing extends AutoCloseable {
     /**
      * Reads exactly {@code dst.remaining()} bytes at {@code offset} into {@code dst}. The range lies
      * within {@link #size()}. Any failure, including a short read, throws; nothing is ever zero-filled.
+     * A {@link BackingTimeoutException} means the read was abandoned and may still write into
+     * {@code dst}: the caller must drop the buffer, so pass only memory you own (never a FUSE buffer).
      */
     void readFully(ByteBuffer dst, long offset) throws IOException;
 

@@ -41,6 +41,8 @@ public final class LeafDisk implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(LeafDisk.class);
     /** Largest backing read of one fill step; also the readahead window of a sequential cold read. */
     static final int FILL_CHUNK = 1 << 20;
+    /** A sequential cold reader is kept this many fill chunks ahead by the prefetch thread. */
+    static final int PREFETCH_CHUNKS = 4;
 
     private final String name;
     private final LeafImage image;
@@ -62,6 +64,9 @@ public final class LeafDisk implements AutoCloseable {
     private final AtomicBoolean storeFailureLogged = new AtomicBoolean();
     private final AtomicBoolean closed = new AtomicBoolean();
     private volatile long lastReadEnd = -1;
+    /** Last cluster handed to the prefetcher; -1 before a sequential cold read started one. */
+    private final AtomicLong prefetchedThrough = new AtomicLong(-1);
+    private final java.util.concurrent.ThreadPoolExecutor prefetcher;
 
     /**
      * @param backing null only for a standalone leaf (every cluster local)
@@ -84,6 +89,13 @@ public final class LeafDisk implements AutoCloseable {
         if (backing == null && local.count() != clusters) {
             throw new IllegalArgumentException("a leaf without backing must be standalone");
         }
+        this.prefetcher = new java.util.concurrent.ThreadPoolExecutor(0, 1, 5, java.util.concurrent.TimeUnit.SECONDS,
+                new java.util.concurrent.ArrayBlockingQueue<>(PREFETCH_CHUNKS),
+                r -> {
+                    Thread t = new Thread(r, "corfs-prefetch-" + name);
+                    t.setDaemon(true);
+                    return t;
+                }, new java.util.concurrent.ThreadPoolExecutor.DiscardPolicy());
     }
 
     public String name() {
@@ -166,6 +178,12 @@ public final class LeafDisk implements AutoCloseable {
             try {
                 if (local.allSet(first, last + 1)) {
                     readLeaf(dst, offset);
+                    long ahead = prefetchedThrough.get();
+                    // a reader just behind the prefetch frontier is the sequential one: keep it ahead
+                    if (ahead >= last && ahead < clusters - 1
+                            && ahead - last < (long) PREFETCH_CHUNKS * chunkClusters() / 2) {
+                        prefetchAhead(last);
+                    }
                 } else {
                     readCold(dst, offset, len, first, last);
                 }
@@ -200,6 +218,7 @@ public final class LeafDisk implements AutoCloseable {
             long windowLast = Math.min(clusters - 1, ((offset + len + buffers.bufferSize() - 1) >>> clusterShift));
             long firstLocalAfter = local.nextSet(last + 1, windowLast + 1);
             lockLast = Math.max(last, firstLocalAfter - 1);
+            prefetchAhead(lockLast);
         }
         int base = dst.position();
         long end = offset + len;
@@ -225,6 +244,48 @@ public final class LeafDisk implements AutoCloseable {
             }
         }
         dst.position(base + len);
+    }
+
+    private long chunkClusters() {
+        return Math.max(1, buffers.bufferSize() >>> clusterShift);
+    }
+
+    /**
+     * Keeps a sequential reader's next {@link #PREFETCH_CHUNKS} chunks after cluster {@code from} being
+     * filled by the prefetch thread, so backing reads overlap with serving the reader. A full queue drops
+     * the request; the reader then fills synchronously. Holds no lock here; each task takes its range.
+     */
+    private void prefetchAhead(long from) {
+        if (readOnly || backing == null) {
+            return;
+        }
+        long chunk = chunkClusters();
+        long limit = Math.min(clusters - 1, from + PREFETCH_CHUNKS * chunk);
+        while (true) {
+            long done = prefetchedThrough.get();
+            if (done > limit) {
+                // the frontier belongs to a reader elsewhere; far from it, this reader starts its own
+                if (done - from > 2L * PREFETCH_CHUNKS * chunk && prefetchedThrough.compareAndSet(done, from)) {
+                    continue;
+                }
+                return;
+            }
+            long start = Math.max(done + 1, from + 1);
+            if (start > limit) {
+                return;
+            }
+            long end = Math.min(limit, start + chunk - 1);
+            if (!prefetchedThrough.compareAndSet(done, end)) {
+                continue;
+            }
+            prefetcher.execute(() -> {
+                try {
+                    fill(start, end);
+                } catch (IOException | RuntimeException e) {
+                    LOG.debug("{}: prefetch of clusters [{}, {}] failed: {}", name, start, end, e.toString());
+                }
+            });
+        }
     }
 
     /**
@@ -374,13 +435,15 @@ public final class LeafDisk implements AutoCloseable {
             long holeAt = Math.max(dataAt + 1, Math.min(stop, nextBackingHole(dataAt, stop)));
             long dataStop = Math.min(stop, Math.min(clusterEnd((holeAt - 1) >>> clusterShift), pos + chunk));
             ByteBuffer buf = buffers.acquire();
+            boolean reusable = true;
             try {
                 int n = (int) (dataStop - pos);
                 buf.clear().limit(n);
                 try {
                     backing.readFully(buf, pos);
-                } catch (CorfsException e) {
-                    throw e;
+                } catch (corfs.backing.BackingTimeoutException e) {
+                    reusable = false; // an abandoned read may still write into buf: never pool it again
+                    throw new BackingReadException(pos, n, e);
                 } catch (IOException | RuntimeException e) {
                     throw new BackingReadException(pos, n, e);
                 }
@@ -389,7 +452,9 @@ public final class LeafDisk implements AutoCloseable {
                 storeFetched(buf, pos, serveDespiteStoreFailure);
                 serve(buf, pos, dst, dstBase, reqStart, reqEnd);
             } finally {
-                buffers.release(buf);
+                if (reusable) {
+                    buffers.release(buf);
+                }
             }
             pos = dataStop;
         }
@@ -570,6 +635,23 @@ public final class LeafDisk implements AutoCloseable {
     }
 
     /**
+     * The first cluster at or after {@code first} that may hold backing data: clusters in
+     * [first, result) lie wholly in a hole of the backing. Returns {@code first} when it is data or
+     * cannot be told (so the caller just reads it).
+     */
+    public long backingHoleEnd(long first) {
+        if (backing == null || first >= clusters) {
+            return first;
+        }
+        try {
+            long dataAt = backing.nextData(clusterStart(first));
+            return dataAt < 0 ? clusters : Math.max(first, Math.min(clusters, dataAt >>> clusterShift));
+        } catch (IOException | RuntimeException e) {
+            return first;
+        }
+    }
+
+    /**
      * Commit step, first half: copies the dirty clusters of [first, last] to the backing (not yet
      * durable) and returns them, so {@link #markCommitted} can clear their dirty bits once the backing
      * has been flushed.
@@ -633,6 +715,14 @@ public final class LeafDisk implements AutoCloseable {
     public void close() throws IOException {
         if (!closed.compareAndSet(false, true)) {
             return;
+        }
+        prefetcher.shutdown();
+        try {
+            if (!prefetcher.awaitTermination(30, java.util.concurrent.TimeUnit.SECONDS)) {
+                LOG.warn("{}: prefetch did not stop within 30 s", name);
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
         }
         try (image) {
             if (backing != null) {

@@ -56,6 +56,7 @@ public final class Filler implements AutoCloseable {
     private static final long COMMIT_FLUSH_BYTES = 32L << 20;
     private static final long MAX_RETRY_DELAY_MS = 5_000;
     private static final long STOP_TIMEOUT_MS = 30_000;
+    private static final long STEP_WAIT_NANOS = TimeUnit.SECONDS.toNanos(10);
 
     private enum Lifecycle { NEW, RUNNING, HALTED }
 
@@ -170,6 +171,7 @@ public final class Filler implements AutoCloseable {
             }
             job.state = JobState.PAUSED;
             persist(job);
+            awaitStepEnd(job);
             LOG.info("{}: {} job paused", image, job.kind.word());
         }
     }
@@ -202,6 +204,7 @@ public final class Filler implements AutoCloseable {
             }
             job.state = JobState.CANCELLED;
             persist(job);
+            awaitStepEnd(job);
             LOG.info("{}: {} job cancelled", image, job.kind.word());
         }
         wake();
@@ -339,12 +342,42 @@ public final class Filler implements AutoCloseable {
                 return;
             }
             kind = job.kind;
+            job.stepping = true;
         }
-        yieldToGuest(job.disk);
-        if (kind == JobKind.STREAM) {
-            streamStep(job);
-        } else if (kind == JobKind.COMMIT) {
-            commitStep(job);
+        try {
+            yieldToGuest(job.disk);
+            if (kind == JobKind.STREAM) {
+                streamStep(job);
+            } else if (kind == JobKind.COMMIT) {
+                commitStep(job);
+            }
+        } finally {
+            synchronized (job) {
+                job.stepping = false;
+                job.notifyAll();
+            }
+        }
+    }
+
+    /**
+     * Waits (bounded) for a step in flight to end, so that once pause or cancel returns the job moves
+     * nothing more. Caller holds the job's monitor; waiting releases it, so the step can finish.
+     */
+    private static void awaitStepEnd(LeafJob job) {
+        long deadline = System.nanoTime() + STEP_WAIT_NANOS;
+        while (job.stepping) {
+            long left = deadline - System.nanoTime();
+            if (left <= 0) {
+                LOG.warn("{}: the job's current step is still running after {} ms", job.disk.name(),
+                        STEP_WAIT_NANOS / 1_000_000);
+                return;
+            }
+            try {
+                TimeUnit.NANOSECONDS.timedWait(job, left);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            }
         }
     }
 
@@ -380,6 +413,11 @@ public final class Filler implements AutoCloseable {
             return;
         }
         long last = Math.min(clusters - 1, first + stepClusters(job) - 1);
+        long holeEnd = disk.backingHoleEnd(first);
+        if (holeEnd > first) {
+            // a hole of the backing becomes a hole of the leaf in one step, however long (1 GiB at most)
+            last = Math.min(holeEnd - 1, first + Math.max(1, (1L << 30) / disk.clusterSize()) - 1);
+        }
         long missingBytes = (last - first + 1) * (long) disk.clusterSize()
                 - (local.count(first, last + 1) * (long) disk.clusterSize());
         if (last == clusters - 1 && !local.get(last)) {

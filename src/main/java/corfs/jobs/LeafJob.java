@@ -32,6 +32,8 @@ final class LeafJob {
     long retryDelayMillis;
     /** Throttle: the filler may not transfer again before this nanoTime. */
     long throttleUntilNanos;
+    /** True while the filler runs a step of this job; guarded by this monitor, which is notified when it ends. */
+    boolean stepping;
     volatile long doneBytes;
     volatile long totalBytes;
     final RateMeter rate = new RateMeter();

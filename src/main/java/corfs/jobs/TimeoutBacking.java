@@ -4,6 +4,7 @@ import corfs.CorfsException;
 import corfs.CorfsException.Reason;
 import corfs.backing.Backing;
 import corfs.backing.BackingIdentity;
+import corfs.backing.BackingTimeoutException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -23,9 +24,9 @@ import java.util.concurrent.atomic.AtomicInteger;
  * hang the filesystem: the reader gets EIO, local clusters keep being served, and reads work again once
  * the backing answers.
  *
- * <p>Each read runs on a worker thread into a buffer of its own and is copied to the caller's buffer
- * only if it completed in time: a worker still blocked after the timeout never writes into memory the
- * caller has moved on from. Workers are bounded; when all are stuck, reads fail at once.
+ * <p>Each read runs on a worker thread straight into the caller's buffer (no copy); on a timeout the
+ * caller gets a {@link BackingTimeoutException} and must abandon that buffer, since the stuck worker may
+ * still write into it. Workers are bounded; when all are stuck, reads fail at once.
  */
 final class TimeoutBacking implements Backing {
     private static final Logger LOG = LoggerFactory.getLogger(TimeoutBacking.class);
@@ -61,14 +62,19 @@ final class TimeoutBacking implements Backing {
         return inner.identity();
     }
 
+    /**
+     * Reads on a worker thread straight into {@code dst}. On a timeout the read is abandoned and a
+     * {@link BackingTimeoutException} says so: the worker may still write into {@code dst} later, so the
+     * caller must drop that buffer (the engine never passes memory it does not own, and never reuses a
+     * buffer after this exception).
+     */
     @Override
     public void readFully(ByteBuffer dst, long offset) throws IOException {
-        int n = dst.remaining();
-        ByteBuffer own = ByteBuffer.allocateDirect(n);
+        ByteBuffer target = dst.duplicate();
         Future<?> read;
         try {
             read = workers.submit(() -> {
-                inner.readFully(own, offset);
+                inner.readFully(target, offset);
                 return null;
             });
         } catch (RejectedExecutionException e) {
@@ -80,10 +86,10 @@ final class TimeoutBacking implements Backing {
         } catch (TimeoutException e) {
             read.cancel(false);
             LOG.warn("backing {} did not answer a read at {} within {} ms", inner.location(), offset, timeoutMillis);
-            throw new CorfsException(Reason.IO, "backing did not answer within " + timeoutMillis + " ms", e);
+            throw new BackingTimeoutException("backing did not answer within " + timeoutMillis + " ms", e);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
-            throw new CorfsException(Reason.IO, "interrupted while reading the backing", e);
+            throw new BackingTimeoutException("interrupted while reading the backing", e);
         } catch (ExecutionException e) {
             Throwable cause = e.getCause();
             if (cause instanceof IOException io) {
@@ -91,8 +97,7 @@ final class TimeoutBacking implements Backing {
             }
             throw new IOException(cause);
         }
-        own.flip();
-        dst.put(own);
+        dst.position(target.position());
     }
 
     @Override
