@@ -242,7 +242,8 @@ public final class StatusFormat {
         return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F') || (c >= 'a' && c <= 'f');
     }
 
-    private static void jsonString(StringBuilder b, String s) {
+    /** Appends {@code s} as a JSON string literal (or {@code null}); shared by every JSON corfs prints. */
+    public static void jsonString(StringBuilder b, String s) {
         if (s == null) {
             b.append("null");
             return;

@@ -134,20 +134,12 @@ public final class LeafDisk implements AutoCloseable {
 
     /** Bytes of the virtual disk whose data is local. */
     public long localBytes() {
-        return bytesOf(local);
+        return image.bytesIn(local);
     }
 
     /** Bytes written through corfs and not yet committed. */
     public long dirtyBytes() {
-        return bytesOf(image.dirty());
-    }
-
-    private long bytesOf(ClusterBitmap bitmap) {
-        long n = bitmap.count() * clusterSize;
-        if (clusters > 0 && bitmap.get(clusters - 1)) {
-            n -= clusters * clusterSize - size;
-        }
-        return n;
+        return image.bytesIn(image.dirty());
     }
 
     /** True while a guest request is being served or was served within {@code withinNanos}. */

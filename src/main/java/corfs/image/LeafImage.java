@@ -472,6 +472,17 @@ public final class LeafImage implements AutoCloseable {
         return local.size();
     }
 
+    /** Bytes of the virtual disk covered by the set bits of {@code bitmap} (the last cluster may be short). */
+    public long bytesIn(ClusterBitmap bitmap) {
+        long clusterSize = header.clusterSize();
+        long n = bitmap.count() * clusterSize;
+        long clusters = bitmap.size();
+        if (clusters > 0 && bitmap.get(clusters - 1)) {
+            n -= clusters * clusterSize - header.virtualSize();
+        }
+        return n;
+    }
+
     // ---------------------------------------------------------------- bit changes
 
     /** Marks a cluster local. Call only after its data was written to {@link #data()}. */

@@ -32,20 +32,10 @@ public final class LeafImages {
             LeafHeader h = image.header();
             long clusters = image.clusters();
             return new LeafInfo(image.dataPath().toString(), image.metadataPath().toString(), MetadataFormat.VERSION,
-                    h.virtualSize(), h.clusterSize(), clusters, bytes(image, image.local()), bytes(image, image.dirty()),
+                    h.virtualSize(), h.clusterSize(), clusters, image.bytesIn(image.local()), image.bytesIn(image.dirty()),
                     image.sparseData().allocatedBytes(), h.standalone(), h.backingPath(), h.backingIdentity(),
                     h.job().kind(), h.job().state(), h.job().speed(), h.job().onError(), h.job().error());
         }
-    }
-
-    private static long bytes(LeafImage image, ClusterBitmap bitmap) {
-        long cs = image.header().clusterSize();
-        long n = bitmap.count() * cs;
-        long clusters = image.clusters();
-        if (clusters > 0 && bitmap.get(clusters - 1)) {
-            n -= clusters * cs - image.header().virtualSize();
-        }
-        return n;
     }
 
     /** The leaf's extents in order, adjacent clusters of one state merged. */
