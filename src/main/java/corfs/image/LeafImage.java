@@ -173,8 +173,13 @@ public final class LeafImage implements AutoCloseable {
         try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE)) {
             writeFully(ch, MetadataFormat.encodeHeader(header, 1), 0);
             writeFully(ch, MetadataFormat.encodeHeader(header, 1), MetadataFormat.SLOT_SIZE);
-            try (var raf = new java.io.RandomAccessFile(tmp.toFile(), "rw")) {
-                raf.setLength(MetadataFormat.fileLength(header.clusters()));
+            // Every bitmap slot is written (as zeros: "never written") so its blocks are allocated now:
+            // a full leaf filesystem must not stop the bitmaps from being flushed later.
+            ByteBuffer zeros = ByteBuffer.allocate(1 << 20);
+            long length = MetadataFormat.fileLength(header.clusters());
+            for (long pos = MetadataFormat.PAGES_OFFSET; pos < length; pos += zeros.capacity()) {
+                zeros.clear().limit((int) Math.min(zeros.capacity(), length - pos));
+                writeFully(ch, zeros, pos);
             }
             ch.force(true);
         }

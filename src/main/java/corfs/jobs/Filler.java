@@ -104,7 +104,7 @@ public final class Filler implements AutoCloseable {
                 job.unreadable.addAll(corfs.image.UnreadableLedger.load(disk.image().dataPath()));
             }
             job.cursor = 0;
-            job.totalBytes = remainingBytes(job);
+            resetProgress(job);
             job.throttleUntilNanos = System.nanoTime();
             if (rec.state().isActive() && disk.readOnly()) {
                 job.state = JobState.PAUSED;
@@ -150,15 +150,15 @@ public final class Filler implements AutoCloseable {
             job.cursor = 0;
             job.unreadable.clear();
             saveUnreadable(job);
-            job.doneBytes = 0;
-            job.totalBytes = remainingBytes(job);
+            resetProgress(job);
             job.rate.reset();
             job.retryDelayMillis = 0;
             job.throttleUntilNanos = System.nanoTime();
             job.state = JobState.RUNNING;
             persist(job);
             LOG.info("{}: {} job started (speed {}, on_error {}, {} bytes to go)", image, kind.word(),
-                    job.speed == 0 ? "unlimited" : job.speed + " B/s", job.onError.word(), job.totalBytes);
+                    job.speed == 0 ? "unlimited" : job.speed + " B/s", job.onError.word(),
+                    job.totalBytes - job.doneBytes);
         }
         wake();
     }
@@ -255,9 +255,19 @@ public final class Filler implements AutoCloseable {
         return job;
     }
 
-    private long remainingBytes(LeafJob job) {
+    /**
+     * A stream's progress is the leaf's: done = local bytes of the whole disk, so it never goes back
+     * across remounts and copy-on-read by the guest counts too. A commit counts from what is dirty now.
+     */
+    private static void resetProgress(LeafJob job) {
         LeafDisk d = job.disk;
-        return job.kind == JobKind.COMMIT ? d.dirtyBytes() : d.size() - d.localBytes();
+        if (job.kind == JobKind.COMMIT) {
+            job.doneBytes = 0;
+            job.totalBytes = d.dirtyBytes();
+        } else {
+            job.doneBytes = d.localBytes();
+            job.totalBytes = d.size();
+        }
     }
 
     private void persist(LeafJob job) throws IOException {
@@ -519,11 +529,16 @@ public final class Filler implements AutoCloseable {
 
     /** Counts {@code processed} bytes done and throttles the job so done_bytes advances at its speed. */
     private void progress(LeafJob job, long processed) {
-        long done = job.doneBytes + processed;
-        job.doneBytes = done;
-        if (done > job.totalBytes) {
-            job.totalBytes = done; // writes during a commit add work
+        long done;
+        if (job.kind == JobKind.STREAM) {
+            done = job.disk.localBytes();
+        } else {
+            done = job.doneBytes + processed;
+            if (done > job.totalBytes) {
+                job.totalBytes = done; // writes during a commit add work
+            }
         }
+        job.doneBytes = done;
         long now = System.nanoTime();
         job.rate.sample(now, done);
         long speed = job.speed;
