@@ -49,7 +49,8 @@ final class MountCommand implements Callable<Integer> {
 
     @Option(names = "-o", paramLabel = "OPT[,OPT...]", description = {
         "corfs options: backing_timeout=SECONDS (default " + DEFAULT_BACKING_TIMEOUT_S + "),",
-        "single_threaded (libfuse -s), debug (libfuse -d), no_auto_unmount;",
+        "threads=N (FUSE worker threads, 1.." + FuseMount.MAX_THREADS + ", default " + FuseMount.DEFAULT_THREADS + "),",
+        "single_threaded (threads=1), debug (libfuse -d), no_auto_unmount;",
         "anything else is passed to libfuse (e.g. allow_other)"})
     List<String> options = new ArrayList<>();
 
@@ -64,13 +65,17 @@ final class MountCommand implements Callable<Integer> {
     List<Path> paths;
 
     /** Parsed -o options. */
-    record MountOptions(long backingTimeoutMillis, boolean singleThreaded, boolean debug, boolean autoUnmount,
+    record MountOptions(long backingTimeoutMillis, int threads, boolean debug, boolean autoUnmount,
                         List<String> fuseOptions) {
+        boolean singleThreaded() {
+            return threads == 1;
+        }
     }
 
     static MountOptions parseOptions(List<String> raw) {
         long timeout = TimeUnit.SECONDS.toMillis(DEFAULT_BACKING_TIMEOUT_S);
         boolean single = false;
+        int threads = 0;
         boolean debug = false;
         boolean autoUnmount = true;
         List<String> fuse = new ArrayList<>();
@@ -92,6 +97,17 @@ final class MountCommand implements Callable<Integer> {
                         throw new Main.ExitException(Main.EXIT_USAGE,
                                 "backing_timeout must be a number of seconds between 0 and 86400, not '" + v + "'");
                     }
+                } else if (opt.startsWith("threads=")) {
+                    String v = opt.substring("threads=".length());
+                    try {
+                        threads = Integer.parseInt(v);
+                        if (threads < 1 || threads > FuseMount.MAX_THREADS) {
+                            throw new NumberFormatException();
+                        }
+                    } catch (NumberFormatException e) {
+                        throw new Main.ExitException(Main.EXIT_USAGE,
+                                "threads must be a whole number from 1 to " + FuseMount.MAX_THREADS + ", not '" + v + "'");
+                    }
                 } else if (opt.equals("single_threaded") || opt.equals("s")) {
                     single = true;
                 } else if (opt.equals("debug")) {
@@ -107,7 +123,11 @@ final class MountCommand implements Callable<Integer> {
                 }
             }
         }
-        return new MountOptions(timeout, single, debug, autoUnmount, fuse);
+        if (single && threads > 1) {
+            throw new Main.ExitException(Main.EXIT_USAGE, "-o single_threaded and threads=" + threads + " contradict");
+        }
+        int n = single ? 1 : threads > 0 ? threads : FuseMount.DEFAULT_THREADS;
+        return new MountOptions(timeout, n, debug, autoUnmount, fuse);
     }
 
     @Override
@@ -128,7 +148,7 @@ final class MountCommand implements Callable<Integer> {
             MountSession session = MountSession.open(leaves,
                     new MountSession.Options(readOnly, force, mo.backingTimeoutMillis()));
             mount = FuseMount.mount(session, mp, readOnly, new FuseMount.Options(
-                    leaves.get(0).toAbsolutePath().normalize().toString(), mo.singleThreaded(), mo.debug(),
+                    leaves.get(0).toAbsolutePath().normalize().toString(), mo.threads(), mo.debug(),
                     mo.fuseOptions(), force, mo.autoUnmount()));
         } catch (Throwable t) {
             if (reportReady) {

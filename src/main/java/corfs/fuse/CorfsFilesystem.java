@@ -26,8 +26,8 @@ import ru.serce.jnrfuse.struct.Timespec;
  *
  * <p>Every callback is thin: resolve the path, delegate to {@link LeafDisk} or the {@link ControlFile},
  * map a failure to an errno in {@link Errno}. Nothing is thrown into native code: each callback catches
- * {@link Throwable}. Callbacks arrive on many libfuse threads at once; the only state held here is the
- * immutable leaf table; per-open control state lives in {@link ControlFile}, keyed by the open's fh.
+ * {@link Throwable}. Callbacks arrive on the {@link FuseLoop} workers, several at once; the only state held
+ * here is the immutable leaf table; per-open control state lives in {@link ControlFile}, keyed by the open's fh.
  *
  * <p>Data moves without a Java heap copy: the FUSE buffer is wrapped in a direct {@link ByteBuffer} over
  * the same memory, valid only during the callback.
@@ -71,6 +71,27 @@ public final class CorfsFilesystem extends FuseStubFS {
         this.readOnly = readOnly;
         this.uid = Libc.get().getuid();
         this.gid = Libc.get().getgid();
+    }
+
+    /**
+     * A native copy of libfuse's {@code struct fuse_operations}, which jnr-fuse filled with this filesystem's
+     * callbacks when it was constructed (in Java heap memory, copied for the call by its own {@code mount()}):
+     * what {@code fuse_setup} takes (libfuse copies it again). The function pointers in it stay valid as long
+     * as this object is reachable.
+     */
+    Pointer operations() {
+        Pointer heap = jnr.ffi.Struct.getMemory(fuseOperations);
+        int size = jnr.ffi.Struct.size(fuseOperations);
+        byte[] bytes = new byte[size];
+        heap.get(0, bytes, 0, size);
+        Pointer ops = jnr.ffi.Memory.allocateDirect(jnr.ffi.Runtime.getSystemRuntime(), size, true);
+        ops.put(0, bytes, 0, size);
+        return ops;
+    }
+
+    /** {@code sizeof(struct fuse_operations)} as jnr-fuse declares it. */
+    long operationsSize() {
+        return jnr.ffi.Struct.size(fuseOperations);
     }
 
     /** True once libfuse has called {@code init}, i.e. the filesystem is really being served. */

@@ -32,7 +32,14 @@ class CliTest {
         assertTrue(o.singleThreaded());
         assertTrue(o.autoUnmount());
         assertEquals(List.of("allow_other"), o.fuseOptions());
+        assertEquals(1, o.threads());
         assertEquals(false, MountCommand.parseOptions(List.of("no_auto_unmount")).autoUnmount());
+        assertEquals(corfs.fuse.FuseMount.DEFAULT_THREADS, MountCommand.parseOptions(List.of()).threads());
+        assertEquals(16, MountCommand.parseOptions(List.of("threads=16")).threads());
+        assertThrows(Main.ExitException.class, () -> MountCommand.parseOptions(List.of("threads=0")));
+        assertThrows(Main.ExitException.class, () -> MountCommand.parseOptions(List.of("threads=65")));
+        assertThrows(Main.ExitException.class, () -> MountCommand.parseOptions(List.of("threads=x")));
+        assertThrows(Main.ExitException.class, () -> MountCommand.parseOptions(List.of("single_threaded,threads=4")));
         assertThrows(Main.ExitException.class, () -> MountCommand.parseOptions(List.of("backing_timeout=x")));
         assertThrows(Main.ExitException.class, () -> MountCommand.parseOptions(List.of("fsname=foo")));
     }

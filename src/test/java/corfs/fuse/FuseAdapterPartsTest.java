@@ -58,6 +58,25 @@ class FuseAdapterPartsTest {
     }
 
     @Nested
+    @DisplayName("struct fuse_buf is reset at libfuse 2.9's offsets")
+    class FuseBufLayout {
+        @Test
+        void resetLikeFuseDoWork() {
+            Pointer buf = Memory.allocateDirect(Runtime.getSystemRuntime(), LibFuseSession.FuseBuf.SIZE, false);
+            for (int i = 0; i < LibFuseSession.FuseBuf.SIZE; i++) {
+                buf.putByte(i, (byte) 0x5a);
+            }
+            LibFuseSession.FuseBuf.reset(buf, 0x7f00_1234_5000L, 135_168);
+            assertEquals(135_168, buf.getLong(0), "size");
+            assertEquals(0, buf.getLong(8), "flags and padding");
+            assertEquals(0x7f00_1234_5000L, buf.getLong(16), "mem");
+            assertEquals(0, buf.getLong(24), "fd and padding");
+            assertEquals(0, buf.getLong(32), "pos");
+            assertEquals(40, LibFuseSession.FuseBuf.SIZE);
+        }
+    }
+
+    @Nested
     @DisplayName("Errno maps every failure in one place")
     class Errnos {
         @Test
@@ -95,7 +114,7 @@ class FuseAdapterPartsTest {
 
         @Test
         void defaultOptions() {
-            String[] args = FuseMount.fuseArgs(new FuseMount.Options("/a,b/leaf.raw", false, false,
+            String[] args = FuseMount.fuseArgs(new FuseMount.Options("/a,b/leaf.raw", FuseMount.DEFAULT_THREADS, false,
                     List.of("allow_other"), false, true));
             assertArrayEquals(new String[] {"-o", "fsname=corfs:/a\\,b/leaf.raw,subtype=corfs,big_writes,"
                     + "max_write=131072,max_read=131072,kernel_cache,attr_timeout=1,entry_timeout=3600,"
@@ -103,10 +122,21 @@ class FuseAdapterPartsTest {
         }
 
         @Test
-        void singleThreaded() {
-            String[] args = FuseMount.fuseArgs(new FuseMount.Options("x", true, false, List.of(), false, false));
-            assertEquals("-s", args[0]);
-            assertFalse(args[2].contains("auto_unmount"));
+        @DisplayName("argv as jnr-fuse built it, never -s: one thread is a pool of one")
+        void argvNeverSingleThreaded() {
+            String[] argv = FuseMount.fuseArgv(Path.of("/mnt/x"),
+                    new FuseMount.Options("x", 1, true, List.of(), false, false));
+            assertArrayEquals(new String[] {"corfs", "-f", "-d", "/mnt/x", "-o"}, java.util.Arrays.copyOf(argv, 5));
+            assertEquals(6, argv.length);
+            assertFalse(argv[5].contains("auto_unmount"));
+            assertFalse(List.of(argv).contains("-s"));
+        }
+
+        @Test
+        void threadBounds() {
+            assertThrows(IllegalArgumentException.class, () -> new FuseMount.Options("x", 0, false, List.of(), false, true));
+            assertThrows(IllegalArgumentException.class,
+                    () -> new FuseMount.Options("x", FuseMount.MAX_THREADS + 1, false, List.of(), false, true));
         }
 
         @Test

@@ -1,0 +1,240 @@
+package corfs.fuse;
+
+import corfs.CorfsException;
+import corfs.CorfsException.Reason;
+import corfs.fuse.LibFuseSession.FuseBuf;
+import java.lang.ref.Reference;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReference;
+import jnr.ffi.Memory;
+import jnr.ffi.Pointer;
+import jnr.ffi.Runtime;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * libfuse 2's session loop run on a fixed pool of named Java threads ({@code corfs-fuse-0..N-1}) instead of
+ * {@code fuse_loop_mt}'s native threads.
+ *
+ * <p>Why: {@code fuse_loop_mt} starts a native worker whenever none is idle and retires it when more than
+ * ten are, so under steady load it creates and ends pthreads all the time; jffi attaches every native thread
+ * that enters a Java callback to the JVM and detaches it again after the callback until that thread has done
+ * 1000 callbacks, so nearly every request paid a JVM attach (a new {@code java.lang.Thread}) and a detach.
+ * Threads started here are Java threads: they are attached once, for good.
+ *
+ * <p>Each worker does what {@code fuse_do_work} of libfuse 2.9 does, without the pool resizing: reset its
+ * own {@code struct fuse_buf} to its own buffer of {@code fuse_chan_bufsize} bytes, {@code
+ * fuse_session_receive_buf}, continue on {@code -EINTR}, end on 0 (unmounted: the kernel answers ENODEV and
+ * libfuse marks the session exited) or on an error (then it exits the session so the others end too),
+ * otherwise {@code fuse_session_process_buf}, whose callbacks run on the worker; and it stops when the
+ * session is exited.
+ *
+ * <p>Lifecycle, with its state in an atomic: {@link #setUp} (mounts; NEW) → {@link #start} (RUNNING) →
+ * the workers end after an unmount or {@link #exit} → {@link #teardown} (TORN_DOWN) exactly once, and only
+ * when every worker has ended: {@code fuse_teardown} destroys the session the workers use, so it is
+ * skipped (and the fuse object leaked) while a worker may still be inside libfuse. A worker blocked in
+ * {@code read(/dev/fuse)} wakes only when a request arrives or the connection ends (an unmount, or the
+ * process exiting): {@link #exit} alone does not wake it.
+ */
+final class FuseLoop {
+    private static final Logger LOG = LoggerFactory.getLogger(FuseLoop.class);
+    static final String THREAD_PREFIX = "corfs-fuse-";
+    static final int MIN_THREADS = 1;
+    static final int MAX_THREADS = 64;
+    private static final int EINTR = 4;
+
+    enum State { NEW, RUNNING, TORN_DOWN }
+
+    private final LibFuseSession lib;
+    private final Runtime runtime;
+    /** Keeps the callbacks (closures referenced by the operations struct) reachable while libfuse may call them. */
+    private final CorfsFilesystem fs;
+    /** The operations struct handed to fuse_setup, kept for the same reason. */
+    private final Pointer operations;
+    private final Pointer fuse;
+    private final Pointer mountPointC;
+    private final Pointer session;
+    private final Pointer channel;
+    private final long bufferSize;
+    private final AtomicReference<State> state = new AtomicReference<>(State.NEW);
+    private final AtomicReference<Throwable> failure = new AtomicReference<>();
+    private final AtomicInteger receiveError = new AtomicInteger();
+    private final List<Thread> workers = new ArrayList<>();
+    private boolean cleanupStarted;
+
+    private FuseLoop(LibFuseSession lib, Runtime runtime, CorfsFilesystem fs, Pointer operations, Pointer fuse,
+                     Pointer mountPointC) {
+        this.lib = lib;
+        this.runtime = runtime;
+        this.fs = fs;
+        this.operations = operations;
+        this.fuse = fuse;
+        this.mountPointC = mountPointC;
+        this.session = lib.fuse_get_session(fuse);
+        this.channel = lib.fuse_session_next_chan(session, null);
+        this.bufferSize = lib.fuse_chan_bufsize(channel);
+    }
+
+    /**
+     * {@code fuse_setup}: parses {@code argv} (program name, {@code -f}, mount point, options), mounts and
+     * creates the session; nothing is served until {@link #start}. Throws when libfuse refuses (it has
+     * printed its reason on stderr and unmounted again).
+     */
+    static FuseLoop setUp(LibFuseSession lib, CorfsFilesystem fs, String[] argv) throws CorfsException {
+        Pointer ops = fs.operations();
+        Runtime runtime = Runtime.getRuntime(lib);
+        Pointer mountPointOut = Memory.allocateDirect(runtime, runtime.addressSize(), true);
+        Pointer multithreadedOut = Memory.allocateDirect(runtime, 4, true);
+        Pointer fuse = lib.fuse_setup(argv.length, argv, ops, fs.operationsSize(), mountPointOut, multithreadedOut,
+                null);
+        if (fuse == null) {
+            throw new CorfsException(Reason.IO, "libfuse refused it (its reason, \"fuse: ...\", is on stderr)");
+        }
+        return new FuseLoop(lib, runtime, fs, ops, fuse, mountPointOut.getPointer(0));
+    }
+
+    /** Starts {@code threads} workers. Refuses a second start. */
+    synchronized void start(int threads) {
+        if (threads < MIN_THREADS || threads > MAX_THREADS) {
+            throw new IllegalArgumentException("threads must be " + MIN_THREADS + ".." + MAX_THREADS + ", not "
+                    + threads);
+        }
+        if (!state.compareAndSet(State.NEW, State.RUNNING)) {
+            throw new IllegalStateException("the FUSE loop was already started (" + state.get() + ")");
+        }
+        if (lib.fuse_start_cleanup_thread(fuse) != 0) {
+            throw new IllegalStateException("libfuse could not start its cleanup thread");
+        }
+        cleanupStarted = true;
+        for (int i = 0; i < threads; i++) {
+            Thread t = new Thread(this::work, THREAD_PREFIX + i);
+            // A worker stuck in read(/dev/fuse) after a failed unmount must not keep the JVM alive.
+            t.setDaemon(true);
+            workers.add(t);
+        }
+        workers.forEach(Thread::start);
+        LOG.debug("started {} FUSE worker(s), {} byte buffers", threads, bufferSize);
+    }
+
+    private void work() {
+        Pointer buf = null;
+        Pointer mem = null;
+        Pointer chp = null;
+        try {
+            buf = Memory.allocateDirect(runtime, FuseBuf.SIZE, true);
+            mem = Memory.allocateDirect(runtime, (int) bufferSize, false);
+            chp = Memory.allocateDirect(runtime, runtime.addressSize(), true);
+            long memAddress = mem.address();
+            long channelAddress = channel.address();
+            while (lib.fuse_session_exited(session) == 0) {
+                FuseBuf.reset(buf, memAddress, bufferSize);
+                chp.putAddress(0, channelAddress);
+                int res = lib.fuse_session_receive_buf(session, buf, chp);
+                if (res == -EINTR) {
+                    continue;
+                }
+                if (res <= 0) {
+                    if (res < 0) {
+                        receiveError.compareAndSet(0, -res);
+                        lib.fuse_session_exit(session);
+                    }
+                    break;
+                }
+                long ch = chp.getAddress(0);
+                lib.fuse_session_process_buf(session, buf, ch == channelAddress ? channel : chp.getPointer(0));
+            }
+        } catch (Throwable t) {
+            // Callbacks catch everything themselves; this is the loop's own failure (e.g. no memory for a buffer).
+            failure.compareAndSet(null, t);
+            LOG.error("FUSE worker {} failed; the others go on", Thread.currentThread().getName(), t);
+        } finally {
+            // The native buffers must outlive the last native call that uses them.
+            Reference.reachabilityFence(buf);
+            Reference.reachabilityFence(mem);
+            Reference.reachabilityFence(chp);
+        }
+        LOG.debug("{} ended", Thread.currentThread().getName());
+    }
+
+    State state() {
+        return state.get();
+    }
+
+    /** True while at least one worker runs. */
+    synchronized boolean isRunning() {
+        for (Thread t : workers) {
+            if (t.isAlive()) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** Waits up to {@code millis} in all for every worker to end; true if they have. */
+    boolean awaitExit(long millis) throws InterruptedException {
+        List<Thread> all;
+        synchronized (this) {
+            all = List.copyOf(workers);
+        }
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(Math.max(1, millis));
+        for (Thread t : all) {
+            long left = TimeUnit.NANOSECONDS.toMillis(deadline - System.nanoTime());
+            if (left <= 0 || !join(t, left)) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private static boolean join(Thread t, long millis) throws InterruptedException {
+        t.join(millis);
+        return !t.isAlive();
+    }
+
+    /** Marks the session exited: each worker ends after its current request or, if blocked, its next one. */
+    void exit() {
+        if (state.get() != State.TORN_DOWN) {
+            lib.fuse_session_exit(session);
+        }
+    }
+
+    /** The first failure of a worker, or a receive error as an errno message; null if none. */
+    String failure() {
+        Throwable t = failure.get();
+        if (t != null) {
+            return t.toString();
+        }
+        int e = receiveError.get();
+        return e != 0 ? "reading /dev/fuse: errno " + e : null;
+    }
+
+    /**
+     * {@code fuse_teardown} (unmounts if still mounted, calls the {@code destroy} operation, frees the
+     * session) exactly once, and only once no worker runs. Returns false, doing nothing, if a worker still
+     * runs or it was already done.
+     */
+    synchronized boolean teardown() {
+        if (isRunning()) {
+            LOG.warn("FUSE workers still running; not tearing the libfuse session down");
+            return false;
+        }
+        State s = state.get();
+        if (s == State.TORN_DOWN || !state.compareAndSet(s, State.TORN_DOWN)) {
+            return false;
+        }
+        if (cleanupStarted) {
+            lib.fuse_stop_cleanup_thread(fuse);
+        }
+        lib.fuse_teardown(fuse, mountPointC);
+        Reference.reachabilityFence(fs);
+        Reference.reachabilityFence(operations);
+        return true;
+    }
+
+    int threads() {
+        return workers.size();
+    }
+}
