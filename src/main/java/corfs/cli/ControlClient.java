@@ -27,7 +27,7 @@ final class ControlClient {
         try {
             mp = mountPoint.toRealPath();
         } catch (java.nio.file.FileSystemException e) {
-            if (e.getMessage() != null && e.getMessage().contains("Transport endpoint is not connected")) {
+            if (corfs.fuse.FuseMount.isDeadMountError(e)) {
                 throw new Main.ExitException(Main.EXIT_FAILURE, mountPoint + " is a dead FUSE mount (its daemon is "
                         + "gone): clear it with 'fusermount -u " + mountPoint + "'");
             }
@@ -39,7 +39,7 @@ final class ControlClient {
         try {
             Files.readAttributes(mp.resolve("control"), java.nio.file.attribute.BasicFileAttributes.class);
         } catch (java.nio.file.FileSystemException e) {
-            if (e.getMessage() != null && e.getMessage().contains("Transport endpoint is not connected")) {
+            if (corfs.fuse.FuseMount.isDeadMountError(e)) {
                 throw new Main.ExitException(Main.EXIT_FAILURE, mp + " is a dead FUSE mount (its daemon is "
                         + "gone): clear it with 'fusermount -u " + mp + "' or 'corfs mount --force'");
             }

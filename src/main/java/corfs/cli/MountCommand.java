@@ -48,7 +48,7 @@ final class MountCommand implements Callable<Integer> {
     boolean force;
 
     @Option(names = "-o", paramLabel = "OPT[,OPT...]", description = {
-        "corfs options: backing_timeout=SECONDS (default " + DEFAULT_BACKING_TIMEOUT_S + "),",
+        "corfs options: backing_timeout=SECONDS (default " + DEFAULT_BACKING_TIMEOUT_S + "; 0 waits forever),",
         "threads=N (FUSE worker threads, 1.." + FuseMount.MAX_THREADS + ", default " + FuseMount.DEFAULT_THREADS + "),",
         "single_threaded (threads=1), debug (libfuse -d), no_auto_unmount;",
         "anything else is passed to libfuse (e.g. allow_other)"})
@@ -89,7 +89,7 @@ final class MountCommand implements Callable<Integer> {
                     String v = opt.substring("backing_timeout=".length());
                     try {
                         double s = Double.parseDouble(v);
-                        if (!(s > 0) || s > 86_400) {
+                        if (!(s >= 0) || s > 86_400) { // 0: no timeout, reads wait for the backing
                             throw new NumberFormatException();
                         }
                         timeout = (long) (s * 1000);
@@ -194,6 +194,7 @@ final class MountCommand implements Callable<Integer> {
             return true;
         } catch (Throwable t) {
             LOG.error("closing {} after {} failed: {}", mount.mountPoint(), why, t.toString(), t);
+            RunFiles.writeFailure(mount.mountPoint(), Main.message(t).replace('\n', ' '));
             return false;
         } finally {
             RunFiles.removePid(mount.mountPoint());

@@ -70,6 +70,33 @@ final class RunFiles {
         return Optional.empty();
     }
 
+    /** Where a daemon that failed to close cleanly leaves its reason for {@code corfs umount} to report. */
+    static Path failureFile(Path realMountPoint) {
+        Path pid = pidFile(realMountPoint);
+        return pid.resolveSibling(pid.getFileName().toString().replace(".pid", ".failed"));
+    }
+
+    /** Records why closing failed (best effort: the log has it too). */
+    static void writeFailure(Path realMountPoint, String reason) {
+        try {
+            Files.writeString(failureFile(realMountPoint), reason + "\n");
+        } catch (IOException | RuntimeException e) {
+            // the log says it anyway
+        }
+    }
+
+    /** Takes (reads and removes) a recorded close failure, if any. */
+    static Optional<String> takeFailure(Path realMountPoint) {
+        Path f = failureFile(realMountPoint);
+        try {
+            String reason = Files.readString(f).trim();
+            Files.deleteIfExists(f);
+            return Optional.of(reason);
+        } catch (IOException e) {
+            return Optional.empty();
+        }
+    }
+
     static void removePid(Path realMountPoint) {
         try {
             Path f = pidFile(realMountPoint);

@@ -24,7 +24,7 @@ final class UmountCommand implements Callable<Integer> {
         try {
             mp = mountPoint.toRealPath();
         } catch (java.nio.file.FileSystemException e) {
-            if (e.getMessage() != null && e.getMessage().contains("Transport endpoint is not connected")) {
+            if (FuseMount.isDeadMountError(e)) {
                 Path abs = mountPoint.toAbsolutePath().normalize();
                 FuseMount.fusermount(abs, true);
                 System.err.println("corfs: " + abs + " was a dead mount (its daemon had died); cleared it");
@@ -36,6 +36,7 @@ final class UmountCommand implements Callable<Integer> {
             throw new Main.ExitException(Main.EXIT_FAILURE, mp + " is not a corfs mount");
         }
         Optional<ProcessHandle> daemon = RunFiles.daemon(mp);
+        RunFiles.takeFailure(mp); // a stale record from an earlier daemon
         try {
             FuseMount.fusermount(mp, false);
         } catch (java.io.IOException e) {
@@ -50,6 +51,11 @@ final class UmountCommand implements Callable<Integer> {
                 throw new Main.ExitException(Main.EXIT_FAILURE, "unmounted " + mp + ", but its daemon (pid "
                         + daemon.get().pid() + ") has not exited after " + DAEMON_EXIT_TIMEOUT_S + " s");
             }
+        }
+        Optional<String> failure = RunFiles.takeFailure(mp);
+        if (failure.isPresent()) {
+            throw new Main.ExitException(Main.EXIT_FAILURE, "unmounted " + mp + ", but the daemon could not flush"
+                    + " and close cleanly: " + failure.get() + " (fsynced data is safe; see the daemon's log)");
         }
         return 0;
     }

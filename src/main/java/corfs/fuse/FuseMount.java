@@ -251,7 +251,7 @@ public final class FuseMount implements AutoCloseable {
         } catch (NoSuchFileException e) {
             throw new CorfsException(Reason.NOT_FOUND, "mount point " + mp + " does not exist");
         } catch (java.nio.file.FileSystemException e) {
-            if (!isDeadMount(e)) {
+            if (!isDeadMountError(e)) {
                 throw e;
             }
             if (!force) {
@@ -271,9 +271,14 @@ public final class FuseMount implements AutoCloseable {
         return mp;
     }
 
-    static boolean isDeadMount(IOException e) {
+    /**
+     * True if {@code e} is what the kernel answers on a FUSE mount whose daemon died: ENOTCONN, or,
+     * in the moment right after the death, ECONNABORTED.
+     */
+    public static boolean isDeadMountError(IOException e) {
         String m = e.getMessage();
-        return m != null && m.contains("Transport endpoint is not connected");
+        return m != null && (m.contains("Transport endpoint is not connected")
+                || m.contains("Software caused connection abort"));
     }
 
     /**
