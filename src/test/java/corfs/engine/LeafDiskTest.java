@@ -137,40 +137,67 @@ class LeafDiskTest {
     @DisplayName("concurrency")
     class Concurrency {
         @Test
-        @DisplayName("fills racing writes to the same clusters never bring back backing data")
+        @DisplayName("fills racing writes to the same cluster never bring back backing data (2,048 races)")
         void fillsRacingWrites() throws Exception {
             Path backing = dir.resolve("base.raw");
-            int size = 1 << 20;
-            byte[] content = new byte[size];
+            int clusters = 4096;
+            byte[] content = new byte[clusters * 4096];
             Arrays.fill(content, (byte) 0x11);
             Files.write(backing, content);
-            for (int round = 0; round < 200; round++) {
-                try (LeafDisk disk = TestLeaves.createAndOpen(dir, backing, 4096, FileOps.system())) {
-                    int cluster = round % 16;
-                    long off = cluster * 4096L + 100;
-                    Thread writer = new Thread(() -> {
-                        try {
-                            disk.write(ByteBuffer.wrap(new byte[] {0x22, 0x22, 0x22}), off);
-                        } catch (Exception e) {
-                            throw new AssertionError(e);
+            // The backing answers after a random pause of up to 0.2 ms, which widens every window between a
+            // fill's "not local" check and its write to the leaf: without the cluster lock, this test fails.
+            FileOps slowBacking = new corfs.io.PortableFileOps() {
+                @Override
+                public java.nio.channels.FileChannel openChannel(Path path, java.nio.file.OpenOption... options)
+                        throws java.io.IOException {
+                    java.nio.channels.FileChannel inner = super.openChannel(path, options);
+                    if (!path.equals(backing.toAbsolutePath().normalize())) {
+                        return inner;
+                    }
+                    return new DelegatingFileChannel(path, inner) {
+                        @Override
+                        protected void beforeRead(long position, int length) {
+                            long until = System.nanoTime()
+                                    + java.util.concurrent.ThreadLocalRandom.current().nextLong(200_000);
+                            while (System.nanoTime() < until) {
+                                Thread.onSpinWait();
+                            }
                         }
-                    }, "test-writer");
-                    Thread filler = new Thread(() -> {
-                        try {
-                            disk.fill(0, disk.clusters() - 1);
-                        } catch (Exception e) {
-                            throw new AssertionError(e);
-                        }
-                    }, "test-filler");
-                    ByteBuffer r = ByteBuffer.allocate(4096);
-                    writer.start();
-                    filler.start();
-                    disk.read(r, cluster * 4096L);
-                    writer.join(10_000);
-                    filler.join(10_000);
+                    };
+                }
+            };
+            java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(3);
+            try (LeafDisk disk = TestLeaves.createAndOpen(dir, backing, 4096, slowBacking)) {
+                // Each round races a guest write, a stream fill and a COR read on a cluster not local yet.
+                // Only even clusters: their odd neighbours stay missing, so no read counts as sequential
+                // and no readahead or prefetch makes a later round's cluster local before its race.
+                int races = 0;
+                for (int cluster = 0; cluster < clusters; cluster += 2) {
+                    assertFalse(disk.image().local().get(cluster), "cluster " + cluster + " must be missing before its race");
+                    long off = cluster * 4096L + 100 + (cluster % 3000);
+                    final int c = cluster;
+                    var write = pool.submit(() -> disk.write(ByteBuffer.wrap(new byte[] {0x22, 0x22, 0x22}), off));
+                    var fill = pool.submit(() -> disk.fill(c, c));
+                    var read = pool.submit(() -> disk.read(ByteBuffer.allocate(4096), c * 4096L));
+                    write.get(10, java.util.concurrent.TimeUnit.SECONDS);
+                    fill.get(10, java.util.concurrent.TimeUnit.SECONDS);
+                    read.get(10, java.util.concurrent.TimeUnit.SECONDS);
                     ByteBuffer check = ByteBuffer.allocate(3);
                     disk.read(check, off);
-                    assertArrayEquals(new byte[] {0x22, 0x22, 0x22}, check.array(), "round " + round);
+                    assertArrayEquals(new byte[] {0x22, 0x22, 0x22}, check.array(), "cluster " + cluster);
+                    races++;
+                }
+                assertEquals(clusters / 2, races);
+                disk.flush();
+            } finally {
+                pool.shutdownNow();
+            }
+            try (LeafDisk reopened = TestLeaves.open(dir.resolve("leaf.img"), FileOps.system())) {
+                ByteBuffer check = ByteBuffer.allocate(3);
+                for (int cluster = 0; cluster < clusters; cluster += 2 * 255) {
+                    check.clear();
+                    reopened.read(check, cluster * 4096L + 100 + (cluster % 3000));
+                    assertArrayEquals(new byte[] {0x22, 0x22, 0x22}, check.array(), "after reopen, cluster " + cluster);
                 }
             }
         }
