@@ -78,9 +78,9 @@ class PowerCutTest {
     /**
      * Wraps every channel opened through {@link #openChannel} so that each positional write and each
      * force is logged in one global order and applied to the real file too. Holes are punched as
-     * written zeros through a recorded channel, so they are part of the log.
+     * written zeros by {@link PortableFileOps}, through a recorded channel, so they are part of the log.
      */
-    static final class RecordingFileOps implements FileOps {
+    static final class RecordingFileOps extends PortableFileOps {
         private final List<Path> files = new ArrayList<>();
         private final List<Event> events = new ArrayList<>();
 
@@ -130,48 +130,6 @@ class PowerCutTest {
                     }
                 }
             };
-        }
-
-        @Override
-        public SparseFile open(Path path, boolean writable) throws IOException {
-            FileChannel ch = writable
-                    ? openChannel(path, StandardOpenOption.READ, StandardOpenOption.WRITE)
-                    : FileChannel.open(path, StandardOpenOption.READ);
-            return new SparseFile() {
-                @Override
-                public void punchHole(long offset, long length) throws IOException {
-                    ByteBuffer zeros = ByteBuffer.allocate(Math.toIntExact(length));
-                    long pos = offset;
-                    while (zeros.hasRemaining()) {
-                        pos += ch.write(zeros, pos);
-                    }
-                }
-
-                @Override
-                public long nextData(long offset) throws IOException {
-                    return offset < ch.size() ? offset : -1;
-                }
-
-                @Override
-                public long nextHole(long offset) throws IOException {
-                    return Math.max(offset, ch.size());
-                }
-
-                @Override
-                public long allocatedBytes() throws IOException {
-                    return ch.size();
-                }
-
-                @Override
-                public void close() throws IOException {
-                    ch.close();
-                }
-            };
-        }
-
-        @Override
-        public boolean setCurrentThreadIdleIoPriority() {
-            return false;
         }
     }
 
