@@ -326,7 +326,7 @@ public final class LeafDisk implements AutoCloseable {
         if (offset >= size || length == 0) {
             return;
         }
-        long end = Math.min(size, offset + length);
+        long end = length >= size - offset ? size : offset + length; // no overflow for huge lengths
         long first = offset >>> clusterShift;
         long last = (end - 1) >>> clusterShift;
         guestInFlight.incrementAndGet();
