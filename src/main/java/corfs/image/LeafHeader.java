@@ -16,6 +16,8 @@ import java.util.UUID;
  * @param virtualSize    size of the virtual disk (= backing size) in bytes
  * @param clusterSize    power of two, 4 KiB to 2 MiB
  * @param dataFileName   the data file's name, so swapped metadata is recognised
+ * @param dataInode      the data file's inode number, so a data file replaced by another of the same name
+ *                       and size is recognised (0: not recorded)
  * @param backingPath    absolute path of the backing
  * @param backingIdentity the backing as it was at create time or after the last completed commit
  * @param standalone     every cluster is local: the backing is no longer needed
@@ -26,6 +28,7 @@ public record LeafHeader(
         long virtualSize,
         int clusterSize,
         String dataFileName,
+        long dataInode,
         String backingPath,
         BackingIdentity backingIdentity,
         boolean standalone,
@@ -41,17 +44,22 @@ public record LeafHeader(
     }
 
     public LeafHeader withJob(JobRecord newJob) {
-        return new LeafHeader(uuid, virtualSize, clusterSize, dataFileName, backingPath, backingIdentity,
+        return new LeafHeader(uuid, virtualSize, clusterSize, dataFileName, dataInode, backingPath, backingIdentity,
                 standalone, newJob);
     }
 
     public LeafHeader withStandalone(boolean value) {
-        return new LeafHeader(uuid, virtualSize, clusterSize, dataFileName, backingPath, backingIdentity,
+        return new LeafHeader(uuid, virtualSize, clusterSize, dataFileName, dataInode, backingPath, backingIdentity,
                 value, job);
     }
 
+    public LeafHeader withDataInode(long inode) {
+        return new LeafHeader(uuid, virtualSize, clusterSize, dataFileName, inode, backingPath, backingIdentity,
+                standalone, job);
+    }
+
     public LeafHeader withBackingIdentity(BackingIdentity identity) {
-        return new LeafHeader(uuid, virtualSize, clusterSize, dataFileName, backingPath, identity,
+        return new LeafHeader(uuid, virtualSize, clusterSize, dataFileName, dataInode, backingPath, identity,
                 standalone, job);
     }
 }

@@ -155,10 +155,10 @@ public final class LeafImage implements AutoCloseable {
             Files.deleteIfExists(leafAbs);
             Files.deleteIfExists(meta);
         }
-        LeafHeader header = new LeafHeader(UUID.randomUUID(), identity.size(), clusterSize, name,
-                backingAbs.toString(), identity, false, LeafHeader.JobRecord.NONE);
         var mode = PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------"));
         Files.createFile(leafAbs, mode);
+        LeafHeader header = new LeafHeader(UUID.randomUUID(), identity.size(), clusterSize, name,
+                inodeOf(leafAbs), backingAbs.toString(), identity, false, LeafHeader.JobRecord.NONE);
         try (FileChannel ch = FileChannel.open(leafAbs, StandardOpenOption.WRITE)) {
             // A sparse file of the virtual size: one byte at the end would allocate a block, so extend
             // with ftruncate through RandomAccessFile semantics instead.
@@ -214,6 +214,16 @@ public final class LeafImage implements AutoCloseable {
      * @param inspectOnly do not take the lock (info, map, check of a possibly mounted leaf)
      */
     public static LeafImage open(Path leaf, FileOps fileOps, boolean readOnly, boolean inspectOnly) throws IOException {
+        return open(leaf, fileOps, readOnly, inspectOnly, false);
+    }
+
+    /**
+     * As {@link #open(Path, FileOps, boolean, boolean)}; with {@code acceptReplacedData} a data file whose
+     * inode differs from the recorded one (a copied leaf) is accepted, and a writable open records the
+     * new inode.
+     */
+    public static LeafImage open(Path leaf, FileOps fileOps, boolean readOnly, boolean inspectOnly,
+                                 boolean acceptReplacedData) throws IOException {
         Path leafAbs = leaf.toAbsolutePath().normalize();
         Path meta = metadataPathOf(leafAbs);
         if (!Files.exists(meta)) {
@@ -245,6 +255,12 @@ public final class LeafImage implements AutoCloseable {
             if (!Files.isRegularFile(leafAbs)) {
                 throw new CorfsException(Reason.NOT_FOUND, "leaf data file " + leafAbs + " is missing");
             }
+            long inode = inodeOf(leafAbs);
+            if (header.dataInode() != 0 && header.dataInode() != inode && !acceptReplacedData) {
+                throw new CorruptMetadataException("leaf data file " + leafAbs + " is not the one " + meta
+                        + " was made for (inode " + inode + ", recorded " + header.dataInode() + "): replaced or copied."
+                        + " If it is a faithful copy of the leaf, mount with --force to adopt it");
+            }
             data = writable
                     ? fileOps.openChannel(leafAbs, StandardOpenOption.READ, StandardOpenOption.WRITE)
                     : fileOps.openChannel(leafAbs, StandardOpenOption.READ);
@@ -256,6 +272,10 @@ public final class LeafImage implements AutoCloseable {
             LeafImage image = new LeafImage(leafAbs, meta, data, sparse, metadata, lock, !writable, header,
                     parsed.generation);
             image.loadPages();
+            if (writable && header.dataInode() != inode) {
+                image.updateHeader(h -> h.withDataInode(inode)); // adopted with --force, or an old leaf
+                LOG.info("{}: recorded the data file's inode {}", leafAbs.getFileName(), inode);
+            }
             return image;
         } catch (IOException | RuntimeException e) {
             closeQuietly(sparse);
@@ -263,6 +283,10 @@ public final class LeafImage implements AutoCloseable {
             closeQuietly(metadata); // releases the lock
             throw e;
         }
+    }
+
+    private static long inodeOf(Path file) throws IOException {
+        return ((Number) Files.getAttribute(file, "unix:ino")).longValue();
     }
 
     private static FileLock lockFor(FileChannel metadata, Path meta, boolean shared) throws IOException {

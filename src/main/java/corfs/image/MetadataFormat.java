@@ -21,7 +21,7 @@ import java.util.zip.CRC32C;
  * </pre>
  *
  * <p><b>Header slot</b>: magic "CORFSMD\0", version, generation, uuid, sizes, backing identity, flags,
- * job record, three length-prefixed strings (data file name, backing path, job error), CRC32C of bytes
+ * job record, the data file's inode, three length-prefixed strings (data file name, backing path, job error), CRC32C of bytes
  * [0, 4092) in the last four bytes. Both slots are written on every header change, one after the other
  * with an fsync between, so a torn write leaves the other slot intact; the slot with the higher
  * generation wins.
@@ -42,7 +42,7 @@ public final class MetadataFormat {
     private static final byte[] HEADER_MAGIC = "CORFSMD\0".getBytes(StandardCharsets.US_ASCII);
     private static final int PAGE_MAGIC = 0x504d4243; // "CBMP" little-endian
     private static final int CRC_OFFSET = SLOT_SIZE - 4;
-    private static final int STRINGS_OFFSET = 96;
+    private static final int STRINGS_OFFSET = 104;
     private static final int PAGE_LOCAL_OFFSET = 24;
     private static final int PAGE_DIRTY_OFFSET = PAGE_LOCAL_OFFSET + WORDS_PER_BITMAP * 8;
     private static final int NULL_STRING = 0xFFFF;
@@ -95,6 +95,7 @@ public final class MetadataFormat {
         b.put((byte) 0);
         b.putInt(0);
         b.putLong(h.job().speed());
+        b.putLong(h.dataInode());
         assert b.position() == STRINGS_OFFSET;
         putString(b, h.dataFileName(), MAX_NAME_BYTES);
         putString(b, h.backingPath(), MAX_PATH_BYTES);
@@ -138,6 +139,7 @@ public final class MetadataFormat {
             b.get();
             b.getInt();
             long speed = b.getLong();
+            long dataInode = b.getLong();
             String dataName = getString(b);
             String backingPath = getString(b);
             String error = getString(b);
@@ -145,7 +147,7 @@ public final class MetadataFormat {
                     || dataName == null || backingPath == null) {
                 return bad("header fields out of range");
             }
-            LeafHeader h = new LeafHeader(uuid, virtualSize, clusterSize, dataName, backingPath, identity,
+            LeafHeader h = new LeafHeader(uuid, virtualSize, clusterSize, dataName, dataInode, backingPath, identity,
                     (flags & 1) != 0, new LeafHeader.JobRecord(kind, state, speed, onError, error));
             return new HeaderSlot(h, generation, null, false);
         } catch (RuntimeException e) {

@@ -114,7 +114,7 @@ public final class MountSession implements CommandTarget, AutoCloseable {
     }
 
     private static LeafDisk openDisk(Path leaf, Options options, FileOps fileOps) throws IOException {
-        LeafImage image = LeafImage.open(leaf, fileOps, options.readOnly(), false);
+        LeafImage image = LeafImage.open(leaf, fileOps, options.readOnly(), false, options.force());
         try {
             LeafHeader h = image.header();
             Path backingPath = Path.of(h.backingPath());

@@ -16,7 +16,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 @DisplayName("MetadataFormat: encode, decode, detect corruption")
 class MetadataFormatTest {
-    private static final LeafHeader HEADER = new LeafHeader(UUID.randomUUID(), 10_000_000_000L, 65536, "vm.img",
+    private static final LeafHeader HEADER = new LeafHeader(UUID.randomUUID(), 10_000_000_000L, 65536, "vm.img", 123_456L,
             "/srv/images/base.raw", new BackingIdentity(10_000_000_000L, 1234567890123L, 42), false,
             new LeafHeader.JobRecord(JobKind.STREAM, JobState.PAUSED, 8 << 20, OnError.SKIP, "backing read failed"));
 
