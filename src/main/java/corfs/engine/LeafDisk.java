@@ -399,13 +399,10 @@ public final class LeafDisk implements AutoCloseable {
      * copied to {@code dst} at {@code dstBase + (offset - reqStart)}: the read is served from the fetched
      * bytes. With {@code serveDespiteStoreFailure}, a failure to store (a full leaf filesystem) still
      * serves the read, leaving the clusters not local; otherwise it throws.
-     *
-     * @return the number of bytes read from the backing (holes are not read)
      */
-    private long fillRun(long first, long last, ByteBuffer dst, int dstBase, long reqStart, long reqEnd,
+    private void fillRun(long first, long last, ByteBuffer dst, int dstBase, long reqStart, long reqEnd,
                          boolean serveDespiteStoreFailure) throws IOException {
         assert !local.get(first) && local.nextSet(first, last + 1) > last : "fill of local clusters";
-        long fetched = 0;
         long pos = clusterStart(first);
         long stop = clusterEnd(last);
         int chunk = buffers.bufferSize();
@@ -439,7 +436,6 @@ public final class LeafDisk implements AutoCloseable {
                 } catch (IOException | RuntimeException e) {
                     throw new BackingReadException(pos, n, e);
                 }
-                fetched += n;
                 buf.flip();
                 storeFetched(buf, pos, serveDespiteStoreFailure);
                 serve(buf, pos, dst, dstBase, reqStart, reqEnd);
@@ -450,7 +446,6 @@ public final class LeafDisk implements AutoCloseable {
             }
             pos = dataStop;
         }
-        return fetched;
     }
 
     private long nextBackingHole(long pos, long stop) {
@@ -609,21 +604,18 @@ public final class LeafDisk implements AutoCloseable {
     // ------------------------------------------------------------------ job steps
 
     /**
-     * Stream step: makes every cluster in [first, last] local, fetching the missing ones. Returns the
-     * bytes read from the backing (holes are not read).
+     * Stream step: makes every cluster in [first, last] local, fetching the missing ones.
      */
-    public long fill(long first, long last) throws IOException {
+    public void fill(long first, long last) throws IOException {
         checkWritable();
-        long fetched = 0;
         try (ClusterRangeLock.Held held = locks.lock(first, last)) {
             long c = local.nextClear(first, last + 1);
             while (c <= last) {
                 long runEnd = local.nextSet(c, last + 1);
-                fetched += fillRun(c, runEnd - 1, null, 0, 0, 0, false);
+                fillRun(c, runEnd - 1, null, 0, 0, 0, false);
                 c = runEnd <= last ? local.nextClear(runEnd, last + 1) : last + 1;
             }
         }
-        return fetched;
     }
 
     /**

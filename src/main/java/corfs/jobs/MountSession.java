@@ -23,7 +23,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.atomic.AtomicBoolean;
-import java.util.concurrent.atomic.AtomicReference;
 
 /**
  * Everything one mount serves: its leaves, their filler thread, the periodic flusher and the target of
@@ -56,7 +55,6 @@ public final class MountSession implements CommandTarget, AutoCloseable {
     private final Filler filler;
     private final Thread flusher;
     private final AtomicBoolean closed = new AtomicBoolean();
-    private final AtomicReference<String> lastGlobalError = new AtomicReference<>();
 
     private MountSession(Map<String, LeafDisk> disks, Filler filler, String mountName) {
         this.disks = disks;
@@ -211,7 +209,6 @@ public final class MountSession implements CommandTarget, AutoCloseable {
         } else if (disks.size() == 1) {
             filler.recordError(disks.keySet().iterator().next(), message);
         } else {
-            lastGlobalError.set(message);
             for (String name : disks.keySet()) {
                 filler.recordError(name, message);
             }

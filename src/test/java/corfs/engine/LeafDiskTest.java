@@ -177,7 +177,10 @@ class LeafDiskTest {
                     long off = cluster * 4096L + 100 + (cluster % 3000);
                     final int c = cluster;
                     var write = pool.submit(() -> disk.write(ByteBuffer.wrap(new byte[] {0x22, 0x22, 0x22}), off));
-                    var fill = pool.submit(() -> disk.fill(c, c));
+                    var fill = pool.submit(() -> {
+                        disk.fill(c, c);
+                        return null;
+                    });
                     var read = pool.submit(() -> disk.read(ByteBuffer.allocate(4096), c * 4096L));
                     write.get(10, java.util.concurrent.TimeUnit.SECONDS);
                     fill.get(10, java.util.concurrent.TimeUnit.SECONDS);
