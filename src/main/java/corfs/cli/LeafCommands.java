@@ -92,7 +92,7 @@ final class LeafCommands {
         }
 
         private static String describeJob(LeafInfo i) {
-            if (i.job() == corfs.jobs.JobKind.NONE) {
+            if (i.job() == corfs.vocabulary.JobKind.NONE) {
                 return "none";
             }
             StringBuilder b = new StringBuilder(i.job().word()).append(' ').append(i.jobState().word());

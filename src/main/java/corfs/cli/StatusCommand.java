@@ -1,10 +1,10 @@
 package corfs.cli;
 
 import corfs.control.StatusFormat;
-import corfs.jobs.JobKind;
-import corfs.jobs.JobState;
-import corfs.jobs.LeafStatus;
-import corfs.jobs.OnError;
+import corfs.vocabulary.JobKind;
+import corfs.vocabulary.JobState;
+import corfs.vocabulary.LeafStatus;
+import corfs.vocabulary.OnError;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;

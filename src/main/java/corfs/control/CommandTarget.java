@@ -1,6 +1,6 @@
 package corfs.control;
 
-import corfs.jobs.LeafStatus;
+import corfs.vocabulary.LeafStatus;
 import java.io.IOException;
 import java.util.List;
 

@@ -1,6 +1,6 @@
 package corfs.control;
 
-import corfs.jobs.OnError;
+import corfs.vocabulary.OnError;
 
 /**
  * One command written to the control file, parsed. {@code image} is null when the line left it out

@@ -2,7 +2,7 @@ package corfs.control;
 
 import corfs.CorfsException;
 import corfs.CorfsException.Reason;
-import corfs.jobs.OnError;
+import corfs.vocabulary.OnError;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;

@@ -1,9 +1,9 @@
 package corfs.control;
 
-import corfs.jobs.JobKind;
-import corfs.jobs.JobState;
-import corfs.jobs.LeafStatus;
-import corfs.jobs.OnError;
+import corfs.vocabulary.JobKind;
+import corfs.vocabulary.JobState;
+import corfs.vocabulary.LeafStatus;
+import corfs.vocabulary.OnError;
 import java.io.ByteArrayOutputStream;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;

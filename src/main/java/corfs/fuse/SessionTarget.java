@@ -2,12 +2,17 @@ package corfs.fuse;
 
 import corfs.control.CommandTarget;
 import corfs.control.ControlCommand;
-import corfs.jobs.LeafStatus;
 import corfs.jobs.MountSession;
+import corfs.vocabulary.JobKind;
+import corfs.vocabulary.LeafStatus;
 import java.io.IOException;
 import java.util.List;
 
-/** The mount session seen as the control file's {@link CommandTarget}. */
+/**
+ * The mount session seen as the control file's {@link CommandTarget}: the one place where a parsed
+ * control command becomes a call on the session. It lives above both {@code control} and {@code jobs}
+ * so that neither of them knows the other.
+ */
 final class SessionTarget implements CommandTarget {
     private final MountSession session;
 
@@ -17,7 +22,22 @@ final class SessionTarget implements CommandTarget {
 
     @Override
     public void execute(ControlCommand command) throws IOException {
-        session.execute(command);
+        String image = command.image();
+        if (command instanceof ControlCommand.Stream s) {
+            session.startJob(image, JobKind.STREAM, s.speed(), s.onError());
+        } else if (command instanceof ControlCommand.Commit c) {
+            session.startJob(image, JobKind.COMMIT, c.speed(), c.onError());
+        } else if (command instanceof ControlCommand.Pause) {
+            session.pause(image);
+        } else if (command instanceof ControlCommand.Resume) {
+            session.resume(image);
+        } else if (command instanceof ControlCommand.Cancel) {
+            session.cancel(image);
+        } else if (command instanceof ControlCommand.Speed s) {
+            session.setSpeed(image, s.bytesPerSecond());
+        } else {
+            throw new IllegalStateException("unhandled command " + command);
+        }
     }
 
     @Override

@@ -120,7 +120,7 @@ public final class LeafImages {
             if (now.size() != header.virtualSize()) {
                 problems.add("backing " + backing + " is " + now.size() + " bytes, the leaf " + header.virtualSize());
             } else if (!now.equals(header.backingIdentity()) && !header.standalone()
-                    && header.job().kind() != corfs.jobs.JobKind.COMMIT) {
+                    && header.job().kind() != corfs.vocabulary.JobKind.COMMIT) {
                 problems.add("backing " + backing + " changed since create (" + now.describe() + ", recorded "
                         + header.backingIdentity().describe() + ")");
             }

@@ -1,9 +1,9 @@
 package corfs.image;
 
 import corfs.backing.BackingIdentity;
-import corfs.jobs.JobKind;
-import corfs.jobs.JobState;
-import corfs.jobs.OnError;
+import corfs.vocabulary.JobKind;
+import corfs.vocabulary.JobState;
+import corfs.vocabulary.OnError;
 
 /**
  * What {@code corfs info} shows of a leaf, read from its metadata without mounting it.

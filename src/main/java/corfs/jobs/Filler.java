@@ -1,5 +1,10 @@
 package corfs.jobs;
 
+import corfs.vocabulary.JobKind;
+import corfs.vocabulary.JobState;
+import corfs.vocabulary.OnError;
+import corfs.vocabulary.LeafStatus;
+
 import corfs.CorfsException;
 import corfs.CorfsException.Reason;
 import corfs.engine.BackingReadException;

@@ -1,5 +1,9 @@
 package corfs.jobs;
 
+import corfs.vocabulary.JobKind;
+import corfs.vocabulary.JobState;
+import corfs.vocabulary.OnError;
+
 import corfs.backing.Backing;
 import corfs.engine.LeafDisk;
 

@@ -1,12 +1,16 @@
 package corfs.jobs;
 
+import corfs.vocabulary.JobKind;
+import corfs.vocabulary.OnError;
+import corfs.vocabulary.JobState;
+import corfs.vocabulary.LeafStatus;
+import corfs.backing.TimeoutBacking;
+
 import corfs.CorfsException;
 import corfs.CorfsException.Reason;
 import corfs.backing.Backing;
 import corfs.backing.BackingIdentity;
 import corfs.backing.FileBacking;
-import corfs.control.CommandTarget;
-import corfs.control.ControlCommand;
 import corfs.engine.LeafDisk;
 import corfs.image.LeafHeader;
 import corfs.image.LeafImage;
@@ -43,7 +47,7 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * Reverse order of opening: stop the filler (running jobs stay recorded as running and resume next
  * time), stop the flusher, flush and close each leaf. Idempotent.
  */
-public final class MountSession implements CommandTarget, AutoCloseable {
+public final class MountSession implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(MountSession.class);
     private static final long FLUSH_INTERVAL_MS = 1000;
 
@@ -166,26 +170,28 @@ public final class MountSession implements CommandTarget, AutoCloseable {
         return disks.get(name);
     }
 
-    // ------------------------------------------------------------------ CommandTarget
+    // ------------------------------------------------------------------ commands (any thread)
+    // IMAGE may be null where exactly one leaf is mounted. Each throws a CorfsException whose reason
+    // says why it could not be carried out, having changed nothing.
 
-    @Override
-    public void execute(ControlCommand command) throws IOException {
-        String image = resolve(command.image());
-        if (command instanceof ControlCommand.Stream s) {
-            filler.startJob(image, JobKind.STREAM, s.speed(), s.onError());
-        } else if (command instanceof ControlCommand.Commit c) {
-            filler.startJob(image, JobKind.COMMIT, c.speed(), c.onError());
-        } else if (command instanceof ControlCommand.Pause) {
-            filler.pause(image);
-        } else if (command instanceof ControlCommand.Resume) {
-            filler.resume(image);
-        } else if (command instanceof ControlCommand.Cancel) {
-            filler.cancel(image);
-        } else if (command instanceof ControlCommand.Speed s) {
-            filler.setSpeed(image, s.bytesPerSecond());
-        } else {
-            throw new CorfsException(Reason.INVALID_ARGUMENT, "unknown command " + command);
-        }
+    public void startJob(String image, JobKind kind, Long speed, OnError onError) throws IOException {
+        filler.startJob(resolve(image), kind, speed, onError);
+    }
+
+    public void pause(String image) throws IOException {
+        filler.pause(resolve(image));
+    }
+
+    public void resume(String image) throws IOException {
+        filler.resume(resolve(image));
+    }
+
+    public void cancel(String image) throws IOException {
+        filler.cancel(resolve(image));
+    }
+
+    public void setSpeed(String image, long bytesPerSecond) throws IOException {
+        filler.setSpeed(resolve(image), bytesPerSecond);
     }
 
     private String resolve(String image) throws CorfsException {
@@ -202,7 +208,7 @@ public final class MountSession implements CommandTarget, AutoCloseable {
         return image;
     }
 
-    @Override
+    /** Remembers the error of a rejected command line for the status. */
     public void recordError(String image, String message) {
         if (image != null && disks.containsKey(image)) {
             filler.recordError(image, message);
@@ -215,7 +221,7 @@ public final class MountSession implements CommandTarget, AutoCloseable {
         }
     }
 
-    @Override
+    /** The status of every leaf, in mount order. */
     public List<LeafStatus> status() {
         List<LeafStatus> out = new ArrayList<>(disks.size());
         for (String name : disks.keySet()) {

@@ -421,7 +421,7 @@ class ControlFileFuzzTest {
 
     private static final class OnErrorWords {
         static String pick(Random r) {
-            return corfs.jobs.OnError.values()[r.nextInt(3)].word();
+            return corfs.vocabulary.OnError.values()[r.nextInt(3)].word();
         }
     }
 

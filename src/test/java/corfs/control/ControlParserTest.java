@@ -12,7 +12,7 @@ import corfs.control.ControlCommand.Pause;
 import corfs.control.ControlCommand.Resume;
 import corfs.control.ControlCommand.Speed;
 import corfs.control.ControlCommand.Stream;
-import corfs.jobs.OnError;
+import corfs.vocabulary.OnError;
 import java.util.Optional;
 import java.util.stream.Stream.Builder;
 import org.junit.jupiter.api.DisplayName;

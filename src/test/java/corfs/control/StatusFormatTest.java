@@ -5,10 +5,10 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import corfs.jobs.JobKind;
-import corfs.jobs.JobState;
-import corfs.jobs.LeafStatus;
-import corfs.jobs.OnError;
+import corfs.vocabulary.JobKind;
+import corfs.vocabulary.JobState;
+import corfs.vocabulary.LeafStatus;
+import corfs.vocabulary.OnError;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;

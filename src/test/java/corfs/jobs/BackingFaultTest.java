@@ -1,8 +1,12 @@
 package corfs.jobs;
 
+import corfs.vocabulary.JobKind;
+import corfs.vocabulary.JobState;
+import corfs.vocabulary.OnError;
+import corfs.vocabulary.LeafStatus;
+
 import corfs.CorfsException;
 import corfs.CorfsException.Reason;
-import corfs.control.ControlCommand;
 import corfs.engine.FaultFileOps;
 import corfs.engine.LeafDisk;
 import corfs.engine.TestLeaves;
@@ -107,14 +111,14 @@ class BackingFaultTest {
             assertTimeoutPreemptively(Duration.ofSeconds(60), () -> {
                 ops.failReads("base.raw", FAULT_FROM, FAULT_TO);
                 try (MountSession s = MountSession.open(List.of(leaf), OPTIONS, ops)) {
-                    s.execute(new ControlCommand.Stream(null, null, OnError.STOP));
+                    s.startJob(null, JobKind.STREAM, null, OnError.STOP);
                     LeafStatus st = awaitState(s, JobState.FAILED, 20_000);
                     assertTrue(st.error().contains("Input/output error"), describe(st));
                     errorOffset(st.error());
                     assertFalse(st.standalone());
                     assertTrue(st.localBytes() < SIZE, describe(st));
                     ops.clear();
-                    s.execute(new ControlCommand.Resume(null));
+                    s.resume(null);
                     st = awaitState(s, JobState.COMPLETED, 20_000);
                     assertTrue(st.standalone(), describe(st));
                     assertEquals(SIZE, st.localBytes());
@@ -129,7 +133,7 @@ class BackingFaultTest {
             assertTimeoutPreemptively(Duration.ofSeconds(60), () -> {
                 ops.failReads("base.raw", FAULT_FROM, FAULT_TO);
                 try (MountSession s = MountSession.open(List.of(leaf), OPTIONS, ops)) {
-                    s.execute(new ControlCommand.Stream(null, null, OnError.SKIP));
+                    s.startJob(null, JobKind.STREAM, null, OnError.SKIP);
                     LeafStatus st = awaitState(s, JobState.COMPLETED_WITH_ERRORS, 20_000);
                     assertEquals(1, st.unreadable().size(), describe(st));
                     assertArrayEquals(new long[] {40L * CLUSTER, 2L * CLUSTER}, st.unreadable().get(0), describe(st));
@@ -148,7 +152,7 @@ class BackingFaultTest {
             assertTimeoutPreemptively(Duration.ofSeconds(60), () -> {
                 ops.failReads("base.raw", FAULT_FROM, FAULT_TO);
                 try (MountSession s = MountSession.open(List.of(leaf), OPTIONS, ops)) {
-                    s.execute(new ControlCommand.Stream(null, null, OnError.RETRY));
+                    s.startJob(null, JobKind.STREAM, null, OnError.RETRY);
                     JobTesting.await(s, st -> st.error() != null && st.error().contains("retrying"), 10_000,
                             "a retry reported");
                     Thread.sleep(1500);
@@ -238,7 +242,7 @@ class BackingFaultTest {
             assertTimeoutPreemptively(Duration.ofSeconds(60), () -> {
                 try (MountSession s = MountSession.open(List.of(leaf), OPTIONS, ops)) {
                     ops.noSpace("leaf.img");
-                    s.execute(new ControlCommand.Stream(null, null, null));
+                    s.startJob(null, JobKind.STREAM, null, null);
                     LeafStatus st = awaitState(s, JobState.FAILED, 20_000);
                     assertTrue(st.error() != null && st.error().contains("full"), describe(st));
                     assertEquals(0, st.localBytes());

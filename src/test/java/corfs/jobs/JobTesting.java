@@ -1,5 +1,8 @@
 package corfs.jobs;
 
+import corfs.vocabulary.JobState;
+import corfs.vocabulary.LeafStatus;
+
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;

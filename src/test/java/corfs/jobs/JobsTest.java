@@ -1,8 +1,11 @@
 package corfs.jobs;
 
+import corfs.vocabulary.JobKind;
+import corfs.vocabulary.JobState;
+import corfs.vocabulary.LeafStatus;
+
 import corfs.CorfsException;
 import corfs.CorfsException.Reason;
-import corfs.control.ControlCommand;
 import corfs.engine.LeafDisk;
 import corfs.engine.TestLeaves;
 import corfs.image.LeafImage;
@@ -62,7 +65,7 @@ class JobsTest {
                 byte[] content = TestLeaves.writeBacking(backing, 8 * 1024 * 1024 + 777, 3);
                 Path leaf = leafOver("leaf.img", backing);
                 try (MountSession s = MountSession.open(List.of(leaf), OPTIONS, FileOps.system())) {
-                    s.execute(new ControlCommand.Stream(null, null, null));
+                    s.startJob(null, JobKind.STREAM, null, null);
                     LeafStatus st = awaitState(s, JobState.COMPLETED, 30_000);
                     assertTrue(st.standalone(), describe(st));
                     assertEquals(content.length, st.localBytes());
@@ -74,7 +77,7 @@ class JobsTest {
                 try (MountSession s = MountSession.open(List.of(leaf), OPTIONS, FileOps.system())) {
                     assertTrue(status(s).standalone());
                     assertArrayEquals(content, TestLeaves.readAll(s.find("leaf.img")));
-                    assertReason(Reason.INVALID_ARGUMENT, () -> s.execute(new ControlCommand.Stream(null, null, null)));
+                    assertReason(Reason.INVALID_ARGUMENT, () -> s.startJob(null, JobKind.STREAM, null, null));
                 }
             });
         }
@@ -92,7 +95,7 @@ class JobsTest {
                     LeafDisk disk = s.find("leaf.img");
                     writeRandom(disk, random, model, 60);
                     assertTrue(disk.dirtyBytes() > 0);
-                    s.execute(new ControlCommand.Commit(null, null, null));
+                    s.startJob(null, JobKind.COMMIT, null, null);
                     LeafStatus st = awaitState(s, JobState.COMPLETED, 30_000);
                     assertEquals(0, st.dirtyBytes(), describe(st));
                     assertArrayEquals(model, Files.readAllBytes(backing), "backing after commit (seed " + seed + ")");
@@ -128,41 +131,41 @@ class JobsTest {
                 JobTesting.denseBacking(backing, 16 << 20, 5);
                 Path leaf = leafOver("leaf.img", backing);
                 try (MountSession s = MountSession.open(List.of(leaf), OPTIONS, FileOps.system())) {
-                    assertReason(Reason.NO_JOB, () -> s.execute(new ControlCommand.Pause(null)));
-                    assertReason(Reason.NO_JOB, () -> s.execute(new ControlCommand.Resume(null)));
-                    assertReason(Reason.NO_JOB, () -> s.execute(new ControlCommand.Cancel(null)));
-                    assertReason(Reason.NO_JOB, () -> s.execute(new ControlCommand.Speed(null, 1000)));
-                    assertReason(Reason.NOT_FOUND, () -> s.execute(new ControlCommand.Pause("nope.img")));
-                    assertReason(Reason.NOT_FOUND, () -> s.execute(new ControlCommand.Stream("nope.img", null, null)));
+                    assertReason(Reason.NO_JOB, () -> s.pause(null));
+                    assertReason(Reason.NO_JOB, () -> s.resume(null));
+                    assertReason(Reason.NO_JOB, () -> s.cancel(null));
+                    assertReason(Reason.NO_JOB, () -> s.setSpeed(null, 1000));
+                    assertReason(Reason.NOT_FOUND, () -> s.pause("nope.img"));
+                    assertReason(Reason.NOT_FOUND, () -> s.startJob("nope.img", JobKind.STREAM, null, null));
 
-                    s.execute(new ControlCommand.Stream(null, 1L << 20, null));
+                    s.startJob(null, JobKind.STREAM, 1L << 20, null);
                     assertEquals(JobState.RUNNING, status(s).state());
                     assertEquals(1L << 20, status(s).speed());
-                    assertReason(Reason.BUSY, () -> s.execute(new ControlCommand.Stream(null, null, null)));
-                    assertReason(Reason.BUSY, () -> s.execute(new ControlCommand.Commit("leaf.img", null, null)));
-                    assertReason(Reason.NO_JOB, () -> s.execute(new ControlCommand.Resume(null)));
+                    assertReason(Reason.BUSY, () -> s.startJob(null, JobKind.STREAM, null, null));
+                    assertReason(Reason.BUSY, () -> s.startJob("leaf.img", JobKind.COMMIT, null, null));
+                    assertReason(Reason.NO_JOB, () -> s.resume(null));
 
-                    s.execute(new ControlCommand.Pause(null));
+                    s.pause(null);
                     assertEquals(JobState.PAUSED, status(s).state());
                     long local = status(s).localBytes();
                     Thread.sleep(300);
                     assertEquals(local, status(s).localBytes(), "a paused job moves nothing");
-                    assertReason(Reason.NO_JOB, () -> s.execute(new ControlCommand.Pause(null)));
-                    assertReason(Reason.BUSY, () -> s.execute(new ControlCommand.Stream(null, null, null)));
-                    s.execute(new ControlCommand.Speed(null, 2L << 20));
+                    assertReason(Reason.NO_JOB, () -> s.pause(null));
+                    assertReason(Reason.BUSY, () -> s.startJob(null, JobKind.STREAM, null, null));
+                    s.setSpeed(null, 2L << 20);
                     assertEquals(2L << 20, status(s).speed());
 
-                    s.execute(new ControlCommand.Resume("leaf.img"));
+                    s.resume("leaf.img");
                     assertEquals(JobState.RUNNING, status(s).state());
-                    s.execute(new ControlCommand.Cancel(null));
+                    s.cancel(null);
                     LeafStatus st = status(s);
                     assertEquals(JobState.CANCELLED, st.state());
                     assertFalse(st.standalone());
-                    assertReason(Reason.NO_JOB, () -> s.execute(new ControlCommand.Cancel(null)));
-                    assertReason(Reason.NO_JOB, () -> s.execute(new ControlCommand.Pause(null)));
-                    assertReason(Reason.NO_JOB, () -> s.execute(new ControlCommand.Speed(null, 0)));
+                    assertReason(Reason.NO_JOB, () -> s.cancel(null));
+                    assertReason(Reason.NO_JOB, () -> s.pause(null));
+                    assertReason(Reason.NO_JOB, () -> s.setSpeed(null, 0));
 
-                    s.execute(new ControlCommand.Stream(null, null, null)); // a new job after a cancel
+                    s.startJob(null, JobKind.STREAM, null, null); // a new job after a cancel
                     awaitState(s, JobState.COMPLETED, 30_000);
                     assertTrue(status(s).standalone());
                 }
@@ -178,9 +181,9 @@ class JobsTest {
                 Path a = leafOver("a.img", backing);
                 Path b = leafOver("b.img", backing);
                 try (MountSession s = MountSession.open(List.of(a, b), OPTIONS, FileOps.system())) {
-                    assertReason(Reason.INVALID_ARGUMENT, () -> s.execute(new ControlCommand.Stream(null, null, null)));
-                    assertReason(Reason.INVALID_ARGUMENT, () -> s.execute(new ControlCommand.Pause(null)));
-                    s.execute(new ControlCommand.Stream("b.img", null, null));
+                    assertReason(Reason.INVALID_ARGUMENT, () -> s.startJob(null, JobKind.STREAM, null, null));
+                    assertReason(Reason.INVALID_ARGUMENT, () -> s.pause(null));
+                    s.startJob("b.img", JobKind.STREAM, null, null);
                     JobTesting.await(s, x -> s.status().get(1).state() == JobState.COMPLETED, 20_000, "b streamed");
                     assertEquals(JobState.IDLE, s.status().get(0).state(), "a.img untouched");
                     assertFalse(s.status().get(0).standalone());
@@ -197,7 +200,7 @@ class JobsTest {
                 Path leaf = leafOver("leaf.img", backing);
                 long speed = 8L << 20;
                 try (MountSession s = MountSession.open(List.of(leaf), OPTIONS, FileOps.system())) {
-                    s.execute(new ControlCommand.Stream(null, speed, null));
+                    s.startJob(null, JobKind.STREAM, speed, null);
                     long t0 = System.nanoTime();
                     Thread.sleep(1000);
                     long t1 = System.nanoTime();
@@ -213,7 +216,7 @@ class JobsTest {
                             rate / (1 << 20), overall / (1 << 20));
                     assertEquals(speed, rate, speed * 0.10, "rate between the samples");
                     assertEquals(speed, overall, speed * 0.10, "overall rate from the start: a new job gets no burst credit");
-                    s.execute(new ControlCommand.Cancel(null));
+                    s.cancel(null);
                 }
             });
         }
@@ -230,7 +233,7 @@ class JobsTest {
                 byte[] content = JobTesting.denseBacking(backing, 16 << 20, 13);
                 Path leaf = leafOver("leaf.img", backing);
                 try (MountSession s = MountSession.open(List.of(leaf), OPTIONS, FileOps.system())) {
-                    s.execute(new ControlCommand.Stream(null, 4L << 20, null));
+                    s.startJob(null, JobKind.STREAM, 4L << 20, null);
                     JobTesting.await(s, st -> st.localBytes() >= 1 << 20, 10_000, "some progress");
                 }
                 assertEquals(JobState.RUNNING, LeafImages.info(leaf).jobState(), "recorded as running");
@@ -239,7 +242,7 @@ class JobsTest {
                     assertEquals(JobKind.STREAM, st.job(), describe(st));
                     assertEquals(JobState.RUNNING, st.state(), describe(st));
                     assertTrue(st.localBytes() >= 1 << 20 && st.localBytes() < content.length, describe(st));
-                    s.execute(new ControlCommand.Speed(null, 0));
+                    s.setSpeed(null, 0);
                     st = awaitState(s, JobState.COMPLETED, 30_000);
                     assertTrue(st.standalone());
                     assertArrayEquals(content, TestLeaves.readAll(s.find("leaf.img")));
@@ -264,7 +267,7 @@ class JobsTest {
                         disk.write(ByteBuffer.wrap(data), (long) c * CLUSTER);
                         System.arraycopy(data, 0, model, c * CLUSTER, CLUSTER);
                     }
-                    s.execute(new ControlCommand.Commit(null, 2L << 20, null));
+                    s.startJob(null, JobKind.COMMIT, 2L << 20, null);
                     long end = System.nanoTime() + 2_000_000_000L;
                     int writes = 0;
                     while (System.nanoTime() < end) {
@@ -274,7 +277,7 @@ class JobsTest {
                     }
                     LeafStatus st = status(s);
                     assertEquals(JobState.RUNNING, st.state(), "the writes raced a running commit: " + describe(st));
-                    s.execute(new ControlCommand.Speed(null, 0));
+                    s.setSpeed(null, 0);
                     st = awaitState(s, JobState.COMPLETED, 30_000);
                     assertEquals(0, st.dirtyBytes(), describe(st));
                     assertArrayEquals(model, TestLeaves.readAll(disk), "disk after " + writes + " racing writes (seed " + seed + ")");

@@ -1,4 +1,4 @@
-package corfs.jobs;
+package corfs.vocabulary;
 
 /** What a background job does. Codes are persisted in the leaf's metadata: never renumber. */
 public enum JobKind {

@@ -1,4 +1,4 @@
-package corfs.jobs;
+package corfs.vocabulary;
 
 import java.util.List;
 

@@ -1,4 +1,4 @@
-package corfs.jobs;
+package corfs.backing;
 
 import corfs.CorfsException;
 import corfs.CorfsException.Reason;
@@ -28,7 +28,7 @@ import java.util.concurrent.atomic.AtomicInteger;
  * caller gets a {@link BackingTimeoutException} and must abandon that buffer, since the stuck worker may
  * still write into it. Workers are bounded; when all are stuck, reads fail at once.
  */
-final class TimeoutBacking implements Backing {
+public final class TimeoutBacking implements Backing {
     private static final Logger LOG = LoggerFactory.getLogger(TimeoutBacking.class);
     private static final int MAX_WORKERS = 32;
 
@@ -36,7 +36,7 @@ final class TimeoutBacking implements Backing {
     private final long timeoutMillis;
     private final ThreadPoolExecutor workers;
 
-    TimeoutBacking(Backing inner, long timeoutMillis) {
+    public TimeoutBacking(Backing inner, long timeoutMillis) {
         this.inner = inner;
         this.timeoutMillis = timeoutMillis;
         AtomicInteger n = new AtomicInteger();

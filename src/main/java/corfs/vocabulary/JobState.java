@@ -1,4 +1,4 @@
-package corfs.jobs;
+package corfs.vocabulary;
 
 /** A job's state. Codes are persisted in the leaf's metadata: never renumber. */
 public enum JobState {

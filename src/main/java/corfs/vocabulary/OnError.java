@@ -1,4 +1,4 @@
-package corfs.jobs;
+package corfs.vocabulary;
 
 /**
  * What a job does when the backing fails to read (in the spirit of QEMU's on-error). Codes are
