@@ -84,9 +84,15 @@ class CrashIT {
             Thread t = new Thread(w, "crash-workload-" + it);
             t.start();
             CorfsFixture.sleep(100 + r.nextInt(1900));
-            Map<String, String> before = fx.status(mnt, "disk.raw");
-            for (long pid : pids) {
-                fx.run(Duration.ofSeconds(10), "kill", "-9", Long.toString(pid)).assertOk();
+            // The snapshot and the kill happen with the workload's command lock held, so no job command
+            // can land between them: "before" is the job the daemon had when it died. (A job may still
+            // end by itself in between, which the checks below allow.)
+            Map<String, String> before;
+            synchronized (w.commandLock) {
+                before = fx.status(mnt, "disk.raw");
+                for (long pid : pids) {
+                    fx.run(Duration.ofSeconds(10), "kill", "-9", Long.toString(pid)).assertOk();
+                }
             }
             w.stop.set(true);
             t.join(30_000);
@@ -255,6 +261,8 @@ class CrashIT {
     static final class Workload implements Runnable {
         final AtomicBoolean stop = new AtomicBoolean();
         final AtomicReference<String> failure = new AtomicReference<>();
+        /** Held while a job command is written; the test holds it from its status snapshot to the kill. */
+        final Object commandLock = new Object();
         private final Path img;
         private final Path control;
         private final Model model;
@@ -317,11 +325,16 @@ class CrashIT {
                     } else {
                         String cmd = (r.nextBoolean() ? "stream" : "commit") + " speed="
                                 + List.of("0", "1M", "2M", "4M").get(r.nextInt(4)) + "\n";
-                        try {
-                            Files.write(control, cmd.getBytes(StandardCharsets.US_ASCII), StandardOpenOption.WRITE);
-                            jobs.add(cmd.strip());
-                        } catch (IOException e) {
-                            jobs.add(cmd.strip() + " (" + e.getMessage() + ")");
+                        synchronized (commandLock) {
+                            if (stop.get()) {
+                                break;
+                            }
+                            try {
+                                Files.write(control, cmd.getBytes(StandardCharsets.US_ASCII), StandardOpenOption.WRITE);
+                                jobs.add(cmd.strip());
+                            } catch (IOException e) {
+                                jobs.add(cmd.strip() + " (" + e.getMessage() + ")");
+                            }
                         }
                     }
                 }
