@@ -286,6 +286,22 @@ public final class CorfsFixture implements BeforeEachCallback, AfterEachCallback
      * test fails with what it printed so far.
      */
     public Result run(Duration timeout, String... command) {
+        return run(timeout, Map.of(), command);
+    }
+
+    /**
+     * {@code corfs ARGS} with changes to the environment: a null value removes the variable (e.g.
+     * {@code XDG_RUNTIME_DIR}); {@code CORFS_JAVA_OPTS} reaches the JVM, and a daemon inherits its {@code -D}s.
+     */
+    public Result corfsWithEnv(Map<String, String> env, String... args) {
+        List<String> cmd = new ArrayList<>();
+        cmd.add(launcher().toString());
+        cmd.addAll(Arrays.asList(args));
+        return run(COMMAND_TIMEOUT, env, cmd.toArray(String[]::new));
+    }
+
+    /** {@link #run(Duration, String...)} with changes to the environment (a null value removes the variable). */
+    public Result run(Duration timeout, Map<String, String> env, String... command) {
         int n;
         synchronized (this) {
             n = ++commandCounter;
@@ -297,6 +313,13 @@ public final class CorfsFixture implements BeforeEachCallback, AfterEachCallback
                 .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
                 .redirectOutput(out.toFile())
                 .redirectError(err.toFile());
+        env.forEach((k, v) -> {
+            if (v == null) {
+                pb.environment().remove(k);
+            } else {
+                pb.environment().put(k, v);
+            }
+        });
         try {
             Process p = pb.start();
             boolean finished;

@@ -44,11 +44,14 @@ final class MountCommand implements Callable<Integer> {
     @Option(names = "--read-only", description = "expose the leaves read-only")
     boolean readOnly;
 
-    @Option(names = "--force", description = "accept a changed backing identity; clear a dead FUSE mount at MOUNTPOINT")
+    @Option(names = "--force", description = "accept a changed backing identity; adopt a copied data file (one"
+            + " that is not the file its metadata was made for); clear a dead FUSE mount at MOUNTPOINT")
     boolean force;
 
     @Option(names = "-o", paramLabel = "OPT[,OPT...]", description = {
-        "corfs options: backing_timeout=SECONDS (default " + DEFAULT_BACKING_TIMEOUT_S + "; 0 waits forever),",
+        "corfs options: backing_timeout=SECONDS (whole seconds, default " + DEFAULT_BACKING_TIMEOUT_S
+            + "; 0 waits forever),",
+        "ro (the same as --read-only), rw (the default),",
         "threads=N (FUSE worker threads, 1.." + FuseMount.MAX_THREADS + ", default " + FuseMount.DEFAULT_THREADS + "),",
         "single_threaded (threads=1), debug (libfuse -d), no_auto_unmount;",
         "anything else is passed to libfuse (e.g. allow_other)"})
@@ -66,7 +69,7 @@ final class MountCommand implements Callable<Integer> {
 
     /** Parsed -o options. */
     record MountOptions(long backingTimeoutMillis, int threads, boolean debug, boolean autoUnmount,
-                        List<String> fuseOptions) {
+                        boolean readOnly, List<String> fuseOptions) {
         boolean singleThreaded() {
             return threads == 1;
         }
@@ -78,6 +81,8 @@ final class MountCommand implements Callable<Integer> {
         int threads = 0;
         boolean debug = false;
         boolean autoUnmount = true;
+        boolean ro = false;
+        boolean rw = false;
         List<String> fuse = new ArrayList<>();
         for (String group : raw) {
             for (String o : group.split(",")) {
@@ -87,16 +92,17 @@ final class MountCommand implements Callable<Integer> {
                 }
                 if (opt.startsWith("backing_timeout=")) {
                     String v = opt.substring("backing_timeout=".length());
-                    try {
-                        double s = Double.parseDouble(v);
-                        if (!(s >= 0) || s > 86_400) { // 0: no timeout, reads wait for the backing
-                            throw new NumberFormatException();
-                        }
-                        timeout = (long) (s * 1000);
-                    } catch (NumberFormatException e) {
+                    // Whole seconds in plain digits: "1e-9", "5d" or "0x1p3" would silently mean something else.
+                    if (v.isEmpty() || v.length() > 5 || !v.chars().allMatch(c -> c >= '0' && c <= '9')
+                            || Long.parseLong(v) > 86_400) {
                         throw new Main.ExitException(Main.EXIT_USAGE,
-                                "backing_timeout must be a number of seconds between 0 and 86400, not '" + v + "'");
+                                "backing_timeout must be whole seconds from 0 to 86400, not '" + v + "'");
                     }
+                    timeout = TimeUnit.SECONDS.toMillis(Long.parseLong(v)); // 0: no timeout, reads wait
+                } else if (opt.equals("ro")) {
+                    ro = true;
+                } else if (opt.equals("rw")) {
+                    rw = true;
                 } else if (opt.startsWith("threads=")) {
                     String v = opt.substring("threads=".length());
                     try {
@@ -123,11 +129,14 @@ final class MountCommand implements Callable<Integer> {
                 }
             }
         }
+        if (ro && rw) {
+            throw new Main.ExitException(Main.EXIT_USAGE, "-o ro and -o rw contradict");
+        }
         if (single && threads > 1) {
             throw new Main.ExitException(Main.EXIT_USAGE, "-o single_threaded and threads=" + threads + " contradict");
         }
         int n = single ? 1 : threads > 0 ? threads : FuseMount.DEFAULT_THREADS;
-        return new MountOptions(timeout, n, debug, autoUnmount, fuse);
+        return new MountOptions(timeout, n, debug, autoUnmount, ro, fuse);
     }
 
     @Override
@@ -135,6 +144,11 @@ final class MountCommand implements Callable<Integer> {
         List<Path> leaves = paths.subList(0, paths.size() - 1);
         Path mountPoint = paths.get(paths.size() - 1);
         MountOptions mo = parseOptions(options);
+        if (mo.readOnly()) {
+            readOnly = true; // -o ro is --read-only: corfs refuses writes itself (libfuse's ro would only EROFS)
+        } else if (readOnly && options.stream().anyMatch(g -> List.of(g.split(",")).contains("rw"))) {
+            throw new Main.ExitException(Main.EXIT_USAGE, "--read-only and -o rw contradict");
+        }
         return foreground ? runForeground(leaves, mountPoint, mo) : startDaemon(leaves, mountPoint);
     }
 
@@ -144,6 +158,7 @@ final class MountCommand implements Callable<Integer> {
         PrintStream readyPipe = System.out;
         FuseMount mount;
         try {
+            RunFiles.secureDir(); // refuse a runtime dir someone else controls before mounting anything
             Path mp = FuseMount.checkMountPoint(mountPoint, force);
             MountSession session = MountSession.open(leaves,
                     new MountSession.Options(readOnly, force, mo.backingTimeoutMillis()));
@@ -201,11 +216,17 @@ final class MountCommand implements Callable<Integer> {
         }
     }
 
-    /** Points fd 1 at the log (stderr's file) so the parent's pipe sees EOF and nothing more. */
+    /**
+     * Points fd 1 at the log so the parent's pipe sees EOF and nothing more. With {@code --log} (as the
+     * parent starts the daemon) the log is stderr's file, opened safely by the parent: fd 1 becomes a
+     * duplicate of fd 2, and the log's path is never opened again (it may have been replaced meanwhile).
+     */
     private void detachStdout() {
         try {
             if (log != null) {
-                Libc.redirectStdout(log.toAbsolutePath());
+                if (Libc.get().dup2(2, 1) < 0) {
+                    throw new IOException("dup2: " + Libc.message(Libc.errno()));
+                }
             } else {
                 Libc.redirectStdout(Path.of("/dev/null"));
             }
@@ -253,12 +274,22 @@ final class MountCommand implements Callable<Integer> {
             cmd.add(p.toAbsolutePath().toString());
         }
         LOG.debug("starting daemon: {}", cmd);
-        long logStart = java.nio.file.Files.exists(logFile) ? java.nio.file.Files.size(logFile) : 0;
-        Process child = new ProcessBuilder(cmd)
-                .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
-                .redirectOutput(ProcessBuilder.Redirect.PIPE)
-                .redirectError(ProcessBuilder.Redirect.appendTo(logFile.toFile()))
-                .start();
+        RunFiles.secureDir(); // the daemon would refuse it too: say so before starting it
+        long logStart;
+        Process child;
+        int logFd = openLog(logFile);
+        try {
+            // The daemon's stderr is the file just opened (through /proc/self/fd), never the path again.
+            File opened = new File("/proc/self/fd/" + logFd);
+            logStart = opened.length();
+            child = new ProcessBuilder(cmd)
+                    .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
+                    .redirectOutput(ProcessBuilder.Redirect.PIPE)
+                    .redirectError(ProcessBuilder.Redirect.appendTo(opened))
+                    .start();
+        } finally {
+            Libc.get().close(logFd);
+        }
         BlockingQueue<String> lines = new ArrayBlockingQueue<>(16);
         Thread reader = new Thread(() -> {
             try (BufferedReader r = new BufferedReader(new InputStreamReader(child.getInputStream(),
@@ -295,6 +326,41 @@ final class MountCommand implements Callable<Integer> {
         int code = child.waitFor(5, TimeUnit.SECONDS) ? child.exitValue() : -1;
         throw new Main.ExitException(Main.EXIT_FAILURE, "the mount daemon exited"
                 + (code >= 0 ? " with code " + code : "") + " before it was ready; see " + logFile);
+    }
+
+    /**
+     * Opens (creating 0600) the daemon's log for appending without following a symbolic link, and refuses
+     * anything but a regular file owned by this user with one link: a log planted by someone else (a link
+     * to a file of theirs or of root's) is never written.
+     *
+     * @return the open file descriptor (the caller closes it)
+     */
+    static int openLog(Path logFile) throws IOException {
+        int fd = Libc.get().open(logFile.toString(),
+                Libc.O_WRONLY | Libc.O_APPEND | Libc.O_CREAT | Libc.O_CLOEXEC | Libc.O_NONBLOCK | Libc.oNoFollow(), 0600);
+        if (fd < 0) {
+            int e = Libc.errno();
+            throw new Main.ExitException(Main.EXIT_FAILURE, "log file " + logFile + (e == Libc.ELOOP
+                    ? " is a symbolic link: refusing to write through it (remove it, or choose another with --log)"
+                    : ": " + Libc.message(e)));
+        }
+        try {
+            java.util.Map<String, Object> a = java.nio.file.Files.readAttributes(Path.of("/proc/self/fd/" + fd),
+                    "unix:mode,uid,nlink");
+            int mode = (Integer) a.get("mode");
+            String problem = (mode & 0170000) != 0100000 ? "is not a regular file"
+                    : (Integer) a.get("uid") != RunFiles.uid() ? "is owned by uid " + a.get("uid") + ", not by you"
+                    : (Integer) a.get("nlink") != 1 ? "has " + a.get("nlink") + " hard links"
+                    : null;
+            if (problem != null) {
+                throw new Main.ExitException(Main.EXIT_FAILURE, "log file " + logFile + " " + problem
+                        + ": refusing to write to it (remove it, or choose another with --log)");
+            }
+            return fd;
+        } catch (IOException | RuntimeException e) {
+            Libc.get().close(fd);
+            throw e;
+        }
     }
 
     /** libfuse prints its reasons ("fuse: unknown option ...") on stderr, which is the daemon's log. */

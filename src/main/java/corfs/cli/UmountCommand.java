@@ -35,6 +35,13 @@ final class UmountCommand implements Callable<Integer> {
         if (!MountTable.isCorfsMounted(mp)) {
             throw new Main.ExitException(Main.EXIT_FAILURE, mp + " is not a corfs mount");
         }
+        try {
+            RunFiles.checkDir(RunFiles.dir());
+        } catch (RunFiles.UnsafeRunDirException e) {
+            System.err.println("corfs: warning: " + e.getMessage() + "; not waiting for the daemon");
+        } catch (java.io.IOException e) {
+            // no runtime directory: no daemon of ours to wait for
+        }
         Optional<ProcessHandle> daemon = RunFiles.daemon(mp);
         RunFiles.takeFailure(mp); // a stale record from an earlier daemon
         try {

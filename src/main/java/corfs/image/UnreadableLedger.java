@@ -1,11 +1,20 @@
 package corfs.image;
 
 import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.SeekableByteChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.OpenOption;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.security.SecureRandom;
 import java.util.ArrayList;
+import java.util.Set;
+import java.util.HexFormat;
 import java.util.List;
 
 /**
@@ -17,6 +26,8 @@ import java.util.List;
  * it is replaced atomically (temporary file and rename) and a damaged one reads as empty.
  */
 public final class UnreadableLedger {
+    private static final SecureRandom RANDOM = new SecureRandom();
+
     private UnreadableLedger() {
     }
 
@@ -24,15 +35,17 @@ public final class UnreadableLedger {
         return leaf.resolveSibling(leaf.getFileName() + ".corfs-unreadable");
     }
 
-    /** The recorded extents as [offset, length], or an empty list. */
+    /** The recorded extents as [offset, length], or an empty list (also for a link or a non-regular file). */
     public static List<long[]> load(Path leaf) {
         Path p = pathOf(leaf);
         List<long[]> out = new ArrayList<>();
-        if (!Files.exists(p)) {
+        if (!Files.isRegularFile(p, LinkOption.NOFOLLOW_LINKS)) {
             return out;
         }
-        try {
-            for (String line : Files.readAllLines(p, StandardCharsets.US_ASCII)) {
+        try (var in = Files.newByteChannel(p, Set.<OpenOption>of(StandardOpenOption.READ, LinkOption.NOFOLLOW_LINKS))) {
+            String text = new String(java.nio.channels.Channels.newInputStream(in).readAllBytes(),
+                    StandardCharsets.US_ASCII);
+            for (String line : text.split("\n")) {
                 String[] f = line.trim().split("\\s+");
                 if (f.length == 2) {
                     out.add(new long[] {Long.parseLong(f[0]), Long.parseLong(f[1])});
@@ -44,7 +57,11 @@ public final class UnreadableLedger {
         return out;
     }
 
-    /** Replaces the ledger with {@code extents}; an empty list removes it. */
+    /**
+     * Replaces the ledger with {@code extents}; an empty list removes it. Written to a temporary file of
+     * unpredictable name created with O_EXCL|O_NOFOLLOW (mode 0600), then renamed over the ledger, so a
+     * link planted beside the leaf is replaced, never written through.
+     */
     public static void save(Path leaf, List<long[]> extents) throws IOException {
         Path p = pathOf(leaf);
         if (extents.isEmpty()) {
@@ -55,8 +72,23 @@ public final class UnreadableLedger {
         for (long[] e : extents) {
             sb.append(e[0]).append(' ').append(e[1]).append('\n');
         }
-        Path tmp = p.resolveSibling(p.getFileName() + ".tmp");
-        Files.writeString(tmp, sb, StandardCharsets.US_ASCII);
-        Files.move(tmp, p, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+        byte[] rnd = new byte[12];
+        RANDOM.nextBytes(rnd);
+        // The temporary name does not grow with the leaf's: LEAF.corfs-unreadable is the longest name kept.
+        Path tmp = p.resolveSibling(".corfs-unreadable-" + HexFormat.of().formatHex(rnd) + ".tmp");
+        try {
+            try (SeekableByteChannel ch = Files.newByteChannel(tmp, Set.<OpenOption>of(StandardOpenOption.CREATE_NEW,
+                    StandardOpenOption.WRITE, LinkOption.NOFOLLOW_LINKS),
+                    PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------")))) {
+                ByteBuffer b = ByteBuffer.wrap(sb.toString().getBytes(StandardCharsets.US_ASCII));
+                while (b.hasRemaining()) {
+                    ch.write(b);
+                }
+            }
+            Files.move(tmp, p, StandardCopyOption.ATOMIC_MOVE);
+        } catch (IOException | RuntimeException e) {
+            Files.deleteIfExists(tmp);
+            throw e;
+        }
     }
 }

@@ -18,6 +18,7 @@ public final class Libc {
     public static final int O_RDWR = 2;
     public static final int O_CREAT = 0x40;
     public static final int O_APPEND = 0x400;
+    public static final int O_NONBLOCK = 0x800;
     public static final int O_CLOEXEC = 0x80000;
     /** lseek(2) whence values for sparse files. */
     public static final int SEEK_DATA = 3;
@@ -95,6 +96,14 @@ public final class Libc {
         } finally {
             LIBC.close(fd);
         }
+    }
+
+    /** errno of open(O_NOFOLLOW) on a symbolic link (the same on x86_64 and aarch64). */
+    public static final int ELOOP = 40;
+
+    /** open(2)'s O_NOFOLLOW for this CPU (x86_64 0400000, aarch64 0100000). */
+    public static int oNoFollow() {
+        return Platform.getNativePlatform().getCPU() == Platform.CPU.AARCH64 ? 0x8000 : 0x20000;
     }
 
     /** The ioprio_set system call number for this CPU, or -1 when unknown. */
