@@ -1,5 +1,6 @@
 package corfs.cli;
 
+import corfs.control.ControlParser;
 import corfs.control.StatusFormat;
 import corfs.fuse.MountTable;
 import java.io.IOException;
@@ -58,8 +59,8 @@ final class ControlClient {
             out.write((line + "\n").getBytes(StandardCharsets.UTF_8));
         } catch (IOException e) {
             String reason = lastError(image);
-            throw new Main.ExitException(Main.EXIT_FAILURE, "'" + line + "' refused: "
-                    + (reason != null ? reason : Main.message(e)) + " (" + errnoText(e) + ")");
+            throw new Main.ExitException(Main.EXIT_FAILURE, "'" + StatusCommand.readable(line) + "' refused: "
+                    + (reason != null ? reason + " (" + errnoText(e) + ")" : errnoText(e)));
         }
     }
 
@@ -90,6 +91,49 @@ final class ControlClient {
 
     List<Map<String, String>> status() throws IOException {
         return StatusFormat.parse(statusText());
+    }
+
+    /**
+     * The mounted image IMAGE names: the leaf of that file name, or else the one whose name IMAGE is when
+     * percent-decoded (the form the status shows, {@code my%20disk.raw}); null for "the only leaf" when
+     * IMAGE is null. Refuses, saying what is mounted, an IMAGE that names none (exit 1) and a missing IMAGE
+     * when several leaves are mounted (a usage error, 64).
+     */
+    String resolveImage(String image) throws IOException {
+        List<Map<String, String>> all = status();
+        List<String> names = new java.util.ArrayList<>();
+        for (Map<String, String> s : all) {
+            names.add(s.get("image"));
+        }
+        if (image == null) {
+            if (names.size() > 1) {
+                throw new Main.ExitException(Main.EXIT_USAGE, names.size() + " leaves are mounted at " + mountPoint
+                        + ": name the IMAGE (one of " + readableList(names) + ")");
+            }
+            return null;
+        }
+        if (names.contains(image)) {
+            return image;
+        }
+        String decoded = StatusFormat.decodeImage(image);
+        if (names.contains(decoded)) {
+            return decoded;
+        }
+        throw new Main.ExitException(Main.EXIT_FAILURE, "no image " + StatusCommand.readable(image) + " at "
+                + mountPoint + " (mounted: " + readableList(names) + ")");
+    }
+
+    private static String readableList(List<String> names) {
+        List<String> r = new java.util.ArrayList<>();
+        for (String n : names) {
+            r.add(StatusCommand.readable(n));
+        }
+        return String.join(", ", r);
+    }
+
+    /** " IMAGE" encoded for a control line ({@link ControlParser#encodeImage}), or "" for none. */
+    static String imageArg(String name) {
+        return name == null ? "" : " " + ControlParser.encodeImage(name);
     }
 
     /** The status line of IMAGE, or of the only leaf when IMAGE is null. */

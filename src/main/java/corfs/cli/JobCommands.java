@@ -1,6 +1,8 @@
 package corfs.cli;
 
+import corfs.control.ControlParser;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
@@ -42,22 +44,37 @@ final class JobCommands {
 
         @Override
         public Integer call() throws Exception {
-            ControlClient client = ControlClient.of(mountPoint);
-            StringBuilder line = new StringBuilder(verb());
-            if (image != null) {
-                line.append(' ').append(image);
+            checkRate("--speed", speed);
+            if (onError != null && !List.of("stop", "retry", "skip").contains(onError)) {
+                throw new Main.ExitException(Main.EXIT_USAGE, "--on-error must be stop, retry or skip, not '"
+                        + onError + "'");
             }
+            ControlClient client = ControlClient.of(mountPoint);
+            String name = client.resolveImage(image);
+            StringBuilder line = new StringBuilder(verb()).append(ControlClient.imageArg(name));
             if (speed != null) {
                 line.append(" speed=").append(speed);
             }
             if (onError != null) {
                 line.append(" on_error=").append(onError);
             }
-            client.send(line.toString(), image);
+            client.send(line.toString(), name);
             if (!await) {
                 return 0;
             }
-            return follow(client, image, verb());
+            return follow(client, name, verb());
+        }
+    }
+
+    /** A bad RATE is a usage error (64), found before anything is sent. */
+    static void checkRate(String what, String rate) {
+        if (rate == null) {
+            return;
+        }
+        try {
+            ControlParser.parseRate(rate);
+        } catch (corfs.CorfsException e) {
+            throw new Main.ExitException(Main.EXIT_USAGE, what + ": " + e.getMessage());
         }
     }
 
@@ -89,7 +106,9 @@ final class JobCommands {
 
         @Override
         public Integer call() throws Exception {
-            ControlClient.of(mountPoint).send(verb() + (image != null ? " " + image : ""), image);
+            ControlClient client = ControlClient.of(mountPoint);
+            String name = client.resolveImage(image);
+            client.send(verb() + ControlClient.imageArg(name), name);
             return 0;
         }
     }
@@ -123,13 +142,21 @@ final class JobCommands {
         @Parameters(index = "0", paramLabel = "MOUNTPOINT")
         Path mountPoint;
 
-        @Parameters(index = "1..2", arity = "1..2", paramLabel = "[IMAGE] RATE")
-        java.util.List<String> args;
+        @Parameters(index = "1..*", arity = "1..*", paramLabel = "[IMAGE] RATE", hideParamSyntax = true,
+                description = "the leaf's file name (optional when only one is mounted), then bytes per second")
+        List<String> args;
 
         @Override
         public Integer call() throws Exception {
-            String image = args.size() == 2 ? args.get(0) : null;
-            ControlClient.of(mountPoint).send("speed " + String.join(" ", args), image);
+            if (args.size() > 2) {
+                throw new Main.ExitException(Main.EXIT_USAGE, "unexpected argument '" + args.get(2)
+                        + "' (usage: corfs speed MOUNTPOINT [IMAGE] RATE)");
+            }
+            String rate = args.get(args.size() - 1);
+            checkRate("RATE", rate);
+            ControlClient client = ControlClient.of(mountPoint);
+            String name = client.resolveImage(args.size() == 2 ? args.get(0) : null);
+            client.send("speed" + ControlClient.imageArg(name) + " " + rate, name);
             return 0;
         }
     }

@@ -19,12 +19,21 @@ import java.util.Optional;
  *          | "speed" [IMAGE] RATE
  * option   = "speed=" RATE | "on_error=" ("stop" | "retry" | "skip")   ; each at most once, any order
  * RATE     = 1*DIGIT [("K" | "M" | "G" | "k" | "m" | "g") ["iB"]]      ; powers of 1024, 0 = unlimited
- * IMAGE    = any token without '='
+ * IMAGE    = any token; after stream/commit, one that does not start with "speed=" or "on_error="
  * WS       = 1*(' ' | '\t')
  * </pre>
  * Verbs, keys and on_error words are lower case. The image comes right after the verb: a bare token
- * after an option is rejected. {@code speed} with one argument reads it as the RATE ({@code speed 10M});
- * with two, the first is the IMAGE ({@code speed a.img 10M}).
+ * after an option is rejected. After {@code stream}/{@code commit} the first token is the IMAGE unless it
+ * starts with a known key ({@code speed=}, {@code on_error=}); so {@code stream a=b.raw} names the image
+ * {@code a=b.raw}. {@code pause}, {@code resume} and {@code cancel} take their one token as the IMAGE.
+ * {@code speed} with one argument reads it as the RATE ({@code speed 10M}); with two, the first is the
+ * IMAGE ({@code speed a.img 10M}).
+ *
+ * <p>An IMAGE token is percent-decoded ({@code %XX}, UTF-8 bytes; a {@code %} not followed by two hex
+ * digits stays as it is), exactly as the status encodes {@code image=} ({@link #encodeImage}), so the name
+ * the status shows works in a command; {@code my%20disk.raw} names {@code my disk.raw}, and an image whose
+ * name starts with {@code speed=} is written {@code speed%3D...}. A decoded name that is not valid UTF-8 or
+ * holds NUL or {@code /} is rejected.
  *
  * <p>Rejected with {@link Reason#INVALID_ARGUMENT} and a message that names the offending token: unknown
  * verbs and options, missing or extra arguments, duplicate options, bad rates (negative, fractional,
@@ -124,13 +133,14 @@ public final class ControlParser {
 
     /**
      * The canonical line for a command: the inverse of {@link #parse}, with rates in plain bytes and
-     * options in the order speed, on_error. {@code parse(format(c)).get().equals(c)} holds for every
-     * command whose image is a valid IMAGE token.
+     * options in the order speed, on_error, the image encoded by {@link #encodeImage}.
+     * {@code parse(format(c)).get().equals(c)} holds for every command whose image is a file name (valid
+     * UTF-8 text without NUL or {@code /}).
      */
     public static String format(ControlCommand command) {
         StringBuilder b = new StringBuilder(verb(command));
         if (command.image() != null) {
-            b.append(' ').append(command.image());
+            b.append(' ').append(encodeImage(command.image()));
         }
         if (command instanceof ControlCommand.Stream s) {
             appendOptions(b, s.speed(), s.onError());
@@ -176,11 +186,11 @@ public final class ControlParser {
         for (int i = 0; i < args.size(); i++) {
             String arg = args.get(i);
             int eq = arg.indexOf('=');
+            if (i == 0 && !arg.startsWith("speed=") && !arg.startsWith("on_error=")) {
+                image = decodeImage(verb, arg);
+                continue;
+            }
             if (eq < 0) {
-                if (i == 0) {
-                    image = arg;
-                    continue;
-                }
                 throw invalid(verb + ": unexpected argument " + quote(arg)
                         + " (the image comes first, then speed=RATE and on_error=stop|retry|skip)");
             }
@@ -235,11 +245,69 @@ public final class ControlParser {
     }
 
     private static String image(String verb, String token) throws CorfsException {
-        if (token.indexOf('=') >= 0) {
-            throw invalid(verb + ": unexpected option " + quote(token) + " (usage: " + verb
-                    + (verb.equals("speed") ? " [IMAGE] RATE)" : " [IMAGE])"));
+        return decodeImage(verb, token);
+    }
+
+    /**
+     * The image name for a status line or a command: space, tab, {@code %}, {@code =} and control
+     * characters (C0, DEL, C1, U+2028, U+2029) percent-encoded as UTF-8 bytes; everything else as it is.
+     * The result is one token without {@code =}, which {@link #parse} decodes back to {@code name}.
+     */
+    public static String encodeImage(String name) {
+        StringBuilder b = null;
+        for (int i = 0; i < name.length(); i++) {
+            char c = name.charAt(i);
+            if (c == ' ' || c == '%' || c == '=' || Character.isISOControl(c) || c == '\u2028' || c == '\u2029') {
+                if (b == null) {
+                    b = new StringBuilder(name.substring(0, i));
+                }
+                for (byte x : String.valueOf(c).getBytes(StandardCharsets.UTF_8)) {
+                    b.append('%').append(HEX[(x >> 4) & 0xf]).append(HEX[x & 0xf]);
+                }
+            } else if (b != null) {
+                b.append(c);
+            }
         }
-        return token;
+        return b == null ? name : b.toString();
+    }
+
+    private static final char[] HEX = "0123456789ABCDEF".toCharArray();
+
+    private static String decodeImage(String verb, String token) throws CorfsException {
+        if (token.indexOf('%') < 0) {
+            return token;
+        }
+        java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+        int i = 0;
+        while (i < token.length()) {
+            char c = token.charAt(i);
+            if (c == '%' && i + 2 < token.length() && isHex(token.charAt(i + 1)) && isHex(token.charAt(i + 2))) {
+                out.write(Integer.parseInt(token, i + 1, i + 3, 16));
+                i += 3;
+            } else {
+                int cp = token.codePointAt(i);
+                byte[] bytes = new String(Character.toChars(cp)).getBytes(StandardCharsets.UTF_8);
+                out.write(bytes, 0, bytes.length);
+                i += Character.charCount(cp);
+            }
+        }
+        String name;
+        try {
+            name = StandardCharsets.UTF_8.newDecoder()
+                    .onMalformedInput(java.nio.charset.CodingErrorAction.REPORT)
+                    .onUnmappableCharacter(java.nio.charset.CodingErrorAction.REPORT)
+                    .decode(java.nio.ByteBuffer.wrap(out.toByteArray())).toString();
+        } catch (java.nio.charset.CharacterCodingException e) {
+            throw invalid(verb + ": image " + quote(token) + " does not decode to UTF-8 text");
+        }
+        if (name.indexOf('\0') >= 0 || name.indexOf('/') >= 0) {
+            throw invalid(verb + ": image " + quote(token) + " decodes to a name with NUL or '/'");
+        }
+        return name;
+    }
+
+    private static boolean isHex(char c) {
+        return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F') || (c >= 'a' && c <= 'f');
     }
 
     private static void checkLength(String line) throws CorfsException {

@@ -20,8 +20,9 @@ import java.util.Map;
  * {@value #FIELDS_DOC}. Values never contain spaces, except {@code error}, which is last and runs to the
  * end of the line. Conventions:
  * <ul>
- *   <li>{@code image}: the leaf's name, with space, tab, {@code %} and control characters percent-encoded
- *       (as UTF-8 bytes, {@code %20}); {@link #parse} decodes it.</li>
+ *   <li>{@code image}: the leaf's name, with space, tab, {@code %}, {@code =} and control characters
+ *       percent-encoded (as UTF-8 bytes, {@code %20}) by {@link ControlParser#encodeImage}; {@link #parse}
+ *       decodes it, and so does the control file's grammar, so the token works in a command.</li>
  *   <li>{@code standalone}: {@code yes}/{@code no}; {@code job}: none/stream/commit; {@code state}: the
  *       {@link JobState} word.</li>
  *   <li>{@code speed}: the limit in bytes/s, 0 unlimited; {@code rate}: observed bytes/s; {@code eta}:
@@ -48,8 +49,6 @@ public final class StatusFormat {
     public static final List<String> FIELDS = List.of(FIELDS_DOC.split(", "));
 
     private static final String NONE = "-";
-
-    private static final char[] HEX = "0123456789ABCDEF".toCharArray();
 
     private StatusFormat() {
     }
@@ -197,27 +196,11 @@ public final class StatusFormat {
     }
 
     private static String encodeImage(String image) {
-        if (image == null || image.isEmpty()) {
-            return NONE;
-        }
-        StringBuilder b = null;
-        for (int i = 0; i < image.length(); i++) {
-            char c = image.charAt(i);
-            if (c == ' ' || c == '%' || Character.isISOControl(c)) {
-                if (b == null) {
-                    b = new StringBuilder(image.substring(0, i));
-                }
-                for (byte x : String.valueOf(c).getBytes(StandardCharsets.UTF_8)) {
-                    b.append('%').append(HEX[(x >> 4) & 0xf]).append(HEX[x & 0xf]);
-                }
-            } else if (b != null) {
-                b.append(c);
-            }
-        }
-        return b == null ? image : b.toString();
+        return image == null || image.isEmpty() ? NONE : ControlParser.encodeImage(image);
     }
 
-    private static String decodeImage(String value) {
+    /** Decodes an {@code image=} value (the inverse of {@link ControlParser#encodeImage}; a stray '%' stays). */
+    public static String decodeImage(String value) {
         if (value.indexOf('%') < 0) {
             return value;
         }

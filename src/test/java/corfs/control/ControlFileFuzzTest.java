@@ -245,7 +245,7 @@ class ControlFileFuzzTest {
 
         private static final Pattern BAD_CHARS = Pattern.compile("[\\x00-\\x08\\x0A-\\x1F\\x7F-\\x9F]");
         private static final Pattern RATE = Pattern.compile("([0-9]+)(?:([KMGkmg])(?:iB)?)?");
-        private static final Pattern IMAGE = Pattern.compile("[^=]+");
+        private static final Pattern PERCENT = Pattern.compile("%[0-9A-Fa-f]{2}");
         private static final Pattern ON_ERROR = Pattern.compile("stop|retry|skip");
         private static final BigInteger MAX = BigInteger.valueOf(Long.MAX_VALUE);
 
@@ -260,9 +260,9 @@ class ControlFileFuzzTest {
             String[] t = trimmed.split("[ \\t]+");
             boolean ok = switch (t[0]) {
                 case "stream", "commit" -> startArgs(t);
-                case "pause", "resume", "cancel" -> t.length == 1 || (t.length == 2 && IMAGE.matcher(t[1]).matches());
+                case "pause", "resume", "cancel" -> t.length == 1 || (t.length == 2 && image(t[1]));
                 case "speed" -> (t.length == 2 && rate(t[1]))
-                        || (t.length == 3 && IMAGE.matcher(t[1]).matches() && rate(t[2]));
+                        || (t.length == 3 && image(t[1]) && rate(t[2]));
                 default -> false;
             };
             return ok ? Verdict.WELL_FORMED : Verdict.MALFORMED;
@@ -270,7 +270,10 @@ class ControlFileFuzzTest {
 
         private static boolean startArgs(String[] t) {
             int i = 1;
-            if (i < t.length && IMAGE.matcher(t[i]).matches()) {
+            if (i < t.length && !t[i].startsWith("speed=") && !t[i].startsWith("on_error=")) {
+                if (!image(t[i])) {
+                    return false;
+                }
                 i++;
             }
             Set<String> seen = new HashSet<>();
@@ -283,6 +286,25 @@ class ControlFileFuzzTest {
                 }
             }
             return true;
+        }
+
+        /** An IMAGE token: %XX decoded (other text as UTF-8) must be valid UTF-8 without NUL or '/'. */
+        private static boolean image(String token) {
+            java.io.ByteArrayOutputStream bytes = new java.io.ByteArrayOutputStream();
+            var m = PERCENT.matcher(token);
+            int at = 0;
+            while (m.find()) {
+                bytes.writeBytes(token.substring(at, m.start()).getBytes(UTF_8));
+                bytes.write(Integer.parseInt(m.group().substring(1), 16));
+                at = m.end();
+            }
+            bytes.writeBytes(token.substring(at).getBytes(UTF_8));
+            try {
+                String name = UTF_8.newDecoder().decode(java.nio.ByteBuffer.wrap(bytes.toByteArray())).toString();
+                return !name.contains("\0") && !name.contains("/");
+            } catch (java.nio.charset.CharacterCodingException e) {
+                return false;
+            }
         }
 
         private static boolean rate(String s) {
@@ -302,10 +324,11 @@ class ControlFileFuzzTest {
     /** Random writes: garbage, valid commands, mutated commands, split lines, huge lines. */
     static final class Generator {
         private static final String[] VERBS = {"stream", "commit", "pause", "resume", "cancel", "speed"};
-        private static final String[] IMAGES = {"a.img", "b.raw", "10M", "0", "disk-é.raw", "😀", "#x", "x#"};
+        private static final String[] IMAGES = {"a.img", "b.raw", "10M", "0", "disk-é.raw", "😀", "#x", "x#",
+            "my%20disk.raw", "a=b.raw", "50%25.raw", "50%.raw", "%2F", "%00x", "%FF", "speed%3D1M"};
         private static final String[] RATES = {"0", "1", "10M", "4k", "1GiB", "9223372036854775807",
             "9223372036854775808", "8589934592G", "-1", "1.5M", "10MB", "07", ""};
-        private static final byte[] SPICE = {0, '\n', '\r', '\t', ' ', ' ', '=', '#', (byte) 0xC3, (byte) 0xA9,
+        private static final byte[] SPICE = {0, '\n', '\r', '\t', ' ', ' ', '=', '#', '%', (byte) 0xC3, (byte) 0xA9,
             (byte) 0xFF, (byte) 0x80, (byte) 0xE2, 0x1b, 0x7f, 'x', '1', 'K', '.', '-', 's', 'p'};
 
         static byte[] write(Random r) {

@@ -52,6 +52,20 @@ class ControlParserTest {
         b.add(Arguments.of("speed a.img 10M", new Speed("a.img", 10 * M)));
         b.add(Arguments.of("speed 10M 20M", new Speed("10M", 20 * M)));
         b.add(Arguments.of("speed a.img 123", new Speed("a.img", 123)));
+        // Issue 7, defect 8: IMAGE tokens are percent-decoded, and an unknown KEY=VALUE first is the IMAGE.
+        b.add(Arguments.of("stream my%20disk.raw", new Stream("my disk.raw", null, null)));
+        b.add(Arguments.of("stream 50%25.raw speed=1K", new Stream("50%.raw", K, null)));
+        b.add(Arguments.of("stream 50%.raw", new Stream("50%.raw", null, null)));
+        b.add(Arguments.of("stream new%0Aline.raw", new Stream("new\nline.raw", null, null)));
+        b.add(Arguments.of("stream a=b.raw on_error=skip", new Stream("a=b.raw", null, OnError.SKIP)));
+        b.add(Arguments.of("commit a%3Db.raw", new Commit("a=b.raw", null, null)));
+        b.add(Arguments.of("stream speed%3D1M", new Stream("speed=1M", null, null)));
+        b.add(Arguments.of("stream foo=bar", new Stream("foo=bar", null, null)));
+        b.add(Arguments.of("pause a=b", new Pause("a=b")));
+        b.add(Arguments.of("cancel speed=1", new Cancel("speed=1")));
+        b.add(Arguments.of("resume %C3%A9t%C3%A9.raw", new Resume("été.raw")));
+        b.add(Arguments.of("speed x=y 10M", new Speed("x=y", 10 * M)));
+        b.add(Arguments.of("speed my%20disk.raw 10M", new Speed("my disk.raw", 10 * M)));
         return b.build();
     }
 
@@ -97,11 +111,12 @@ class ControlParserTest {
             "strem", "STREAM", "Stream a.img", "stream,", "status", "-", "=", "speed=1M",
             "stream a.img b.img", "stream speed=1M a.img", "stream a.img speed=", "stream speed=-1",
             "stream speed=1.5M", "stream speed=1M speed=2M", "stream on_error=ignore", "stream on_error=STOP",
-            "stream on_error=stop on_error=skip", "stream foo=bar", "stream =x", "stream a.img speed",
+            "stream on_error=stop on_error=skip", "stream a.img foo=bar", "stream a.img =x", "stream a.img speed",
             "commit a.img b.img", "commit a.img speed=10X",
-            "pause a.img b.img", "resume a b", "cancel x y z", "pause speed=1", "cancel a=b",
+            "pause a.img b.img", "resume a b", "cancel x y z",
             "speed", "speed a.img", "speed -1", "speed 1.5", "speed 10MB", "speed 10 M", "speed a.img 10M x",
-            "speed a.img speed=10M", "speed speed=10M", "speed x=y 10M", "speed 0x10", "speed +5", "speed 1e6",
+            "speed a.img speed=10M", "speed speed=10M", "speed 0x10", "speed +5", "speed 1e6",
+            "stream a%00b", "pause a%2Fb", "cancel %FF.raw", "speed %C3 1M", "stream ..%2F..%2Fetc",
             "speed 10T", "speed 10KIB", "speed ١٢٣",
             "stream\u0000", "stream a\u0000b", "stream\r", "stream a.img\u001b[31m", "pause\u007f",
             "cancel \u0085", "stream\nstream", "pause \uD800", "pause \uDC00x",
