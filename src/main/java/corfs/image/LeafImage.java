@@ -14,6 +14,7 @@ import java.nio.channels.FileChannel;
 import java.nio.channels.FileLock;
 import java.nio.channels.OverlappingFileLockException;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
@@ -133,17 +134,16 @@ public final class LeafImage implements AutoCloseable {
         if (name.equals("control")) {
             throw new CorfsException(Reason.INVALID_ARGUMENT, "a leaf may not be named 'control' (the control file's name)");
         }
-        if (name.getBytes(java.nio.charset.StandardCharsets.UTF_8).length > MetadataFormat.MAX_NAME_BYTES) {
-            throw new CorfsException(Reason.INVALID_ARGUMENT, "leaf file name is too long");
-        }
+        checkDerivedNames(name);
         if (backingAbs.toString().getBytes(java.nio.charset.StandardCharsets.UTF_8).length > MetadataFormat.MAX_PATH_BYTES) {
             throw new CorfsException(Reason.INVALID_ARGUMENT, "backing path is too long");
         }
         if (!Files.isDirectory(leafAbs.getParent())) {
             throw new CorfsException(Reason.NOT_FOUND, "directory " + leafAbs.getParent() + " does not exist");
         }
-        if (!force && (Files.exists(leafAbs) || Files.exists(meta))) {
-            throw new CorfsException(Reason.BUSY, (Files.exists(leafAbs) ? leafAbs : meta)
+        refuseBackingAsLeaf(leafAbs, backingAbs);
+        if (!force && (Files.exists(leafAbs, LinkOption.NOFOLLOW_LINKS) || Files.exists(meta, LinkOption.NOFOLLOW_LINKS))) {
+            throw new CorfsException(Reason.BUSY, (Files.exists(leafAbs, LinkOption.NOFOLLOW_LINKS) ? leafAbs : meta)
                     + " already exists (use --force to replace it)");
         }
         BackingIdentity identity = FileBacking.identityOf(backingAbs);
@@ -157,6 +157,74 @@ public final class LeafImage implements AutoCloseable {
         }
         var mode = PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------"));
         Files.createFile(leafAbs, mode);
+        Path tmp = meta.resolveSibling(meta.getFileName() + ".tmp");
+        try {
+            writeNewLeaf(leafAbs, meta, tmp, name, backingAbs, identity, clusterSize, mode);
+        } catch (IOException | RuntimeException | Error e) {
+            // Leave nothing behind: a half-made leaf would make a retry say "already exists".
+            for (Path made : List.of(leafAbs, tmp)) {
+                try {
+                    if (Files.isRegularFile(made, LinkOption.NOFOLLOW_LINKS)) {
+                        Files.deleteIfExists(made);
+                    }
+                } catch (IOException cleanup) {
+                    e.addSuppressed(cleanup);
+                }
+            }
+            throw e;
+        }
+        LOG.info("created leaf {} over {} ({} bytes, {} byte clusters)", leafAbs, backingAbs, identity.size(), clusterSize);
+    }
+
+    /** Names made beside a leaf: the metadata, its temporary file, the unreadable-extent ledger, the log. */
+    static final List<String> DERIVED_SUFFIXES = List.of(".corfs", ".corfs.tmp", ".corfs-unreadable", ".log");
+
+    /** The longest file name in bytes this checks for (NAME_MAX of Linux filesystems). */
+    private static final int NAME_MAX = 255;
+
+    /** Refuses a leaf name when it, or any name derived from it, is longer than NAME_MAX bytes. */
+    private static void checkDerivedNames(String name) throws CorfsException {
+        int bytes = name.getBytes(java.nio.charset.StandardCharsets.UTF_8).length;
+        int longest = DERIVED_SUFFIXES.stream().mapToInt(String::length).max().orElse(0);
+        if (bytes > Math.min(MetadataFormat.MAX_NAME_BYTES, NAME_MAX - longest)) {
+            throw new CorfsException(Reason.INVALID_ARGUMENT, "leaf file name is too long: " + bytes
+                    + " bytes, at most " + Math.min(MetadataFormat.MAX_NAME_BYTES, NAME_MAX - longest)
+                    + " (so that LEAF.corfs-unreadable fits in " + NAME_MAX + " bytes)");
+        }
+    }
+
+    /**
+     * Refuses a leaf (or a name made beside it) that is the backing itself: compared by device and inode,
+     * so a symlinked directory, a symlink or a hard link to the backing is recognised. Also refuses a leaf
+     * inside a corfs mount (the files there are leaves of a running corfs, maybe this backing's).
+     */
+    private static void refuseBackingAsLeaf(Path leafAbs, Path backingAbs) throws IOException {
+        List<Path> candidates = new ArrayList<>();
+        candidates.add(leafAbs);
+        for (String suffix : DERIVED_SUFFIXES) {
+            candidates.add(leafAbs.resolveSibling(leafAbs.getFileName() + suffix));
+        }
+        for (Path p : candidates) {
+            if (Files.exists(p) && Files.isSameFile(p, backingAbs)) {
+                throw new CorfsException(Reason.INVALID_ARGUMENT, p + " is the backing " + backingAbs
+                        + " (the same file): refusing to replace it");
+            }
+        }
+        String type;
+        try {
+            type = Files.getFileStore(leafAbs.getParent()).type();
+        } catch (IOException e) {
+            type = "";
+        }
+        if (type.equals("fuse.corfs")) {
+            throw new CorfsException(Reason.INVALID_ARGUMENT, leafAbs.getParent()
+                    + " is a corfs mount: a leaf cannot be created inside one");
+        }
+    }
+
+    private static void writeNewLeaf(Path leafAbs, Path meta, Path tmp, String name, Path backingAbs,
+            BackingIdentity identity, int clusterSize, java.nio.file.attribute.FileAttribute<?> mode)
+            throws IOException {
         LeafHeader header = new LeafHeader(UUID.randomUUID(), identity.size(), clusterSize, name,
                 inodeOf(leafAbs), backingAbs.toString(), identity, false, LeafHeader.JobRecord.NONE);
         try (FileChannel ch = FileChannel.open(leafAbs, StandardOpenOption.WRITE)) {
@@ -167,7 +235,6 @@ public final class LeafImage implements AutoCloseable {
             }
             ch.force(true);
         }
-        Path tmp = meta.resolveSibling(meta.getFileName() + ".tmp");
         Files.deleteIfExists(tmp);
         Files.createFile(tmp, mode);
         try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE)) {
@@ -185,7 +252,6 @@ public final class LeafImage implements AutoCloseable {
         }
         Files.move(tmp, meta, StandardCopyOption.ATOMIC_MOVE);
         syncDirectory(meta.getParent());
-        LOG.info("created leaf {} over {} ({} bytes, {} byte clusters)", leafAbs, backingAbs, identity.size(), clusterSize);
     }
 
     private static void refuseIfLocked(Path meta) throws IOException {
