@@ -32,8 +32,9 @@ final class LeafCommands {
 
         @Override
         public Integer call() throws Exception {
-            if (clusterSize > Integer.MAX_VALUE) {
-                throw new Main.ExitException(Main.EXIT_FAILURE, "cluster size " + clusterSize + " is too large");
+            if (clusterSize > Integer.MAX_VALUE || !corfs.image.MetadataFormat.validClusterSize((int) clusterSize)) {
+                throw new Main.ExitException(Main.EXIT_USAGE, "--cluster-size " + Sizes.human(clusterSize)
+                        + " is not a power of two from 4K to 2M");
             }
             LeafImages.create(leaf, backing, (int) clusterSize, force);
             LeafInfo info = LeafImages.info(leaf);

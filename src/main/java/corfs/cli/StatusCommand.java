@@ -86,7 +86,7 @@ final class StatusCommand implements Callable<Integer> {
     static String describe(Map<String, String> s) {
         long size = num(s, "size");
         StringBuilder b = new StringBuilder();
-        b.append(word(s, "image")).append(": ").append(Sizes.human(size))
+        b.append(readable(word(s, "image"))).append(": ").append(Sizes.human(size))
                 .append(", cluster ").append(Sizes.human(num(s, "cluster_size")))
                 .append(", local ").append(Sizes.human(num(s, "local_bytes")))
                 .append(" (").append(Sizes.percent(num(s, "local_bytes"), size)).append(')')
@@ -109,6 +109,26 @@ final class StatusCommand implements Callable<Integer> {
             b.append("\n  unreadable: ").append(word(s, "unreadable"));
         }
         b.append("\n  error: ").append(word(s, "error"));
+        return b.toString();
+    }
+
+    /**
+     * A name for a terminal: control characters (C0 including newline, DEL, C1, U+2028/2029) percent-encoded
+     * as UTF-8 bytes, like the control file's status does ({@code new%0Aline.raw}); the CLI accepts that form
+     * as IMAGE too. Everything else is shown as it is.
+     */
+    static String readable(String name) {
+        StringBuilder b = new StringBuilder(name.length());
+        for (int i = 0; i < name.length(); i++) {
+            char c = name.charAt(i);
+            if (Character.isISOControl(c) || c == '\u2028' || c == '\u2029') {
+                for (byte x : String.valueOf(c).getBytes(java.nio.charset.StandardCharsets.UTF_8)) {
+                    b.append(String.format(Locale.ROOT, "%%%02X", x & 0xff));
+                }
+            } else {
+                b.append(c);
+            }
+        }
         return b.toString();
     }
 

@@ -1,6 +1,7 @@
 package corfs.cli;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -50,6 +51,94 @@ class CliTest {
         assertEquals(Main.EXIT_USAGE, Main.run("frobnicate"));
         assertEquals(Main.EXIT_FAILURE, Main.run("status", "/nonexistent-corfs-mount"));
         assertEquals(0, Main.run("--version"));
+    }
+
+    /** Runs a command line, capturing what it prints. */
+    record Run(int exit, String out, String err) {
+    }
+
+    static synchronized Run capture(String... args) {
+        java.io.PrintStream oldOut = System.out;
+        java.io.PrintStream oldErr = System.err;
+        java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+        java.io.ByteArrayOutputStream err = new java.io.ByteArrayOutputStream();
+        try {
+            System.setOut(new java.io.PrintStream(out, true, java.nio.charset.StandardCharsets.UTF_8));
+            System.setErr(new java.io.PrintStream(err, true, java.nio.charset.StandardCharsets.UTF_8));
+            int exit = Main.run(args);
+            return new Run(exit, out.toString(java.nio.charset.StandardCharsets.UTF_8),
+                    err.toString(java.nio.charset.StandardCharsets.UTF_8));
+        } finally {
+            System.setOut(oldOut);
+            System.setErr(oldErr);
+        }
+    }
+
+    @Test
+    @DisplayName("issue 7: usage errors exit 64, always (bad --speed/--on-error/--cluster-size/RATE, extra args)")
+    void usageErrorsAre64(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
+        java.nio.file.Path backing = java.nio.file.Files.write(dir.resolve("b.raw"), new byte[1 << 16]);
+        String leaf = dir.resolve("l.raw").toString();
+        for (String[] args : new String[][] {
+            {"stream", "/nonexistent-corfs-mount", "--speed", "1.5M"},
+            {"commit", "/nonexistent-corfs-mount", "--speed", "-1"},
+            {"stream", "/nonexistent-corfs-mount", "--on-error", "ignore"},
+            {"speed", "/nonexistent-corfs-mount", "1M", "extra"},
+            {"speed", "/nonexistent-corfs-mount", "img", "fast"},
+            {"create", "--cluster-size", "3K", "--backing", backing.toString(), leaf},
+            {"create", "--cluster-size", "4M", "--backing", backing.toString(), leaf},
+            {"create", "--cluster-size", "-4K", "--backing", backing.toString(), leaf},
+        }) {
+            Run r = capture(args);
+            assertEquals(Main.EXIT_USAGE, r.exit(), String.join(" ", args) + ": " + r);
+            assertTrue(r.err().startsWith("corfs: ") && r.err().strip().lines().count() == 1,
+                    String.join(" ", args) + ": " + r);
+        }
+        assertTrue(!java.nio.file.Files.exists(dir.resolve("l.raw")), "a refused create made the leaf");
+    }
+
+    @Test
+    @DisplayName("issue 7: help and messages read well")
+    void helpTexts() {
+        Run none = capture();
+        assertEquals(Main.EXIT_USAGE, none.exit());
+        assertEquals(1, none.err().split("see 'corfs --help'", -1).length - 1, none.err());
+        Run speed = capture("speed", "--help");
+        assertTrue(speed.out().contains("speed [-hV] MOUNTPOINT [IMAGE] RATE\n"), speed.out());
+        assertFalse(speed.out().contains("[["), speed.out());
+        Run mount = capture("mount", "--help");
+        assertTrue(mount.out().replaceAll("\\s+", " ").contains("adopt a copied data file"), mount.out());
+    }
+
+    @Test
+    @DisplayName("issue 7: backing_timeout is whole seconds; -o ro is --read-only, -o rw the default")
+    void mountOptionValues() {
+        for (String bad : new String[] {"1e-9", "5d", "0x1p3", "1.5", "-1", "86401", "", " 5", "99999999999999"}) {
+            Main.ExitException e = assertThrows(Main.ExitException.class,
+                    () -> MountCommand.parseOptions(List.of("backing_timeout=" + bad)), bad);
+            assertEquals(Main.EXIT_USAGE, e.code, bad);
+        }
+        assertEquals(0, MountCommand.parseOptions(List.of("backing_timeout=0")).backingTimeoutMillis());
+        assertEquals(86_400_000L, MountCommand.parseOptions(List.of("backing_timeout=86400")).backingTimeoutMillis());
+        MountCommand.MountOptions ro = MountCommand.parseOptions(List.of("ro"));
+        assertTrue(ro.readOnly());
+        assertEquals(List.of(), ro.fuseOptions(), "ro must not reach libfuse");
+        MountCommand.MountOptions rw = MountCommand.parseOptions(List.of("rw,allow_other"));
+        assertFalse(rw.readOnly());
+        assertEquals(List.of("allow_other"), rw.fuseOptions(), "rw must not reach libfuse");
+        assertThrows(Main.ExitException.class, () -> MountCommand.parseOptions(List.of("ro,rw")));
+    }
+
+    @Test
+    @DisplayName("issue 7: status escapes control characters in names")
+    void statusEscapesNames() {
+        java.util.Map<String, String> s = new java.util.LinkedHashMap<>();
+        s.put("image", "new\nline\u001b[31m.raw");
+        s.put("size", "65536");
+        s.put("job", "none");
+        String text = StatusCommand.describe(s);
+        assertEquals(3, text.lines().count(), text);
+        assertTrue(text.startsWith("new%0Aline%1B[31m.raw: "), text);
     }
 
     @Test
