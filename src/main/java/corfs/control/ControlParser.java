@@ -275,6 +275,9 @@ public final class ControlParser {
 
     private static String decodeImage(String verb, String token) throws CorfsException {
         if (token.indexOf('%') < 0) {
+            if (token.indexOf('/') >= 0) {
+                throw invalid(verb + ": image " + quote(token) + " holds '/' (an image is a file name)");
+            }
             return token;
         }
         java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();

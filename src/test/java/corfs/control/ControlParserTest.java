@@ -116,7 +116,7 @@ class ControlParserTest {
             "pause a.img b.img", "resume a b", "cancel x y z",
             "speed", "speed a.img", "speed -1", "speed 1.5", "speed 10MB", "speed 10 M", "speed a.img 10M x",
             "speed a.img speed=10M", "speed speed=10M", "speed 0x10", "speed +5", "speed 1e6",
-            "stream a%00b", "pause a%2Fb", "cancel %FF.raw", "speed %C3 1M", "stream ..%2F..%2Fetc",
+            "stream a%00b", "pause a%2Fb", "cancel %FF.raw", "speed %C3 1M", "stream ..%2F..%2Fetc", "stream ../x", "pause a/b",
             "speed 10T", "speed 10KIB", "speed ١٢٣",
             "stream\u0000", "stream a\u0000b", "stream\r", "stream a.img\u001b[31m", "pause\u007f",
             "cancel \u0085", "stream\nstream", "pause \uD800", "pause \uDC00x",
