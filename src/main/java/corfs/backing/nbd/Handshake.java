@@ -24,6 +24,9 @@ import javax.net.ssl.SSLException;
  * 64 KiB or for another option, transmission flags without {@code HAS_FLAGS}, an export size of 2^63 or
  * more, and block sizes that break the protocol's rules.
  *
+ * <p>A refusal during option haggling ends with {@code NBD_OPT_ABORT} (the soft disconnect the protocol
+ * asks for); a failed TLS handshake ends with a hard one.
+ *
  * <p>Runs on the connection's reader thread before the connection is handed out; not thread-safe.
  */
 final class Handshake {
@@ -42,6 +45,8 @@ final class Handshake {
     private final WireReader in;
     private NbdWire wire;
     private boolean noZeroes;
+    /** Whether a refusal should end with NBD_OPT_ABORT (option haggling in progress, wire in a known state). */
+    private boolean haggling;
 
     Handshake(NbdUri uri, NbdOptions options, SocketChannel channel, NbdWire wire, WireReader in) {
         this.uri = uri;
@@ -69,7 +74,27 @@ final class Handshake {
         }
         noZeroes = (serverFlags & FLAG_NO_ZEROES) != 0;
         sendInt(FLAG_C_FIXED_NEWSTYLE | (noZeroes ? FLAG_C_NO_ZEROES : 0));
+        haggling = true;
+        try {
+            return negotiate();
+        } catch (NbdException e) {
+            if (haggling) {
+                abort();
+            }
+            throw e;
+        }
+    }
 
+    /** The soft disconnect the protocol asks of a client that gives up during option haggling. */
+    private void abort() {
+        try {
+            sendOption(OPT_ABORT, new byte[0]);
+        } catch (IOException ignored) {
+            // the connection is being dropped anyway
+        }
+    }
+
+    private Result negotiate() throws IOException {
         if (uri.tls()) {
             startTls();
         }
@@ -94,6 +119,7 @@ final class Handshake {
             throw refused(Reason.IO, "the server does not offer TLS (" + replyName(r.type) + r.message()
                     + "); nbds:// needs a TLS server, use nbd:// for a plain one");
         }
+        haggling = false; // the server now waits for a TLS ClientHello: no plain option may follow
         String hostname = options.tlsHostname() != null ? options.tlsHostname() : uri.certificateHostname();
         if (hostname == null) {
             throw refused(Reason.INVALID_ARGUMENT, "nbds+unix:// needs tls-hostname (the name on the server's certificate)");
@@ -103,6 +129,7 @@ final class Handshake {
             NbdWire tls = TlsWire.handshake(channel, engine);
             in.switchTo(tls);
             wire = tls;
+            haggling = true;
         } catch (SSLException e) {
             throw refused(Reason.IO, "TLS handshake failed (is the server's certificate signed by tls-ca and issued to '"
                     + hostname + "'?): " + e.getMessage(), e);
@@ -178,6 +205,7 @@ final class Handshake {
                 continue; // other information is ignored, as the protocol says
             }
             if (r.type == REP_ACK) {
+                haggling = false; // in transmission now, whatever we think of the answer
                 if (!gotExport) {
                     throw refused(Reason.IO, "the server accepted GO without NBD_INFO_EXPORT");
                 }
@@ -197,6 +225,7 @@ final class Handshake {
     /** The old way in, for servers without GO: no error reply, no block sizes. */
     private Result exportName(boolean structured, int metaContextId) throws IOException {
         sendOption(OPT_EXPORT_NAME, uri.exportName().getBytes(StandardCharsets.UTF_8));
+        haggling = false;
         long size = in.getLong();
         int flags = in.getShort();
         if (!noZeroes) {

@@ -485,10 +485,10 @@ public final class NbdConnection implements AutoCloseable {
         List<Pending> batch = new ArrayList<>(256);
         try {
             while (true) {
-                Pending first = outbox.poll(1, TimeUnit.SECONDS);
+                Pending first = outbox.poll(100, TimeUnit.MILLISECONDS);
                 if (first == null) {
                     State s = state.get();
-                    if (s == State.FAILED || s == State.CLOSED) {
+                    if ((s == State.FAILED || s == State.CLOSED) && outbox.isEmpty()) {
                         return;
                     }
                     continue;
@@ -632,6 +632,9 @@ public final class NbdConnection implements AutoCloseable {
         pending.remove(cookie);
         if (error != 0) {
             p.future.completeExceptionally(serverError(p, error, ""));
+            if (error == NBD_ESHUTDOWN) {
+                serverShuttingDown();
+            }
         } else {
             p.future.complete(null);
         }
@@ -792,6 +795,9 @@ public final class NbdConnection implements AutoCloseable {
         pending.remove(p.cookie);
         if (p.error != null) {
             p.future.completeExceptionally(p.error);
+            if (p.error.nbdError() == NBD_ESHUTDOWN) {
+                serverShuttingDown();
+            }
         } else if (p.command == CMD_READ && p.covered != p.length) {
             p.future.completeExceptionally(new NbdException(Reason.IO, uri + ": short read at " + p.offset + "+"
                     + p.length + ": the server sent " + p.covered + " bytes"));
@@ -808,6 +814,19 @@ public final class NbdConnection implements AutoCloseable {
     }
 
     // ---------------------------------------------------------------- failure and close
+
+    /**
+     * The server said ESHUTDOWN: the protocol asks for a soft disconnect. No new request is taken (state
+     * FAILED), the writer sends NBD_CMD_DISC after what it already queued, and requests in flight get
+     * their replies or fail when the server closes the connection.
+     */
+    private void serverShuttingDown() {
+        if (state.compareAndSet(State.OPEN, State.FAILED)) {
+            failure = new IOException("the server is shutting down (ESHUTDOWN)");
+            LOG.warn("{}: the server is shutting down; disconnecting", uri);
+            outbox.add(disconnect);
+        }
+    }
 
     /** Framing lost or the socket failed: the connection is done, and so is every request on it. */
     private void fail(IOException cause) {
@@ -886,6 +905,7 @@ public final class NbdConnection implements AutoCloseable {
         state.set(State.CLOSED);
         closeSocket();
         join(reader);
+        join(writer);
         failAll();
         deadlines.shutdown();
     }

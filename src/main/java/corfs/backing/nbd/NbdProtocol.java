@@ -97,6 +97,9 @@ final class NbdProtocol {
     static final int STATE_HOLE = 1;
     static final int STATE_ZERO = 1 << 1;
 
+    /** The error a server shutting down answers with; the client must then disconnect softly. */
+    static final int NBD_ESHUTDOWN = 108;
+
     static final String BASE_ALLOCATION = "base:allocation";
 
     /** The protocol's limit on any string (export names, error messages). */

@@ -304,6 +304,21 @@ class NbdProtocolFaultTest {
     }
 
     @Test
+    @DisplayName("ESHUTDOWN: the request fails, the client sends nothing more but NBD_CMD_DISC (a soft disconnect)")
+    void serverShuttingDown() {
+        guarded(() -> {
+            try (ScriptedNbdServer s = server(); NbdConnection c = connect(s)) {
+                CompletableFuture<Void> f = c.read(0, garbage(4096));
+                s.error(s.nextRequest().cookie(), true, 108, "bye");
+                assertEquals(108, failure(f).nbdError());
+                assertEquals(NbdProtocol.CMD_DISC, s.nextRequest().type());
+                assertFalse(c.isOpen());
+                assertContains("shutting down", failure(c.read(0, garbage(512))));
+            }
+        });
+    }
+
+    @Test
     @DisplayName("without structured replies: simple replies carry the data; an error reply fails only its request")
     void simpleReplies() {
         guarded(() -> {
@@ -376,6 +391,18 @@ class NbdProtocolFaultTest {
                     assertContains(expected[i], e);
                     assertTrue(e.getMessage().startsWith(s.uri() + ": "), e.getMessage());
                 }
+            }
+        });
+    }
+
+    @Test
+    @DisplayName("an unknown export is refused by name, and the client ends the haggling with NBD_OPT_ABORT")
+    void unknownExportAborts() {
+        guarded(() -> {
+            try (ScriptedNbdServer s = ScriptedNbdServer.refusingExports()) {
+                NbdException e = assertThrows(NbdException.class, () -> connect(s));
+                assertContains("no export named 'disk': no such export", e);
+                assertEquals(NbdProtocol.OPT_ABORT, s.optionAfterRefusal.get(10, TimeUnit.SECONDS));
             }
         });
     }

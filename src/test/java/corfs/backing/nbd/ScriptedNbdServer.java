@@ -31,6 +31,9 @@ final class ScriptedNbdServer implements AutoCloseable {
 
     private final ServerSocket listener;
     private final CompletableFuture<Socket> accepted = new CompletableFuture<>();
+    /** With {@link #refusingExports}: the option the client sent after GO was refused. */
+    final CompletableFuture<Integer> optionAfterRefusal = new CompletableFuture<>();
+    private boolean refuseExport;
     private Socket socket;
     private DataInputStream in;
     private DataOutputStream out;
@@ -44,6 +47,28 @@ final class ScriptedNbdServer implements AutoCloseable {
                 accepted.complete(s);
             } catch (IOException | RuntimeException e) {
                 accepted.completeExceptionally(e);
+            }
+        }, "scripted-nbd-server");
+        t.setDaemon(true);
+        t.start();
+    }
+
+    /** A server that answers GO with NBD_REP_ERR_UNKNOWN and records the client's next option. */
+    static ScriptedNbdServer refusingExports() throws IOException {
+        return new ScriptedNbdServer(true);
+    }
+
+    private ScriptedNbdServer(boolean refuse) throws IOException {
+        this.refuseExport = refuse;
+        listener = new ServerSocket(0, 1, InetAddress.getLoopbackAddress());
+        Thread t = new Thread(() -> {
+            try {
+                Socket s = listener.accept();
+                negotiate(s, true, 1 << 20, 0, null);
+                accepted.complete(s);
+            } catch (IOException | RuntimeException e) {
+                accepted.completeExceptionally(e);
+                optionAfterRefusal.completeExceptionally(e);
             }
         }, "scripted-nbd-server");
         t.setDaemon(true);
@@ -96,6 +121,12 @@ final class ScriptedNbdServer implements AutoCloseable {
                 byte[] name = NbdProtocol.BASE_ALLOCATION.getBytes(StandardCharsets.UTF_8);
                 optionReply(o, opt, NbdProtocol.REP_META_CONTEXT, ByteBuffer.allocate(4 + name.length).putInt(CONTEXT).put(name).array());
                 optionReply(o, opt, NbdProtocol.REP_ACK, new byte[0]);
+            } else if (opt == NbdProtocol.OPT_GO && refuseExport) {
+                optionReply(o, opt, NbdProtocol.REP_ERR_UNKNOWN, "no such export".getBytes(StandardCharsets.UTF_8));
+                o.flush();
+                i.readLong();
+                optionAfterRefusal.complete(i.readInt());
+                return;
             } else if (opt == NbdProtocol.OPT_GO) {
                 optionReply(o, opt, NbdProtocol.REP_INFO, ByteBuffer.allocate(12).putShort((short) 0).putLong(size)
                         .putShort((short) (NbdProtocol.FLAG_HAS_FLAGS | tflags)).array());
