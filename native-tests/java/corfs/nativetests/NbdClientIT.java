@@ -168,6 +168,80 @@ class NbdClientIT {
         }
 
         @Test
+        @DisplayName("writable: writes from 8 threads at once land in the file on disk; nbdcopy, a peer client, reads the same")
+        void writesFromManyThreadsAndPeer() {
+            assertTimeoutPreemptively(HANG_GUARD, () -> {
+                Path img = servers.dir().resolve("disk.raw");
+                byte[] model = sparseImage(img);
+                NbdServers.Server s = servers.qemuNbd(img, false, "-x", "disk");
+                try (NbdConnection c = connect(s.uri("disk"))) {
+                    assertTrue(c.canFlush());
+                    List<Thread> threads = new ArrayList<>();
+                    List<Throwable> errors = java.util.Collections.synchronizedList(new ArrayList<>());
+                    for (int t = 0; t < 8; t++) {
+                        int id = t;
+                        threads.add(new Thread(() -> {
+                            try {
+                                Random r = new Random(100 + id);
+                                List<CompletableFuture<Void>> writes = new ArrayList<>();
+                                for (int i = 0; i < 32; i++) {
+                                    // each thread owns every 8th 128 KiB slot: no two writes overlap
+                                    int slot = (r.nextInt(SIZE / (128 << 10) / 8) * 8 + id) * (128 << 10);
+                                    byte[] data = new byte[128 << 10];
+                                    r.nextBytes(data);
+                                    synchronized (model) {
+                                        System.arraycopy(data, 0, model, slot, data.length);
+                                    }
+                                    writes.add(c.write(slot, ByteBuffer.wrap(data)));
+                                    writes.get(writes.size() - 1).get(30, TimeUnit.SECONDS); // one slot, one write at a time
+                                }
+                                byte[] back = new byte[1 << 20];
+                                c.read((long) id << 20, ByteBuffer.wrap(back)).get(30, TimeUnit.SECONDS);
+                            } catch (Throwable e) {
+                                errors.add(e);
+                            }
+                        }, "writer-" + t));
+                    }
+                    threads.forEach(Thread::start);
+                    for (Thread t : threads) {
+                        t.join();
+                    }
+                    assertEquals(List.of(), errors);
+                    c.flush().get(30, TimeUnit.SECONDS);
+                    assertArrayEquals(model, Files.readAllBytes(img), "the file on disk holds every write");
+                    assertArrayEquals(model, readAll(c, 4 * MIB));
+                }
+                if (NbdServers.installed("nbdcopy")) {
+                    Path copy = servers.dir().resolve("copy.raw");
+                    Process p = new ProcessBuilder("nbdcopy", s.uri("disk"), copy.toString()).inheritIO().start();
+                    assertTrue(p.waitFor(60, TimeUnit.SECONDS));
+                    assertEquals(0, p.exitValue());
+                    assertArrayEquals(model, Files.readAllBytes(copy), "nbdcopy reads what we wrote");
+                }
+            });
+        }
+
+        @Test
+        @DisplayName("TLS (tls-creds-x509) over a Unix socket: hole chunks and data inside TLS")
+        void tls() {
+            assertTimeoutPreemptively(HANG_GUARD, () -> {
+                Path pki = servers.tlsMaterial("pki");
+                Path img = servers.dir().resolve("disk.raw");
+                byte[] model = sparseImage(img);
+                NbdServers.Server s = servers.qemuNbd(img, false, "-r", "-x", "disk", "--object",
+                        "tls-creds-x509,id=tls0,endpoint=server,verify-peer=off,dir=" + pki, "--tls-creds", "tls0");
+                NbdOptions ca = NbdOptions.defaults().withTls(pki.resolve("ca-cert.pem"), null, null, null);
+                try (NbdConnection c = connect(s.uri("disk", true), ca)) {
+                    assertArrayEquals(model, readAll(c, 4 * MIB));
+                    randomReads(c, model);
+                    checkBlockStatus(c, model);
+                }
+                NbdException plain = assertThrows(NbdException.class, () -> connect(s.uri("disk", false)));
+                assertTrue(plain.getMessage().contains("requires TLS"), plain.getMessage());
+            });
+        }
+
+        @Test
         @DisplayName("over loopback TCP; an unknown export is refused by name")
         void tcpAndUnknownExport() {
             assertTimeoutPreemptively(HANG_GUARD, () -> {

@@ -604,7 +604,10 @@ public final class NbdConnection implements AutoCloseable {
         } catch (NbdException e) {
             throw e;
         } catch (IOException e) {
-            throw new NbdException(Reason.IO, uri + ": handshake failed: " + describe(e), e);
+            String hint = uri.tls() && options.tlsCert() == null
+                    ? " (if this happened right after TLS was set up: does the server require a client certificate?"
+                            + " give tls-cert and tls-key)" : "";
+            throw new NbdException(Reason.IO, uri + ": handshake failed: " + describe(e) + hint, e);
         }
         wire = result.wire();
         info = result;
