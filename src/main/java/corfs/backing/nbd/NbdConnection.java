@@ -234,6 +234,9 @@ public final class NbdConnection implements AutoCloseable {
      * chunk already being received may still land in it, so it must be dropped, not reused.
      */
     public CompletableFuture<Void> read(long offset, ByteBuffer dst) {
+        if (dst.isReadOnly()) {
+            throw new IllegalArgumentException("read into a read-only buffer");
+        }
         int length = dst.remaining();
         NbdException bad = checkRange("read", offset, length);
         if (bad != null) {
