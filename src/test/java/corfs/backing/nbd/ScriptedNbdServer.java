@@ -160,7 +160,9 @@ final class ScriptedNbdServer implements AutoCloseable {
                 throw new IOException("no client negotiated", e);
             }
             in = new DataInputStream(socket.getInputStream());
-            out = new DataOutputStream(socket.getOutputStream());
+            // buffered: each reply leaves in one write, so a client that hangs up on a bad header cannot
+            // make the rest of our write fail (a test of the client, not of our own socket)
+            out = new DataOutputStream(new java.io.BufferedOutputStream(socket.getOutputStream(), 1 << 17));
         }
     }
 
