@@ -46,12 +46,23 @@ abstract class NbdWire implements AutoCloseable {
             super(channel);
         }
 
+        /**
+         * NIO reads into a heap buffer through a temporary direct buffer that it caches per thread at the
+         * largest size ever asked; slicing heap reads keeps that cache small whatever the request size.
+         */
+        private static final int MAX_HEAP_READ = 256 * 1024;
+
         @Override
         int read(ByteBuffer dst) throws IOException {
+            ByteBuffer target = !dst.isDirect() && dst.remaining() > MAX_HEAP_READ
+                    ? dst.slice(dst.position(), MAX_HEAP_READ) : dst;
             int n;
             do {
-                n = channel.read(dst);
+                n = channel.read(target);
             } while (n == 0);
+            if (target != dst && n > 0) {
+                dst.position(dst.position() + n);
+            }
             return n;
         }
 
