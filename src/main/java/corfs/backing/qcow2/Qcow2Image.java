@@ -87,6 +87,11 @@ public final class Qcow2Image implements AutoCloseable {
                     throw new Qcow2FormatException(source.location() + ": backing chain deeper than "
                             + options.maxChainDepth() + " images");
                 }
+                String recorded = h.backingFormat;
+                if (recorded != null && !recorded.equals("raw") && !recorded.equals("qcow2")) {
+                    throw new Qcow2FormatException(source.location() + ": backing format '" + recorded
+                            + "' is not supported (raw or qcow2)");
+                }
                 Qcow2Source next;
                 try {
                     next = resolver.open(source, h.backingName);
@@ -95,17 +100,13 @@ public final class Qcow2Image implements AutoCloseable {
                             + "': " + e.getMessage(), e);
                 }
                 source = next;
-                String recorded = h.backingFormat;
                 if (recorded == null) {
                     // No backing format extension: QEMU probes the backing's format; so do we, between the
                     // two formats we read, and say so in the chain.
                     format = Qcow2Header.looksLikeQcow2(next) ? "qcow2" : "raw";
                     recorded = "probed:" + format;
-                } else if (recorded.equals("raw") || recorded.equals("qcow2")) {
-                    format = recorded;
                 } else {
-                    throw new Qcow2FormatException(layer.source().location() + ": backing format '" + recorded
-                            + "' is not supported (raw or qcow2)");
+                    format = recorded;
                 }
                 LayerInfo i = layer.info();
                 infos.add(new LayerInfo(i.location(), i.format(), i.version(), i.clusterSize(), i.compression(),

@@ -68,13 +68,14 @@ final class Qcow2Layer implements Layer {
     public Mapping map(long offset, long max) throws IOException {
         assert offset >= 0 && max > 0 && offset + max <= h.virtualSize : offset + "+" + max;
         long end = offset + max;
-        Unit first = unitAt(offset);
+        Cursor cursor = new Cursor();
+        Unit first = unitAt(offset, cursor);
         long pos = Math.min(first.end, end);
         if (first.kind == MapKind.COMPRESSED) {
             return new Mapping(MapKind.COMPRESSED, pos - offset, first.host);
         }
         for (int units = 1; pos < end && units < MAX_UNITS_PER_MAP; units++) {
-            Unit next = unitAt(pos);
+            Unit next = unitAt(pos, cursor);
             if (next.kind != first.kind || (first.kind == MapKind.DATA && next.host != first.host + (pos - offset))) {
                 break;
             }
@@ -83,15 +84,25 @@ final class Qcow2Layer implements Layer {
         return new Mapping(first.kind, pos - offset, first.kind == MapKind.DATA ? first.host : 0);
     }
 
-    private Unit unitAt(long v) throws IOException {
+    /** The L2 table of the last L1 index one {@link #map} call looked at (null: unallocated). */
+    private static final class Cursor {
+        long l1Index = -1;
+        long[] table;
+    }
+
+    private Unit unitAt(long v, Cursor cursor) throws IOException {
         long cluster = v >>> h.clusterBits;
         long l1Index = cluster >>> h.l2Bits;
         int l2Index = (int) (cluster & (l2Entries - 1));
-        long l2Offset = Qcow2Layout.l2TableOffset(l1Entry(l1Index));
-        if (l2Offset == 0) {
+        if (cursor.l1Index != l1Index) {
+            long l2Offset = Qcow2Layout.l2TableOffset(l1Entry(l1Index));
+            cursor.table = l2Offset == 0 ? null : l2Table(l2Offset, l1Index);
+            cursor.l1Index = l1Index;
+        }
+        long[] table = cursor.table;
+        if (table == null) {
             return new Unit(MapKind.UNALLOCATED, (l1Index + 1) << (h.clusterBits + h.l2Bits), 0);
         }
-        long[] table = l2Table(l2Offset, l1Index);
         long clusterStart = cluster << h.clusterBits;
         long clusterEnd = clusterStart + h.clusterSize;
         long inCluster = v - clusterStart;
