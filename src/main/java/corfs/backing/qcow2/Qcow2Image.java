@@ -27,7 +27,8 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * <p>Threads: immutable after {@link #open}; {@link #read} and {@link #allocation} run on any number of
  * threads at once, with no lock held during I/O or decompression (the metadata cache takes its monitor
  * only for a lookup). Every compressed cluster is decompressed by the thread that reads it, so many
- * clusters decompress in parallel.
+ * clusters decompress in parallel; the last few stay decompressed ({@link DecompressedClusters}) for the
+ * reads that take a large cluster piece by piece.
  *
  * <p>Ownership: the image owns the top source and the backing sources it opened, and closes them all
  * ({@link #close} is idempotent). If {@link #open} fails, it closes the backing sources it opened, and
@@ -39,10 +40,13 @@ import java.util.concurrent.atomic.AtomicBoolean;
  */
 public final class Qcow2Image implements AutoCloseable {
     private static final byte[] ZEROS = new byte[64 * 1024];
+    /** Decompressed clusters kept for reads smaller than a cluster (two 2 MiB clusters). */
+    static final long DECOMPRESSED_CACHE_BYTES = 4L << 20;
 
     private final List<Layer> layers;
     private final List<LayerInfo> chain;
     private final TableCache cache;
+    private final DecompressedClusters decompressed = new DecompressedClusters(DECOMPRESSED_CACHE_BYTES);
     private final long virtualSize;
     private final AtomicBoolean closed = new AtomicBoolean();
 
@@ -233,7 +237,12 @@ public final class Qcow2Image implements AutoCloseable {
                     }
                 }
                 case COMPRESSED -> {
-                    byte[] cluster = layer.readCompressed(m.host());
+                    DecompressedClusters.Key key = new DecompressedClusters.Key(depth, m.host());
+                    byte[] cluster = decompressed.get(key);
+                    if (cluster == null) {
+                        cluster = layer.readCompressed(m.host());
+                        decompressed.put(key, cluster);
+                    }
                     part.put(cluster, (int) (pos & (cluster.length - 1)), n);
                 }
                 case ZERO -> zero(part);
