@@ -142,6 +142,30 @@ class Qcow2CorpusTest {
     }
 
     @Test
+    @DisplayName("a backing without a backing format extension is probed, as QEMU does")
+    void probedBackingFormat() throws Exception {
+        writeMixedData(dir.resolve("p.raw"), 2 << 20, 13);
+        QemuTools.run(dir, "qemu-img", "create", "-q", "-f", "qcow2", "-b", "p.raw", "-F", "raw", "mid.qcow2", "2M");
+        QemuTools.io(dir, "mid.qcow2", "write -P 0x42 64k 64k");
+        QemuTools.run(dir, "qemu-img", "create", "-q", "-f", "qcow2", "-b", "mid.qcow2", "-F", "qcow2", "top.qcow2", "2M");
+        QemuTools.io(dir, "top.qcow2", "write -P 0x43 1M 4k");
+        for (String name : new String[] {"mid.qcow2", "top.qcow2"}) {
+            // rename the backing format extension into an unknown one: the header then names no format
+            byte[] b = Files.readAllBytes(dir.resolve(name));
+            ByteBuffer h = ByteBuffer.wrap(b);
+            int ext = h.getInt(100);
+            assertEquals(0xe2792aca, h.getInt(ext));
+            h.putInt(ext, 0x12345678);
+            Files.write(dir.resolve(name), b);
+        }
+        verify(dir.resolve("top.qcow2"), 3, 65536);
+        try (Qcow2Image q = Qcow2Image.openFile(dir.resolve("top.qcow2"), Qcow2Options.DEFAULT)) {
+            assertEquals(List.of("probed:qcow2", "probed:raw"),
+                    q.chain().subList(0, 2).stream().map(LayerInfo::backingFormat).toList());
+        }
+    }
+
+    @Test
     @DisplayName("a sparse 1 TiB image opens at once and reads little metadata")
     void sparseTerabyte() throws Exception {
         Path img = image("big.qcow2", "1T");
