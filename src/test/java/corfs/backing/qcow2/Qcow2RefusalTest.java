@@ -12,7 +12,7 @@ import java.nio.file.Path;
 import java.util.Map;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Consumer;
-import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -21,13 +21,13 @@ import org.junit.jupiter.api.io.TempDir;
 @DisplayName("qcow2 images refused with a reason")
 class Qcow2RefusalTest {
     @TempDir
-    Path dir;
-    byte[] plain;
-    byte[] withBacking;
-    byte[] compressed;
+    static Path dir;
+    static byte[] plain;
+    static byte[] withBacking;
+    static byte[] compressed;
 
-    @BeforeEach
-    void corpus() throws Exception {
+    @BeforeAll
+    static void corpus() throws Exception {
         QemuTools.assumeAvailable();
         QemuTools.run(dir, "qemu-img", "create", "-q", "-f", "qcow2", "plain.qcow2", "4M");
         QemuTools.io(dir, "plain.qcow2", "write -P 0x5a 64k 64k");
