@@ -89,6 +89,11 @@ class Qcow2CorpusTest {
                 verify(dir.resolve(name), 3, cs);
             }
         }
+        // compressed clusters have no subclusters, also in an image with extended L2 entries
+        QemuTools.run(dir, "qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", "-o", "extended_l2=on",
+                "src.raw", "c-ext.qcow2");
+        QemuTools.io(dir, "c-ext.qcow2", "write -P 0x19 100k 3k", "write -z 1M 2k");
+        verify(dir.resolve("c-ext.qcow2"), 3, 65536);
     }
 
     @Test
