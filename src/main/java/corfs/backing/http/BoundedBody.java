@@ -34,8 +34,8 @@ public final class BoundedBody implements BodySubscriber<byte[]> {
     public void onSubscribe(Flow.Subscription s) {
         subscription = s;
         if (limit == 0) {
+            body.complete(bytes); // before the cancel: the exchange then ends with this body, not an error
             s.cancel();
-            body.complete(bytes);
         } else {
             s.request(1);
         }
@@ -49,8 +49,8 @@ public final class BoundedBody implements BodySubscriber<byte[]> {
             bytes = Arrays.copyOf(bytes, old + n);
             b.get(bytes, old, n);
             if (bytes.length >= limit) {
-                subscription.cancel();
                 body.complete(bytes);
+                subscription.cancel();
                 return;
             }
         }
