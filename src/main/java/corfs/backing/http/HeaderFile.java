@@ -2,12 +2,14 @@ package corfs.backing.http;
 
 import corfs.CorfsException;
 import corfs.CorfsException.Reason;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
-import java.nio.file.LinkOption;
 import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermission;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
@@ -26,6 +28,7 @@ import java.util.Set;
  * headers, {@code Accept-Encoding} and the S3 signing headers.
  */
 public final class HeaderFile {
+    private static final Logger LOG = LoggerFactory.getLogger(HeaderFile.class);
     static final int MAX_BYTES = 64 * 1024;
     private static final Set<String> FORBIDDEN = Set.of("host", "range", "content-length", "transfer-encoding",
             "connection", "keep-alive", "upgrade", "te", "trailer", "expect", "accept-encoding", "content-encoding",
@@ -44,8 +47,16 @@ public final class HeaderFile {
 
     /** Reads and checks {@code file}; fails with INVALID_ARGUMENT naming the line. */
     public static List<Header> read(Path file) throws IOException {
-        if (!Files.isRegularFile(file, LinkOption.NOFOLLOW_LINKS) && !Files.isRegularFile(file)) {
+        if (!Files.isRegularFile(file)) {
             throw new CorfsException(Reason.INVALID_ARGUMENT, "header-file " + file + " is not a regular file");
+        }
+        try {
+            Set<PosixFilePermission> perms = Files.getPosixFilePermissions(file);
+            if (perms.contains(PosixFilePermission.OTHERS_READ)) {
+                LOG.warn("header-file {} is readable by every user; its headers may be secrets (chmod o-r)", file);
+            }
+        } catch (UnsupportedOperationException e) {
+            // not a POSIX file system: nothing to say
         }
         if (Files.size(file) > MAX_BYTES) {
             throw new CorfsException(Reason.INVALID_ARGUMENT, "header-file " + file + " is larger than "

@@ -86,7 +86,8 @@ import javax.net.ssl.SSLException;
  * lock; nothing blocking runs under it.
  *
  * <p>Nothing secret is logged: the location is {@link SafeUri#redact redacted}, header values never
- * appear in messages. Closing fails pending reads and stops the threads; it is idempotent.
+ * appear in messages. Closing fails pending reads and stops the threads; it is idempotent. (The JDK 17
+ * client has no close of its own: its selector thread and idle connections go when it is collected.)
  */
 public final class HttpRangeReader implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(HttpRangeReader.class);
@@ -298,7 +299,12 @@ public final class HttpRangeReader implements AutoCloseable {
                 onTheWire.decrementAndGet();
                 continue;
             }
-            r.start();
+            try {
+                io.execute(r::start); // never on the caller's thread: signing may refresh credentials
+            } catch (java.util.concurrent.RejectedExecutionException e) {
+                r.finish(new CorfsException(Reason.IO, name + " is closed"));
+                onTheWire.decrementAndGet();
+            }
         }
     }
 

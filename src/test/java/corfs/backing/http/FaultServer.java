@@ -26,7 +26,7 @@ import java.util.regex.Pattern;
  * the Authorization headers it got.
  */
 final class FaultServer implements AutoCloseable {
-    enum Fault { NONE, IGNORE_RANGE, NO_VALIDATOR, WRONG_RANGE, LONG_BODY, SHORT_BODY, STALL_MID_BODY }
+    enum Fault { NONE, IGNORE_RANGE, NO_VALIDATOR, WRONG_RANGE, LONG_BODY, SHORT_BODY, STALL_MID_BODY, CUT_ONCE }
 
     private static final Pattern RANGE = Pattern.compile("bytes=(\\d+)-(\\d+)");
     private final HttpServer server;
@@ -48,6 +48,7 @@ final class FaultServer implements AutoCloseable {
     final AtomicInteger inFlight = new AtomicInteger();
     final AtomicInteger maxInFlight = new AtomicInteger();
     final List<String> authorizations = new CopyOnWriteArrayList<>();
+    final List<String> ranges = new CopyOnWriteArrayList<>();
     final Map<String, String> lastHeaders = new ConcurrentHashMap<>();
 
     FaultServer(byte[] content) throws IOException {
@@ -102,6 +103,7 @@ final class FaultServer implements AutoCloseable {
             if (f != Fault.NO_VALIDATOR) {
                 x.getResponseHeaders().set("ETag", tag);
             }
+            ranges.add(String.valueOf(x.getRequestHeaders().getFirst("Range")));
             Matcher m = RANGE.matcher(String.valueOf(x.getRequestHeaders().getFirst("Range")));
             if (f == Fault.IGNORE_RANGE || !m.matches()) {
                 x.sendResponseHeaders(200, c.length);
@@ -120,7 +122,13 @@ final class FaultServer implements AutoCloseable {
             boolean chunked = f == Fault.LONG_BODY || f == Fault.SHORT_BODY || f == Fault.STALL_MID_BODY;
             x.sendResponseHeaders(206, chunked ? 0 : len);
             try (OutputStream out = x.getResponseBody()) {
-                if (f == Fault.STALL_MID_BODY) {
+                if (f == Fault.CUT_ONCE) {
+                    fault = Fault.NONE;
+                    out.write(c, first, len / 2);
+                    out.flush();
+                    // escapes the handler: the JDK server then closes the connection half-way through the body
+                    throw new IllegalStateException("cut");
+                } else if (f == Fault.STALL_MID_BODY) {
                     out.write(c, first, len / 2);
                     out.flush();
                     stalled.countDown();

@@ -178,6 +178,22 @@ class HttpRangeReaderTest {
         }
 
         @Test
+        @DisplayName("a connection cut half-way through a body: retried from the first byte not received")
+        void resumesAfterACut() {
+            assertTimeoutPreemptively(GUARD, () -> {
+                try (HttpRangeReader r = HttpRangeReader.open(server.uri("/data"), opts(30, 2))) {
+                    server.fault = FaultServer.Fault.CUT_ONCE;
+                    server.ranges.clear();
+                    assertRange(r, 1000, 400_000);
+                    assertEquals(2, server.ranges.size(), server.ranges.toString());
+                    String resumed = server.ranges.get(1);
+                    long from = Long.parseLong(resumed.substring(6, resumed.indexOf('-')));
+                    assertTrue(from > 1000 && from <= 1000 + 200_000, resumed);
+                }
+            });
+        }
+
+        @Test
         @DisplayName("503 for ever: EIO at the deadline naming the last error, then reads work again")
         void gives5xxUpAtTheDeadline() {
             assertTimeoutPreemptively(GUARD, () -> {
