@@ -33,9 +33,9 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Flow;
-import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.ScheduledThreadPoolExecutor;
+import java.util.concurrent.SynchronousQueue;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
@@ -74,9 +74,9 @@ import javax.net.ssl.SSLException;
  * <p><b>Threads.</b> Thread-safe; any number of reads may be pending. At most {@code connections}
  * requests are on the wire at once (the rest wait in a FIFO without a thread; HTTP/1.1 connections are
  * kept alive and reused, HTTP/2 is used when an https server offers it, with that many streams). The
- * client runs on {@code corfs-http-N-io-*} threads (their queue is unbounded, but the work in it is
- * bounded by the connection limit) and deadlines and retry delays on one {@code corfs-http-N-timer}
- * thread. No caller ever blocks except in {@link #open} (the probe, bounded by {@code timeout}) and in
+ * client runs on {@code corfs-http-N-io-*} threads (made on demand, idle ones retire after 30 s, at most
+ * {@value #IO_THREADS}, past which the submitter runs the task) and deadlines and retry delays on one
+ * {@code corfs-http-N-timer} thread. No caller ever blocks except in {@link #open} (the probe, bounded by {@code timeout}) and in
  * {@link #readFully}.
  *
  * <p><b>Buffer invariant.</b> Body bytes are copied straight into the caller's buffer, under the read's
@@ -96,6 +96,7 @@ public final class HttpRangeReader implements AutoCloseable {
     private static final long MIN_BACKOFF_MILLIS = 50;
     private static final long MAX_BACKOFF_MILLIS = 2000;
     private static final AtomicInteger IDS = new AtomicInteger();
+    private static final int IO_THREADS = 64;
     private static final Pattern S3_CODE = Pattern.compile("<Code>([A-Za-z0-9.]{1,64})</Code>");
 
     private final String name;
@@ -159,13 +160,14 @@ public final class HttpRangeReader implements AutoCloseable {
         this.signer = signer;
         int id = IDS.incrementAndGet();
         AtomicInteger n = new AtomicInteger();
-        int threads = Math.min(options.connections() + 1, 8);
-        this.io = new ThreadPoolExecutor(threads, threads, 30, TimeUnit.SECONDS, new LinkedBlockingQueue<>(), r -> {
+        // A cached pool, like the client's default one: a hand-off queue and threads made on demand (a
+        // fixed pool with a queue serialised body delivery and cost about half the throughput). Bounded;
+        // past the bound the submitting thread runs the task itself rather than losing it.
+        this.io = new ThreadPoolExecutor(0, IO_THREADS, 30, TimeUnit.SECONDS, new SynchronousQueue<>(), r -> {
             Thread t = new Thread(r, "corfs-http-" + id + "-io-" + n.incrementAndGet());
             t.setDaemon(true);
             return t;
-        });
-        io.allowCoreThreadTimeOut(true);
+        }, new ThreadPoolExecutor.CallerRunsPolicy());
         this.timer = new ScheduledThreadPoolExecutor(1, r -> {
             Thread t = new Thread(r, "corfs-http-" + id + "-timer");
             t.setDaemon(true);
@@ -808,7 +810,9 @@ public final class HttpRangeReader implements AutoCloseable {
                         return;
                     }
                 }
-                s.request(1);
+                // Unbounded demand: each chunk is copied into the caller's buffer before onNext returns, so
+                // nothing piles up here.
+                s.request(Long.MAX_VALUE);
             }
 
             @Override
@@ -831,7 +835,6 @@ public final class HttpRangeReader implements AutoCloseable {
                         done += n;
                     }
                 }
-                subscription.request(1);
             }
 
             @Override
