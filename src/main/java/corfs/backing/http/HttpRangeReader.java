@@ -64,8 +64,8 @@ import javax.net.ssl.SSLException;
  * <p><b>Reads.</b> {@link #read} starts a range read and returns at once; its future completes when the
  * bytes are in the caller's buffer or with an exception, at the latest at the read's deadline
  * ({@code timeout}). Every range request carries {@code If-Match: ETAG} (or {@code If-Unmodified-Since});
- * a 412, or a 206 naming another ETag or total size, is {@link BackingChangedException}, sticky for every
- * later read. 404/403/410 and other 4xx fail at once with the status in the message; 429, 5xx (but 501
+ * a 412, or a 206 naming another ETag, Last-Modified or total size, is {@link BackingChangedException},
+ * sticky for every later read. 404/403/410 and other 4xx fail at once with the status in the message; 429, 5xx (but 501
  * and 505) and transport failures (reset, refused, stalled) are retried with jittered exponential backoff
  * (or {@code Retry-After}) within the deadline, a retry resuming after the bytes already received. A 206
  * whose Content-Range is not exactly the range asked, a body longer or shorter than it, a
@@ -76,8 +76,8 @@ import javax.net.ssl.SSLException;
  * kept alive and reused, HTTP/2 is used when an https server offers it, with that many streams). The
  * client runs on {@code corfs-http-N-io-*} threads (made on demand, idle ones retire after 30 s, at most
  * {@value #IO_THREADS}, past which the submitter runs the task) and deadlines and retry delays on one
- * {@code corfs-http-N-timer} thread. No caller ever blocks except in {@link #open} (the probe, bounded by {@code timeout}) and in
- * {@link #readFully}.
+ * {@code corfs-http-N-timer} thread. No caller ever blocks except in {@link #open} (the probe, bounded by
+ * {@code timeout}) and in {@link #readFully}.
  *
  * <p><b>Buffer invariant.</b> Body bytes are copied straight into the caller's buffer, under the read's
  * lock; completion (success, failure or deadline) happens under the same lock and stops every later copy.
@@ -135,7 +135,8 @@ public final class HttpRangeReader implements AutoCloseable {
         if (options.headerFile() != null) {
             headers.addAll(HeaderFile.read(options.headerFile()));
         }
-        if (uri.getRawUserInfo() != null && headers.stream().noneMatch(h -> h.name().equalsIgnoreCase("authorization"))) {
+        boolean hasAuthorization = headers.stream().anyMatch(h -> h.name().equalsIgnoreCase("authorization"));
+        if (uri.getRawUserInfo() != null && !hasAuthorization) {
             String basic = Base64.getEncoder().encodeToString(uri.getUserInfo().getBytes(StandardCharsets.UTF_8));
             headers.add(new Header("Authorization", "Basic " + basic));
         }
@@ -591,8 +592,9 @@ public final class HttpRangeReader implements AutoCloseable {
             synchronized (this) {
                 last = lastError;
             }
-            finish(new CorfsException(Reason.IO, name + " did not deliver " + length + " bytes at " + offset + " within "
-                    + options.timeout().toSeconds() + " s" + (last == null ? "" : " (last error: " + describe(last) + ")")));
+            finish(new CorfsException(Reason.IO, name + " did not deliver " + length + " bytes at " + offset
+                    + " within " + options.timeout().toSeconds() + " s"
+                    + (last == null ? "" : " (last error: " + describe(last) + ")")));
         }
 
         /** Sends the next attempt; called holding a connection slot, which the answer releases. */
@@ -648,6 +650,11 @@ public final class HttpRangeReader implements AutoCloseable {
                 }
                 if (object.etag() != null && etag != null && !etag.equals(object.etag())) {
                     markChanged("now has ETag " + clip(etag));
+                    return discard(new Outcome(Outcome.Kind.CHANGED, changed.get(), null, 0));
+                }
+                String modified = h.firstValue("last-modified").map(String::strip).orElse(null);
+                if (object.lastModified() != null && modified != null && !modified.equals(object.lastModified())) {
+                    markChanged("now has Last-Modified " + clip(modified));
                     return discard(new Outcome(Outcome.Kind.CHANGED, changed.get(), null, 0));
                 }
                 if (cr == null || cr.first() != first || cr.length() != want) {

@@ -26,7 +26,7 @@ import java.util.regex.Pattern;
  * the Authorization headers it got.
  */
 final class FaultServer implements AutoCloseable {
-    enum Fault { NONE, IGNORE_RANGE, NO_VALIDATOR, WRONG_RANGE, LONG_BODY, SHORT_BODY, STALL_MID_BODY, CUT_ONCE }
+    enum Fault { NONE, IGNORE_RANGE, NO_VALIDATOR, WRONG_RANGE, LONG_BODY, SHORT_BODY, STALL_MID_BODY, CUT_ONCE, LAST_MODIFIED_ONLY }
 
     private static final Pattern RANGE = Pattern.compile("bytes=(\\d+)-(\\d+)");
     private final HttpServer server;
@@ -37,6 +37,9 @@ final class FaultServer implements AutoCloseable {
     });
     volatile byte[] content;
     volatile String etag = "\"v1\"";
+    volatile String lastModified = "Mon, 01 Jun 2026 10:00:00 GMT";
+    /** Answer as if If-Match and If-Unmodified-Since were not there (a broken cache in between). */
+    volatile boolean ignoreConditions;
     volatile Fault fault = Fault.NONE;
     /** Answer this status to the next {@code failures} requests. */
     final AtomicInteger failures = new AtomicInteger();
@@ -95,12 +98,16 @@ final class FaultServer implements AutoCloseable {
             byte[] c = content;
             String tag = etag;
             String ifMatch = x.getRequestHeaders().getFirst("If-Match");
-            if (ifMatch != null && !ifMatch.equals(tag)) {
+            String ifUnmodified = x.getRequestHeaders().getFirst("If-Unmodified-Since");
+            if (!ignoreConditions && (ifMatch != null && !ifMatch.equals(tag)
+                    || ifUnmodified != null && !ifUnmodified.equals(lastModified))) {
                 x.sendResponseHeaders(412, -1);
                 return;
             }
             Fault f = fault;
-            if (f != Fault.NO_VALIDATOR) {
+            if (f == Fault.LAST_MODIFIED_ONLY) {
+                x.getResponseHeaders().set("Last-Modified", lastModified);
+            } else if (f != Fault.NO_VALIDATOR) {
                 x.getResponseHeaders().set("ETag", tag);
             }
             ranges.add(String.valueOf(x.getRequestHeaders().getFirst("Range")));

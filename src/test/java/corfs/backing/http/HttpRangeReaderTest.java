@@ -159,6 +159,36 @@ class HttpRangeReaderTest {
                 }
             });
         }
+
+        @Test
+        @DisplayName("Last-Modified instead of an ETag: If-Unmodified-Since, and a newer date in an answer is 'changed'")
+        void lastModified() {
+            assertTimeoutPreemptively(GUARD, () -> {
+                server.fault = FaultServer.Fault.LAST_MODIFIED_ONLY;
+                try (HttpRangeReader r = HttpRangeReader.open(server.uri("/data"), opts(30, 2))) {
+                    assertEquals(server.lastModified, r.object().lastModified());
+                    assertRange(r, 10, 1000);
+                    assertEquals(server.lastModified, server.lastHeaders.get("if-unmodified-since"));
+                    server.lastModified = "Tue, 02 Jun 2026 10:00:00 GMT";
+                    server.ignoreConditions = true;
+                    assertInstanceOf(BackingChangedException.class,
+                            assertThrows(CorfsException.class, () -> r.readFully(ByteBuffer.allocate(10), 0)));
+                }
+            });
+        }
+
+        @Test
+        @DisplayName("a server that ignores If-Match but names the new ETag: 'changed', not the new data")
+        void newEtagDespiteIfMatch() {
+            assertTimeoutPreemptively(GUARD, () -> {
+                try (HttpRangeReader r = HttpRangeReader.open(server.uri("/data"), opts(30, 2))) {
+                    server.etag = "\"v2\"";
+                    server.ignoreConditions = true;
+                    assertInstanceOf(BackingChangedException.class,
+                            assertThrows(CorfsException.class, () -> r.readFully(ByteBuffer.allocate(10), 0)));
+                }
+            });
+        }
     }
 
     @Nested
