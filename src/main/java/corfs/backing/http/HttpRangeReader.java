@@ -1,0 +1,871 @@
+package corfs.backing.http;
+
+import corfs.CorfsException;
+import corfs.CorfsException.Reason;
+import corfs.backing.http.HeaderFile.Header;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.io.IOException;
+import java.net.ConnectException;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpHeaders;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.net.http.HttpResponse.BodySubscriber;
+import java.net.http.HttpResponse.ResponseInfo;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.security.NoSuchAlgorithmException;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Base64;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.Flow;
+import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.ScheduledThreadPoolExecutor;
+import java.util.concurrent.SynchronousQueue;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.ThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import javax.net.ssl.SSLContext;
+import javax.net.ssl.SSLException;
+
+/**
+ * Reads byte ranges of one remote object over HTTP(S) (java.net.http), never a mix of two versions of it
+ * and never wrong data.
+ *
+ * <p><b>Open.</b> {@link #open} sends one probe, {@code GET} with {@code Range: bytes=0-0}, and learns the
+ * size (from {@code Content-Range}), the validator (a strong {@code ETag}, else {@code Last-Modified}; a
+ * server giving neither is refused) and that ranges are honoured: only a 206 whose Content-Range is
+ * exactly {@code bytes 0-0/SIZE} counts; a 200 (the whole object) is refused with that reason and its body
+ * is not downloaded. Redirects (301/302/303/307/308) are followed up to {@value #MAX_REDIRECTS} hops;
+ * https to http is refused. Later reads start at the URL reached through permanent redirects only; a
+ * temporary redirect is followed again by every request. Header-file headers and URL credentials are sent
+ * only to the origin of the URL given; a signer ({@link RequestSigner}, S3) signs every hop.
+ *
+ * <p><b>Reads.</b> {@link #read} starts a range read and returns at once; its future completes when the
+ * bytes are in the caller's buffer or with an exception, at the latest at the read's deadline
+ * ({@code timeout}). Every range request carries {@code If-Match: ETAG} (or {@code If-Unmodified-Since});
+ * a 412, or a 206 naming another ETag, Last-Modified or total size, is {@link BackingChangedException},
+ * sticky for every later read. 404/403/410 and other 4xx fail at once with the status in the message; 429, 5xx (but 501
+ * and 505) and transport failures (reset, refused, stalled) are retried with jittered exponential backoff
+ * (or {@code Retry-After}) within the deadline, a retry resuming after the bytes already received. A 206
+ * whose Content-Range is not exactly the range asked, a body longer or shorter than it, a
+ * {@code Content-Encoding}, or a 200 answering a range request fail at once (EIO), never return data.
+ *
+ * <p><b>Threads.</b> Thread-safe; any number of reads may be pending. At most {@code connections}
+ * requests are on the wire at once (the rest wait in a FIFO without a thread; HTTP/1.1 connections are
+ * kept alive and reused, HTTP/2 is used when an https server offers it, with that many streams). The
+ * client runs on {@code corfs-http-N-io-*} threads (made on demand, idle ones retire after 30 s, at most
+ * {@value #IO_THREADS}, past which the submitter runs the task) and deadlines and retry delays on one
+ * {@code corfs-http-N-timer} thread. No caller ever blocks except in {@link #open} (the probe, bounded by
+ * {@code timeout}) and in {@link #readFully}.
+ *
+ * <p><b>Buffer invariant.</b> Body bytes are copied straight into the caller's buffer, under the read's
+ * lock; completion (success, failure or deadline) happens under the same lock and stops every later copy.
+ * So once a read's future has completed, nothing writes into its buffer again, and the memory held per
+ * read is the HTTP client's flow-controlled chunks, not the range. Lock order: a read's lock is the only
+ * lock; nothing blocking runs under it.
+ *
+ * <p>Nothing secret is logged: the location is {@link SafeUri#redact redacted}, header values never
+ * appear in messages. Closing fails pending reads and stops the threads; it is idempotent. (The JDK 17
+ * client has no close of its own: its selector thread and idle connections go when it is collected.)
+ */
+public final class HttpRangeReader implements AutoCloseable {
+    private static final Logger LOG = LoggerFactory.getLogger(HttpRangeReader.class);
+    static final int MAX_REDIRECTS = 5;
+    private static final int ERROR_BODY_BYTES = 2048;
+    private static final long MIN_BACKOFF_MILLIS = 50;
+    private static final long MAX_BACKOFF_MILLIS = 2000;
+    private static final AtomicInteger IDS = new AtomicInteger();
+    private static final int IO_THREADS = 64;
+    private static final Pattern S3_CODE = Pattern.compile("<Code>([A-Za-z0-9.]{1,64})</Code>");
+
+    private final String name;
+    private final URI origin;
+    private final URI readUri;
+    private final HttpOptions options;
+    private final List<Header> headers;
+    private final RequestSigner signer;
+    private final ThreadPoolExecutor io;
+    private final ScheduledThreadPoolExecutor timer;
+    private final HttpClient client;
+    private final RemoteObject object;
+    private final HttpClient.Version version;
+    private final AtomicReference<CorfsException> changed = new AtomicReference<>();
+    private final AtomicBoolean closed = new AtomicBoolean();
+    private final Set<Read> pending = ConcurrentHashMap.newKeySet();
+    private final AtomicInteger onTheWire = new AtomicInteger();
+    private final ConcurrentLinkedQueue<Read> waiting = new ConcurrentLinkedQueue<>();
+
+    /** Opens {@code uri} (http or https) anonymously, or with the URL's user info and the header file. */
+    public static HttpRangeReader open(URI uri, HttpOptions options) throws IOException {
+        return open(uri, options, RequestSigner.NONE, SafeUri.redact(uri));
+    }
+
+    /**
+     * Opens {@code uri} with {@code signer} signing every request; {@code name} is how it is shown
+     * (for S3, the {@code s3://} spec). Fails with a one-line reason naming {@code name}.
+     */
+    public static HttpRangeReader open(URI uri, HttpOptions options, RequestSigner signer, String name)
+            throws IOException {
+        String scheme = uri.getScheme() == null ? "" : uri.getScheme().toLowerCase(Locale.ROOT);
+        if (!scheme.equals("http") && !scheme.equals("https") || uri.getHost() == null) {
+            throw new CorfsException(Reason.INVALID_ARGUMENT, name + " is not an http:// or https:// URL with a host");
+        }
+        List<Header> headers = new ArrayList<>();
+        if (options.headerFile() != null) {
+            headers.addAll(HeaderFile.read(options.headerFile()));
+        }
+        boolean hasAuthorization = headers.stream().anyMatch(h -> h.name().equalsIgnoreCase("authorization"));
+        if (uri.getRawUserInfo() != null && !hasAuthorization) {
+            String basic = Base64.getEncoder().encodeToString(uri.getUserInfo().getBytes(StandardCharsets.UTF_8));
+            headers.add(new Header("Authorization", "Basic " + basic));
+        }
+        if (headers.stream().noneMatch(h -> h.name().equalsIgnoreCase("user-agent"))) {
+            headers.add(new Header("User-Agent", "corfs"));
+        }
+        SSLContext tls;
+        try {
+            tls = options.ca() != null ? TrustBundle.load(options.ca()) : SSLContext.getDefault();
+        } catch (NoSuchAlgorithmException e) {
+            throw new CorfsException(Reason.IO, "no TLS in this JVM", e);
+        }
+        return new HttpRangeReader(SafeUri.withoutUserInfo(uri), options, List.copyOf(headers), signer, name, tls);
+    }
+
+    private HttpRangeReader(URI origin, HttpOptions options, List<Header> headers, RequestSigner signer, String name,
+            SSLContext tls) throws IOException {
+        this.name = name;
+        this.origin = origin;
+        this.options = options;
+        this.headers = headers;
+        this.signer = signer;
+        int id = IDS.incrementAndGet();
+        AtomicInteger n = new AtomicInteger();
+        // A cached pool, like the client's default one: a hand-off queue and threads made on demand (a
+        // fixed pool with a queue serialised body delivery and cost about half the throughput). Bounded;
+        // past the bound the submitting thread runs the task itself rather than losing it.
+        this.io = new ThreadPoolExecutor(0, IO_THREADS, 30, TimeUnit.SECONDS, new SynchronousQueue<>(), r -> {
+            Thread t = new Thread(r, "corfs-http-" + id + "-io-" + n.incrementAndGet());
+            t.setDaemon(true);
+            return t;
+        }, new ThreadPoolExecutor.CallerRunsPolicy());
+        this.timer = new ScheduledThreadPoolExecutor(1, r -> {
+            Thread t = new Thread(r, "corfs-http-" + id + "-timer");
+            t.setDaemon(true);
+            return t;
+        });
+        timer.setRemoveOnCancelPolicy(true);
+        this.client = HttpClient.newBuilder()
+                .executor(io)
+                .followRedirects(HttpClient.Redirect.NEVER)
+                .connectTimeout(options.timeout().compareTo(Duration.ofSeconds(10)) < 0 ? options.timeout()
+                        : Duration.ofSeconds(10))
+                .sslContext(tls)
+                .version(HttpClient.Version.HTTP_2)
+                .build();
+        try {
+            Probe p = probe();
+            this.object = p.object;
+            this.readUri = p.readUri;
+            this.version = p.version;
+        } catch (IOException | RuntimeException e) {
+            timer.shutdownNow();
+            io.shutdownNow();
+            throw e;
+        }
+        LOG.info("opened {}: {} bytes, {}, {}", name, object.size(), object.etag() != null ? "etag" : "last-modified",
+                version);
+    }
+
+    /** How the object is shown in messages and the status: no credentials, no query values. */
+    public String location() {
+        return name;
+    }
+
+    public long size() {
+        return object.size();
+    }
+
+    /** Size and validator as seen at open; every read is conditional on them. */
+    public RemoteObject object() {
+        return object;
+    }
+
+    /** The HTTP version the probe's answer came in (HTTP_2 when an https server offered it). */
+    public HttpClient.Version httpVersion() {
+        return version;
+    }
+
+    /** The sticky "backing changed" failure, or null while the object is the one opened. */
+    public CorfsException changed() {
+        return changed.get();
+    }
+
+    /**
+     * Starts reading {@code dst.remaining()} bytes at {@code offset} into {@code dst}. On success the
+     * future completes with {@code dst}'s position advanced to its limit; on failure ({@link CorfsException},
+     * EIO) the content between position and limit is undefined and the position unchanged. Either way,
+     * nothing touches {@code dst} after completion. The caller leaves {@code dst} alone until then.
+     */
+    public CompletableFuture<Void> read(ByteBuffer dst, long offset) {
+        CompletableFuture<Void> result = new CompletableFuture<>();
+        int length = dst.remaining();
+        if (closed.get()) {
+            result.completeExceptionally(new CorfsException(Reason.IO, name + " is closed"));
+        } else if (changed.get() != null) {
+            result.completeExceptionally(changed.get());
+        } else if (offset < 0 || offset > object.size() - length) {
+            result.completeExceptionally(new CorfsException(Reason.IO, "read of " + length + " bytes at " + offset
+                    + " is outside " + name + " (" + object.size() + " bytes)"));
+        } else if (length == 0) {
+            result.complete(null);
+        } else {
+            Read r = new Read(dst, offset, length, result);
+            pending.add(r);
+            result.whenComplete((v, e) -> pending.remove(r));
+            r.arm();
+            waiting.add(r);
+            drain();
+        }
+        return result;
+    }
+
+    /** Blocking {@link #read}: returns when {@code dst} is full, or throws (at the latest at the deadline). */
+    public void readFully(ByteBuffer dst, long offset) throws IOException {
+        CompletableFuture<Void> f = read(dst, offset);
+        try {
+            f.get(options.timeout().toMillis() + 10_000, TimeUnit.MILLISECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new CorfsException(Reason.IO, "interrupted while reading " + name, e);
+        } catch (TimeoutException e) {
+            // The deadline timer completes every read; this is a guard against a broken timer only.
+            throw new CorfsException(Reason.IO, name + " read at " + offset + " did not complete", e);
+        } catch (ExecutionException e) {
+            throw asIo(e.getCause());
+        }
+    }
+
+    @Override
+    public void close() {
+        if (!closed.compareAndSet(false, true)) {
+            return;
+        }
+        for (Read r : pending) {
+            r.finish(new CorfsException(Reason.IO, name + " was closed"));
+        }
+        timer.shutdownNow();
+        io.shutdown();
+        try {
+            if (!io.awaitTermination(5, TimeUnit.SECONDS)) {
+                LOG.warn("{}: HTTP client threads still busy 5 s after close", name);
+                io.shutdownNow();
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    // ---- the connection limit: a FIFO of reads waiting for one of `connections` slots ----
+
+    private void drain() {
+        while (true) {
+            int n = onTheWire.get();
+            if (n >= options.connections() || waiting.isEmpty()) {
+                return;
+            }
+            if (!onTheWire.compareAndSet(n, n + 1)) {
+                continue;
+            }
+            Read r = waiting.poll();
+            if (r == null) {
+                onTheWire.decrementAndGet();
+                continue;
+            }
+            try {
+                io.execute(r::start); // never on the caller's thread: signing may refresh credentials
+            } catch (java.util.concurrent.RejectedExecutionException e) {
+                r.finish(new CorfsException(Reason.IO, name + " is closed"));
+                onTheWire.decrementAndGet();
+            }
+        }
+    }
+
+    private void release() {
+        onTheWire.decrementAndGet();
+        drain();
+    }
+
+    // ---- the probe ----
+
+    private record Probe(RemoteObject object, URI readUri, HttpClient.Version version) {
+    }
+
+    private Probe probe() throws IOException {
+        long deadline = System.nanoTime() + options.timeout().toNanos();
+        URI uri = origin;
+        URI readFrom = origin;
+        boolean permanent = true;
+        int redirects = 0;
+        int attempts = 0;
+        Throwable last = null;
+        while (true) {
+            long left = deadline - System.nanoTime();
+            if (left <= 0) {
+                throw new CorfsException(Reason.IO, name + " did not answer within " + options.timeout().toSeconds()
+                        + " s" + (last == null ? "" : ": " + describe(last)));
+            }
+            HttpResponse<byte[]> resp;
+            attempts++;
+            try {
+                resp = client.send(request(uri, "bytes=0-0", false, left), info -> new BoundedBody(
+                        info.statusCode() == 206 ? 2 : info.statusCode() >= 400 ? ERROR_BODY_BYTES : 0));
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new CorfsException(Reason.IO, "interrupted while opening " + name, e);
+            } catch (SSLException e) {
+                throw new CorfsException(Reason.IO, "TLS with " + name + " failed: " + e.getMessage(), e);
+            } catch (IOException e) {
+                last = e;
+                sleep(backoff(attempts, 0), deadline);
+                continue;
+            }
+            int s = resp.statusCode();
+            if (isRedirect(s)) {
+                uri = follow(uri, resp.headers(), ++redirects);
+                permanent &= s == 301 || s == 308;
+                if (permanent) {
+                    readFrom = uri;
+                }
+                continue;
+            }
+            if (isRetryable(s)) {
+                last = new CorfsException(Reason.IO, statusText(s));
+                sleep(backoff(attempts, retryAfterMillis(resp.headers())), deadline);
+                continue;
+            }
+            if (s == 200) {
+                throw new CorfsException(Reason.IO, name + " does not honour range requests (it answered 200 with the"
+                        + " whole object to Range: bytes=0-0)");
+            }
+            String cr = resp.headers().firstValue("content-range").orElse(null);
+            ContentRange range = ContentRange.parse(cr);
+            long size;
+            if (s == 416 && range != null && range.first() < 0 && range.total() == 0) {
+                size = 0; // an empty object: nothing to read, but its validator still counts
+            } else if (s != 206) {
+                throw statusError(s, resp.body());
+            } else if (range == null || range.first() != 0 || range.last() != 0 || range.total() < 0
+                    || resp.body().length != 1) {
+                throw new CorfsException(Reason.IO, name + " does not honour range requests correctly (it answered 206"
+                        + " with Content-Range " + (cr == null ? "missing" : "'" + clip(cr) + "'") + " and "
+                        + resp.body().length + " bytes to Range: bytes=0-0)");
+            } else {
+                size = range.total();
+            }
+            String etag = resp.headers().firstValue("etag").map(String::strip).orElse(null);
+            String lastModified = resp.headers().firstValue("last-modified").map(String::strip).orElse(null);
+            boolean strong = etag != null && etag.length() >= 2 && etag.startsWith("\"") && etag.endsWith("\"")
+                    && etag.length() <= 256;
+            if (!strong && lastModified == null) {
+                throw new CorfsException(Reason.IO, name + " gives neither a strong ETag nor Last-Modified, so a"
+                        + " replaced object could not be noticed");
+            }
+            RemoteObject o = strong ? new RemoteObject(size, etag, null) : new RemoteObject(size, null, lastModified);
+            return new Probe(o, readFrom, resp.version());
+        }
+    }
+
+    private static void sleep(long millis, long deadline) throws CorfsException {
+        long left = TimeUnit.NANOSECONDS.toMillis(deadline - System.nanoTime());
+        try {
+            Thread.sleep(Math.max(0, Math.min(millis, left)));
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new CorfsException(Reason.IO, "interrupted", e);
+        }
+    }
+
+    // ---- requests and answers ----
+
+    private HttpRequest request(URI uri, String range, boolean conditional, long leftNanos) throws IOException {
+        HttpRequest.Builder b = HttpRequest.newBuilder(uri).GET()
+                .timeout(Duration.ofNanos(Math.max(leftNanos, TimeUnit.MILLISECONDS.toNanos(1))))
+                .version("https".equalsIgnoreCase(uri.getScheme()) ? HttpClient.Version.HTTP_2
+                        : HttpClient.Version.HTTP_1_1);
+        if (SafeUri.sameOrigin(uri, origin)) {
+            for (Header h : headers) {
+                b.header(h.name(), h.value());
+            }
+        }
+        Map<String, String> controlled = new TreeMap<>();
+        controlled.put("range", range);
+        if (conditional && object.etag() != null) {
+            controlled.put("if-match", object.etag());
+        } else if (conditional) {
+            controlled.put("if-unmodified-since", object.lastModified());
+        }
+        controlled.forEach(b::header);
+        signer.sign("GET", uri, controlled).forEach(b::header);
+        return b.build();
+    }
+
+    private URI follow(URI from, HttpHeaders h, int hop) throws CorfsException {
+        if (hop > MAX_REDIRECTS) {
+            throw new CorfsException(Reason.IO, name + " redirected more than " + MAX_REDIRECTS + " times");
+        }
+        String location = h.firstValue("location").orElse(null);
+        if (location == null) {
+            throw new CorfsException(Reason.IO, name + " answered a redirect without a Location");
+        }
+        URI to;
+        try {
+            to = from.resolve(new URI(location.strip()));
+        } catch (java.net.URISyntaxException | IllegalArgumentException e) {
+            throw new CorfsException(Reason.IO, name + " redirected to a malformed Location");
+        }
+        String scheme = to.getScheme() == null ? "" : to.getScheme().toLowerCase(Locale.ROOT);
+        if (!scheme.equals("http") && !scheme.equals("https") || to.getHost() == null) {
+            throw new CorfsException(Reason.IO, name + " redirected to a non-HTTP location");
+        }
+        if (from.getScheme().equalsIgnoreCase("https") && scheme.equals("http")) {
+            throw new CorfsException(Reason.IO, name + " redirected from https to plain http (" + SafeUri.redact(to)
+                    + "): refused");
+        }
+        LOG.debug("{} redirected to {}", name, SafeUri.redact(to));
+        return SafeUri.withoutUserInfo(to);
+    }
+
+    private static boolean isRedirect(int s) {
+        return s == 301 || s == 302 || s == 303 || s == 307 || s == 308;
+    }
+
+    private static boolean isRetryable(int s) {
+        return s == 429 || s == 408 || (s >= 500 && s != 501 && s != 505);
+    }
+
+    private static long retryAfterMillis(HttpHeaders h) {
+        String v = h.firstValue("retry-after").orElse("").strip();
+        if (v.matches("\\d{1,5}")) {
+            return Long.parseLong(v) * 1000;
+        }
+        return 0;
+    }
+
+    private static long backoff(int attempt, long atLeast) {
+        long base = Math.min(MAX_BACKOFF_MILLIS, MIN_BACKOFF_MILLIS << Math.min(attempt - 1, 10));
+        long jittered = base / 2 + ThreadLocalRandom.current().nextLong(base / 2 + 1);
+        return Math.max(jittered, atLeast);
+    }
+
+    private CorfsException statusError(int s, byte[] body) {
+        String text = new String(body, StandardCharsets.ISO_8859_1);
+        Matcher m = S3_CODE.matcher(text);
+        String code = m.find() ? " " + m.group(1) : "";
+        return new CorfsException(Reason.IO, name + ": " + statusText(s) + code);
+    }
+
+    private static String statusText(int s) {
+        String reason = switch (s) {
+            case 400 -> "Bad Request";
+            case 401 -> "Unauthorized";
+            case 403 -> "Forbidden";
+            case 404 -> "Not Found";
+            case 410 -> "Gone";
+            case 412 -> "Precondition Failed";
+            case 416 -> "Range Not Satisfiable";
+            case 429 -> "Too Many Requests";
+            case 500 -> "Internal Server Error";
+            case 502 -> "Bad Gateway";
+            case 503 -> "Service Unavailable";
+            case 504 -> "Gateway Timeout";
+            default -> "";
+        };
+        return "HTTP " + s + (reason.isEmpty() ? "" : " " + reason);
+    }
+
+    private static String clip(String s) {
+        return s.length() > 80 ? s.substring(0, 80) + "..." : s;
+    }
+
+    private static String describe(Throwable t) {
+        Throwable c = t instanceof CompletionException && t.getCause() != null ? t.getCause() : t;
+        if (c instanceof ConnectException) {
+            return "connection refused";
+        }
+        if (c instanceof java.net.http.HttpTimeoutException) {
+            return "no answer";
+        }
+        String m = c.getMessage();
+        return c.getClass().getSimpleName() + (m == null ? "" : ": " + clip(m));
+    }
+
+    private IOException asIo(Throwable t) {
+        Throwable c = t instanceof CompletionException && t.getCause() != null ? t.getCause() : t;
+        if (c instanceof IOException e) {
+            return e;
+        }
+        return new CorfsException(Reason.IO, name + ": " + describe(c), c);
+    }
+
+    private void markChanged(String why) {
+        CorfsException e = new BackingChangedException("backing changed: " + name + " " + why
+                + "; it is no longer the object opened (" + object.identity() + ")");
+        if (changed.compareAndSet(null, e)) {
+            LOG.warn("{}", e.getMessage());
+        }
+    }
+
+    /** What a response turned out to be, decided from its status and headers before its body. */
+    private record Outcome(Kind kind, CorfsException error, URI location, long retryAfterMillis) {
+        enum Kind { DATA, REDIRECT, RETRY, FAIL, CHANGED }
+
+        static final Outcome DATA = new Outcome(Kind.DATA, null, null, 0);
+
+        static Outcome fail(CorfsException e) {
+            return new Outcome(Kind.FAIL, e, null, 0);
+        }
+    }
+
+    /** One range read: its buffer, its deadline, its attempts. Guarded by its own monitor. */
+    private final class Read {
+        private final ByteBuffer caller;
+        private final ByteBuffer target;
+        private final long offset;
+        private final int length;
+        private final CompletableFuture<Void> result;
+        private final long deadline;
+        // guarded by this
+        private int done;
+        private boolean finished;
+        private int attempts;
+        private int redirects;
+        private URI uri = readUri;
+        private Throwable lastError;
+        private Sink sink;
+        private ScheduledFuture<?> timeout;
+
+        Read(ByteBuffer dst, long offset, int length, CompletableFuture<Void> result) {
+            this.caller = dst;
+            this.target = dst.duplicate();
+            this.offset = offset;
+            this.length = length;
+            this.result = result;
+            this.deadline = System.nanoTime() + options.timeout().toNanos();
+        }
+
+        void arm() {
+            ScheduledFuture<?> t;
+            try {
+                t = timer.schedule(this::expire, options.timeout().toNanos(), TimeUnit.NANOSECONDS);
+            } catch (java.util.concurrent.RejectedExecutionException e) {
+                finish(new CorfsException(Reason.IO, name + " is closed"));
+                return;
+            }
+            synchronized (this) {
+                timeout = t;
+            }
+        }
+
+        private void expire() {
+            Throwable last;
+            synchronized (this) {
+                last = lastError;
+            }
+            finish(new CorfsException(Reason.IO, name + " did not deliver " + length + " bytes at " + offset
+                    + " within " + options.timeout().toSeconds() + " s"
+                    + (last == null ? "" : " (last error: " + describe(last) + ")")));
+        }
+
+        /** Sends the next attempt; called holding a connection slot, which the answer releases. */
+        void start() {
+            URI to;
+            int from;
+            synchronized (this) {
+                if (finished) {
+                    release();
+                    return;
+                }
+                attempts++;
+                to = uri;
+                from = done;
+            }
+            CorfsException ch = changed.get();
+            if (ch != null) {
+                finish(ch);
+                release();
+                return;
+            }
+            HttpRequest req;
+            try {
+                String range = "bytes=" + (offset + from) + "-" + (offset + length - 1);
+                req = request(to, range, true, deadline - System.nanoTime());
+            } catch (IOException | RuntimeException e) {
+                finish(asIo(e));
+                release();
+                return;
+            }
+            client.sendAsync(req, this::answer).whenComplete((resp, err) -> {
+                release();
+                onAnswer(resp, err);
+            });
+        }
+
+        private BodySubscriber<Outcome> answer(ResponseInfo info) {
+            int s = info.statusCode();
+            HttpHeaders h = info.headers();
+            if (s == 206) {
+                long first;
+                int want;
+                synchronized (this) {
+                    first = offset + done;
+                    want = length - done;
+                }
+                String crText = h.firstValue("content-range").orElse(null);
+                ContentRange cr = ContentRange.parse(crText);
+                String etag = h.firstValue("etag").map(String::strip).orElse(null);
+                if (cr != null && cr.total() >= 0 && cr.total() != object.size()) {
+                    markChanged("now has " + cr.total() + " bytes");
+                    return discard(new Outcome(Outcome.Kind.CHANGED, changed.get(), null, 0));
+                }
+                if (object.etag() != null && etag != null && !etag.equals(object.etag())) {
+                    markChanged("now has ETag " + clip(etag));
+                    return discard(new Outcome(Outcome.Kind.CHANGED, changed.get(), null, 0));
+                }
+                String modified = h.firstValue("last-modified").map(String::strip).orElse(null);
+                if (object.lastModified() != null && modified != null && !modified.equals(object.lastModified())) {
+                    markChanged("now has Last-Modified " + clip(modified));
+                    return discard(new Outcome(Outcome.Kind.CHANGED, changed.get(), null, 0));
+                }
+                if (cr == null || cr.first() != first || cr.length() != want) {
+                    return discard(Outcome.fail(new CorfsException(Reason.IO, name + " answered Content-Range "
+                            + (crText == null ? "missing" : "'" + clip(crText) + "'") + " to a request for bytes "
+                            + first + "-" + (offset + length - 1))));
+                }
+                String encoding = h.firstValue("content-encoding").orElse("identity").strip();
+                if (!encoding.equalsIgnoreCase("identity")) {
+                    return discard(Outcome.fail(new CorfsException(Reason.IO, name + " sent the range with"
+                            + " Content-Encoding " + clip(encoding))));
+                }
+                long declared = h.firstValueAsLong("content-length").orElse(want);
+                if (declared != want) {
+                    return discard(Outcome.fail(new CorfsException(Reason.IO, name + " announced a body of " + declared
+                            + " bytes for a range of " + want)));
+                }
+                Sink k = new Sink(want);
+                synchronized (this) {
+                    sink = k;
+                }
+                return k;
+            }
+            if (s == 412) {
+                markChanged("(HTTP 412 Precondition Failed)");
+                return discard(new Outcome(Outcome.Kind.CHANGED, changed.get(), null, 0));
+            }
+            if (isRedirect(s)) {
+                try {
+                    URI next;
+                    synchronized (this) {
+                        next = follow(uri, h, ++redirects);
+                    }
+                    return discard(new Outcome(Outcome.Kind.REDIRECT, null, next, 0));
+                } catch (CorfsException e) {
+                    return discard(Outcome.fail(e));
+                }
+            }
+            if (isRetryable(s)) {
+                return discard(new Outcome(Outcome.Kind.RETRY, new CorfsException(Reason.IO, statusText(s)), null,
+                        retryAfterMillis(h)));
+            }
+            if (s == 200) {
+                return discard(Outcome.fail(new CorfsException(Reason.IO, name + " ignored the range and answered 200"
+                        + " with the whole object")));
+            }
+            return HttpResponse.BodySubscribers.mapping(new BoundedBody(ERROR_BODY_BYTES),
+                    body -> Outcome.fail(statusError(s, body)));
+        }
+
+        private BodySubscriber<Outcome> discard(Outcome o) {
+            return HttpResponse.BodySubscribers.mapping(new BoundedBody(0), b -> o);
+        }
+
+        private void onAnswer(HttpResponse<Outcome> resp, Throwable err) {
+            if (err != null) {
+                Throwable c = err instanceof CompletionException && err.getCause() != null ? err.getCause() : err;
+                if (c instanceof SSLException) {
+                    finish(new CorfsException(Reason.IO, "TLS with " + name + " failed: " + c.getMessage(), c));
+                } else if (c instanceof CorfsException e) {
+                    finish(e);
+                } else if (c instanceof IOException) {
+                    retry(c, 0);
+                } else {
+                    finish(asIo(c));
+                }
+                return;
+            }
+            Outcome o = resp.body();
+            switch (o.kind()) {
+                case DATA -> finish(null);
+                case CHANGED, FAIL -> finish(o.error());
+                case RETRY -> retry(o.error(), o.retryAfterMillis());
+                case REDIRECT -> {
+                    synchronized (this) {
+                        uri = o.location();
+                    }
+                    again();
+                }
+            }
+        }
+
+        private void retry(Throwable cause, long atLeast) {
+            long delay;
+            synchronized (this) {
+                lastError = cause;
+                if (finished) {
+                    return;
+                }
+                delay = backoff(attempts, atLeast);
+            }
+            if (System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(delay) >= deadline) {
+                LOG.debug("{}: no time left to retry the read at {} after {}", name, offset, describe(cause));
+                return; // the deadline timer fails the read, naming the last error
+            }
+            LOG.debug("{}: retrying the read at {} in {} ms after {}", name, offset, delay, describe(cause));
+            try {
+                timer.schedule(this::again, delay, TimeUnit.MILLISECONDS);
+            } catch (java.util.concurrent.RejectedExecutionException e) {
+                finish(new CorfsException(Reason.IO, name + " was closed"));
+            }
+        }
+
+        private void again() {
+            synchronized (this) {
+                if (finished) {
+                    return;
+                }
+            }
+            waiting.add(this);
+            drain();
+        }
+
+        /** Completes the read once: success when {@code error} is null. After it, nothing writes into the buffer. */
+        void finish(IOException error) {
+            synchronized (this) {
+                if (finished) {
+                    return;
+                }
+                finished = true;
+                if (timeout != null) {
+                    timeout.cancel(false);
+                }
+                if (sink != null && error != null) {
+                    sink.abort();
+                }
+                if (error == null) {
+                    caller.position(caller.limit());
+                }
+            }
+            if (error == null) {
+                result.complete(null);
+            } else {
+                result.completeExceptionally(error);
+            }
+        }
+
+        /** Copies one attempt's body into the buffer, checking it is exactly the range asked. */
+        private final class Sink implements BodySubscriber<Outcome> {
+            private final int want;
+            private final CompletableFuture<Outcome> body = new CompletableFuture<>();
+            private int got;
+            private Flow.Subscription subscription;
+
+            Sink(int want) {
+                this.want = want;
+            }
+
+            @Override
+            public CompletionStage<Outcome> getBody() {
+                return body;
+            }
+
+            @Override
+            public void onSubscribe(Flow.Subscription s) {
+                synchronized (Read.this) {
+                    subscription = s;
+                    if (finished) {
+                        abort();
+                        return;
+                    }
+                }
+                // Unbounded demand: each chunk is copied into the caller's buffer before onNext returns, so
+                // nothing piles up here.
+                s.request(Long.MAX_VALUE);
+            }
+
+            @Override
+            public void onNext(List<ByteBuffer> items) {
+                synchronized (Read.this) {
+                    if (finished) {
+                        abort();
+                        return;
+                    }
+                    for (ByteBuffer b : items) {
+                        int n = b.remaining();
+                        if (n > want - got) {
+                            body.complete(Outcome.fail(new CorfsException(Reason.IO, name + " sent more than the "
+                                    + want + " bytes asked at " + offset)));
+                            abort();
+                            return;
+                        }
+                        target.put(target.position() + done, b, b.position(), n);
+                        got += n;
+                        done += n;
+                    }
+                }
+            }
+
+            @Override
+            public void onError(Throwable t) {
+                body.completeExceptionally(t);
+            }
+
+            @Override
+            public void onComplete() {
+                if (got == want) {
+                    body.complete(Outcome.DATA);
+                } else {
+                    body.complete(Outcome.fail(new CorfsException(Reason.IO, name + " sent " + got + " of the " + want
+                            + " bytes asked at " + offset)));
+                }
+            }
+
+            /** Stops the body (called under the read's lock): no more bytes, the exchange completes. */
+            void abort() {
+                if (subscription != null) {
+                    subscription.cancel();
+                }
+                body.complete(Outcome.fail(new CorfsException(Reason.IO, name + " read at " + offset + " abandoned")));
+            }
+        }
+    }
+}
