@@ -32,6 +32,8 @@ import java.util.concurrent.atomic.AtomicLong;
  * <li>Reads of local clusters take no lock and allocate nothing.</li>
  * </ul>
  * Durability is {@link LeafImage#flush()}'s business; {@link #flush()} is the guest's barrier.
+ * What to fetch ahead of a sequential cold reader is {@link SequentialReadAhead}'s policy; it fills
+ * through {@link #fill}, under the same rules as a stream step.
  *
  * <h2>Threads</h2>
  * Called from many FUSE threads and the filler thread at once. Never interrupt a thread inside it: NIO
@@ -41,7 +43,7 @@ public final class LeafDisk implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(LeafDisk.class);
     /** Largest backing read of one fill step; also the readahead window of a sequential cold read. */
     static final int FILL_CHUNK = 1 << 20;
-    /** A sequential cold reader is kept this many fill chunks ahead by the prefetch thread. */
+    /** A sequential cold reader is kept this many fill chunks ahead by the read-ahead thread. */
     static final int PREFETCH_CHUNKS = 4;
 
     private final String name;
@@ -64,9 +66,7 @@ public final class LeafDisk implements AutoCloseable {
     private final AtomicBoolean storeFailureLogged = new AtomicBoolean();
     private final AtomicBoolean closed = new AtomicBoolean();
     private volatile long lastReadEnd = -1;
-    /** Last cluster handed to the prefetcher; -1 before a sequential cold read started one. */
-    private final AtomicLong prefetchedThrough = new AtomicLong(-1);
-    private final java.util.concurrent.ThreadPoolExecutor prefetcher;
+    private final SequentialReadAhead readAhead;
 
     /**
      * @param backing null only for a standalone leaf (every cluster local)
@@ -89,13 +89,8 @@ public final class LeafDisk implements AutoCloseable {
         if (backing == null && local.count() != clusters) {
             throw new IllegalArgumentException("a leaf without backing must be standalone");
         }
-        this.prefetcher = new java.util.concurrent.ThreadPoolExecutor(0, 1, 5, java.util.concurrent.TimeUnit.SECONDS,
-                new java.util.concurrent.ArrayBlockingQueue<>(PREFETCH_CHUNKS),
-                r -> {
-                    Thread t = new Thread(r, "corfs-prefetch-" + name);
-                    t.setDaemon(true);
-                    return t;
-                }, new java.util.concurrent.ThreadPoolExecutor.DiscardPolicy());
+        this.readAhead = new SequentialReadAhead(name, clusters, chunkClusters(), PREFETCH_CHUNKS, this::fill,
+                !this.readOnly && backing != null);
     }
 
     public String name() {
@@ -170,12 +165,7 @@ public final class LeafDisk implements AutoCloseable {
             try {
                 if (local.allSet(first, last + 1)) {
                     readLeaf(dst, offset);
-                    long ahead = prefetchedThrough.get();
-                    // a reader just behind the prefetch frontier is the sequential one: keep it ahead
-                    if (ahead >= last && ahead < clusters - 1
-                            && ahead - last < (long) PREFETCH_CHUNKS * chunkClusters() / 2) {
-                        prefetchAhead(last);
-                    }
+                    readAhead.afterLocalRead(last);
                 } else {
                     readCold(dst, offset, len, first, last);
                 }
@@ -210,7 +200,7 @@ public final class LeafDisk implements AutoCloseable {
             long windowLast = Math.min(clusters - 1, ((offset + len + buffers.bufferSize() - 1) >>> clusterShift));
             long firstLocalAfter = local.nextSet(last + 1, windowLast + 1);
             lockLast = Math.max(last, firstLocalAfter - 1);
-            prefetchAhead(lockLast);
+            readAhead.ahead(lockLast);
         }
         int base = dst.position();
         long end = offset + len;
@@ -240,44 +230,6 @@ public final class LeafDisk implements AutoCloseable {
 
     private long chunkClusters() {
         return Math.max(1, buffers.bufferSize() >>> clusterShift);
-    }
-
-    /**
-     * Keeps a sequential reader's next {@link #PREFETCH_CHUNKS} chunks after cluster {@code from} being
-     * filled by the prefetch thread, so backing reads overlap with serving the reader. A full queue drops
-     * the request; the reader then fills synchronously. Holds no lock here; each task takes its range.
-     */
-    private void prefetchAhead(long from) {
-        if (readOnly || backing == null) {
-            return;
-        }
-        long chunk = chunkClusters();
-        long limit = Math.min(clusters - 1, from + PREFETCH_CHUNKS * chunk);
-        while (true) {
-            long done = prefetchedThrough.get();
-            if (done > limit) {
-                // the frontier belongs to a reader elsewhere; far from it, this reader starts its own
-                if (done - from > 2L * PREFETCH_CHUNKS * chunk && prefetchedThrough.compareAndSet(done, from)) {
-                    continue;
-                }
-                return;
-            }
-            long start = Math.max(done + 1, from + 1);
-            if (start > limit) {
-                return;
-            }
-            long end = Math.min(limit, start + chunk - 1);
-            if (!prefetchedThrough.compareAndSet(done, end)) {
-                continue;
-            }
-            prefetcher.execute(() -> {
-                try {
-                    fill(start, end);
-                } catch (IOException | RuntimeException e) {
-                    LOG.debug("{}: prefetch of clusters [{}, {}] failed: {}", name, start, end, e.toString());
-                }
-            });
-        }
     }
 
     /**
@@ -700,14 +652,7 @@ public final class LeafDisk implements AutoCloseable {
         if (!closed.compareAndSet(false, true)) {
             return;
         }
-        prefetcher.shutdown();
-        try {
-            if (!prefetcher.awaitTermination(30, java.util.concurrent.TimeUnit.SECONDS)) {
-                LOG.warn("{}: prefetch did not stop within 30 s", name);
-            }
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-        }
+        readAhead.close();
         try (image) {
             if (backing != null) {
                 backing.close();
