@@ -27,8 +27,13 @@ import java.util.concurrent.atomic.AtomicLong;
  * <li>Every change of a cluster's content or bits (fill, write, zeroing, commit copy) happens while
  * holding that cluster in {@link #locks}, so a fill of backing data and a guest write to the same
  * cluster never interleave: the fill re-checks {@code local} under the lock and backs off.</li>
- * <li>{@code dirty} is set after {@code local}, in the same locked section as the write. A commit clears
- * it only if no write touched the cluster since the commit copied it ({@link #redirtied}).</li>
+ * <li>{@code dirty} goes ahead of the data, in the same locked section as the write or zeroing
+ * ({@link #raiseDirty}): a cluster that is local is marked dirty and the bits made durable <em>before</em>
+ * the data lands (the first write to a clean cluster costs one group-committed flush); one that is not
+ * local is marked dirty before its fill or data and local after, so the metadata never says local and
+ * clean about a cluster holding written data, whatever a crash keeps (LeafImage's class comment). A
+ * commit clears it only if no write touched the cluster since the commit copied it
+ * ({@link #redirtied}).</li>
  * <li>Reads of local clusters take no lock and allocate nothing.</li>
  * </ul>
  * Durability is {@link LeafImage#flush()}'s business; {@link #flush()} is the guest's barrier.
@@ -41,6 +46,7 @@ import java.util.concurrent.atomic.AtomicLong;
  */
 public final class LeafDisk implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(LeafDisk.class);
+    private static final long[] NONE = {};
     /** Largest backing read of one fill step; also the readahead window of a sequential cold read. */
     static final int FILL_CHUNK = 1 << 20;
     /** A sequential cold reader is kept this many fill chunks ahead by the read-ahead thread. */
@@ -253,11 +259,19 @@ public final class LeafDisk implements AutoCloseable {
         long last = (offset + len - 1) >>> clusterShift;
         guestInFlight.incrementAndGet();
         try (ClusterRangeLock.Held held = locks.lock(first, last)) {
-            fillPartialEdges(offset, offset + len, first, last);
-            ByteBuffer view = src.duplicate();
-            view.limit(view.position() + len);
-            writeLeaf(view, offset);
-            markWritten(first, last);
+            long[] raised = raiseDirty(first, last);
+            boolean landing = false;
+            try {
+                fillPartialEdges(offset, offset + len, first, last);
+                ByteBuffer view = src.duplicate();
+                view.limit(view.position() + len);
+                landing = true;
+                writeLeaf(view, offset);
+                markWritten(first, last);
+            } catch (IOException | RuntimeException e) {
+                lowerDirty(raised, landing);
+                throw e;
+            }
             src.position(src.position() + len);
             return len;
         } finally {
@@ -283,17 +297,25 @@ public final class LeafDisk implements AutoCloseable {
         long last = (end - 1) >>> clusterShift;
         guestInFlight.incrementAndGet();
         try (ClusterRangeLock.Held held = locks.lock(first, last)) {
-            fillPartialEdges(offset, end, first, last);
-            long wholeFrom = ((offset + clusterSize - 1) >>> clusterShift) << clusterShift;
-            long wholeTo = end == size ? end : (end >>> clusterShift) << clusterShift;
-            if (wholeFrom < wholeTo) {
-                punchOrZero(wholeFrom, wholeTo - wholeFrom);
-                writeZeros(offset, Math.min(end, wholeFrom));
-                writeZeros(Math.max(offset, wholeTo), end);
-            } else {
-                writeZeros(offset, end);
+            long[] raised = raiseDirty(first, last);
+            boolean landing = false;
+            try {
+                fillPartialEdges(offset, end, first, last);
+                long wholeFrom = ((offset + clusterSize - 1) >>> clusterShift) << clusterShift;
+                long wholeTo = end == size ? end : (end >>> clusterShift) << clusterShift;
+                landing = true;
+                if (wholeFrom < wholeTo) {
+                    punchOrZero(wholeFrom, wholeTo - wholeFrom);
+                    writeZeros(offset, Math.min(end, wholeFrom));
+                    writeZeros(Math.max(offset, wholeTo), end);
+                } else {
+                    writeZeros(offset, end);
+                }
+                markWritten(first, last);
+            } catch (IOException | RuntimeException e) {
+                lowerDirty(raised, landing);
+                throw e;
             }
-            markWritten(first, last);
         } finally {
             lastGuestIoNanos.set(System.nanoTime());
             guestInFlight.decrementAndGet();
@@ -323,10 +345,57 @@ public final class LeafDisk implements AutoCloseable {
         }
     }
 
+    /**
+     * The dirty bit goes ahead of the data (LeafImage's class comment): marks dirty every cluster of
+     * [first, last] that is not, and if one of them is local, waits until the bits are durable (a group
+     * commit shared with concurrent writers and the flusher) before the caller writes. Caller holds the
+     * range lock, so no commit can clear the bits in between. Returns the clusters raised here, for
+     * {@link #lowerDirty} if the write fails; allocates nothing when all are dirty already.
+     */
+    private long[] raiseDirty(long first, long last) throws IOException {
+        ClusterBitmap dirty = image.dirty();
+        long c = dirty.nextClear(first, last + 1);
+        if (c > last) {
+            return NONE;
+        }
+        long[] raised = new long[(int) (last - c + 1)];
+        int n = 0;
+        boolean wasLocal = false;
+        for (; c <= last; c = dirty.nextClear(c + 1, last + 1)) {
+            wasLocal |= local.get(c);
+            image.markDirty(c);
+            raised[n++] = c;
+        }
+        raised = java.util.Arrays.copyOf(raised, n);
+        if (wasLocal) {
+            try {
+                image.flush();
+            } catch (IOException | RuntimeException e) {
+                lowerDirty(raised, false); // not durable: a later write must flush again, not trust the bit
+                throw e;
+            }
+        }
+        return raised;
+    }
+
+    /**
+     * A write failed: clears the dirty bits {@link #raiseDirty} raised, except where data may have
+     * landed in a local cluster ({@code landing}), which stays dirty. A cluster that is not local
+     * always goes back to clean: its data file content is ignored until a fill overwrites it.
+     */
+    private void lowerDirty(long[] raised, boolean landing) {
+        for (long c : raised) {
+            if (!landing || !local.get(c)) {
+                image.clearDirty(c);
+            }
+        }
+    }
+
+    /** The data is written: now the local bits may say so (dirty first, so a snapshot never splits them). */
     private void markWritten(long first, long last) {
         for (long c = first; c <= last; c++) {
-            image.markLocal(c);
             image.markDirty(c);
+            image.markLocal(c);
             redirtied.set(c);
         }
         modifiedMillis.set(System.currentTimeMillis());
