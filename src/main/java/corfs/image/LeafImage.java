@@ -322,6 +322,19 @@ public final class LeafImage implements AutoCloseable {
      */
     public static LeafImage open(Path leaf, FileOps fileOps, boolean readOnly, boolean inspectOnly,
                                  boolean acceptReplacedData) throws IOException {
+        return open(leaf, fileOps, readOnly, inspectOnly, acceptReplacedData, false);
+    }
+
+    /**
+     * Opens a leaf read-only for {@link LeafImages#check}, accepting a data file of the wrong size, so
+     * that check can say which local clusters lie beyond its end.
+     */
+    static LeafImage openForCheck(Path leaf) throws IOException {
+        return open(leaf, FileOps.system(), true, true, false, true);
+    }
+
+    private static LeafImage open(Path leaf, FileOps fileOps, boolean readOnly, boolean inspectOnly,
+                                  boolean acceptReplacedData, boolean acceptDataSize) throws IOException {
         Path leafAbs = leaf.toAbsolutePath().normalize();
         Path meta = metadataPathOf(leafAbs);
         if (!Files.exists(meta)) {
@@ -362,7 +375,7 @@ public final class LeafImage implements AutoCloseable {
             data = writable
                     ? fileOps.openChannel(leafAbs, StandardOpenOption.READ, StandardOpenOption.WRITE)
                     : fileOps.openChannel(leafAbs, StandardOpenOption.READ);
-            if (data.size() != header.virtualSize()) {
+            if (data.size() != header.virtualSize() && !(acceptDataSize && !writable)) {
                 throw new CorruptMetadataException("leaf data file " + leafAbs + " is " + data.size()
                         + " bytes, expected " + header.virtualSize() + " (truncated or replaced)");
             }
@@ -491,7 +504,8 @@ public final class LeafImage implements AutoCloseable {
     /**
      * Repairs what a torn metadata write leaves behind, and nothing else: a header slot or a bitmap page
      * slot that fails its checksum while its twin is intact. The damaged header slot is rewritten from
-     * the intact one; a damaged page slot is cleared, so the intact (newest durable) copy is used. Refuses
+     * the intact one; a damaged page slot is cleared, so the intact (newest durable) copy is used. A leaf
+     * whose bitmaps are all local but whose header does not say standalone is marked standalone. Refuses
      * when both slots of anything are damaged, when the file has the wrong length, or when the leaf is in
      * use. Returns what it did (empty: nothing needed).
      */
@@ -502,6 +516,7 @@ public final class LeafImage implements AutoCloseable {
             throw new CorfsException(Reason.NOT_FOUND, leaf + " is not a corfs leaf: " + meta + " is missing");
         }
         List<String> actions = new ArrayList<>();
+        boolean standaloneBefore;
         try (FileChannel ch = FileChannel.open(meta, StandardOpenOption.READ, StandardOpenOption.WRITE)) {
             FileLock l = lockFor(ch, meta, false);
             try {
@@ -558,8 +573,23 @@ public final class LeafImage implements AutoCloseable {
                     ch.force(true);
                     LOG.info("repaired {}: {}", meta, actions);
                 }
+                standaloneBefore = header.standalone();
             } finally {
                 l.release();
+            }
+        }
+        boolean allLocal = false;
+        if (!standaloneBefore) {
+            try (LeafImage image = openForCheck(leafAbs)) {
+                allLocal = image.local().count() == image.clusters();
+            }
+        }
+        if (allLocal) {
+            // every bit durably local but no flag (a crash between the two): a writable open records it
+            try (LeafImage image = open(leafAbs, FileOps.system(), false, false)) {
+                if (image.header().standalone()) {
+                    actions.add("marked standalone: every cluster is local");
+                }
             }
         }
         return actions;
