@@ -369,7 +369,7 @@ public final class LeafDisk implements AutoCloseable {
         raised = java.util.Arrays.copyOf(raised, n);
         if (wasLocal) {
             try {
-                image.flush();
+                image.flushBits();
             } catch (IOException | RuntimeException e) {
                 lowerDirty(raised, false); // not durable: a later write must flush again, not trust the bit
                 throw e;

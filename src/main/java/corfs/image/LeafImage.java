@@ -97,6 +97,12 @@ public final class LeafImage implements AutoCloseable {
     private final java.util.concurrent.atomic.AtomicLong snapshotsBegun = new java.util.concurrent.atomic.AtomicLong();
     /** Number of the last flush that completed. Written under flushLock. */
     private volatile long snapshotsDurable;
+    /** Number of the last completed flush that made the data file durable. Written under flushLock. */
+    private volatile long dataDurable;
+    /** Counts local bits, incremented just before each is set (so a bit seen set is already counted). */
+    private final java.util.concurrent.atomic.AtomicLong localSets = new java.util.concurrent.atomic.AtomicLong();
+    /** {@link #localSets} as read before the last completed data force: those bits' data is durable. */
+    private long localSetsForced; // under flushLock
     /** Pages whose newest durable copy has every local bit set. Under flushLock after open. */
     private final ClusterBitmap durablyFullPages;
     private final AtomicBoolean closed = new AtomicBoolean();
@@ -652,6 +658,9 @@ public final class LeafImage implements AutoCloseable {
 
     /** Marks a cluster local. Call only after its data was written to {@link #data()}. */
     public void markLocal(long cluster) {
+        if (!local.get(cluster)) {
+            localSets.incrementAndGet(); // before the bit: a snapshot that sees the bit sees the count
+        }
         if (local.set(cluster)) {
             changedPages.set(cluster / MetadataFormat.CLUSTERS_PER_PAGE);
         }
@@ -701,14 +710,33 @@ public final class LeafImage implements AutoCloseable {
         }
         long calledAfter = snapshotsBegun.get();
         synchronized (flushLock) {
-            if (snapshotsDurable > calledAfter) {
+            if (dataDurable > calledAfter) {
                 return; // a flush that began after this call has completed: it covered everything before it
             }
-            flushLocked();
+            flushLocked(true);
         }
     }
 
-    private void flushLocked() throws IOException {
+    /**
+     * Makes every bit set before the call durable, the data file only if a local bit in the snapshot
+     * needs it (one set since the last data force): the write path's "dirty bit first" step, which for a
+     * write to a clean local cluster costs one metadata write and fdatasync. Group commit as
+     * {@link #flush()}; not a barrier for the data.
+     */
+    public void flushBits() throws IOException {
+        if (readOnly) {
+            return;
+        }
+        long calledAfter = snapshotsBegun.get();
+        synchronized (flushLock) {
+            if (snapshotsDurable > calledAfter) {
+                return;
+            }
+            flushLocked(false);
+        }
+    }
+
+    private void flushLocked(boolean dataBarrier) throws IOException {
         assert Thread.holdsLock(flushLock);
         long number = snapshotsBegun.incrementAndGet();
         List<Long> pages = new ArrayList<>();
@@ -727,11 +755,17 @@ public final class LeafImage implements AutoCloseable {
             pages.add(p);
             snapshots.add(b);
         }
+        // every local bit in the snapshot was counted before this read (counted, then set, then copied)
+        long localSetsNow = localSets.get();
+        boolean forceData = dataBarrier || localSetsNow != localSetsForced;
         try {
             // (2) data durable before any bit that describes it
-            data.force(holePunched.getAndSet(false));
+            if (forceData) {
+                data.force(holePunched.getAndSet(false));
+                localSetsForced = localSetsNow;
+            }
             if (pages.isEmpty()) {
-                snapshotsDurable = number;
+                completed(number, forceData);
                 return;
             }
             // (3) each page to its older slot, so the newest durable copy survives a torn write
@@ -751,7 +785,7 @@ public final class LeafImage implements AutoCloseable {
             for (long p : full) {
                 durablyFullPages.set(p);
             }
-            snapshotsDurable = number;
+            completed(number, forceData);
         } catch (IOException | RuntimeException e) {
             holePunched.set(true);
             for (long p : pages) {
@@ -763,6 +797,14 @@ public final class LeafImage implements AutoCloseable {
         if (!full.isEmpty()) {
             markStandaloneIfDurablyLocal();
         }
+    }
+
+    /** Flush {@code number} completed: its snapshot is durable, and with {@code forcedData} the data too. */
+    private void completed(long number, boolean forcedData) {
+        if (forcedData) {
+            dataDurable = number;
+        }
+        snapshotsDurable = number;
     }
 
     /** True if every cluster of bitmap page {@code page} is local (in memory). */

@@ -392,11 +392,16 @@ class PowerCutTest {
     // ------------------------------------------------------------------ checking one cut state
 
     private static void verifyCut(Run run, int k, Path leaf, Path backing, String where) throws IOException {
-        List<String> problems = LeafImages.check(leaf);
+        List<String> problems = new ArrayList<>(LeafImages.check(leaf));
+        // a cut after the last local bit, before the standalone flag: reported, and the next open sets it
+        boolean flagPending = problems.removeIf(p -> p.contains("not marked standalone"));
         assertEquals(List.of(), problems, "check of " + where);
         byte[] backingNow = Files.readAllBytes(backing);
         byte[] exposed;
         try (LeafDisk disk = TestLeaves.open(leaf, new PortableFileOps())) {
+            if (flagPending) {
+                assertTrue(disk.image().header().standalone(), where + ": the open records the standalone flag");
+            }
             exposed = TestLeaves.readAll(disk);
             checkFlushRule(run, k, exposed, where);
             checkCleanMeansBacking(disk, backingNow, exposed, where);
