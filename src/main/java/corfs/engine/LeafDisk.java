@@ -29,12 +29,17 @@ import java.util.concurrent.atomic.AtomicLong;
  * cluster never interleave: the fill re-checks {@code local} under the lock and backs off.</li>
  * <li>{@code dirty} goes ahead of the data, in the same locked section as the write or zeroing
  * ({@link #raiseDirty}): a cluster that is local is marked dirty and the bits made durable <em>before</em>
- * the data lands (the first write to a clean cluster costs one group-committed flush); one that is not
+ * the data lands (the first write to a clean cluster costs one group-committed metadata flush,
+ * {@link LeafImage#flushBits()}); one that is not
  * local is marked dirty before its fill or data and local after, so the metadata never says local and
  * clean about a cluster holding written data, whatever a crash keeps (LeafImage's class comment). A
  * commit clears it only if no write touched the cluster since the commit copied it
  * ({@link #redirtied}).</li>
  * <li>Reads of local clusters take no lock and allocate nothing.</li>
+ * <li>A read of a local cluster that finds the data file shorter than the disk (truncated behind
+ * corfs's back) is an error (EIO), never zeros; {@code corfs check} counts the local clusters past the
+ * end. A file truncated and then extended again reads the lost clusters as zeros: nothing tells those
+ * holes from clusters that were zeros.</li>
  * </ul>
  * Durability is {@link LeafImage#flush()}'s business; {@link #flush()} is the guest's barrier.
  * What to fetch ahead of a sequential cold reader is {@link SequentialReadAhead}'s policy; it fills

@@ -48,16 +48,18 @@ import java.util.function.UnaryOperator;
  * cluster reads the new data but no commit copies it. So the dirty bit goes <em>ahead</em> of the data:
  * the engine calls {@link #markDirty} before the data lands, and
  * <ul>
- * <li>for a cluster that is local (its local bit may be durable), waits for {@link #flush()} before
+ * <li>for a cluster that is local (its local bit may be durable), waits for {@link #flushBits()} before
  * writing: the dirty bit is durable first. Concurrent first writes share one flush (group commit:
- * a caller returns as soon as a flush whose snapshot began after its call has completed);</li>
+ * a caller returns as soon as a flush whose snapshot began after its call has completed), which forces
+ * the data file only when the snapshot holds a local bit set since the last data force;</li>
  * <li>for a cluster that is not local, needs no flush: its dirty bit is raised before its local bit
  * (before a copy-on-read fill of a partly written cluster, too), and a snapshot copies local bits before
  * dirty bits and stores dirty only with local ({@link MetadataFormat#encodePage}), so any snapshot that
  * says local also says dirty, and one taken in between says neither.</li>
  * </ul>
- * The cost is one flush for the first write to each clean local cluster after it became local or was
- * committed; a cluster already dirty is written without any (docs/DESIGN.md, "Crash ordering").
+ * The cost is one metadata write and fdatasync for the first write to each clean local cluster after it
+ * became local or was committed; a cluster already dirty is written without any (docs/DESIGN.md,
+ * "Crash ordering").
  *
  * <h2>Standalone</h2>
  * When the last cluster's local bit is durable, {@link #flush()} records the standalone flag (after the
@@ -668,7 +670,7 @@ public final class LeafImage implements AutoCloseable {
 
     /**
      * Marks a cluster dirty. Call <em>before</em> written data lands in it (see the class comment): for a
-     * local cluster, then wait for {@link #flush()} before writing; for a cluster that is not local, call
+     * local cluster, then wait for {@link #flushBits()} before writing; for a cluster that is not local, call
      * {@link #markLocal} only after the data is written (the bit is not stored until then), or
      * {@link #clearDirty} if nothing was written.
      */
