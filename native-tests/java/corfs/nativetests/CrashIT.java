@@ -57,6 +57,65 @@ class CrashIT {
                 "crash loop with CORFS_CRASH_SEED=" + seed);
     }
 
+    /**
+     * Issue 7, defect 1, as a user met it: a write to a committed (local, clean) cluster, {@code kill -9}
+     * before the flusher ran. The data reached the leaf file (a killed process loses nothing it wrote), so
+     * its dirty bit must be durable too: after the remount the write is either invisible, or visible and
+     * dirty, and a commit then makes the backing equal the exposed file. A few rounds, each on a cluster
+     * made clean by a completed commit (the last, a partial write of a cluster made local by copy-on-read).
+     */
+    @Test
+    @DisplayName("a write to a committed cluster, then kill -9: the next commit still carries it")
+    void writeAfterCommitSurvivesKill9() {
+        assertTimeoutPreemptively(Duration.ofMinutes(4), () -> {
+            Path backing = fx.makeBacking("base.raw", SIZE, 7);
+            Path leaf = fx.createLeaf(backing, "disk.raw");
+            Path mnt = fx.newMountPoint("mnt");
+            Path img = mnt.resolve("disk.raw");
+            Random r = new Random(7);
+            fx.mount(mnt, leaf);
+            int cluster = 64 * 1024;
+            for (int round = 0; round < 4; round++) {
+                String where = "round " + round;
+                long off = (long) (round * 17 + 3) * cluster;
+                byte[] first = new byte[cluster];
+                r.nextBytes(first);
+                fx.dd(img, off, first, true).assertOk();
+                fx.control(mnt, "commit").assertOk();
+                fx.awaitJobState(mnt, "disk.raw", "completed", Duration.ofSeconds(60));
+                assertEquals("0", fx.status(mnt, "disk.raw").get("dirty_bytes"), where + ": committed");
+
+                // the write to the clean cluster, then kill -9 at once (the flusher runs once a second)
+                byte[] second = new byte[round == 3 ? 4096 : cluster];
+                r.nextBytes(second);
+                long at = round == 3 ? off + 5L * cluster + 8192 : off; // round 3: part of a cluster local by COR
+                List<Long> pids = CorfsFixture.daemonPidsFor(mnt);
+                fx.dd(img, at, second, false).assertOk();
+                for (long pid : pids) {
+                    fx.run(Duration.ofSeconds(10), "kill", "-9", Long.toString(pid)).assertOk();
+                }
+                waitGone(pids, where);
+                fx.clearDeadMount(mnt);
+
+                fx.mount(mnt, leaf);
+                Map<String, String> s = fx.status(mnt, "disk.raw");
+                byte[] now = CorfsFixture.pread(img, at, second.length);
+                boolean visible = Arrays.equals(second, now);
+                if (visible) {
+                    assertTrue(Long.parseLong(s.get("dirty_bytes")) > 0, where + ": the write survived the kill"
+                            + " but its cluster is clean, so no commit will ever copy it: " + s);
+                }
+                fx.control(mnt, "commit").assertOk();
+                fx.awaitJobState(mnt, "disk.raw", "completed", Duration.ofSeconds(60));
+                fx.assertSameContent(img, backing);
+                System.out.println("[CrashIT] " + where + ": write " + (visible ? "survived" : "lost")
+                        + " the kill; the commit after it left the backing equal to the disk");
+            }
+            fx.umount(mnt);
+            fx.corfs("check", leaf.toString()).assertOk();
+        });
+    }
+
     private void crashLoop(int iterations, long seed) throws Exception {
         Random r = new Random(seed);
         Path backing = fx.makeBacking("base.raw", SIZE, seed);

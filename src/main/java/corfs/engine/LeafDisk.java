@@ -27,11 +27,23 @@ import java.util.concurrent.atomic.AtomicLong;
  * <li>Every change of a cluster's content or bits (fill, write, zeroing, commit copy) happens while
  * holding that cluster in {@link #locks}, so a fill of backing data and a guest write to the same
  * cluster never interleave: the fill re-checks {@code local} under the lock and backs off.</li>
- * <li>{@code dirty} is set after {@code local}, in the same locked section as the write. A commit clears
- * it only if no write touched the cluster since the commit copied it ({@link #redirtied}).</li>
+ * <li>{@code dirty} goes ahead of the data, in the same locked section as the write or zeroing
+ * ({@link #raiseDirty}): a cluster that is local is marked dirty and the bits made durable <em>before</em>
+ * the data lands (the first write to a clean cluster costs one group-committed metadata flush,
+ * {@link LeafImage#flushBits()}); one that is not
+ * local is marked dirty before its fill or data and local after, so the metadata never says local and
+ * clean about a cluster holding written data, whatever a crash keeps (LeafImage's class comment). A
+ * commit clears it only if no write touched the cluster since the commit copied it
+ * ({@link #redirtied}).</li>
  * <li>Reads of local clusters take no lock and allocate nothing.</li>
+ * <li>A read of a local cluster that finds the data file shorter than the disk (truncated behind
+ * corfs's back) is an error (EIO), never zeros; {@code corfs check} counts the local clusters past the
+ * end. A file truncated and then extended again reads the lost clusters as zeros: nothing tells those
+ * holes from clusters that were zeros.</li>
  * </ul>
  * Durability is {@link LeafImage#flush()}'s business; {@link #flush()} is the guest's barrier.
+ * What to fetch ahead of a sequential cold reader is {@link SequentialReadAhead}'s policy; it fills
+ * through {@link #fill}, under the same rules as a stream step.
  *
  * <h2>Threads</h2>
  * Called from many FUSE threads and the filler thread at once. Never interrupt a thread inside it: NIO
@@ -39,9 +51,10 @@ import java.util.concurrent.atomic.AtomicLong;
  */
 public final class LeafDisk implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(LeafDisk.class);
+    private static final long[] NONE = {};
     /** Largest backing read of one fill step; also the readahead window of a sequential cold read. */
     static final int FILL_CHUNK = 1 << 20;
-    /** A sequential cold reader is kept this many fill chunks ahead by the prefetch thread. */
+    /** A sequential cold reader is kept this many fill chunks ahead by the read-ahead thread. */
     static final int PREFETCH_CHUNKS = 4;
 
     private final String name;
@@ -64,9 +77,7 @@ public final class LeafDisk implements AutoCloseable {
     private final AtomicBoolean storeFailureLogged = new AtomicBoolean();
     private final AtomicBoolean closed = new AtomicBoolean();
     private volatile long lastReadEnd = -1;
-    /** Last cluster handed to the prefetcher; -1 before a sequential cold read started one. */
-    private final AtomicLong prefetchedThrough = new AtomicLong(-1);
-    private final java.util.concurrent.ThreadPoolExecutor prefetcher;
+    private final SequentialReadAhead readAhead;
 
     /**
      * @param backing null only for a standalone leaf (every cluster local)
@@ -89,13 +100,8 @@ public final class LeafDisk implements AutoCloseable {
         if (backing == null && local.count() != clusters) {
             throw new IllegalArgumentException("a leaf without backing must be standalone");
         }
-        this.prefetcher = new java.util.concurrent.ThreadPoolExecutor(0, 1, 5, java.util.concurrent.TimeUnit.SECONDS,
-                new java.util.concurrent.ArrayBlockingQueue<>(PREFETCH_CHUNKS),
-                r -> {
-                    Thread t = new Thread(r, "corfs-prefetch-" + name);
-                    t.setDaemon(true);
-                    return t;
-                }, new java.util.concurrent.ThreadPoolExecutor.DiscardPolicy());
+        this.readAhead = new SequentialReadAhead(name, clusters, chunkClusters(), PREFETCH_CHUNKS, this::fill,
+                !this.readOnly && backing != null);
     }
 
     public String name() {
@@ -170,12 +176,7 @@ public final class LeafDisk implements AutoCloseable {
             try {
                 if (local.allSet(first, last + 1)) {
                     readLeaf(dst, offset);
-                    long ahead = prefetchedThrough.get();
-                    // a reader just behind the prefetch frontier is the sequential one: keep it ahead
-                    if (ahead >= last && ahead < clusters - 1
-                            && ahead - last < (long) PREFETCH_CHUNKS * chunkClusters() / 2) {
-                        prefetchAhead(last);
-                    }
+                    readAhead.afterLocalRead(last);
                 } else {
                     readCold(dst, offset, len, first, last);
                 }
@@ -210,7 +211,7 @@ public final class LeafDisk implements AutoCloseable {
             long windowLast = Math.min(clusters - 1, ((offset + len + buffers.bufferSize() - 1) >>> clusterShift));
             long firstLocalAfter = local.nextSet(last + 1, windowLast + 1);
             lockLast = Math.max(last, firstLocalAfter - 1);
-            prefetchAhead(lockLast);
+            readAhead.ahead(lockLast);
         }
         int base = dst.position();
         long end = offset + len;
@@ -243,44 +244,6 @@ public final class LeafDisk implements AutoCloseable {
     }
 
     /**
-     * Keeps a sequential reader's next {@link #PREFETCH_CHUNKS} chunks after cluster {@code from} being
-     * filled by the prefetch thread, so backing reads overlap with serving the reader. A full queue drops
-     * the request; the reader then fills synchronously. Holds no lock here; each task takes its range.
-     */
-    private void prefetchAhead(long from) {
-        if (readOnly || backing == null) {
-            return;
-        }
-        long chunk = chunkClusters();
-        long limit = Math.min(clusters - 1, from + PREFETCH_CHUNKS * chunk);
-        while (true) {
-            long done = prefetchedThrough.get();
-            if (done > limit) {
-                // the frontier belongs to a reader elsewhere; far from it, this reader starts its own
-                if (done - from > 2L * PREFETCH_CHUNKS * chunk && prefetchedThrough.compareAndSet(done, from)) {
-                    continue;
-                }
-                return;
-            }
-            long start = Math.max(done + 1, from + 1);
-            if (start > limit) {
-                return;
-            }
-            long end = Math.min(limit, start + chunk - 1);
-            if (!prefetchedThrough.compareAndSet(done, end)) {
-                continue;
-            }
-            prefetcher.execute(() -> {
-                try {
-                    fill(start, end);
-                } catch (IOException | RuntimeException e) {
-                    LOG.debug("{}: prefetch of clusters [{}, {}] failed: {}", name, start, end, e.toString());
-                }
-            });
-        }
-    }
-
-    /**
      * Writes {@code src} at {@code offset}; returns the bytes written. A partly covered cluster that is
      * not local is filled from the backing first; fully covered ones are not fetched.
      */
@@ -301,11 +264,19 @@ public final class LeafDisk implements AutoCloseable {
         long last = (offset + len - 1) >>> clusterShift;
         guestInFlight.incrementAndGet();
         try (ClusterRangeLock.Held held = locks.lock(first, last)) {
-            fillPartialEdges(offset, offset + len, first, last);
-            ByteBuffer view = src.duplicate();
-            view.limit(view.position() + len);
-            writeLeaf(view, offset);
-            markWritten(first, last);
+            long[] raised = raiseDirty(first, last);
+            boolean landing = false;
+            try {
+                fillPartialEdges(offset, offset + len, first, last);
+                ByteBuffer view = src.duplicate();
+                view.limit(view.position() + len);
+                landing = true;
+                writeLeaf(view, offset);
+                markWritten(first, last);
+            } catch (IOException | RuntimeException e) {
+                lowerDirty(raised, landing);
+                throw e;
+            }
             src.position(src.position() + len);
             return len;
         } finally {
@@ -331,17 +302,25 @@ public final class LeafDisk implements AutoCloseable {
         long last = (end - 1) >>> clusterShift;
         guestInFlight.incrementAndGet();
         try (ClusterRangeLock.Held held = locks.lock(first, last)) {
-            fillPartialEdges(offset, end, first, last);
-            long wholeFrom = ((offset + clusterSize - 1) >>> clusterShift) << clusterShift;
-            long wholeTo = end == size ? end : (end >>> clusterShift) << clusterShift;
-            if (wholeFrom < wholeTo) {
-                punchOrZero(wholeFrom, wholeTo - wholeFrom);
-                writeZeros(offset, Math.min(end, wholeFrom));
-                writeZeros(Math.max(offset, wholeTo), end);
-            } else {
-                writeZeros(offset, end);
+            long[] raised = raiseDirty(first, last);
+            boolean landing = false;
+            try {
+                fillPartialEdges(offset, end, first, last);
+                long wholeFrom = ((offset + clusterSize - 1) >>> clusterShift) << clusterShift;
+                long wholeTo = end == size ? end : (end >>> clusterShift) << clusterShift;
+                landing = true;
+                if (wholeFrom < wholeTo) {
+                    punchOrZero(wholeFrom, wholeTo - wholeFrom);
+                    writeZeros(offset, Math.min(end, wholeFrom));
+                    writeZeros(Math.max(offset, wholeTo), end);
+                } else {
+                    writeZeros(offset, end);
+                }
+                markWritten(first, last);
+            } catch (IOException | RuntimeException e) {
+                lowerDirty(raised, landing);
+                throw e;
             }
-            markWritten(first, last);
         } finally {
             lastGuestIoNanos.set(System.nanoTime());
             guestInFlight.decrementAndGet();
@@ -371,10 +350,57 @@ public final class LeafDisk implements AutoCloseable {
         }
     }
 
+    /**
+     * The dirty bit goes ahead of the data (LeafImage's class comment): marks dirty every cluster of
+     * [first, last] that is not, and if one of them is local, waits until the bits are durable (a group
+     * commit shared with concurrent writers and the flusher) before the caller writes. Caller holds the
+     * range lock, so no commit can clear the bits in between. Returns the clusters raised here, for
+     * {@link #lowerDirty} if the write fails; allocates nothing when all are dirty already.
+     */
+    private long[] raiseDirty(long first, long last) throws IOException {
+        ClusterBitmap dirty = image.dirty();
+        long c = dirty.nextClear(first, last + 1);
+        if (c > last) {
+            return NONE;
+        }
+        long[] raised = new long[(int) (last - c + 1)];
+        int n = 0;
+        boolean wasLocal = false;
+        for (; c <= last; c = dirty.nextClear(c + 1, last + 1)) {
+            wasLocal |= local.get(c);
+            image.markDirty(c);
+            raised[n++] = c;
+        }
+        raised = java.util.Arrays.copyOf(raised, n);
+        if (wasLocal) {
+            try {
+                image.flushBits();
+            } catch (IOException | RuntimeException e) {
+                lowerDirty(raised, false); // not durable: a later write must flush again, not trust the bit
+                throw e;
+            }
+        }
+        return raised;
+    }
+
+    /**
+     * A write failed: clears the dirty bits {@link #raiseDirty} raised, except where data may have
+     * landed in a local cluster ({@code landing}), which stays dirty. A cluster that is not local
+     * always goes back to clean: its data file content is ignored until a fill overwrites it.
+     */
+    private void lowerDirty(long[] raised, boolean landing) {
+        for (long c : raised) {
+            if (!landing || !local.get(c)) {
+                image.clearDirty(c);
+            }
+        }
+    }
+
+    /** The data is written: now the local bits may say so (dirty first, so a snapshot never splits them). */
     private void markWritten(long first, long last) {
         for (long c = first; c <= last; c++) {
-            image.markLocal(c);
             image.markDirty(c);
+            image.markLocal(c);
             redirtied.set(c);
         }
         modifiedMillis.set(System.currentTimeMillis());
@@ -700,14 +726,7 @@ public final class LeafDisk implements AutoCloseable {
         if (!closed.compareAndSet(false, true)) {
             return;
         }
-        prefetcher.shutdown();
-        try {
-            if (!prefetcher.awaitTermination(30, java.util.concurrent.TimeUnit.SECONDS)) {
-                LOG.warn("{}: prefetch did not stop within 30 s", name);
-            }
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-        }
+        readAhead.close();
         try (image) {
             if (backing != null) {
                 backing.close();

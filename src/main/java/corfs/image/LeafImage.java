@@ -31,14 +31,41 @@ import java.util.function.UnaryOperator;
  * {@link MetadataFormat}), with the cluster bitmaps held in memory.
  *
  * <h2>Crash ordering (enforced here, in {@link #flush()})</h2>
- * A bit is set in memory only after the cluster's data has been written to the data file (the engine's
- * rule). {@link #flush()} then: (1) snapshots the changed bitmap pages, (2) makes the data file durable
- * (fdatasync, or fsync after a hole was punched), (3) writes the snapshots, each to the page's older
- * slot, (4) makes the metadata durable. Every bit in a snapshot was set before (2), so on disk no cluster
- * is ever marked local or dirty before its data is durable. A torn page write leaves the page's other
- * slot intact; open then refuses (a bad checksum may as well be corruption) and names the slot, and
- * {@link #repair} clears it so the intact copy is used: nothing is repaired silently. Local bits are only ever set; a dirty bit is cleared only after the backing holding its
- * data was made durable (the commit job's rule).
+ * A local bit is set in memory only after the cluster's data has been written to the data file (the
+ * engine's rule). {@link #flush()} then: (1) snapshots the changed bitmap pages, (2) makes the data file
+ * durable (fdatasync, or fsync after a hole was punched), (3) writes the snapshots, each to the page's
+ * older slot, (4) makes the metadata durable. Every local bit in a snapshot was set before (2), so on
+ * disk no cluster is ever marked local before its data is durable. A torn page write leaves the page's
+ * other slot intact; open then refuses (a bad checksum may as well be corruption) and names the slot, and
+ * {@link #repair} clears it so the intact copy is used: nothing is repaired silently. Local bits are only
+ * ever set; a dirty bit is cleared only after the backing holding its data was made durable (the commit
+ * job's rule).
+ *
+ * <h2>The dirty bit never lags behind its data</h2>
+ * "Local and clean" on disk promises that the data file holds what the backing holds. A write that lands
+ * in the data file (a killed process loses nothing written; a power cut may keep any unsynced write)
+ * while the metadata on disk still says local and clean would break that promise for ever: the
+ * cluster reads the new data but no commit copies it. So the dirty bit goes <em>ahead</em> of the data:
+ * the engine calls {@link #markDirty} before the data lands, and
+ * <ul>
+ * <li>for a cluster that is local (its local bit may be durable), waits for {@link #flushBits()} before
+ * writing: the dirty bit is durable first. Concurrent first writes share one flush (group commit:
+ * a caller returns as soon as a flush whose snapshot began after its call has completed), which forces
+ * the data file only when the snapshot holds a local bit set since the last data force;</li>
+ * <li>for a cluster that is not local, needs no flush: its dirty bit is raised before its local bit
+ * (before a copy-on-read fill of a partly written cluster, too), and a snapshot copies local bits before
+ * dirty bits and stores dirty only with local ({@link MetadataFormat#encodePage}), so any snapshot that
+ * says local also says dirty, and one taken in between says neither.</li>
+ * </ul>
+ * The cost is one metadata write and fdatasync for the first write to each clean local cluster after it
+ * became local or was committed; a cluster already dirty is written without any (docs/DESIGN.md,
+ * "Crash ordering").
+ *
+ * <h2>Standalone</h2>
+ * When the last cluster's local bit is durable, {@link #flush()} records the standalone flag (after the
+ * bits, in the header), whichever path made the cluster local. A crash between the two leaves every bit
+ * local and the flag unset: the next writable open sets it, {@code corfs check} reports it and
+ * {@code check --repair} sets it.
  *
  * <h2>Threads</h2>
  * Bitmaps are lock-free ({@link ClusterBitmap}); {@link #markLocal}/{@link #markDirty}/{@link #clearDirty}
@@ -68,6 +95,18 @@ public final class LeafImage implements AutoCloseable {
     private final Object flushLock = new Object();
     private final Object headerLock = new Object();
     private final AtomicBoolean holePunched = new AtomicBoolean();
+    /** Flushes that have begun their snapshot; a flush's number is this counter after it began. */
+    private final java.util.concurrent.atomic.AtomicLong snapshotsBegun = new java.util.concurrent.atomic.AtomicLong();
+    /** Number of the last flush that completed. Written under flushLock. */
+    private volatile long snapshotsDurable;
+    /** Number of the last completed flush that made the data file durable. Written under flushLock. */
+    private volatile long dataDurable;
+    /** Counts local bits, incremented just before each is set (so a bit seen set is already counted). */
+    private final java.util.concurrent.atomic.AtomicLong localSets = new java.util.concurrent.atomic.AtomicLong();
+    /** {@link #localSets} as read before the last completed data force: those bits' data is durable. */
+    private long localSetsForced; // under flushLock
+    /** Pages whose newest durable copy has every local bit set. Under flushLock after open. */
+    private final ClusterBitmap durablyFullPages;
     private final AtomicBoolean closed = new AtomicBoolean();
     private volatile LeafHeader header;
     private long headerGeneration;
@@ -89,6 +128,7 @@ public final class LeafImage implements AutoCloseable {
         this.dirty = new ClusterBitmap(clusters);
         long pages = MetadataFormat.pageCount(clusters);
         this.changedPages = new ClusterBitmap(pages);
+        this.durablyFullPages = new ClusterBitmap(pages);
         this.pageSequence = new long[Math.toIntExact(pages)];
         this.pageNewestSlot = new byte[Math.toIntExact(pages)];
     }
@@ -290,6 +330,19 @@ public final class LeafImage implements AutoCloseable {
      */
     public static LeafImage open(Path leaf, FileOps fileOps, boolean readOnly, boolean inspectOnly,
                                  boolean acceptReplacedData) throws IOException {
+        return open(leaf, fileOps, readOnly, inspectOnly, acceptReplacedData, false);
+    }
+
+    /**
+     * Opens a leaf read-only for {@link LeafImages#check}, accepting a data file of the wrong size, so
+     * that check can say which local clusters lie beyond its end.
+     */
+    static LeafImage openForCheck(Path leaf) throws IOException {
+        return open(leaf, FileOps.system(), true, true, false, true);
+    }
+
+    private static LeafImage open(Path leaf, FileOps fileOps, boolean readOnly, boolean inspectOnly,
+                                  boolean acceptReplacedData, boolean acceptDataSize) throws IOException {
         Path leafAbs = leaf.toAbsolutePath().normalize();
         Path meta = metadataPathOf(leafAbs);
         if (!Files.exists(meta)) {
@@ -330,7 +383,7 @@ public final class LeafImage implements AutoCloseable {
             data = writable
                     ? fileOps.openChannel(leafAbs, StandardOpenOption.READ, StandardOpenOption.WRITE)
                     : fileOps.openChannel(leafAbs, StandardOpenOption.READ);
-            if (data.size() != header.virtualSize()) {
+            if (data.size() != header.virtualSize() && !(acceptDataSize && !writable)) {
                 throw new CorruptMetadataException("leaf data file " + leafAbs + " is " + data.size()
                         + " bytes, expected " + header.virtualSize() + " (truncated or replaced)");
             }
@@ -341,6 +394,9 @@ public final class LeafImage implements AutoCloseable {
             if (writable && header.dataInode() != inode) {
                 image.updateHeader(h -> h.withDataInode(inode)); // adopted with --force, or an old leaf
                 LOG.info("{}: recorded the data file's inode {}", leafAbs.getFileName(), inode);
+            }
+            if (writable) {
+                image.markStandaloneIfDurablyLocal(); // a crash after the last bit, before the flag
             }
             return image;
         } catch (IOException | RuntimeException e) {
@@ -440,6 +496,11 @@ public final class LeafImage implements AutoCloseable {
                 throw new CorruptMetadataException(metadataPath + ": cluster " + c + " is dirty but not local");
             }
         }
+        for (long p = 0; p < pageSequence.length; p++) {
+            if (pageFull(p)) {
+                durablyFullPages.set(p);
+            }
+        }
         if (header.standalone() && local.count() != local.size()) {
             throw new CorruptMetadataException(metadataPath + ": marked standalone but "
                     + (local.size() - local.count()) + " clusters are not local");
@@ -451,7 +512,8 @@ public final class LeafImage implements AutoCloseable {
     /**
      * Repairs what a torn metadata write leaves behind, and nothing else: a header slot or a bitmap page
      * slot that fails its checksum while its twin is intact. The damaged header slot is rewritten from
-     * the intact one; a damaged page slot is cleared, so the intact (newest durable) copy is used. Refuses
+     * the intact one; a damaged page slot is cleared, so the intact (newest durable) copy is used. A leaf
+     * whose bitmaps are all local but whose header does not say standalone is marked standalone. Refuses
      * when both slots of anything are damaged, when the file has the wrong length, or when the leaf is in
      * use. Returns what it did (empty: nothing needed).
      */
@@ -462,6 +524,7 @@ public final class LeafImage implements AutoCloseable {
             throw new CorfsException(Reason.NOT_FOUND, leaf + " is not a corfs leaf: " + meta + " is missing");
         }
         List<String> actions = new ArrayList<>();
+        boolean standaloneBefore;
         try (FileChannel ch = FileChannel.open(meta, StandardOpenOption.READ, StandardOpenOption.WRITE)) {
             FileLock l = lockFor(ch, meta, false);
             try {
@@ -518,8 +581,23 @@ public final class LeafImage implements AutoCloseable {
                     ch.force(true);
                     LOG.info("repaired {}: {}", meta, actions);
                 }
+                standaloneBefore = header.standalone();
             } finally {
                 l.release();
+            }
+        }
+        boolean allLocal = false;
+        if (!standaloneBefore) {
+            try (LeafImage image = openForCheck(leafAbs)) {
+                allLocal = image.local().count() == image.clusters();
+            }
+        }
+        if (allLocal) {
+            // every bit durably local but no flag (a crash between the two): a writable open records it
+            try (LeafImage image = open(leafAbs, FileOps.system(), false, false)) {
+                if (image.header().standalone()) {
+                    actions.add("marked standalone: every cluster is local");
+                }
             }
         }
         return actions;
@@ -582,14 +660,21 @@ public final class LeafImage implements AutoCloseable {
 
     /** Marks a cluster local. Call only after its data was written to {@link #data()}. */
     public void markLocal(long cluster) {
+        if (!local.get(cluster)) {
+            localSets.incrementAndGet(); // before the bit: a snapshot that sees the bit sees the count
+        }
         if (local.set(cluster)) {
             changedPages.set(cluster / MetadataFormat.CLUSTERS_PER_PAGE);
         }
     }
 
-    /** Marks a local cluster dirty. Call only after {@link #markLocal} for it. */
+    /**
+     * Marks a cluster dirty. Call <em>before</em> written data lands in it (see the class comment): for a
+     * local cluster, then wait for {@link #flushBits()} before writing; for a cluster that is not local, call
+     * {@link #markLocal} only after the data is written (the bit is not stored until then), or
+     * {@link #clearDirty} if nothing was written.
+     */
     public void markDirty(long cluster) {
-        assert local.get(cluster) : "dirty before local: " + cluster;
         if (dirty.set(cluster)) {
             changedPages.set(cluster / MetadataFormat.CLUSTERS_PER_PAGE);
         }
@@ -617,52 +702,129 @@ public final class LeafImage implements AutoCloseable {
 
     /**
      * The durability barrier: when it returns, every write to the data file made before the call and
-     * every bit set before the call are durable, in the order described in the class comment.
+     * every bit set before the call are durable, in the order described in the class comment. Group
+     * commit: callers that arrive while a flush runs wait for it and share the next one; a caller whose
+     * bits a flush already covered (its snapshot began after the call) returns without another.
      */
     public void flush() throws IOException {
         if (readOnly) {
             return;
         }
+        long calledAfter = snapshotsBegun.get();
         synchronized (flushLock) {
-            List<Long> pages = new ArrayList<>();
-            List<ByteBuffer> snapshots = new ArrayList<>();
-            // (1) snapshot: clear each page's changed mark first, so a bit set during the copy marks it again
-            for (long p = changedPages.nextSet(0, changedPages.size()); p < changedPages.size();
-                 p = changedPages.nextSet(p + 1, changedPages.size())) {
-                changedPages.clear(p);
-                ByteBuffer b = ByteBuffer.allocate(MetadataFormat.SLOT_SIZE);
-                MetadataFormat.encodePage(b, p, pageSequence[(int) p] + 1, header.uuid(), local, dirty);
-                pages.add(p);
-                snapshots.add(b);
+            if (dataDurable > calledAfter) {
+                return; // a flush that began after this call has completed: it covered everything before it
             }
-            try {
-                // (2) data durable before any bit that describes it
-                data.force(holePunched.getAndSet(false));
-                if (pages.isEmpty()) {
-                    return;
-                }
-                // (3) each page to its older slot, so the newest durable copy survives a torn write
-                for (int i = 0; i < pages.size(); i++) {
-                    int p = Math.toIntExact(pages.get(i));
-                    int slot = pageSequence[p] == 0 ? 0 : 1 - pageNewestSlot[p];
-                    writeFully(metadata, snapshots.get(i), MetadataFormat.pageSlotOffset(p, slot));
-                }
-                // (4) bits durable
-                metadata.force(false);
-                for (int i = 0; i < pages.size(); i++) {
-                    int p = Math.toIntExact(pages.get(i));
-                    int slot = pageSequence[p] == 0 ? 0 : 1 - pageNewestSlot[p];
-                    pageSequence[p]++;
-                    pageNewestSlot[p] = (byte) slot;
-                }
-            } catch (IOException | RuntimeException e) {
-                holePunched.set(true);
-                for (long p : pages) {
-                    changedPages.set(p);
-                }
-                throw e;
-            }
+            flushLocked(true);
         }
+    }
+
+    /**
+     * Makes every bit set before the call durable, the data file only if a local bit in the snapshot
+     * needs it (one set since the last data force): the write path's "dirty bit first" step, which for a
+     * write to a clean local cluster costs one metadata write and fdatasync. Group commit as
+     * {@link #flush()}; not a barrier for the data.
+     */
+    public void flushBits() throws IOException {
+        if (readOnly) {
+            return;
+        }
+        long calledAfter = snapshotsBegun.get();
+        synchronized (flushLock) {
+            if (snapshotsDurable > calledAfter) {
+                return;
+            }
+            flushLocked(false);
+        }
+    }
+
+    private void flushLocked(boolean dataBarrier) throws IOException {
+        assert Thread.holdsLock(flushLock);
+        long number = snapshotsBegun.incrementAndGet();
+        List<Long> pages = new ArrayList<>();
+        List<ByteBuffer> snapshots = new ArrayList<>();
+        List<Long> full = new ArrayList<>();
+        // (1) snapshot: clear each page's changed mark first, so a bit set during the copy marks it again
+        for (long p = changedPages.nextSet(0, changedPages.size()); p < changedPages.size();
+             p = changedPages.nextSet(p + 1, changedPages.size())) {
+            changedPages.clear(p);
+            // local bits only go from 0 to 1: full now, full in the copy below
+            if (!durablyFullPages.get(p) && pageFull(p)) {
+                full.add(p);
+            }
+            ByteBuffer b = ByteBuffer.allocate(MetadataFormat.SLOT_SIZE);
+            MetadataFormat.encodePage(b, p, pageSequence[(int) p] + 1, header.uuid(), local, dirty);
+            pages.add(p);
+            snapshots.add(b);
+        }
+        // every local bit in the snapshot was counted before this read (counted, then set, then copied)
+        long localSetsNow = localSets.get();
+        boolean forceData = dataBarrier || localSetsNow != localSetsForced;
+        try {
+            // (2) data durable before any bit that describes it
+            if (forceData) {
+                data.force(holePunched.getAndSet(false));
+                localSetsForced = localSetsNow;
+            }
+            if (pages.isEmpty()) {
+                completed(number, forceData);
+                return;
+            }
+            // (3) each page to its older slot, so the newest durable copy survives a torn write
+            for (int i = 0; i < pages.size(); i++) {
+                int p = Math.toIntExact(pages.get(i));
+                int slot = pageSequence[p] == 0 ? 0 : 1 - pageNewestSlot[p];
+                writeFully(metadata, snapshots.get(i), MetadataFormat.pageSlotOffset(p, slot));
+            }
+            // (4) bits durable
+            metadata.force(false);
+            for (int i = 0; i < pages.size(); i++) {
+                int p = Math.toIntExact(pages.get(i));
+                int slot = pageSequence[p] == 0 ? 0 : 1 - pageNewestSlot[p];
+                pageSequence[p]++;
+                pageNewestSlot[p] = (byte) slot;
+            }
+            for (long p : full) {
+                durablyFullPages.set(p);
+            }
+            completed(number, forceData);
+        } catch (IOException | RuntimeException e) {
+            holePunched.set(true);
+            for (long p : pages) {
+                changedPages.set(p);
+            }
+            throw e;
+        }
+        // (5) the last local bit is durable: the leaf no longer needs its backing
+        if (!full.isEmpty()) {
+            markStandaloneIfDurablyLocal();
+        }
+    }
+
+    /** Flush {@code number} completed: its snapshot is durable, and with {@code forcedData} the data too. */
+    private void completed(long number, boolean forcedData) {
+        if (forcedData) {
+            dataDurable = number;
+        }
+        snapshotsDurable = number;
+    }
+
+    /** True if every cluster of bitmap page {@code page} is local (in memory). */
+    private boolean pageFull(long page) {
+        long from = page * MetadataFormat.CLUSTERS_PER_PAGE;
+        return local.allSet(from, Math.min(local.size(), from + MetadataFormat.CLUSTERS_PER_PAGE));
+    }
+
+    /**
+     * Records the standalone flag if every page's newest durable copy has every local bit set (called
+     * after the bits are durable: by a flush that made the last page full, and by a writable open).
+     */
+    private void markStandaloneIfDurablyLocal() throws IOException {
+        if (header.standalone() || durablyFullPages.count() != durablyFullPages.size()) {
+            return;
+        }
+        updateHeader(h -> h.withStandalone(true));
+        LOG.info("{}: every cluster is local: the leaf is standalone", dataPath.getFileName());
     }
 
     /**

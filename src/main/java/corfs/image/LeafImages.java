@@ -101,8 +101,21 @@ public final class LeafImages {
     public static List<String> check(Path leaf) throws IOException {
         List<String> problems = new ArrayList<>();
         LeafHeader header;
-        try (LeafImage image = LeafImage.open(leaf, FileOps.system(), true, true)) {
+        try (LeafImage image = LeafImage.openForCheck(leaf)) {
             header = image.header();
+            long dataSize = image.data().size();
+            if (dataSize != header.virtualSize()) {
+                // local clusters past the data file's end lost their data (truncated behind corfs's back)
+                long firstBeyond = Math.min(image.clusters(), dataSize / header.clusterSize());
+                long lost = image.local().count(firstBeyond, image.clusters());
+                problems.add("leaf data file " + image.dataPath() + " is " + dataSize + " bytes, expected "
+                        + header.virtualSize() + " (truncated or replaced)" + (lost == 0 ? ""
+                        : ": " + lost + " local cluster(s) lie wholly or partly beyond its end, their data is lost"));
+            }
+            if (!header.standalone() && image.local().count() == image.clusters()) {
+                problems.add("every cluster is local but the leaf is not marked standalone (a crash before the"
+                        + " flag was written): 'corfs check --repair' or the next mount records it");
+            }
         } catch (CorruptMetadataException e) {
             problems.add(e.getMessage());
             return problems;

@@ -169,16 +169,24 @@ public final class MetadataFormat {
     }
 
     /**
-     * Encodes page {@code page} from the bitmaps. The dirty bits are copied before the local bits: dirty
-     * is only ever set after local, so the snapshot never holds a dirty bit without its local bit.
+     * Encodes page {@code page} from the bitmaps, which may change meanwhile. The local bits are copied
+     * before the dirty bits, and a dirty bit is stored only with its local bit: the snapshot never holds
+     * dirty without local, nor (for a cluster whose dirty bit was raised before its local bit) local
+     * without dirty.
      */
     public static void encodePage(ByteBuffer dst, long page, long sequence, UUID uuid,
                                   ClusterBitmap local, ClusterBitmap dirty) {
         long[] dirtyWords = new long[WORDS_PER_BITMAP];
         long[] localWords = new long[WORDS_PER_BITMAP];
         int firstWord = Math.toIntExact(page * WORDS_PER_BITMAP);
-        dirty.copyWords(firstWord, dirtyWords, 0, WORDS_PER_BITMAP);
+        // Local words first, then dirty, and dirty only where local: a write raises a cluster's dirty bit
+        // before its local bit (LeafImage#markDirty), so a copy that sees the local bit sees the dirty
+        // one too, and a dirty bit raised ahead of its local one is never stored.
         local.copyWords(firstWord, localWords, 0, WORDS_PER_BITMAP);
+        dirty.copyWords(firstWord, dirtyWords, 0, WORDS_PER_BITMAP);
+        for (int w = 0; w < WORDS_PER_BITMAP; w++) {
+            dirtyWords[w] &= localWords[w];
+        }
         ByteBuffer b = dst.clear().order(ByteOrder.LITTLE_ENDIAN);
         b.putInt(PAGE_MAGIC);
         b.putInt((int) page);

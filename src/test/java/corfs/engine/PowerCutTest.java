@@ -155,7 +155,7 @@ class PowerCutTest {
     @DisplayName("every cut point, durable writes only and with a random subset of the rest, obeys the flush rule")
     void everyCutPoint(Scenario scenario) {
         long seed = Long.getLong("corfs.seed", System.nanoTime());
-        assertTimeoutPreemptively(Duration.ofSeconds(60), () -> runScenario(scenario, seed),
+        assertTimeoutPreemptively(Duration.ofSeconds(300), () -> runScenario(scenario, seed),
                 () -> scenario + " (seed " + seed + ")");
     }
 
@@ -299,6 +299,8 @@ class PowerCutTest {
                 var done = new LeafHeader.JobRecord(JobKind.COMMIT, JobState.COMPLETED, 0, OnError.STOP, null);
                 disk.image().updateHeader(h -> h.withBackingIdentity(identity).withJob(done));
                 commitEnd = rec.eventCount();
+                // every cluster written so far is now local and clean: write into them (issue 7, defect 1)
+                writesToCleanClusters(disk, random, rec, model, ops, acks, seed);
                 mixedOps(disk, random, rec, model, ops, acks, 30, seed);
             } else {
                 // steps overlap the 41-cluster fills, so no cluster is left out before the standalone flag
@@ -349,16 +351,60 @@ class PowerCutTest {
         }
     }
 
+    /**
+     * Writes, zeroes and partial writes into clusters that are local and clean (committed, streamed or
+     * filled), a few between flushes: each is the first write to a clean cluster, whose dirty bit must
+     * be durable no later than its data.
+     */
+    private static void writesToCleanClusters(LeafDisk disk, Random random, RecordingFileOps rec, byte[] model,
+                                              List<GuestOp> ops, List<Ack> acks, long seed) throws IOException {
+        int clusters = (int) disk.clusters();
+        List<Integer> clean = new ArrayList<>();
+        for (int c = 0; c < clusters; c++) {
+            if (disk.image().local().get(c) && !disk.image().dirty().get(c)) {
+                clean.add(c);
+            }
+        }
+        assertTrue(clean.size() > 8, "the workload leaves clean local clusters (seed " + seed + ")");
+        java.util.Collections.shuffle(clean, random);
+        for (int i = 0; i < Math.min(24, clean.size()); i++) {
+            int c = clean.get(i);
+            int off = c * CLUSTER + (i % 3 == 0 ? 0 : random.nextInt(CLUSTER / 2));
+            int len = Math.min(SIZE - off, i % 3 == 0 ? CLUSTER : 1 + random.nextInt(CLUSTER / 2));
+            if (i % 5 == 4) {
+                ops.add(new GuestOp(rec.eventCount(), off, new byte[len]));
+                disk.zeroRange(off, len);
+                Arrays.fill(model, off, off + len, (byte) 0);
+            } else {
+                byte[] data = new byte[len];
+                random.nextBytes(data);
+                ops.add(new GuestOp(rec.eventCount(), off, data));
+                assertEquals(len, disk.write(ByteBuffer.wrap(data), off));
+                System.arraycopy(data, 0, model, off, len);
+            }
+            if (i % 4 == 3) {
+                disk.flush();
+                acks.add(new Ack(rec.eventCount(), model.clone()));
+            }
+        }
+    }
+
     // ------------------------------------------------------------------ checking one cut state
 
     private static void verifyCut(Run run, int k, Path leaf, Path backing, String where) throws IOException {
-        List<String> problems = LeafImages.check(leaf);
+        List<String> problems = new ArrayList<>(LeafImages.check(leaf));
+        // a cut after the last local bit, before the standalone flag: reported, and the next open sets it
+        boolean flagPending = problems.removeIf(p -> p.contains("not marked standalone"));
         assertEquals(List.of(), problems, "check of " + where);
         byte[] backingNow = Files.readAllBytes(backing);
         byte[] exposed;
         try (LeafDisk disk = TestLeaves.open(leaf, new PortableFileOps())) {
+            if (flagPending) {
+                assertTrue(disk.image().header().standalone(), where + ": the open records the standalone flag");
+            }
             exposed = TestLeaves.readAll(disk);
             checkFlushRule(run, k, exposed, where);
+            checkCleanMeansBacking(disk, backingNow, exposed, where);
             if (k > run.commitStart() && k <= run.commitEnd()) {
                 checkCommitCut(run, disk, backingNow, exposed, where);
             }
@@ -397,6 +443,26 @@ class PowerCutTest {
                         + "; at the flush acknowledged at event " + ack.event() + " it was " + snap[i]
                         + ", and none of the " + after.size() + " writes since wrote that value"
                         + (exposed[i] == run.originalBacking()[i] ? " (it is the backing's original byte)" : ""));
+            }
+        }
+    }
+
+    /**
+     * A local cluster that is not dirty reads as the backing: otherwise its data differs from what a
+     * commit would leave in the backing, and no commit ever copies it (clean for ever).
+     */
+    private static void checkCleanMeansBacking(LeafDisk disk, byte[] backingNow, byte[] exposed, String where) {
+        for (long c = 0; c < disk.clusters(); c++) {
+            if (!disk.image().local().get(c) || disk.image().dirty().get(c)) {
+                continue;
+            }
+            int from = (int) (c * CLUSTER);
+            int to = (int) Math.min(SIZE, from + CLUSTER);
+            int m = Arrays.mismatch(exposed, from, to, backingNow, from, to);
+            if (m >= 0) {
+                fail(where + ": cluster " + c + " is local and clean, but reads " + exposed[from + m] + " at byte "
+                        + (from + m) + " where the backing holds " + backingNow[from + m]
+                        + ": data written without its dirty bit (a commit would never copy it)");
             }
         }
     }

@@ -1,0 +1,135 @@
+package corfs.engine;
+
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.io.IOException;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.ThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * The read-ahead policy of a {@link LeafDisk}: keeps one sequential cold reader a few fill chunks ahead,
+ * so the backing reads overlap with serving the reader. It only decides <em>what</em> to fill and
+ * <em>when</em>; the filling itself is the disk's {@link Fill} (which takes the cluster range lock and
+ * follows the disk's ordering rules), so a policy can be replaced without touching copy-on-read.
+ *
+ * <h2>State</h2>
+ * One frontier, {@link #prefetchedThrough}: the last cluster handed to the thread (-1 before a
+ * sequential cold read started one). It only moves forward by compare-and-set, except that a reader far
+ * behind it takes it over (a new sequential stream elsewhere on the disk). Requests that do not fit the
+ * bounded queue ({@code chunks} tasks) are dropped: the reader then fills synchronously, nothing is lost.
+ *
+ * <h2>Thread, ownership, stop</h2>
+ * One named daemon thread, {@code corfs-prefetch-<leaf>}, started on demand and retired after 5 s idle.
+ * It holds no lock between tasks; each task is one {@code Fill} of at most one chunk, whose failure is
+ * logged at debug and forgotten (a guest read of the same clusters reports the error). The owning disk
+ * calls {@link #close()} before closing its image: it stops accepting work and waits (30 s at most) for
+ * the task in progress, which is never interrupted (NIO closes a channel when its thread is
+ * interrupted). Idempotent.
+ */
+final class SequentialReadAhead implements AutoCloseable {
+    private static final Logger LOG = LoggerFactory.getLogger(SequentialReadAhead.class);
+
+    /** Fills [first, last] the way the disk's stream step does. */
+    @FunctionalInterface
+    interface Fill {
+        void fill(long first, long last) throws IOException;
+    }
+
+    private final String name;
+    private final long clusters;
+    private final long chunkClusters;
+    private final int chunks;
+    private final Fill fill;
+    private final boolean enabled;
+    private final AtomicLong prefetchedThrough = new AtomicLong(-1);
+    private final AtomicBoolean closed = new AtomicBoolean();
+    private final ThreadPoolExecutor thread;
+
+    /**
+     * @param clusters      clusters of the disk
+     * @param chunkClusters clusters of one fill (one task)
+     * @param chunks        how many chunks the reader is kept ahead (and the queue's bound)
+     * @param enabled       false makes every call a no-op (read-only mount, standalone leaf)
+     */
+    SequentialReadAhead(String name, long clusters, long chunkClusters, int chunks, Fill fill, boolean enabled) {
+        this.name = name;
+        this.clusters = clusters;
+        this.chunkClusters = Math.max(1, chunkClusters);
+        this.chunks = chunks;
+        this.fill = fill;
+        this.enabled = enabled;
+        this.thread = new ThreadPoolExecutor(0, 1, 5, TimeUnit.SECONDS, new ArrayBlockingQueue<>(chunks),
+                r -> {
+                    Thread t = new Thread(r, "corfs-prefetch-" + name);
+                    t.setDaemon(true);
+                    return t;
+                }, new ThreadPoolExecutor.DiscardPolicy());
+    }
+
+    /**
+     * A read of local clusters ending at cluster {@code last}: a reader just behind the frontier is the
+     * sequential one, so the frontier is pushed on.
+     */
+    void afterLocalRead(long last) {
+        long ahead = prefetchedThrough.get();
+        if (ahead >= last && ahead < clusters - 1 && ahead - last < (long) chunks * chunkClusters / 2) {
+            ahead(last);
+        }
+    }
+
+    /**
+     * Keeps the next {@code chunks} chunks after cluster {@code from} being filled by the thread. A full
+     * queue drops the request. Holds no lock; each task takes its range when it runs.
+     */
+    void ahead(long from) {
+        if (!enabled || closed.get()) {
+            return;
+        }
+        long limit = Math.min(clusters - 1, from + chunks * chunkClusters);
+        while (true) {
+            long done = prefetchedThrough.get();
+            if (done > limit) {
+                // the frontier belongs to a reader elsewhere; far from it, this reader starts its own
+                if (done - from > 2L * chunks * chunkClusters && prefetchedThrough.compareAndSet(done, from)) {
+                    continue;
+                }
+                return;
+            }
+            long start = Math.max(done + 1, from + 1);
+            if (start > limit) {
+                return;
+            }
+            long end = Math.min(limit, start + chunkClusters - 1);
+            if (!prefetchedThrough.compareAndSet(done, end)) {
+                continue;
+            }
+            thread.execute(() -> {
+                try {
+                    fill.fill(start, end);
+                } catch (IOException | RuntimeException e) {
+                    LOG.debug("{}: prefetch of clusters [{}, {}] failed: {}", name, start, end, e.toString());
+                }
+            });
+        }
+    }
+
+    /** Stops accepting work and waits, 30 s at most, for the task in progress. Idempotent. */
+    @Override
+    public void close() {
+        if (!closed.compareAndSet(false, true)) {
+            return;
+        }
+        thread.shutdown();
+        try {
+            if (!thread.awaitTermination(30, TimeUnit.SECONDS)) {
+                LOG.warn("{}: prefetch did not stop within 30 s", name);
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+}
