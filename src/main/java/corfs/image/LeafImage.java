@@ -71,10 +71,12 @@ public final class LeafImage implements AutoCloseable {
     private final AtomicBoolean closed = new AtomicBoolean();
     private volatile LeafHeader header;
     private long headerGeneration;
+    /** The metadata version on disk: {@link MetadataFormat#VERSION} once the header was written. */
+    private volatile int metadataVersion;
 
     private LeafImage(Path dataPath, Path metadataPath, FileChannel data, FileOps.SparseFile sparseData,
                       FileChannel metadata, FileLock lock, boolean readOnly, LeafHeader header,
-                      long headerGeneration) {
+                      long headerGeneration, int metadataVersion) {
         this.dataPath = dataPath;
         this.metadataPath = metadataPath;
         this.data = data;
@@ -84,6 +86,7 @@ public final class LeafImage implements AutoCloseable {
         this.readOnly = readOnly;
         this.header = header;
         this.headerGeneration = headerGeneration;
+        this.metadataVersion = metadataVersion;
         long clusters = header.clusters();
         this.local = new ClusterBitmap(clusters);
         this.dirty = new ClusterBitmap(clusters);
@@ -336,11 +339,20 @@ public final class LeafImage implements AutoCloseable {
             }
             sparse = fileOps.open(leafAbs, writable);
             LeafImage image = new LeafImage(leafAbs, meta, data, sparse, metadata, lock, !writable, header,
-                    parsed.generation);
+                    parsed.generation, parsed.version);
             image.loadPages();
             if (writable && header.dataInode() != inode) {
                 image.updateHeader(h -> h.withDataInode(inode)); // adopted with --force, or an old leaf
                 LOG.info("{}: recorded the data file's inode {}", leafAbs.getFileName(), inode);
+            }
+            if (writable && parsed.oldestVersion < MetadataFormat.VERSION) {
+                // An older leaf (or one whose upgrade a crash cut between the slots): its first header
+                // write (both slots, the usual order) is the upgrade. A crash between the two slots
+                // leaves one of each version, both readable.
+                int was = parsed.oldestVersion;
+                image.updateHeader(UnaryOperator.identity());
+                LOG.info("{}: metadata upgraded from version {} to {}", leafAbs.getFileName(), was,
+                        MetadataFormat.VERSION);
             }
             return image;
         } catch (IOException | RuntimeException e) {
@@ -367,7 +379,8 @@ public final class LeafImage implements AutoCloseable {
         }
     }
 
-    private record ParsedMetadata(LeafHeader header, long generation) {
+    /** The newest slot's header, generation and version, and the lower version of the two slots. */
+    private record ParsedMetadata(LeafHeader header, long generation, int version, int oldestVersion) {
     }
 
     private static ParsedMetadata readHeader(FileChannel metadata, Path meta) throws IOException {
@@ -398,7 +411,8 @@ public final class LeafImage implements AutoCloseable {
             throw new CorruptMetadataException(meta + ": the two header slots belong to different leaves");
         }
         MetadataFormat.HeaderSlot newest = slots[0].generation() >= slots[1].generation() ? slots[0] : slots[1];
-        return new ParsedMetadata(newest.header(), newest.generation());
+        return new ParsedMetadata(newest.header(), newest.generation(), newest.version(),
+                Math.min(slots[0].version(), slots[1].version()));
     }
 
     private void loadPages() throws IOException {
@@ -529,6 +543,14 @@ public final class LeafImage implements AutoCloseable {
 
     public LeafHeader header() {
         return header;
+    }
+
+    /**
+     * The metadata format version on disk: that of the newest header slot at open, {@link
+     * MetadataFormat#VERSION} after any header write (a writable open of an older leaf writes at once).
+     */
+    public int metadataVersion() {
+        return metadataVersion;
     }
 
     public Path dataPath() {
@@ -667,7 +689,8 @@ public final class LeafImage implements AutoCloseable {
 
     /**
      * Replaces the header durably: both slots are written, each followed by an fsync, so one intact slot
-     * survives a crash at any point. Returns the new header.
+     * survives a crash at any point. Always written in the current {@link MetadataFormat#VERSION}, so the
+     * first write upgrades an older leaf. Returns the new header.
      */
     public LeafHeader updateHeader(UnaryOperator<LeafHeader> change) throws IOException {
         if (readOnly) {
@@ -682,6 +705,7 @@ public final class LeafImage implements AutoCloseable {
             }
             headerGeneration = generation;
             header = updated;
+            metadataVersion = MetadataFormat.VERSION;
             return updated;
         }
     }

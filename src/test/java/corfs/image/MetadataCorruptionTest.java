@@ -217,7 +217,7 @@ class MetadataCorruptionTest {
         }
 
         @ParameterizedTest(name = "version {0}")
-        @ValueSource(ints = {0, 2, 99, -1})
+        @ValueSource(ints = {0, 3, 99, -1})
         @DisplayName("an unknown version in both slots is refused as unsupported, not as damage")
         void unknownVersion(int version) throws IOException {
             setVersion(0, version);
@@ -228,8 +228,106 @@ class MetadataCorruptionTest {
         @Test
         @DisplayName("an unknown version in one slot is refused too")
         void unknownVersionOneSlot() throws IOException {
-            setVersion(1, 2);
-            assertRefused("metadata version 2 is not supported", "version 2 in slot 1");
+            setVersion(1, 3);
+            assertRefused("metadata version 3 is not supported", "version 3 in slot 1");
+        }
+    }
+
+    @Nested
+    @DisplayName("version 1 leaves (made by corfs before version 2)")
+    class Version1Leaves {
+        private byte[] v1Meta;
+        private byte[] content;
+
+        /** The setup's leaf, its header slots rewritten as the last release wrote them. */
+        @BeforeEach
+        void downgrade() throws IOException {
+            try (LeafDisk disk = TestLeaves.open(leaf, FileOps.system())) {
+                content = TestLeaves.readAll(disk);
+            }
+            V1Headers.downgrade(leaf);
+            v1Meta = Files.readAllBytes(meta);
+            assertEquals(1, V1Headers.versionOf(leaf, 0));
+            assertEquals(1, V1Headers.versionOf(leaf, 1));
+        }
+
+        @Test
+        @DisplayName("info, map, check and a read-only open read it and never write it")
+        void readWithoutWriting() throws IOException {
+            LeafInfo info = LeafImages.info(leaf);
+            assertEquals(1, info.version());
+            assertEquals(backing.toAbsolutePath().normalize().toString(), info.backingSpec());
+            assertEquals("raw", info.backingFormat());
+            assertEquals(corfs.backing.FileBacking.identityOf(backing), info.backingIdentity());
+            assertTrue(LeafImages.map(leaf).stream().anyMatch(Extent::dirty), "map shows the written cluster");
+            assertEquals(List.of(), LeafImages.check(leaf));
+            try (LeafImage image = LeafImage.open(leaf, FileOps.system(), true, false)) {
+                assertEquals(1, image.metadataVersion());
+                assertTrue(image.local().count() > 0 && image.dirty().count() == 1, image.toString());
+            }
+            assertArrayEquals(v1Meta, Files.readAllBytes(meta), "a read of a version 1 leaf wrote it");
+        }
+
+        @Test
+        @DisplayName("a writable open upgrades both slots to version 2 at once; bits and data stay")
+        void writableOpenUpgrades() throws IOException {
+            long local;
+            long dirty;
+            try (LeafImage image = LeafImage.open(leaf, FileOps.system(), true, true)) {
+                local = image.local().count();
+                dirty = image.dirty().count();
+            }
+            LeafHeader before = headerOf();
+            try (LeafDisk disk = TestLeaves.open(leaf, FileOps.system())) {
+                assertEquals(2, V1Headers.versionOf(leaf, 0));
+                assertEquals(2, V1Headers.versionOf(leaf, 1));
+                assertEquals(2, disk.image().metadataVersion());
+                assertEquals(before, disk.image().header());
+                assertEquals(local, disk.image().local().count());
+                assertEquals(dirty, disk.image().dirty().count());
+                assertArrayEquals(content, TestLeaves.readAll(disk));
+                disk.write(ByteBuffer.wrap(new byte[] {9}), 5);
+                content[5] = 9;
+                disk.flush();
+            }
+            assertEquals(2, LeafImages.info(leaf).version());
+            assertEquals(List.of(), LeafImages.check(leaf));
+            try (LeafDisk disk = TestLeaves.open(leaf, FileOps.system())) {
+                assertArrayEquals(content, TestLeaves.readAll(disk));
+            }
+            assertEquals(v1Meta.length, Files.size(meta));
+        }
+
+        @Test
+        @DisplayName("a crash between the two slots of the upgrade leaves one slot of each version: it opens")
+        void tornUpgrade() throws IOException {
+            LeafHeader h = headerOf();
+            byte[] all = Files.readAllBytes(meta);
+            MetadataFormat.encodeHeader(h, 2).get(all, 0, MetadataFormat.SLOT_SIZE); // slot 0 written, slot 1 not
+            Files.write(meta, all);
+            assertEquals(List.of(), LeafImages.check(leaf));
+            assertEquals(2, LeafImages.info(leaf).version(), "the newer slot wins");
+            try (LeafDisk disk = TestLeaves.open(leaf, FileOps.system())) {
+                assertArrayEquals(content, TestLeaves.readAll(disk));
+            }
+            assertEquals(2, V1Headers.versionOf(leaf, 1));
+        }
+
+        @Test
+        @DisplayName("a version 1 slot with one byte flipped is refused and named, like a version 2 slot")
+        void flipsRefused() throws IOException {
+            for (int at : new int[] {8, 40, 56, 104, 110, 4091, 4095}) {
+                flip(meta, at);
+                assertRefused("header slot 0 is damaged", "flip of v1 header byte " + at, false);
+                flip(meta, at);
+            }
+            assertArrayEquals(v1Meta, Files.readAllBytes(meta));
+        }
+
+        private LeafHeader headerOf() throws IOException {
+            try (LeafImage image = LeafImage.open(leaf, FileOps.system(), true, true)) {
+                return image.header();
+            }
         }
     }
 }
