@@ -347,11 +347,13 @@ public final class LeafImage implements AutoCloseable {
             }
             if (writable && parsed.oldestVersion < MetadataFormat.VERSION) {
                 // An older leaf (or one whose upgrade a crash cut between the slots): its first header
-                // write (both slots, the usual order) is the upgrade. A crash between the two slots
-                // leaves one of each version, both readable.
-                int was = parsed.oldestVersion;
-                image.updateHeader(UnaryOperator.identity());
-                LOG.info("{}: metadata upgraded from version {} to {}", leafAbs.getFileName(), was,
+                // write (both slots, the usual order) is the upgrade, done now if the inode above did
+                // not already write. A crash between the two slots leaves one of each version, both
+                // readable.
+                if (image.headerGeneration == parsed.generation) {
+                    image.updateHeader(UnaryOperator.identity());
+                }
+                LOG.info("{}: metadata upgraded from version {} to {}", leafAbs.getFileName(), parsed.oldestVersion,
                         MetadataFormat.VERSION);
             }
             return image;

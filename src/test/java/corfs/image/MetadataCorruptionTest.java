@@ -324,6 +324,24 @@ class MetadataCorruptionTest {
             assertArrayEquals(v1Meta, Files.readAllBytes(meta));
         }
 
+        @Test
+        @DisplayName("an older version 1 leaf without the data file's inode: one open records it and upgrades")
+        void withoutInode() throws IOException {
+            LeafHeader h = headerOf().withDataInode(0);
+            byte[] all = Files.readAllBytes(meta);
+            for (int s = 0; s < 2; s++) {
+                V1Headers.encode(h, 1).get(all, s * MetadataFormat.SLOT_SIZE, MetadataFormat.SLOT_SIZE);
+            }
+            Files.write(meta, all);
+            try (LeafDisk disk = TestLeaves.open(leaf, FileOps.system())) {
+                assertTrue(disk.image().header().dataInode() != 0);
+                assertArrayEquals(content, TestLeaves.readAll(disk));
+            }
+            assertEquals(2, V1Headers.versionOf(leaf, 0));
+            assertEquals(2, V1Headers.versionOf(leaf, 1));
+            assertEquals(List.of(), LeafImages.check(leaf));
+        }
+
         private LeafHeader headerOf() throws IOException {
             try (LeafImage image = LeafImage.open(leaf, FileOps.system(), true, true)) {
                 return image.header();
