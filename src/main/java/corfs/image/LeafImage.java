@@ -46,6 +46,14 @@ import java.util.function.UnaryOperator;
  * (flush lock before header lock when both are taken). Data I/O goes through {@link #data()} with
  * positional calls only; it must never be used from a thread that can be interrupted.
  *
+ * <h2>Metadata versions</h2>
+ * An older leaf (metadata version 1, or one whose upgrade a crash cut between the two header slots) is
+ * read as it is and written only when something must be written anyway: the first header change, or the
+ * first flush that writes bitmap pages, first rewrites the header in {@link MetadataFormat#VERSION} (both
+ * slots, the usual order; a crash in between leaves one slot of each version, both readable). A
+ * read-only or inspecting open, and a writable open that writes nothing (a mount refused after the open,
+ * say), leave it as it was.
+ *
  * <h2>Ownership</h2>
  * A writable LeafImage holds an exclusive lock on the metadata file, so a second corfs process cannot
  * open the same leaf.
@@ -73,10 +81,12 @@ public final class LeafImage implements AutoCloseable {
     private long headerGeneration;
     /** The metadata version on disk: {@link MetadataFormat#VERSION} once the header was written. */
     private volatile int metadataVersion;
+    /** A header slot is of an older version: the first metadata write rewrites the header first. */
+    private volatile boolean upgradePending;
 
     private LeafImage(Path dataPath, Path metadataPath, FileChannel data, FileOps.SparseFile sparseData,
                       FileChannel metadata, FileLock lock, boolean readOnly, LeafHeader header,
-                      long headerGeneration, int metadataVersion) {
+                      long headerGeneration, int metadataVersion, int oldestVersion) {
         this.dataPath = dataPath;
         this.metadataPath = metadataPath;
         this.data = data;
@@ -87,6 +97,7 @@ public final class LeafImage implements AutoCloseable {
         this.header = header;
         this.headerGeneration = headerGeneration;
         this.metadataVersion = metadataVersion;
+        this.upgradePending = !readOnly && oldestVersion < MetadataFormat.VERSION;
         long clusters = header.clusters();
         this.local = new ClusterBitmap(clusters);
         this.dirty = new ClusterBitmap(clusters);
@@ -339,22 +350,11 @@ public final class LeafImage implements AutoCloseable {
             }
             sparse = fileOps.open(leafAbs, writable);
             LeafImage image = new LeafImage(leafAbs, meta, data, sparse, metadata, lock, !writable, header,
-                    parsed.generation, parsed.version);
+                    parsed.generation, parsed.version, parsed.oldestVersion);
             image.loadPages();
             if (writable && header.dataInode() != inode) {
                 image.updateHeader(h -> h.withDataInode(inode)); // adopted with --force, or an old leaf
                 LOG.info("{}: recorded the data file's inode {}", leafAbs.getFileName(), inode);
-            }
-            if (writable && parsed.oldestVersion < MetadataFormat.VERSION) {
-                // An older leaf (or one whose upgrade a crash cut between the slots): its first header
-                // write (both slots, the usual order) is the upgrade, done now if the inode above did
-                // not already write. A crash between the two slots leaves one of each version, both
-                // readable.
-                if (image.headerGeneration == parsed.generation) {
-                    image.updateHeader(UnaryOperator.identity());
-                }
-                LOG.info("{}: metadata upgraded from version {} to {}", leafAbs.getFileName(), parsed.oldestVersion,
-                        MetadataFormat.VERSION);
             }
             return image;
         } catch (IOException | RuntimeException e) {
@@ -549,7 +549,7 @@ public final class LeafImage implements AutoCloseable {
 
     /**
      * The metadata format version on disk: that of the newest header slot at open, {@link
-     * MetadataFormat#VERSION} after any header write (a writable open of an older leaf writes at once).
+     * MetadataFormat#VERSION} after any header write.
      */
     public int metadataVersion() {
         return metadataVersion;
@@ -665,6 +665,9 @@ public final class LeafImage implements AutoCloseable {
                 if (pages.isEmpty()) {
                     return;
                 }
+                if (upgradePending) {
+                    upgradeHeader(); // the first metadata write of an older leaf: the header goes first
+                }
                 // (3) each page to its older slot, so the newest durable copy survives a torn write
                 for (int i = 0; i < pages.size(); i++) {
                     int p = Math.toIntExact(pages.get(i));
@@ -689,6 +692,11 @@ public final class LeafImage implements AutoCloseable {
         }
     }
 
+    /** Rewrites the header unchanged, in the current version. */
+    private void upgradeHeader() throws IOException {
+        updateHeader(UnaryOperator.identity());
+    }
+
     /**
      * Replaces the header durably: both slots are written, each followed by an fsync, so one intact slot
      * survives a crash at any point. Always written in the current {@link MetadataFormat#VERSION}, so the
@@ -707,6 +715,11 @@ public final class LeafImage implements AutoCloseable {
             }
             headerGeneration = generation;
             header = updated;
+            if (upgradePending) {
+                upgradePending = false;
+                LOG.info("{}: metadata upgraded from version {} to {}", dataPath.getFileName(), metadataVersion,
+                        MetadataFormat.VERSION);
+            }
             metadataVersion = MetadataFormat.VERSION;
             return updated;
         }

@@ -269,8 +269,8 @@ class MetadataCorruptionTest {
         }
 
         @Test
-        @DisplayName("a writable open upgrades both slots to version 2 at once; bits and data stay")
-        void writableOpenUpgrades() throws IOException {
+        @DisplayName("a writable open reads it as is; its first metadata write upgrades both slots; bits and data stay")
+        void firstWriteUpgrades() throws IOException {
             long local;
             long dirty;
             try (LeafImage image = LeafImage.open(leaf, FileOps.system(), true, true)) {
@@ -279,16 +279,20 @@ class MetadataCorruptionTest {
             }
             LeafHeader before = headerOf();
             try (LeafDisk disk = TestLeaves.open(leaf, FileOps.system())) {
-                assertEquals(2, V1Headers.versionOf(leaf, 0));
-                assertEquals(2, V1Headers.versionOf(leaf, 1));
-                assertEquals(2, disk.image().metadataVersion());
+                assertEquals(1, disk.image().metadataVersion());
                 assertEquals(before, disk.image().header());
                 assertEquals(local, disk.image().local().count());
                 assertEquals(dirty, disk.image().dirty().count());
                 assertArrayEquals(content, TestLeaves.readAll(disk));
+                disk.flush();
+                assertArrayEquals(v1Meta, Files.readAllBytes(meta), "nothing to write, yet the metadata changed");
                 disk.write(ByteBuffer.wrap(new byte[] {9}), 5);
                 content[5] = 9;
                 disk.flush();
+                assertEquals(2, V1Headers.versionOf(leaf, 0));
+                assertEquals(2, V1Headers.versionOf(leaf, 1));
+                assertEquals(2, disk.image().metadataVersion());
+                assertEquals(before, disk.image().header());
             }
             assertEquals(2, LeafImages.info(leaf).version());
             assertEquals(List.of(), LeafImages.check(leaf));
@@ -309,8 +313,13 @@ class MetadataCorruptionTest {
             assertEquals(2, LeafImages.info(leaf).version(), "the newer slot wins");
             try (LeafDisk disk = TestLeaves.open(leaf, FileOps.system())) {
                 assertArrayEquals(content, TestLeaves.readAll(disk));
+                disk.write(ByteBuffer.wrap(new byte[] {7}), 9);
+                content[9] = 7;
             }
-            assertEquals(2, V1Headers.versionOf(leaf, 1));
+            assertEquals(2, V1Headers.versionOf(leaf, 1), "the next metadata write finished the upgrade");
+            try (LeafDisk disk = TestLeaves.open(leaf, FileOps.system())) {
+                assertArrayEquals(content, TestLeaves.readAll(disk));
+            }
         }
 
         @Test
@@ -322,6 +331,16 @@ class MetadataCorruptionTest {
                 flip(meta, at);
             }
             assertArrayEquals(v1Meta, Files.readAllBytes(meta));
+        }
+
+        @Test
+        @DisplayName("a mount refused after the open (the backing changed) leaves the version 1 leaf unchanged")
+        void refusedMountChangesNothing() throws IOException {
+            Files.setLastModifiedTime(backing, java.nio.file.attribute.FileTime.fromMillis(1_000_000));
+            CorfsException e = assertThrows(CorfsException.class, () -> corfs.jobs.MountSession.open(List.of(leaf),
+                    new corfs.jobs.MountSession.Options(false, false, 0)).close());
+            assertTrue(e.getMessage().contains("changed since the leaf was created"), e.getMessage());
+            assertArrayEquals(v1Meta, Files.readAllBytes(meta), "a refused mount wrote the version 1 metadata");
         }
 
         @Test
