@@ -66,7 +66,7 @@ public final class FileBacking implements Backing {
         long mtimeNanos = TimeUnit.SECONDS.toNanos(mtime.to(TimeUnit.SECONDS))
                 + mtime.toInstant().getNano();
         Object inode = Files.getAttribute(path, "unix:ino");
-        return new BackingIdentity(size, mtimeNanos, ((Number) inode).longValue());
+        return BackingIdentity.file(size, mtimeNanos, ((Number) inode).longValue());
     }
 
     @Override

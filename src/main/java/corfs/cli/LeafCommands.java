@@ -56,40 +56,58 @@ final class LeafCommands {
         public Integer call() throws Exception {
             LeafInfo i = LeafImages.info(leaf);
             if (json) {
+                Json options = new Json().open();
+                i.backingOptions().forEach(options::put);
+                Json backing = new Json().open().put("spec", i.backingSpec()).put("format", i.backingFormat())
+                        .raw("options", options.close().toString())
+                        .put("identity", i.backingIdentity().describe()).close();
                 Json j = new Json().open()
                         .put("leaf", i.leaf()).put("metadata", i.metadata()).put("version", i.version())
                         .put("virtual_size", i.virtualSize()).put("cluster_size", i.clusterSize())
                         .put("clusters", i.clusters()).put("local_bytes", i.localBytes())
                         .put("dirty_bytes", i.dirtyBytes()).put("allocated_bytes", i.allocatedBytes())
-                        .put("standalone", i.standalone()).put("backing", i.backingPath());
-                if (i.backingIdentity() != null) {
-                    j.raw("backing_identity", new Json().open().put("size", i.backingIdentity().size())
-                            .put("mtime_ns", i.backingIdentity().mtimeNanos())
-                            .put("inode", i.backingIdentity().inode()).close().toString());
-                }
-                j.put("job", i.job().word()).put("job_state", i.jobState().word())
+                        .put("standalone", i.standalone()).raw("backing", backing.toString())
+                        .put("job", i.job().word()).put("job_state", i.jobState().word())
                         .put("job_speed", i.jobSpeed())
                         .put("job_on_error", i.jobOnError() == null ? null : i.jobOnError().word())
                         .put("job_error", i.jobError()).close();
                 System.out.println(j);
                 return 0;
             }
-            System.out.printf("leaf:          %s%n", i.leaf());
-            System.out.printf("metadata:      %s (version %d)%n", i.metadata(), i.version());
-            System.out.printf("virtual size:  %s (%d bytes)%n", Sizes.human(i.virtualSize()), i.virtualSize());
-            System.out.printf("cluster size:  %s (%d clusters)%n", Sizes.human(i.clusterSize()), i.clusters());
-            System.out.printf("local:         %s (%s)%n", Sizes.human(i.localBytes()),
+            System.out.printf("leaf:           %s%n", printable(i.leaf()));
+            System.out.printf("metadata:       %s (version %d)%n", printable(i.metadata()), i.version());
+            System.out.printf("virtual size:   %s (%d bytes)%n", Sizes.human(i.virtualSize()), i.virtualSize());
+            System.out.printf("cluster size:   %s (%d clusters)%n", Sizes.human(i.clusterSize()), i.clusters());
+            System.out.printf("local:          %s (%s)%n", Sizes.human(i.localBytes()),
                     Sizes.percent(i.localBytes(), i.virtualSize()));
-            System.out.printf("dirty:         %s (%s)%n", Sizes.human(i.dirtyBytes()),
+            System.out.printf("dirty:          %s (%s)%n", Sizes.human(i.dirtyBytes()),
                     Sizes.percent(i.dirtyBytes(), i.virtualSize()));
-            System.out.printf("disk usage:    %s%n", Sizes.human(i.allocatedBytes()));
-            System.out.printf("standalone:    %s%n", i.standalone() ? "yes (the backing is no longer needed)" : "no");
-            System.out.printf("backing:       %s%n", i.backingPath());
-            if (i.backingIdentity() != null) {
-                System.out.printf("backing id:    %s%n", i.backingIdentity().describe());
+            System.out.printf("disk usage:     %s%n", Sizes.human(i.allocatedBytes()));
+            System.out.printf("standalone:     %s%n", i.standalone() ? "yes (the backing is no longer needed)" : "no");
+            System.out.printf("backing:        %s%n", printable(i.backingSpec()));
+            System.out.printf("backing format: %s%n", i.backingFormat());
+            if (!i.backingOptions().isEmpty()) {
+                StringBuilder o = new StringBuilder();
+                i.backingOptions().forEach((k, v) -> o.append(o.length() == 0 ? "" : " ").append(k).append('=')
+                        .append(v));
+                System.out.printf("backing opts:   %s%n", printable(o.toString()));
             }
-            System.out.printf("job:           %s%n", describeJob(i));
+            System.out.printf("backing id:     %s%n", i.backingIdentity().describe());
+            System.out.printf("job:            %s%n", printable(describeJob(i)));
             return 0;
+        }
+
+        /** {@code s} with control characters shown as {@code \xNN}, so a hostile name cannot drive the terminal. */
+        static String printable(String s) {
+            StringBuilder b = new StringBuilder(s.length());
+            s.codePoints().forEach(c -> {
+                if (Character.isISOControl(c)) {
+                    b.append(String.format("\\x%02x", c));
+                } else {
+                    b.appendCodePoint(c);
+                }
+            });
+            return b.toString();
         }
 
         private static String describeJob(LeafInfo i) {

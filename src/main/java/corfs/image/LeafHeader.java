@@ -1,10 +1,19 @@
 package corfs.image;
 
+import corfs.CorfsException;
+import corfs.CorfsException.Reason;
 import corfs.backing.BackingIdentity;
+import corfs.backing.BackingSpec;
 import corfs.vocabulary.JobKind;
 import corfs.vocabulary.JobState;
 import corfs.vocabulary.OnError;
 
+import java.nio.file.Path;
+import java.util.Collections;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Optional;
+import java.util.TreeMap;
 import java.util.UUID;
 
 /**
@@ -18,7 +27,11 @@ import java.util.UUID;
  * @param dataFileName   the data file's name, so swapped metadata is recognised
  * @param dataInode      the data file's inode number, so a data file replaced by another of the same name
  *                       and size is recognised (0: not recorded)
- * @param backingPath    absolute path of the backing
+ * @param backingSpec    where the backing is: an absolute path today (see {@link BackingSpec}); may hold
+ *                       credentials, so show it only through {@link BackingSpec#redact}
+ * @param backingFormat  the backing's image format, {@link BackingSpec#RAW} for every leaf this version
+ *                       makes
+ * @param backingOptions the backing's options (KEY=VALUE, never secrets), sorted by key; empty today
  * @param backingIdentity the backing as it was at create time or after the last completed commit
  * @param standalone     every cluster is local: the backing is no longer needed
  * @param job            the current or last job (so it resumes after a remount or crash)
@@ -29,10 +42,27 @@ public record LeafHeader(
         int clusterSize,
         String dataFileName,
         long dataInode,
-        String backingPath,
+        String backingSpec,
+        String backingFormat,
+        Map<String, String> backingOptions,
         BackingIdentity backingIdentity,
         boolean standalone,
         JobRecord job) {
+
+    public LeafHeader {
+        Objects.requireNonNull(backingSpec, "backingSpec");
+        Objects.requireNonNull(backingFormat, "backingFormat");
+        Objects.requireNonNull(backingIdentity, "backingIdentity");
+        backingOptions = backingOptions == null || backingOptions.isEmpty() ? Collections.emptySortedMap()
+                : Collections.unmodifiableSortedMap(new TreeMap<>(backingOptions));
+    }
+
+    /** A header over the raw backing file at the absolute path {@code backingPath}, without options. */
+    public LeafHeader(UUID uuid, long virtualSize, int clusterSize, String dataFileName, long dataInode,
+                      String backingPath, BackingIdentity backingIdentity, boolean standalone, JobRecord job) {
+        this(uuid, virtualSize, clusterSize, dataFileName, dataInode, backingPath, BackingSpec.RAW, Map.of(),
+                backingIdentity, standalone, job);
+    }
 
     /** The job as persisted. {@code error} is null when there is none. */
     public record JobRecord(JobKind kind, JobState state, long speed, OnError onError, String error) {
@@ -43,23 +73,41 @@ public record LeafHeader(
         return (virtualSize + clusterSize - 1) / clusterSize;
     }
 
+    /**
+     * The backing's local file, the only kind of backing this version opens: the path the SPEC names
+     * when it is a path or a {@code file://} URL and the format is raw.
+     *
+     * @throws CorfsException (NOT_SUPPORTED) for any other SPEC or format (a leaf made by a later
+     *                        version over a network backing, say); the message shows the SPEC redacted
+     */
+    public String backingPath() throws CorfsException {
+        Optional<Path> file = BackingSpec.RAW.equals(backingFormat) ? BackingSpec.localFile(backingSpec)
+                : Optional.empty();
+        if (file.isEmpty()) {
+            throw new CorfsException(Reason.NOT_SUPPORTED, "backing " + BackingSpec.redact(backingSpec) + " (format "
+                    + backingFormat + ") is not a raw local file, the only kind of backing this corfs opens");
+        }
+        return file.get().toString();
+    }
+
     public LeafHeader withJob(JobRecord newJob) {
-        return new LeafHeader(uuid, virtualSize, clusterSize, dataFileName, dataInode, backingPath, backingIdentity,
-                standalone, newJob);
+        return new LeafHeader(uuid, virtualSize, clusterSize, dataFileName, dataInode, backingSpec, backingFormat,
+                backingOptions, backingIdentity, standalone, newJob);
     }
 
     public LeafHeader withStandalone(boolean value) {
-        return new LeafHeader(uuid, virtualSize, clusterSize, dataFileName, dataInode, backingPath, backingIdentity,
-                value, job);
+        return new LeafHeader(uuid, virtualSize, clusterSize, dataFileName, dataInode, backingSpec, backingFormat,
+                backingOptions, backingIdentity, value, job);
     }
 
     public LeafHeader withDataInode(long inode) {
-        return new LeafHeader(uuid, virtualSize, clusterSize, dataFileName, inode, backingPath, backingIdentity,
-                standalone, job);
+        return new LeafHeader(uuid, virtualSize, clusterSize, dataFileName, inode, backingSpec, backingFormat,
+                backingOptions, backingIdentity, standalone, job);
     }
 
+    /** The same backing (SPEC, format, options) with a new identity: recorded after a completed commit. */
     public LeafHeader withBackingIdentity(BackingIdentity identity) {
-        return new LeafHeader(uuid, virtualSize, clusterSize, dataFileName, dataInode, backingPath, identity,
-                standalone, job);
+        return new LeafHeader(uuid, virtualSize, clusterSize, dataFileName, dataInode, backingSpec, backingFormat,
+                backingOptions, identity, standalone, job);
     }
 }

@@ -73,6 +73,14 @@ import java.util.function.UnaryOperator;
  * (flush lock before header lock when both are taken). Data I/O goes through {@link #data()} with
  * positional calls only; it must never be used from a thread that can be interrupted.
  *
+ * <h2>Metadata versions</h2>
+ * An older leaf (metadata version 1, or one whose upgrade a crash cut between the two header slots) is
+ * read as it is and written only when something must be written anyway: the first header change, or the
+ * first flush that writes bitmap pages, first rewrites the header in {@link MetadataFormat#VERSION} (both
+ * slots, the usual order; a crash in between leaves one slot of each version, both readable). A
+ * read-only or inspecting open, and a writable open that writes nothing (a mount refused after the open,
+ * say), leave it as it was.
+ *
  * <h2>Ownership</h2>
  * A writable LeafImage holds an exclusive lock on the metadata file, so a second corfs process cannot
  * open the same leaf.
@@ -110,10 +118,14 @@ public final class LeafImage implements AutoCloseable {
     private final AtomicBoolean closed = new AtomicBoolean();
     private volatile LeafHeader header;
     private long headerGeneration;
+    /** The metadata version on disk: {@link MetadataFormat#VERSION} once the header was written. */
+    private volatile int metadataVersion;
+    /** A header slot is of an older version: the first metadata write rewrites the header first. */
+    private volatile boolean upgradePending;
 
     private LeafImage(Path dataPath, Path metadataPath, FileChannel data, FileOps.SparseFile sparseData,
                       FileChannel metadata, FileLock lock, boolean readOnly, LeafHeader header,
-                      long headerGeneration) {
+                      long headerGeneration, int metadataVersion, int oldestVersion) {
         this.dataPath = dataPath;
         this.metadataPath = metadataPath;
         this.data = data;
@@ -123,6 +135,8 @@ public final class LeafImage implements AutoCloseable {
         this.readOnly = readOnly;
         this.header = header;
         this.headerGeneration = headerGeneration;
+        this.metadataVersion = metadataVersion;
+        this.upgradePending = !readOnly && oldestVersion < MetadataFormat.VERSION;
         long clusters = header.clusters();
         this.local = new ClusterBitmap(clusters);
         this.dirty = new ClusterBitmap(clusters);
@@ -389,7 +403,7 @@ public final class LeafImage implements AutoCloseable {
             }
             sparse = fileOps.open(leafAbs, writable);
             LeafImage image = new LeafImage(leafAbs, meta, data, sparse, metadata, lock, !writable, header,
-                    parsed.generation);
+                    parsed.generation, parsed.version, parsed.oldestVersion);
             image.loadPages();
             if (writable && header.dataInode() != inode) {
                 image.updateHeader(h -> h.withDataInode(inode)); // adopted with --force, or an old leaf
@@ -423,7 +437,8 @@ public final class LeafImage implements AutoCloseable {
         }
     }
 
-    private record ParsedMetadata(LeafHeader header, long generation) {
+    /** The newest slot's header, generation and version, and the lower version of the two slots. */
+    private record ParsedMetadata(LeafHeader header, long generation, int version, int oldestVersion) {
     }
 
     private static ParsedMetadata readHeader(FileChannel metadata, Path meta) throws IOException {
@@ -454,7 +469,8 @@ public final class LeafImage implements AutoCloseable {
             throw new CorruptMetadataException(meta + ": the two header slots belong to different leaves");
         }
         MetadataFormat.HeaderSlot newest = slots[0].generation() >= slots[1].generation() ? slots[0] : slots[1];
-        return new ParsedMetadata(newest.header(), newest.generation());
+        return new ParsedMetadata(newest.header(), newest.generation(), newest.version(),
+                Math.min(slots[0].version(), slots[1].version()));
     }
 
     private void loadPages() throws IOException {
@@ -609,6 +625,14 @@ public final class LeafImage implements AutoCloseable {
         return header;
     }
 
+    /**
+     * The metadata format version on disk: that of the newest header slot at open, {@link
+     * MetadataFormat#VERSION} after any header write.
+     */
+    public int metadataVersion() {
+        return metadataVersion;
+    }
+
     public Path dataPath() {
         return dataPath;
     }
@@ -719,6 +743,11 @@ public final class LeafImage implements AutoCloseable {
         }
     }
 
+    /** Rewrites the header unchanged, in the current version. */
+    private void upgradeHeader() throws IOException {
+        updateHeader(UnaryOperator.identity());
+    }
+
     /**
      * Makes every bit set before the call durable, the data file only if a local bit in the snapshot
      * needs it (one set since the last data force): the write path's "dirty bit first" step, which for a
@@ -769,6 +798,9 @@ public final class LeafImage implements AutoCloseable {
             if (pages.isEmpty()) {
                 completed(number, forceData);
                 return;
+            }
+            if (upgradePending) {
+                upgradeHeader(); // the first metadata write of an older leaf: the header goes first
             }
             // (3) each page to its older slot, so the newest durable copy survives a torn write
             for (int i = 0; i < pages.size(); i++) {
@@ -829,7 +861,8 @@ public final class LeafImage implements AutoCloseable {
 
     /**
      * Replaces the header durably: both slots are written, each followed by an fsync, so one intact slot
-     * survives a crash at any point. Returns the new header.
+     * survives a crash at any point. Always written in the current {@link MetadataFormat#VERSION}, so the
+     * first write upgrades an older leaf. Returns the new header.
      */
     public LeafHeader updateHeader(UnaryOperator<LeafHeader> change) throws IOException {
         if (readOnly) {
@@ -844,6 +877,12 @@ public final class LeafImage implements AutoCloseable {
             }
             headerGeneration = generation;
             header = updated;
+            if (upgradePending) {
+                upgradePending = false;
+                LOG.info("{}: metadata upgraded from version {} to {}", dataPath.getFileName(), metadataVersion,
+                        MetadataFormat.VERSION);
+            }
+            metadataVersion = MetadataFormat.VERSION;
             return updated;
         }
     }

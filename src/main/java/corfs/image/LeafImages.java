@@ -2,6 +2,7 @@ package corfs.image;
 
 import corfs.CorfsException;
 import corfs.backing.BackingIdentity;
+import corfs.backing.BackingSpec;
 import corfs.backing.FileBacking;
 import corfs.io.FileOps;
 
@@ -26,14 +27,18 @@ public final class LeafImages {
         LeafImage.create(leaf, backing, clusterSize, force);
     }
 
-    /** Reads the metadata without taking the lock (the leaf may be mounted; then the figures may lag a second). */
+    /**
+     * Reads the metadata without taking the lock (the leaf may be mounted; then the figures may lag a
+     * second). Never writes: a version 1 leaf stays version 1. The SPEC comes back redacted.
+     */
     public static LeafInfo info(Path leaf) throws IOException {
         try (LeafImage image = LeafImage.open(leaf, FileOps.system(), true, true)) {
             LeafHeader h = image.header();
             long clusters = image.clusters();
-            return new LeafInfo(image.dataPath().toString(), image.metadataPath().toString(), MetadataFormat.VERSION,
+            return new LeafInfo(image.dataPath().toString(), image.metadataPath().toString(), image.metadataVersion(),
                     h.virtualSize(), h.clusterSize(), clusters, image.bytesIn(image.local()), image.bytesIn(image.dirty()),
-                    image.sparseData().allocatedBytes(), h.standalone(), h.backingPath(), h.backingIdentity(),
+                    image.sparseData().allocatedBytes(), h.standalone(), BackingSpec.redact(h.backingSpec()),
+                    h.backingFormat(), h.backingOptions(), h.backingIdentity(),
                     h.job().kind(), h.job().state(), h.job().speed(), h.job().onError(), h.job().error());
         }
     }
@@ -123,7 +128,13 @@ public final class LeafImages {
             problems.add(e.getMessage());
             return problems;
         }
-        Path backing = Path.of(header.backingPath());
+        Path backing;
+        try {
+            backing = Path.of(header.backingPath());
+        } catch (CorfsException e) {
+            problems.add(e.getMessage());
+            return problems;
+        }
         if (!Files.exists(backing)) {
             if (!header.standalone()) {
                 problems.add("backing " + backing + " is missing and the leaf is not standalone");

@@ -1,16 +1,19 @@
 package corfs.image;
 
 import corfs.backing.BackingIdentity;
+import corfs.backing.BackingSpec;
 import corfs.vocabulary.JobKind;
 import corfs.vocabulary.JobState;
 import corfs.vocabulary.OnError;
+
+import java.util.Map;
 
 /**
  * What {@code corfs info} shows of a leaf, read from its metadata without mounting it.
  *
  * @param leaf          the leaf data file's path
  * @param metadata      the metadata file's path (LEAF.corfs)
- * @param version       metadata format version
+ * @param version       metadata format version on disk (info never upgrades: a version 1 leaf shows 1)
  * @param virtualSize   bytes
  * @param clusterSize   bytes
  * @param clusters      number of clusters
@@ -18,7 +21,9 @@ import corfs.vocabulary.OnError;
  * @param dirtyBytes    bytes written through corfs and not committed
  * @param allocatedBytes bytes the data file occupies on disk
  * @param standalone    fully streamed: the backing is no longer needed
- * @param backingPath   the backing's path as recorded
+ * @param backingSpec   the backing's SPEC as recorded, with credentials removed ({@link BackingSpec#redact})
+ * @param backingFormat the backing's format (raw)
+ * @param backingOptions the backing's options, sorted by name (never secrets)
  * @param backingIdentity the backing's identity as recorded
  * @param job           the recorded job, NONE if none
  * @param jobState      its state
@@ -37,7 +42,9 @@ public record LeafInfo(
         long dirtyBytes,
         long allocatedBytes,
         boolean standalone,
-        String backingPath,
+        String backingSpec,
+        String backingFormat,
+        Map<String, String> backingOptions,
         BackingIdentity backingIdentity,
         JobKind job,
         JobState jobState,

@@ -7,12 +7,18 @@ import corfs.vocabulary.OnError;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
+import java.util.Map;
+import java.util.TreeMap;
 import java.util.UUID;
+import java.util.regex.Pattern;
 import java.util.zip.CRC32C;
 
 /**
- * The byte layout of {@code LEAF.corfs}, version 1. All integers little-endian.
+ * The byte layout of {@code LEAF.corfs}, version 2 (version 1 is still read). All integers
+ * little-endian.
  *
  * <pre>
  * offset 0      header slot 0 (4 KiB)
@@ -20,11 +26,34 @@ import java.util.zip.CRC32C;
  * offset 8192   bitmap page 0, slot 0 (4 KiB); then page 0 slot 1; page 1 slot 0; ...
  * </pre>
  *
- * <p><b>Header slot</b>: magic "CORFSMD\0", version, generation, uuid, sizes, backing identity, flags,
- * job record, the data file's inode, three length-prefixed strings (data file name, backing path, job error), CRC32C of bytes
- * [0, 4092) in the last four bytes. Both slots are written on every header change, one after the other
- * with an fsync between, so a torn write leaves the other slot intact; the slot with the higher
- * generation wins.
+ * <p><b>Header slot, version 2</b>:
+ * <pre>
+ *  0  magic "CORFSMD\0"        8  version u32 (2)        12  slot size u32 (4096)   16  generation u64
+ * 24  uuid (2 x u64)           40  virtual size u64      48  cluster size u32       52  flags u32 (bit 0 standalone)
+ * 56  job kind, state, on_error (u8 each), 0 u8           60  0 u32                  64  job speed u64
+ * 72  data file inode u64      80  backing identity size u64                         88  option count u16
+ * 90  0 u16                    92  0 u32
+ * 96  strings, each a u16 byte length and UTF-8 bytes: data file name, backing SPEC, backing format,
+ *     identity token, identity description, then KEY and VALUE of each option (sorted by KEY, no
+ *     duplicates), then the job error (length 0xFFFF: none)
+ *     zeros up to 4092            4092  CRC32C of bytes [0, 4092)
+ * </pre>
+ * Every length is bounded (see the {@code MAX_} constants) so that any header whose fields are within
+ * bounds fits the slot, the job error text being cut (at a character boundary) to what is left, never
+ * less than {@link #MIN_ERROR_ROOM} bytes. A slot is hostile input: the decoder checks the magic, then
+ * the CRC, then the version, and refuses a length past its bound or the slot, invalid UTF-8, a NUL in
+ * any string, a control character where text is expected, unsorted options, or non-zero padding.
+ *
+ * <p><b>Header slot, version 1</b> (made by corfs before metadata version 2; read, never written): the
+ * same up to offset 56, then backing identity size, mtime ns, inode (3 x u64), job kind, state,
+ * on_error, 0, 0 u32, job speed u64, data file inode u64, and from 104 the strings data file name,
+ * backing path, job error; CRC32C last. It decodes to the same {@link LeafHeader}: SPEC = the path,
+ * format raw, no options, the file identity from the three fields. The first header write of a
+ * writable open writes version 2 (see {@link LeafImage#open}).
+ *
+ * <p>Both slots are written on every header change, one after the other with an fsync between, so a
+ * torn write leaves the other slot intact; the slot with the higher generation wins (the two slots may
+ * be of different versions after a crash during the upgrade).
  *
  * <p><b>Bitmap page slot</b>: magic "CBMP", page index, sequence number, the leaf's uuid (low half),
  * then the local bits and the dirty bits of {@link #CLUSTERS_PER_PAGE} clusters, CRC32C last. A page is
@@ -32,23 +61,43 @@ import java.util.zip.CRC32C;
  * written and means "all clusters clear".
  */
 public final class MetadataFormat {
-    public static final int VERSION = 1;
+    /** The version this corfs writes. */
+    public static final int VERSION = 2;
+    /** The first version, still read. */
+    public static final int VERSION_1 = 1;
     public static final int SLOT_SIZE = 4096;
     public static final long PAGES_OFFSET = 2L * SLOT_SIZE;
     public static final int WORDS_PER_BITMAP = 254;
     /** Clusters covered by one bitmap page: 254 words of local bits and 254 of dirty bits fill a slot. */
     public static final int CLUSTERS_PER_PAGE = WORDS_PER_BITMAP * 64;
 
+    static final int MAX_ERROR_BYTES = 512;
+    /** The longest backing SPEC (a path today), in UTF-8 bytes. */
+    public static final int MAX_SPEC_BYTES = 3000;
+    /** Kept for callers that check a backing path: the SPEC's bound. */
+    static final int MAX_PATH_BYTES = MAX_SPEC_BYTES;
+    /** The SPEC and the options together: SPEC bytes plus, per option, 4 + KEY bytes + VALUE bytes. */
+    public static final int MAX_BACKING_BYTES = 3000;
+    static final int MAX_NAME_BYTES = 255;
+    public static final int MAX_FORMAT_BYTES = 16;
+    public static final int MAX_OPTIONS = 16;
+    public static final int MAX_OPTION_KEY_BYTES = 32;
+    public static final int MAX_OPTION_VALUE_BYTES = 1024;
+
     private static final byte[] HEADER_MAGIC = "CORFSMD\0".getBytes(StandardCharsets.US_ASCII);
     private static final int PAGE_MAGIC = 0x504d4243; // "CBMP" little-endian
     private static final int CRC_OFFSET = SLOT_SIZE - 4;
-    private static final int STRINGS_OFFSET = 104;
+    private static final int V1_STRINGS_OFFSET = 104;
+    private static final int V2_STRINGS_OFFSET = 96;
     private static final int PAGE_LOCAL_OFFSET = 24;
     private static final int PAGE_DIRTY_OFFSET = PAGE_LOCAL_OFFSET + WORDS_PER_BITMAP * 8;
     private static final int NULL_STRING = 0xFFFF;
-    static final int MAX_ERROR_BYTES = 512;
-    static final int MAX_PATH_BYTES = 3000;
-    static final int MAX_NAME_BYTES = 255;
+    private static final Pattern FORMAT = Pattern.compile("[a-z0-9][a-z0-9_-]*");
+    private static final Pattern OPTION_KEY = Pattern.compile("[a-z][a-z0-9_-]*");
+    /** The room a header with every field at its bound leaves for the job error text. */
+    static final int MIN_ERROR_ROOM = CRC_OFFSET - (V2_STRINGS_OFFSET + 2 + MAX_NAME_BYTES + 2 + MAX_BACKING_BYTES
+            + 2 + MAX_FORMAT_BYTES + 2 + BackingIdentity.MAX_TOKEN_BYTES + 2 + BackingIdentity.MAX_DESCRIPTION_BYTES
+            + 2);
 
     private MetadataFormat() {
     }
@@ -68,14 +117,69 @@ public final class MetadataFormat {
 
     // ---- header ----
 
-    /** A decoded header slot: the header and its generation, or why the slot is unusable. */
-    public record HeaderSlot(LeafHeader header, long generation, String problem, boolean unknownVersion) {
+    /**
+     * A decoded header slot: the header, its generation and the version it was written in, or why the
+     * slot is unusable.
+     */
+    public record HeaderSlot(LeafHeader header, long generation, int version, String problem, boolean unknownVersion) {
         public boolean valid() {
             return problem == null;
         }
     }
 
+    /**
+     * Checks the backing fields of a header against the bounds of the layout: SPEC non-empty, without
+     * NUL, at most {@link #MAX_SPEC_BYTES}; format of {@code [a-z0-9][a-z0-9_-]*}, at most
+     * {@link #MAX_FORMAT_BYTES}; at most {@link #MAX_OPTIONS} options, KEY of {@code [a-z][a-z0-9_-]*} at
+     * most {@link #MAX_OPTION_KEY_BYTES}, VALUE without control characters at most
+     * {@link #MAX_OPTION_VALUE_BYTES}; SPEC and options together at most {@link #MAX_BACKING_BYTES}.
+     *
+     * @throws IllegalArgumentException saying which bound is broken
+     */
+    public static void checkBacking(String spec, String format, Map<String, String> options) {
+        int specBytes = utf8(spec).length;
+        if (spec.isEmpty() || spec.indexOf('\0') >= 0 || specBytes > MAX_SPEC_BYTES) {
+            throw new IllegalArgumentException("backing spec is empty, holds a NUL or is longer than "
+                    + MAX_SPEC_BYTES + " bytes");
+        }
+        if (format.length() > MAX_FORMAT_BYTES || !FORMAT.matcher(format).matches()) {
+            throw new IllegalArgumentException("backing format '" + format + "' is not a short lower-case word");
+        }
+        if (options.size() > MAX_OPTIONS) {
+            throw new IllegalArgumentException("more than " + MAX_OPTIONS + " backing options");
+        }
+        int total = specBytes;
+        for (Map.Entry<String, String> o : options.entrySet()) {
+            String key = o.getKey();
+            String value = o.getValue();
+            if (key.length() > MAX_OPTION_KEY_BYTES || !OPTION_KEY.matcher(key).matches()) {
+                throw new IllegalArgumentException("backing option name '" + key + "' is not a short lower-case word");
+            }
+            int valueBytes = utf8(value).length;
+            if (valueBytes > MAX_OPTION_VALUE_BYTES || value.chars().anyMatch(Character::isISOControl)) {
+                throw new IllegalArgumentException("backing option " + key + ": value longer than "
+                        + MAX_OPTION_VALUE_BYTES + " bytes or with a control character");
+            }
+            total += 4 + key.length() + valueBytes;
+        }
+        if (total > MAX_BACKING_BYTES) {
+            throw new IllegalArgumentException("backing spec and options are longer than " + MAX_BACKING_BYTES
+                    + " bytes together");
+        }
+    }
+
+    /**
+     * Encodes a header as a version 2 slot.
+     *
+     * @throws IllegalArgumentException if a backing field is out of bounds ({@link #checkBacking}) or the
+     *                                  data file name is longer than {@link #MAX_NAME_BYTES}
+     */
     public static ByteBuffer encodeHeader(LeafHeader h, long generation) {
+        checkBacking(h.backingSpec(), h.backingFormat(), h.backingOptions());
+        byte[] name = utf8(h.dataFileName());
+        if (name.length > MAX_NAME_BYTES || h.dataFileName().indexOf('\0') >= 0) {
+            throw new IllegalArgumentException("data file name is longer than " + MAX_NAME_BYTES + " bytes");
+        }
         ByteBuffer b = ByteBuffer.allocate(SLOT_SIZE).order(ByteOrder.LITTLE_ENDIAN);
         b.put(HEADER_MAGIC);
         b.putInt(VERSION);
@@ -86,9 +190,6 @@ public final class MetadataFormat {
         b.putLong(h.virtualSize());
         b.putInt(h.clusterSize());
         b.putInt(h.standalone() ? 1 : 0);
-        b.putLong(h.backingIdentity().size());
-        b.putLong(h.backingIdentity().mtimeNanos());
-        b.putLong(h.backingIdentity().inode());
         b.put((byte) h.job().kind().code());
         b.put((byte) h.job().state().code());
         b.put((byte) h.job().onError().code());
@@ -96,19 +197,39 @@ public final class MetadataFormat {
         b.putInt(0);
         b.putLong(h.job().speed());
         b.putLong(h.dataInode());
-        assert b.position() == STRINGS_OFFSET;
-        putString(b, h.dataFileName(), MAX_NAME_BYTES);
-        putString(b, h.backingPath(), MAX_PATH_BYTES);
-        putString(b, h.job().error(), MAX_ERROR_BYTES);
+        b.putLong(h.backingIdentity().size());
+        b.putShort((short) h.backingOptions().size());
+        b.putShort((short) 0);
+        b.putInt(0);
+        assert b.position() == V2_STRINGS_OFFSET;
+        putBytes(b, name);
+        putBytes(b, utf8(h.backingSpec()));
+        putBytes(b, utf8(h.backingFormat()));
+        putBytes(b, utf8(h.backingIdentity().token()));
+        putBytes(b, utf8(h.backingIdentity().describe()));
+        for (Map.Entry<String, String> o : h.backingOptions().entrySet()) { // sorted: the map is a SortedMap
+            putBytes(b, utf8(o.getKey()));
+            putBytes(b, utf8(o.getValue()));
+        }
+        String error = h.job().error();
+        if (error == null) {
+            b.putShort((short) NULL_STRING);
+        } else {
+            int room = Math.min(MAX_ERROR_BYTES, CRC_OFFSET - b.position() - 2);
+            assert room >= MIN_ERROR_ROOM;
+            putBytes(b, truncateUtf8(utf8(error.replace('\0', '?')), room));
+        }
         b.putInt(CRC_OFFSET, crc(b, CRC_OFFSET));
         return b.clear();
     }
 
+    /** Decodes a header slot of version 1 or 2; never throws (a slot is hostile input). */
     public static HeaderSlot decodeHeader(ByteBuffer slot) {
         ByteBuffer b = slot.duplicate().order(ByteOrder.LITTLE_ENDIAN);
         if (b.remaining() < SLOT_SIZE) {
             return bad("header slot is truncated");
         }
+        b = b.slice().order(ByteOrder.LITTLE_ENDIAN);
         byte[] magic = new byte[HEADER_MAGIC.length];
         b.get(magic);
         if (!java.util.Arrays.equals(magic, HEADER_MAGIC)) {
@@ -118,9 +239,9 @@ public final class MetadataFormat {
             return bad("header checksum mismatch");
         }
         int version = b.getInt();
-        if (version != VERSION) {
-            return new HeaderSlot(null, 0, "metadata version " + version + " is not supported (this corfs reads version "
-                    + VERSION + ")", true);
+        if (version != VERSION && version != VERSION_1) {
+            return new HeaderSlot(null, 0, version, "metadata version " + version + " is not supported (this corfs"
+                    + " reads versions " + VERSION_1 + " and " + VERSION + ")", true);
         }
         try {
             int slotSize = b.getInt();
@@ -128,31 +249,93 @@ public final class MetadataFormat {
                 return bad("header slot size " + slotSize);
             }
             long generation = b.getLong();
-            UUID uuid = new UUID(b.getLong(), b.getLong());
-            long virtualSize = b.getLong();
-            int clusterSize = b.getInt();
-            int flags = b.getInt();
-            BackingIdentity identity = new BackingIdentity(b.getLong(), b.getLong(), b.getLong());
-            JobKind kind = JobKind.ofCode(b.get());
-            JobState state = JobState.ofCode(b.get());
-            OnError onError = OnError.ofCode(b.get());
-            b.get();
-            b.getInt();
-            long speed = b.getLong();
-            long dataInode = b.getLong();
-            String dataName = getString(b);
-            String backingPath = getString(b);
-            String error = getString(b);
-            if (virtualSize <= 0 || !validClusterSize(clusterSize) || (flags & ~1) != 0 || speed < 0
-                    || dataName == null || backingPath == null) {
-                return bad("header fields out of range");
-            }
-            LeafHeader h = new LeafHeader(uuid, virtualSize, clusterSize, dataName, dataInode, backingPath, identity,
-                    (flags & 1) != 0, new LeafHeader.JobRecord(kind, state, speed, onError, error));
-            return new HeaderSlot(h, generation, null, false);
+            LeafHeader h = version == VERSION_1 ? decodeV1(b) : decodeV2(b);
+            return new HeaderSlot(h, generation, version, null, false);
         } catch (RuntimeException e) {
             return bad("header fields out of range (" + e.getMessage() + ")");
         }
+    }
+
+    /** Version 2, from offset 24; throws IllegalArgumentException (or another RuntimeException) if out of range. */
+    private static LeafHeader decodeV2(ByteBuffer b) {
+        UUID uuid = new UUID(b.getLong(), b.getLong());
+        long virtualSize = b.getLong();
+        int clusterSize = b.getInt();
+        int flags = b.getInt();
+        JobKind kind = JobKind.ofCode(b.get());
+        JobState state = JobState.ofCode(b.get());
+        OnError onError = OnError.ofCode(b.get());
+        int zero1 = b.get();
+        int zero2 = b.getInt();
+        long speed = b.getLong();
+        long dataInode = b.getLong();
+        long identitySize = b.getLong();
+        int optionCount = Short.toUnsignedInt(b.getShort());
+        int zero3 = b.getShort();
+        int zero4 = b.getInt();
+        if (virtualSize <= 0 || !validClusterSize(clusterSize) || (flags & ~1) != 0 || speed < 0 || identitySize < 0
+                || zero1 != 0 || zero2 != 0 || zero3 != 0 || zero4 != 0) {
+            throw new IllegalArgumentException("fixed fields");
+        }
+        if (optionCount > MAX_OPTIONS) {
+            throw new IllegalArgumentException(optionCount + " backing options");
+        }
+        String dataName = getText(b, MAX_NAME_BYTES, "data file name");
+        String spec = getText(b, MAX_SPEC_BYTES, "backing spec");
+        String format = getText(b, MAX_FORMAT_BYTES, "backing format");
+        String token = getText(b, BackingIdentity.MAX_TOKEN_BYTES, "identity token");
+        String description = getText(b, BackingIdentity.MAX_DESCRIPTION_BYTES, "identity description");
+        TreeMap<String, String> options = new TreeMap<>();
+        String previous = null;
+        for (int i = 0; i < optionCount; i++) {
+            String key = getText(b, MAX_OPTION_KEY_BYTES, "option name");
+            String value = getText(b, MAX_OPTION_VALUE_BYTES, "option value");
+            if (previous != null && key.compareTo(previous) <= 0) {
+                throw new IllegalArgumentException("backing options not sorted or repeated");
+            }
+            options.put(key, value);
+            previous = key;
+        }
+        String error = b.getShort(b.position()) == (short) NULL_STRING ? skipNull(b)
+                : getText(b, MAX_ERROR_BYTES, "job error");
+        while (b.position() < CRC_OFFSET) {
+            if (b.get() != 0) {
+                throw new IllegalArgumentException("bytes after the strings");
+            }
+        }
+        if (dataName.isEmpty()) {
+            throw new IllegalArgumentException("empty data file name");
+        }
+        checkBacking(spec, format, options);
+        BackingIdentity identity = BackingIdentity.of(token, description, identitySize);
+        return new LeafHeader(uuid, virtualSize, clusterSize, dataName, dataInode, spec, format, options, identity,
+                (flags & 1) != 0, new LeafHeader.JobRecord(kind, state, speed, onError, error));
+    }
+
+    /** Version 1, from offset 24, exactly as corfs before version 2 read it. */
+    private static LeafHeader decodeV1(ByteBuffer b) {
+        UUID uuid = new UUID(b.getLong(), b.getLong());
+        long virtualSize = b.getLong();
+        int clusterSize = b.getInt();
+        int flags = b.getInt();
+        BackingIdentity identity = BackingIdentity.file(b.getLong(), b.getLong(), b.getLong());
+        JobKind kind = JobKind.ofCode(b.get());
+        JobState state = JobState.ofCode(b.get());
+        OnError onError = OnError.ofCode(b.get());
+        b.get();
+        b.getInt();
+        long speed = b.getLong();
+        long dataInode = b.getLong();
+        assert b.position() == V1_STRINGS_OFFSET;
+        String dataName = getV1String(b);
+        String backingPath = getV1String(b);
+        String error = getV1String(b);
+        if (virtualSize <= 0 || !validClusterSize(clusterSize) || (flags & ~1) != 0 || speed < 0
+                || dataName == null || backingPath == null || backingPath.isEmpty() || backingPath.indexOf('\0') >= 0) {
+            throw new IllegalArgumentException("fixed fields");
+        }
+        return new LeafHeader(uuid, virtualSize, clusterSize, dataName, dataInode, backingPath, identity,
+                (flags & 1) != 0, new LeafHeader.JobRecord(kind, state, speed, onError, error));
     }
 
     public static boolean validClusterSize(int size) {
@@ -246,7 +429,7 @@ public final class MetadataFormat {
     // ---- helpers ----
 
     private static HeaderSlot bad(String problem) {
-        return new HeaderSlot(null, 0, problem, false);
+        return new HeaderSlot(null, 0, 0, problem, false);
     }
 
     private static int crc(ByteBuffer b, int length) {
@@ -266,20 +449,55 @@ public final class MetadataFormat {
         return true;
     }
 
-    private static void putString(ByteBuffer b, String s, int maxBytes) {
-        if (s == null) {
-            b.putShort((short) NULL_STRING);
-            return;
-        }
-        byte[] bytes = s.getBytes(StandardCharsets.UTF_8);
-        if (bytes.length > maxBytes) {
-            bytes = java.util.Arrays.copyOf(bytes, maxBytes); // only the error text is ever this long
-        }
+    private static byte[] utf8(String s) {
+        return s.getBytes(StandardCharsets.UTF_8);
+    }
+
+    private static void putBytes(ByteBuffer b, byte[] bytes) {
         b.putShort((short) bytes.length);
         b.put(bytes);
     }
 
-    private static String getString(ByteBuffer b) {
+    /** The longest prefix of {@code bytes} of at most {@code max} bytes that ends at a character boundary. */
+    private static byte[] truncateUtf8(byte[] bytes, int max) {
+        if (bytes.length <= max) {
+            return bytes;
+        }
+        int cut = max;
+        while (cut > 0 && (bytes[cut] & 0xC0) == 0x80) {
+            cut--;
+        }
+        return java.util.Arrays.copyOf(bytes, cut);
+    }
+
+    private static String skipNull(ByteBuffer b) {
+        b.getShort();
+        return null;
+    }
+
+    /** A version 2 string: bounded, inside the slot, valid UTF-8, no NUL. */
+    private static String getText(ByteBuffer b, int maxBytes, String what) {
+        int len = Short.toUnsignedInt(b.getShort());
+        if (len > maxBytes || b.position() + len > CRC_OFFSET) {
+            throw new IllegalArgumentException(what + " length " + len);
+        }
+        byte[] bytes = new byte[len];
+        b.get(bytes);
+        String s;
+        try {
+            s = StandardCharsets.UTF_8.newDecoder().onMalformedInput(CodingErrorAction.REPORT)
+                    .onUnmappableCharacter(CodingErrorAction.REPORT).decode(ByteBuffer.wrap(bytes)).toString();
+        } catch (CharacterCodingException e) {
+            throw new IllegalArgumentException(what + " is not UTF-8");
+        }
+        if (s.indexOf('\0') >= 0) {
+            throw new IllegalArgumentException(what + " holds a NUL");
+        }
+        return s;
+    }
+
+    /** A version 1 string, read as version 1 did. */
+    private static String getV1String(ByteBuffer b) {
         int len = Short.toUnsignedInt(b.getShort());
         if (len == NULL_STRING) {
             return null;

@@ -64,6 +64,14 @@ public final class TestLeaves {
                 Files.exists(backing) ? FileBacking.open(backing, ops) : null, false);
     }
 
+    /** Opens read-only: reads of missing clusters come from the backing and fill nothing. */
+    public static LeafDisk openReadOnly(Path leaf, FileOps ops) throws IOException {
+        LeafImage image = LeafImage.open(leaf, ops, true, false);
+        Path backing = Path.of(image.header().backingPath());
+        return new LeafDisk(leaf.getFileName().toString(), image,
+                Files.exists(backing) ? FileBacking.open(backing, ops) : null, true);
+    }
+
     public static FileOps portable() {
         return new PortableFileOps();
     }

@@ -217,7 +217,7 @@ class MetadataCorruptionTest {
         }
 
         @ParameterizedTest(name = "version {0}")
-        @ValueSource(ints = {0, 2, 99, -1})
+        @ValueSource(ints = {0, 3, 99, -1})
         @DisplayName("an unknown version in both slots is refused as unsupported, not as damage")
         void unknownVersion(int version) throws IOException {
             setVersion(0, version);
@@ -228,8 +228,143 @@ class MetadataCorruptionTest {
         @Test
         @DisplayName("an unknown version in one slot is refused too")
         void unknownVersionOneSlot() throws IOException {
-            setVersion(1, 2);
-            assertRefused("metadata version 2 is not supported", "version 2 in slot 1");
+            setVersion(1, 3);
+            assertRefused("metadata version 3 is not supported", "version 3 in slot 1");
+        }
+    }
+
+    @Nested
+    @DisplayName("version 1 leaves (made by corfs before version 2)")
+    class Version1Leaves {
+        private byte[] v1Meta;
+        private byte[] content;
+
+        /** The setup's leaf, its header slots rewritten as the last release wrote them. */
+        @BeforeEach
+        void downgrade() throws IOException {
+            // read-only: a read that filled every cluster would make the leaf standalone (no backing checks)
+            try (LeafDisk disk = TestLeaves.openReadOnly(leaf, FileOps.system())) {
+                content = TestLeaves.readAll(disk);
+            }
+            V1Headers.downgrade(leaf);
+            v1Meta = Files.readAllBytes(meta);
+            assertEquals(1, V1Headers.versionOf(leaf, 0));
+            assertEquals(1, V1Headers.versionOf(leaf, 1));
+        }
+
+        @Test
+        @DisplayName("info, map, check and a read-only open read it and never write it")
+        void readWithoutWriting() throws IOException {
+            LeafInfo info = LeafImages.info(leaf);
+            assertEquals(1, info.version());
+            assertEquals(backing.toAbsolutePath().normalize().toString(), info.backingSpec());
+            assertEquals("raw", info.backingFormat());
+            assertEquals(corfs.backing.FileBacking.identityOf(backing), info.backingIdentity());
+            assertTrue(LeafImages.map(leaf).stream().anyMatch(Extent::dirty), "map shows the written cluster");
+            assertEquals(List.of(), LeafImages.check(leaf));
+            try (LeafImage image = LeafImage.open(leaf, FileOps.system(), true, false)) {
+                assertEquals(1, image.metadataVersion());
+                assertTrue(image.local().count() > 0 && image.dirty().count() == 1, image.toString());
+            }
+            assertArrayEquals(v1Meta, Files.readAllBytes(meta), "a read of a version 1 leaf wrote it");
+        }
+
+        @Test
+        @DisplayName("a writable open reads it as is; its first metadata write upgrades both slots; bits and data stay")
+        void firstWriteUpgrades() throws IOException {
+            long local;
+            long dirty;
+            try (LeafImage image = LeafImage.open(leaf, FileOps.system(), true, true)) {
+                local = image.local().count();
+                dirty = image.dirty().count();
+            }
+            LeafHeader before = headerOf();
+            try (LeafDisk disk = TestLeaves.open(leaf, FileOps.system())) {
+                assertEquals(1, disk.image().metadataVersion());
+                assertEquals(before, disk.image().header());
+                assertEquals(local, disk.image().local().count());
+                assertEquals(dirty, disk.image().dirty().count());
+                disk.flush();
+                assertArrayEquals(v1Meta, Files.readAllBytes(meta), "nothing to write, yet the metadata changed");
+                disk.write(ByteBuffer.wrap(new byte[] {9}), 5);
+                content[5] = 9;
+                disk.flush();
+                assertEquals(2, V1Headers.versionOf(leaf, 0));
+                assertEquals(2, V1Headers.versionOf(leaf, 1));
+                assertEquals(2, disk.image().metadataVersion());
+                assertEquals(before, disk.image().header());
+            }
+            assertEquals(2, LeafImages.info(leaf).version());
+            assertEquals(List.of(), LeafImages.check(leaf));
+            try (LeafDisk disk = TestLeaves.open(leaf, FileOps.system())) {
+                assertArrayEquals(content, TestLeaves.readAll(disk));
+            }
+            assertEquals(v1Meta.length, Files.size(meta));
+        }
+
+        @Test
+        @DisplayName("a crash between the two slots of the upgrade leaves one slot of each version: it opens")
+        void tornUpgrade() throws IOException {
+            LeafHeader h = headerOf();
+            byte[] all = Files.readAllBytes(meta);
+            MetadataFormat.encodeHeader(h, 2).get(all, 0, MetadataFormat.SLOT_SIZE); // slot 0 written, slot 1 not
+            Files.write(meta, all);
+            assertEquals(List.of(), LeafImages.check(leaf));
+            assertEquals(2, LeafImages.info(leaf).version(), "the newer slot wins");
+            try (LeafDisk disk = TestLeaves.open(leaf, FileOps.system())) {
+                assertArrayEquals(content, TestLeaves.readAll(disk));
+                disk.write(ByteBuffer.wrap(new byte[] {7}), 9);
+                content[9] = 7;
+            }
+            assertEquals(2, V1Headers.versionOf(leaf, 1), "the next metadata write finished the upgrade");
+            try (LeafDisk disk = TestLeaves.open(leaf, FileOps.system())) {
+                assertArrayEquals(content, TestLeaves.readAll(disk));
+            }
+        }
+
+        @Test
+        @DisplayName("a version 1 slot with one byte flipped is refused and named, like a version 2 slot")
+        void flipsRefused() throws IOException {
+            for (int at : new int[] {8, 40, 56, 104, 110, 4091, 4095}) {
+                flip(meta, at);
+                assertRefused("header slot 0 is damaged", "flip of v1 header byte " + at, false);
+                flip(meta, at);
+            }
+            assertArrayEquals(v1Meta, Files.readAllBytes(meta));
+        }
+
+        @Test
+        @DisplayName("a mount refused after the open (the backing changed) leaves the version 1 leaf unchanged")
+        void refusedMountChangesNothing() throws IOException {
+            Files.setLastModifiedTime(backing, java.nio.file.attribute.FileTime.fromMillis(1_000_000));
+            CorfsException e = assertThrows(CorfsException.class, () -> corfs.jobs.MountSession.open(List.of(leaf),
+                    new corfs.jobs.MountSession.Options(false, false, 0)).close());
+            assertTrue(e.getMessage().contains("changed since the leaf was created"), e.getMessage());
+            assertArrayEquals(v1Meta, Files.readAllBytes(meta), "a refused mount wrote the version 1 metadata");
+        }
+
+        @Test
+        @DisplayName("an older version 1 leaf without the data file's inode: one open records it and upgrades")
+        void withoutInode() throws IOException {
+            LeafHeader h = headerOf().withDataInode(0);
+            byte[] all = Files.readAllBytes(meta);
+            for (int s = 0; s < 2; s++) {
+                V1Headers.encode(h, 1).get(all, s * MetadataFormat.SLOT_SIZE, MetadataFormat.SLOT_SIZE);
+            }
+            Files.write(meta, all);
+            try (LeafDisk disk = TestLeaves.open(leaf, FileOps.system())) {
+                assertTrue(disk.image().header().dataInode() != 0);
+                assertArrayEquals(content, TestLeaves.readAll(disk));
+            }
+            assertEquals(2, V1Headers.versionOf(leaf, 0));
+            assertEquals(2, V1Headers.versionOf(leaf, 1));
+            assertEquals(List.of(), LeafImages.check(leaf));
+        }
+
+        private LeafHeader headerOf() throws IOException {
+            try (LeafImage image = LeafImage.open(leaf, FileOps.system(), true, true)) {
+                return image.header();
+            }
         }
     }
 }
