@@ -21,7 +21,8 @@ import java.util.zip.CRC32C;
  * </pre>
  *
  * <p><b>Header slot</b>: magic "CORFSMD\0", version, generation, uuid, sizes, backing identity, flags,
- * job record, the data file's inode, three length-prefixed strings (data file name, backing path, job error), CRC32C of bytes
+ * job record (kind, state, on_error, job flags: bit 0 = a commit's writer may have changed the backing since
+ * its identity was recorded; the job number, unsigned 32 bits; speed), the data file's inode, three length-prefixed strings (data file name, backing path, job error), CRC32C of bytes
  * [0, 4092) in the last four bytes. Both slots are written on every header change, one after the other
  * with an fsync between, so a torn write leaves the other slot intact; the slot with the higher
  * generation wins.
@@ -92,8 +93,8 @@ public final class MetadataFormat {
         b.put((byte) h.job().kind().code());
         b.put((byte) h.job().state().code());
         b.put((byte) h.job().onError().code());
-        b.put((byte) 0);
-        b.putInt(0);
+        b.put((byte) (h.job().backingWritten() ? 1 : 0)); // job flags; version 1 wrote 0 here
+        b.putInt((int) h.job().id()); // job number, unsigned; version 1 wrote 0 here
         b.putLong(h.job().speed());
         b.putLong(h.dataInode());
         assert b.position() == STRINGS_OFFSET;
@@ -136,8 +137,8 @@ public final class MetadataFormat {
             JobKind kind = JobKind.ofCode(b.get());
             JobState state = JobState.ofCode(b.get());
             OnError onError = OnError.ofCode(b.get());
-            b.get();
-            b.getInt();
+            boolean backingWritten = (b.get() & 1) != 0;
+            long jobId = Integer.toUnsignedLong(b.getInt());
             long speed = b.getLong();
             long dataInode = b.getLong();
             String dataName = getString(b);
@@ -148,7 +149,8 @@ public final class MetadataFormat {
                 return bad("header fields out of range");
             }
             LeafHeader h = new LeafHeader(uuid, virtualSize, clusterSize, dataName, dataInode, backingPath, identity,
-                    (flags & 1) != 0, new LeafHeader.JobRecord(kind, state, speed, onError, error));
+                    (flags & 1) != 0, new LeafHeader.JobRecord(kind, state, speed, onError, error, jobId,
+                    backingWritten));
             return new HeaderSlot(h, generation, null, false);
         } catch (RuntimeException e) {
             return bad("header fields out of range (" + e.getMessage() + ")");
