@@ -5,7 +5,7 @@ import corfs.vocabulary.JobKind;
 
 /**
  * The one rule for a backing whose identity differs from the one the leaf recorded, shared by mount,
- * {@code check} and {@code info}.
+ * {@code check} (and {@code info}, once it reports on the backing).
  *
  * <p>A changed backing silently changes every cluster that is not local, so it is refused, unless this
  * leaf's own commit changed it: the job record's {@link LeafHeader.JobRecord#backingWritten} flag is made

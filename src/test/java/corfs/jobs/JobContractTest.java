@@ -315,6 +315,55 @@ class JobContractTest {
     @DisplayName("commands and errors")
     class Commands {
         @Test
+        @DisplayName("job ids: one more per start, kept by resume, unique across remounts")
+        void jobIds() {
+            assertTimeoutPreemptively(Duration.ofSeconds(60), () -> {
+                Path backing = dir.resolve("base.raw");
+                JobTesting.denseBacking(backing, 8 << 20, 12);
+                Path leaf = dir.resolve("leaf.img");
+                LeafImage.create(leaf, backing, CLUSTER, false);
+                try (MountSession s = MountSession.open(List.of(leaf), OPTIONS, FileOps.system())) {
+                    assertEquals(0, status(s).jobId());
+                    assertEquals(1, s.startJob(null, JobKind.STREAM, 256L << 10, null));
+                    assertEquals(1, status(s).jobId());
+                    s.pause(null);
+                    s.resume(null);
+                    assertEquals(1, status(s).jobId(), "a resume is the same job");
+                    s.cancel(null);
+                    assertEquals(2, s.startJob(null, JobKind.COMMIT, null, null));
+                    awaitState(s, JobState.COMPLETED, 10_000);
+                    assertEquals(3, s.startJob(null, JobKind.STREAM, 256L << 10, null));
+                }
+                try (MountSession s = MountSession.open(List.of(leaf), OPTIONS, FileOps.system())) {
+                    assertEquals(3, status(s).jobId(), "the resumed job keeps its number");
+                    s.cancel(null);
+                    assertEquals(4, s.startJob(null, JobKind.STREAM, null, null));
+                    awaitState(s, JobState.COMPLETED, 20_000);
+                }
+            });
+        }
+
+        @Test
+        @DisplayName("a refused command shows as command_error; the next command that succeeds clears it")
+        void commandError() {
+            assertTimeoutPreemptively(Duration.ofSeconds(60), () -> {
+                Path backing = dir.resolve("base.raw");
+                JobTesting.denseBacking(backing, 4 << 20, 13);
+                Path leaf = dir.resolve("leaf.img");
+                LeafImage.create(leaf, backing, CLUSTER, false);
+                try (MountSession s = MountSession.open(List.of(leaf), OPTIONS, FileOps.system())) {
+                    CorfsException e = assertThrows(CorfsException.class, () -> s.pause(null));
+                    s.recordError("leaf.img", e.getMessage());
+                    assertEquals(e.getMessage(), status(s).commandError());
+                    assertEquals(null, status(s).error());
+                    s.startJob(null, JobKind.STREAM, 256L << 10, null);
+                    assertEquals(null, status(s).commandError());
+                    s.cancel(null);
+                }
+            });
+        }
+
+        @Test
         @DisplayName("resume on a read-only mount is EROFS")
         void resumeReadOnly() {
             assertTimeoutPreemptively(Duration.ofSeconds(60), () -> {
@@ -350,6 +399,7 @@ class JobContractTest {
                     s.recordError(null, "'frobnicate' is not a command");
                     LeafStatus st = status(s);
                     assertEquals(failed.error(), st.error(), "the job's reason stays");
+                    assertEquals("'frobnicate' is not a command", st.commandError());
                 }
             });
         }
