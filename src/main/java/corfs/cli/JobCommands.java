@@ -210,7 +210,8 @@ final class JobCommands {
                 }
                 throw new Main.ExitException(Main.EXIT_FAILURE, verb + " job " + jobId + " of " + name
                         + " was replaced by " + StatusCommand.word(s, "job") + " job " + shown + " (state "
-                        + StatusCommand.word(s, "state") + "); it had been cancelled");
+                        + StatusCommand.word(s, "state") + ") started by another writer; how job " + jobId
+                        + " ended was not seen (most likely it was cancelled)");
             }
             String state = StatusCommand.word(s, "state");
             long done = Math.max(0, StatusCommand.num(s, "done_bytes"));
