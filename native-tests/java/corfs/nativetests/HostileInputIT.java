@@ -142,7 +142,7 @@ class HostileInputIT {
             assertEquals("fuse.corfs", CorfsFixture.mountType(mnt), "the mount is gone");
             Map<String, String> after = fx.status(mnt, "disk.raw");
             assertEquals(before, stable(after), "the fuzz changed the status");
-            assertFalse("-".equals(after.get("error")), "rejections left no reason in the status: " + after);
+            assertFalse("-".equals(after.get("command_error")), "rejections left no reason in the status: " + after);
 
             // still obeys a good command
             fx.control(mnt, "stream").assertOk();
@@ -181,10 +181,10 @@ class HostileInputIT {
         return s.replace("\n", "\\n").replace("\0", "\\0");
     }
 
-    /** The status fields a rejected command must not change (error holds the last rejection, by design). */
+    /** The status fields a rejected command must not change (command_error holds the last rejection, by design). */
     private static Map<String, String> stable(Map<String, String> s) {
         Map<String, String> copy = new LinkedHashMap<>(s);
-        copy.remove("error");
+        copy.remove("command_error");
         copy.remove("rate");
         copy.remove("eta");
         return copy;

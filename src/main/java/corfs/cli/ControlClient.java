@@ -73,7 +73,7 @@ final class ControlClient {
         try {
             for (Map<String, String> s : status()) {
                 if (image == null || image.equals(s.get("image"))) {
-                    String err = s.get("error");
+                    String err = s.get("command_error"); // the refusal's reason; "error" is the job's
                     if (err != null && !err.equals("-")) {
                         return err;
                     }

@@ -37,7 +37,8 @@ final class JobCommands {
         @Option(names = "--on-error", paramLabel = "stop|retry|skip", description = "on a backing read error")
         String onError;
 
-        @Option(names = "--wait", description = "follow the job until it ends; exit non-zero if it fails")
+        @Option(names = "--wait", description = "follow the job until it ends; exit non-zero if it fails, is"
+                + " cancelled or is replaced by another job")
         boolean await;
 
         abstract String verb();
@@ -58,11 +59,14 @@ final class JobCommands {
             if (onError != null) {
                 line.append(" on_error=").append(onError);
             }
-            client.send(line.toString(), name);
             if (!await) {
+                client.send(line.toString(), name);
                 return 0;
             }
-            return follow(client, name, verb());
+            long before = StatusCommand.num(client.statusOf(name), "job_id");
+            client.send(line.toString(), name);
+            Map<String, String> after = client.statusOf(name);
+            return follow(client, name, verb(), ownJob(before, after, verb()));
         }
     }
 
@@ -76,6 +80,32 @@ final class JobCommands {
         } catch (corfs.CorfsException e) {
             throw new Main.ExitException(Main.EXIT_USAGE, what + ": " + e.getMessage());
         }
+    }
+
+    /**
+     * The number of the job this command started, from the leaf's job_id read just before and just after
+     * the write. A daemon numbers a leaf's jobs one by one (each start takes the last number plus one, under
+     * the leaf's command lock) and the status always shows the newest, so ours is in (before, after]: when
+     * after is before + 1 it is ours, whatever other writers do. When it is higher, another writer started
+     * a job in between and ours cannot be told from theirs: we refuse to follow rather than guess. -1 when
+     * the daemon does not number jobs (follow the leaf's job, as before).
+     */
+    static long ownJob(long before, Map<String, String> after, String verb) {
+        long now = StatusCommand.num(after, "job_id");
+        if (before < 0 || now < 0) {
+            return -1;
+        }
+        String name = StatusCommand.word(after, "image");
+        if (now != before + 1) {
+            throw new Main.ExitException(Main.EXIT_FAILURE, verb + " of " + name + " started, but another writer"
+                    + " started job(s) on it at the same moment (job " + before + " before, " + now
+                    + " now): not following a job that may not be ours");
+        }
+        if (!verb.equals(StatusCommand.word(after, "job"))) {
+            throw new Main.ExitException(Main.EXIT_FAILURE, verb + " of " + name + " started as job " + now
+                    + ", but the leaf shows a " + StatusCommand.word(after, "job") + " job with that number");
+        }
+        return now;
     }
 
     @Command(name = "stream", description = "Start copying every cluster that is not local from the backing.")
@@ -161,14 +191,28 @@ final class JobCommands {
         }
     }
 
-    /** Polls the status until the job ends; a bar on a terminal, a plain line every few seconds otherwise. */
-    static int follow(ControlClient client, String image, String verb) throws Exception {
+    /**
+     * Polls the status until job {@code jobId} ends (-1: whatever job the leaf shows); a bar on a terminal,
+     * a plain line every few seconds otherwise. Exits non-zero when that job fails, is cancelled, or is
+     * replaced by another (cancelled and a new one started, by anyone): its outcome is then unknown.
+     */
+    static int follow(ControlClient client, String image, String verb, long jobId) throws Exception {
         boolean tty = System.console() != null;
         long lastLine = 0;
         String name = image;
         while (true) {
             Map<String, String> s = client.statusOf(image);
             name = StatusCommand.word(s, "image");
+            long shown = StatusCommand.num(s, "job_id");
+            if (jobId >= 0 && shown != jobId) {
+                if (tty) {
+                    System.out.println();
+                }
+                throw new Main.ExitException(Main.EXIT_FAILURE, verb + " job " + jobId + " of " + name
+                        + " was replaced by " + StatusCommand.word(s, "job") + " job " + shown + " (state "
+                        + StatusCommand.word(s, "state") + ") started by another writer; how job " + jobId
+                        + " ended was not seen (most likely it was cancelled)");
+            }
             String state = StatusCommand.word(s, "state");
             long done = Math.max(0, StatusCommand.num(s, "done_bytes"));
             long total = Math.max(0, StatusCommand.num(s, "total_bytes"));

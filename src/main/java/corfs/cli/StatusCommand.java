@@ -74,13 +74,15 @@ final class StatusCommand implements Callable<Integer> {
         String state = word(s, "state");
         String onError = word(s, "on_error");
         String error = word(s, "error");
+        String commandError = word(s, "command_error");
         return new LeafStatus(word(s, "image"), num(s, "size"), (int) num(s, "cluster_size"), num(s, "local_bytes"),
                 num(s, "dirty_bytes"), "yes".equals(s.get("standalone")),
                 job.equals("-") ? JobKind.NONE : JobKind.valueOf(job.toUpperCase(Locale.ROOT)),
                 state.equals("-") ? JobState.IDLE : JobState.valueOf(state.toUpperCase(Locale.ROOT)),
-                num(s, "done_bytes"), num(s, "total_bytes"), Math.max(0, num(s, "speed")),
+                Math.max(0, num(s, "job_id")), num(s, "done_bytes"), num(s, "total_bytes"), Math.max(0, num(s, "speed")),
                 Math.max(0, num(s, "rate")), num(s, "eta"),
-                onError.equals("-") ? null : OnError.ofWord(onError), error.equals("-") ? null : error, unreadable);
+                onError.equals("-") ? null : OnError.ofWord(onError), error.equals("-") ? null : error,
+                commandError.equals("-") ? null : commandError, unreadable);
     }
 
     static String describe(Map<String, String> s) {
@@ -94,6 +96,7 @@ final class StatusCommand implements Callable<Integer> {
                 .append(", standalone ").append(word(s, "standalone")).append('\n');
         b.append("  job: ").append(word(s, "job"));
         if (!"none".equals(s.get("job"))) {
+            b.append(" #").append(word(s, "job_id"));
             long done = num(s, "done_bytes");
             long total = num(s, "total_bytes");
             long speed = num(s, "speed");
@@ -109,6 +112,9 @@ final class StatusCommand implements Callable<Integer> {
             b.append("\n  unreadable: ").append(word(s, "unreadable"));
         }
         b.append("\n  error: ").append(word(s, "error"));
+        if (!"-".equals(word(s, "command_error"))) {
+            b.append("\n  last refused command: ").append(word(s, "command_error"));
+        }
         return b.toString();
     }
 

@@ -23,27 +23,32 @@ import java.util.Map;
  *   <li>{@code image}: the leaf's name, with space, tab, {@code %}, {@code =} and control characters
  *       percent-encoded (as UTF-8 bytes, {@code %20}) by {@link ControlParser#encodeImage}; {@link #parse}
  *       decodes it, and so does the control file's grammar, so the token works in a command.</li>
- *   <li>{@code standalone}: {@code yes}/{@code no}; {@code job}: none/stream/commit; {@code state}: the
- *       {@link JobState} word.</li>
+ *   <li>{@code standalone}: {@code yes}/{@code no}; {@code job}: none/stream/commit; {@code job_id}: the
+ *       job's number, unique per leaf across remounts (0: none yet); {@code state}: the {@link JobState}
+ *       word.</li>
  *   <li>{@code speed}: the limit in bytes/s, 0 unlimited; {@code rate}: observed bytes/s; {@code eta}:
  *       seconds, or {@code -} when unknown.</li>
  *   <li>{@code on_error}: stop/retry/skip, {@code -} when unset.</li>
  *   <li>{@code unreadable}: comma-separated {@code OFFSET+LENGTH} extents, or {@code -}.</li>
- *   <li>{@code error}: the last error with control characters (newlines included) replaced by spaces and
- *       surrounding blanks trimmed, or {@code -} if none.</li>
+ *   <li>{@code command_error}: why the last refused command on this leaf was refused, cleaned like
+ *       {@code error} and then percent-encoded like {@code image} (it may contain spaces, and only the
+ *       last field may), or {@code -}; {@link #parse} decodes it.</li>
+ *   <li>{@code error}: the job's last error with control characters (newlines included) replaced by
+ *       spaces and surrounding blanks trimmed, or {@code -} if none.</li>
  * </ul>
  *
  * <h2>JSON form</h2>
  * An array of objects with the same keys: numbers as JSON numbers, {@code standalone} a boolean,
- * {@code eta} null when unknown, {@code on_error} and {@code error} null when unset, {@code unreadable} an
+ * {@code eta} null when unknown, {@code on_error}, {@code command_error} and {@code error} null when unset
+ * (both plain text), {@code unreadable} an
  * array of {@code {"offset":N,"length":N}}, {@code image} the plain name.
  *
  * <p>Stateless and thread-safe.
  */
 public final class StatusFormat {
 
-    static final String FIELDS_DOC = "image, size, cluster_size, local_bytes, dirty_bytes, standalone, job, state,"
-            + " done_bytes, total_bytes, speed, rate, eta, on_error, unreadable, error";
+    static final String FIELDS_DOC = "image, size, cluster_size, local_bytes, dirty_bytes, standalone, job, job_id,"
+            + " state, done_bytes, total_bytes, speed, rate, eta, on_error, unreadable, command_error, error";
 
     /** The field names, in the order they appear. */
     public static final List<String> FIELDS = List.of(FIELDS_DOC.split(", "));
@@ -64,6 +69,7 @@ public final class StatusFormat {
                     .append(" dirty_bytes=").append(s.dirtyBytes())
                     .append(" standalone=").append(s.standalone() ? "yes" : "no")
                     .append(" job=").append(jobWord(s.job()))
+                    .append(" job_id=").append(s.jobId())
                     .append(" state=").append(stateWord(s.state()))
                     .append(" done_bytes=").append(s.doneBytes())
                     .append(" total_bytes=").append(s.totalBytes())
@@ -81,6 +87,8 @@ public final class StatusFormat {
                     b.append(i == 0 ? "" : ",").append(e[0]).append('+').append(e[1]);
                 }
             }
+            String commandError = cleanError(s.commandError());
+            b.append(" command_error=").append(commandError == null ? NONE : encodeImage(commandError));
             String error = cleanError(s.error());
             b.append(" error=").append(error == null ? NONE : error).append('\n');
         }
@@ -101,7 +109,8 @@ public final class StatusFormat {
                     .append(",\"dirty_bytes\":").append(s.dirtyBytes())
                     .append(",\"standalone\":").append(s.standalone())
                     .append(",\"job\":\"").append(jobWord(s.job()))
-                    .append("\",\"state\":\"").append(stateWord(s.state()))
+                    .append("\",\"job_id\":").append(s.jobId())
+                    .append(",\"state\":\"").append(stateWord(s.state()))
                     .append("\",\"done_bytes\":").append(s.doneBytes())
                     .append(",\"total_bytes\":").append(s.totalBytes())
                     .append(",\"speed\":").append(s.speed())
@@ -115,7 +124,9 @@ public final class StatusFormat {
                 b.append(j == 0 ? "" : ",").append("{\"offset\":").append(e[0])
                         .append(",\"length\":").append(e[1]).append('}');
             }
-            b.append("],\"error\":");
+            b.append("],\"command_error\":");
+            jsonString(b, s.commandError());
+            b.append(",\"error\":");
             jsonString(b, s.error());
             b.append('}');
         }
@@ -125,7 +136,7 @@ public final class StatusFormat {
 
     /**
      * Reads the text form back: one map per non-blank line, keys in the order they appear, values as
-     * text ({@code image} percent-decoded). Unknown keys are kept, so a newer daemon's fields do not break
+     * text ({@code image} and {@code command_error} percent-decoded). Unknown keys are kept, so a newer daemon's fields do not break
      * an older CLI; a token without {@code =} is skipped; {@code error} takes the rest of its line.
      */
     public static List<Map<String, String>> parse(String statusText) {
@@ -154,7 +165,7 @@ public final class StatusFormat {
                 if (eq > 0) {
                     String key = token.substring(0, eq);
                     String value = token.substring(eq + 1);
-                    fields.put(key, key.equals("image") ? decodeImage(value) : value);
+                    fields.put(key, key.equals("image") || key.equals("command_error") ? decodeImage(value) : value);
                 }
             }
             if (!fields.isEmpty()) {

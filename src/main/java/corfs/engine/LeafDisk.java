@@ -729,7 +729,13 @@ public final class LeafDisk implements AutoCloseable {
         readAhead.close();
         try (image) {
             if (backing != null) {
-                backing.close();
+                try {
+                    backing.close();
+                } catch (IOException | RuntimeException e) {
+                    // Nothing of ours is lost when a read-only handle fails to close (a dead NFS mount says
+                    // ENOTCONN): the leaf's flush, which follows, is what decides whether unmount was clean.
+                    LOG.warn("{}: closing the backing failed: {}", name, e.toString());
+                }
             }
         }
     }

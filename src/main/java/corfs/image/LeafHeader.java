@@ -64,9 +64,25 @@ public record LeafHeader(
                 backingIdentity, standalone, job);
     }
 
-    /** The job as persisted. {@code error} is null when there is none. */
-    public record JobRecord(JobKind kind, JobState state, long speed, OnError onError, String error) {
+    /**
+     * The job as persisted. {@code error} is null when there is none.
+     *
+     * @param id             the job's number, unique per leaf: each started job gets the last one plus one,
+     *                       so a client can tell its own job from a later one (0: none yet, or a leaf written
+     *                       by a corfs that did not number jobs)
+     * @param backingWritten a commit's writer is (or was, at a crash) open on the backing, so the backing may
+     *                       have changed since {@link LeafHeader#backingIdentity} was recorded: set durably
+     *                       before the first write, cleared when the new identity is recorded after the last
+     *                       writer closed. {@link BackingChange} accepts a changed backing on this flag.
+     */
+    public record JobRecord(JobKind kind, JobState state, long speed, OnError onError, String error, long id,
+                            boolean backingWritten) {
         public static final JobRecord NONE = new JobRecord(JobKind.NONE, JobState.IDLE, 0, OnError.STOP, null);
+
+        /** A record without a job number and with no writer open (tests, older callers). */
+        public JobRecord(JobKind kind, JobState state, long speed, OnError onError, String error) {
+            this(kind, state, speed, onError, error, 0, false);
+        }
     }
 
     public long clusters() {

@@ -143,10 +143,8 @@ public final class LeafImages {
             BackingIdentity now = FileBacking.identityOf(backing);
             if (now.size() != header.virtualSize()) {
                 problems.add("backing " + backing + " is " + now.size() + " bytes, the leaf " + header.virtualSize());
-            } else if (!now.equals(header.backingIdentity()) && !header.standalone()
-                    && header.job().kind() != corfs.vocabulary.JobKind.COMMIT) {
-                problems.add("backing " + backing + " changed since create (" + now.describe() + ", recorded "
-                        + header.backingIdentity().describe() + ")");
+            } else if (BackingChange.judge(header, now) == BackingChange.Verdict.CHANGED) {
+                problems.add(BackingChange.problem(header, now));
             }
         }
         return problems;

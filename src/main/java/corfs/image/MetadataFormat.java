@@ -30,9 +30,11 @@ import java.util.zip.CRC32C;
  * <pre>
  *  0  magic "CORFSMD\0"        8  version u32 (2)        12  slot size u32 (4096)   16  generation u64
  * 24  uuid (2 x u64)           40  virtual size u64      48  cluster size u32       52  flags u32 (bit 0 standalone)
- * 56  job kind, state, on_error (u8 each), 0 u8           60  0 u32                  64  job speed u64
+ * 56  job kind, state, on_error, job flags (u8 each)       60  job number u32         64  job speed u64
  * 72  data file inode u64      80  backing identity size u64                         88  option count u16
  * 90  0 u16                    92  0 u32
+ *     job flags: bit 0 = a commit's writer may have changed the backing since its identity was recorded
+ *     (see {@link BackingChange}); job number: unsigned, each started job gets the last one plus one
  * 96  strings, each a u16 byte length and UTF-8 bytes: data file name, backing SPEC, backing format,
  *     identity token, identity description, then KEY and VALUE of each option (sorted by KEY, no
  *     duplicates), then the job error (length 0xFFFF: none)
@@ -46,7 +48,7 @@ import java.util.zip.CRC32C;
  *
  * <p><b>Header slot, version 1</b> (made by corfs before metadata version 2; read, never written): the
  * same up to offset 56, then backing identity size, mtime ns, inode (3 x u64), job kind, state,
- * on_error, 0, 0 u32, job speed u64, data file inode u64, and from 104 the strings data file name,
+ * on_error, job flags, job number u32 (the last two written as 0 by corfs before job numbers), job speed u64, data file inode u64, and from 104 the strings data file name,
  * backing path, job error; CRC32C last. It decodes to the same {@link LeafHeader}: SPEC = the path,
  * format raw, no options, the file identity from the three fields. The first header write of a
  * writable open writes version 2 (see {@link LeafImage#open}).
@@ -193,8 +195,8 @@ public final class MetadataFormat {
         b.put((byte) h.job().kind().code());
         b.put((byte) h.job().state().code());
         b.put((byte) h.job().onError().code());
-        b.put((byte) 0);
-        b.putInt(0);
+        b.put((byte) (h.job().backingWritten() ? 1 : 0)); // job flags; version 1 wrote 0 here
+        b.putInt((int) h.job().id()); // job number, unsigned; version 1 wrote 0 here
         b.putLong(h.job().speed());
         b.putLong(h.dataInode());
         b.putLong(h.backingIdentity().size());
@@ -265,8 +267,8 @@ public final class MetadataFormat {
         JobKind kind = JobKind.ofCode(b.get());
         JobState state = JobState.ofCode(b.get());
         OnError onError = OnError.ofCode(b.get());
-        int zero1 = b.get();
-        int zero2 = b.getInt();
+        int jobFlags = b.get();
+        long jobId = Integer.toUnsignedLong(b.getInt());
         long speed = b.getLong();
         long dataInode = b.getLong();
         long identitySize = b.getLong();
@@ -274,7 +276,7 @@ public final class MetadataFormat {
         int zero3 = b.getShort();
         int zero4 = b.getInt();
         if (virtualSize <= 0 || !validClusterSize(clusterSize) || (flags & ~1) != 0 || speed < 0 || identitySize < 0
-                || zero1 != 0 || zero2 != 0 || zero3 != 0 || zero4 != 0) {
+                || (jobFlags & ~1) != 0 || zero3 != 0 || zero4 != 0) {
             throw new IllegalArgumentException("fixed fields");
         }
         if (optionCount > MAX_OPTIONS) {
@@ -309,7 +311,8 @@ public final class MetadataFormat {
         checkBacking(spec, format, options);
         BackingIdentity identity = BackingIdentity.of(token, description, identitySize);
         return new LeafHeader(uuid, virtualSize, clusterSize, dataName, dataInode, spec, format, options, identity,
-                (flags & 1) != 0, new LeafHeader.JobRecord(kind, state, speed, onError, error));
+                (flags & 1) != 0, new LeafHeader.JobRecord(kind, state, speed, onError, error, jobId,
+                (jobFlags & 1) != 0));
     }
 
     /** Version 1, from offset 24, exactly as corfs before version 2 read it. */
@@ -322,8 +325,8 @@ public final class MetadataFormat {
         JobKind kind = JobKind.ofCode(b.get());
         JobState state = JobState.ofCode(b.get());
         OnError onError = OnError.ofCode(b.get());
-        b.get();
-        b.getInt();
+        boolean backingWritten = (b.get() & 1) != 0; // 0 from a corfs that did not record it
+        long jobId = Integer.toUnsignedLong(b.getInt()); // likewise
         long speed = b.getLong();
         long dataInode = b.getLong();
         assert b.position() == V1_STRINGS_OFFSET;
@@ -335,7 +338,7 @@ public final class MetadataFormat {
             throw new IllegalArgumentException("fixed fields");
         }
         return new LeafHeader(uuid, virtualSize, clusterSize, dataName, dataInode, backingPath, identity,
-                (flags & 1) != 0, new LeafHeader.JobRecord(kind, state, speed, onError, error));
+                (flags & 1) != 0, new LeafHeader.JobRecord(kind, state, speed, onError, error, jobId, backingWritten));
     }
 
     public static boolean validClusterSize(int size) {

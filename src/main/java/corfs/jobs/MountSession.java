@@ -12,6 +12,7 @@ import corfs.backing.Backing;
 import corfs.backing.BackingIdentity;
 import corfs.backing.FileBacking;
 import corfs.engine.LeafDisk;
+import corfs.image.BackingChange;
 import corfs.image.LeafHeader;
 import corfs.image.LeafImage;
 import corfs.io.FileOps;
@@ -36,7 +37,8 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * Every leaf is opened and checked before anything is served; if one is refused, all opened so far are
  * closed and nothing on disk has changed. A leaf is refused when its metadata is corrupt, when another
  * process holds it, when its backing is missing or of another size, or when the backing's identity
- * changed since create (unless {@code force}, or a commit was running: the commit itself changed it).
+ * changed since it was recorded, unless {@code force} or this leaf's own commit changed it
+ * ({@link BackingChange}, the rule check and info use too; then the new identity is recorded).
  *
  * <h2>Threads</h2>
  * Two named threads per mount: the filler (jobs) and the flusher, which makes bitmap changes durable
@@ -134,20 +136,24 @@ public final class MountSession implements AutoCloseable {
                     throw new CorfsException(Reason.INVALID_ARGUMENT, leaf + ": backing " + backingPath + " is "
                             + now.size() + " bytes, but the leaf is " + h.virtualSize() + " (a different file?)");
                 }
-                if (!now.equals(recorded) && !h.standalone()) {
-                    boolean commitWasRunning = h.job().kind() == JobKind.COMMIT
-                            && (h.job().state().isActive() || h.job().state() == JobState.FAILED);
-                    if (commitWasRunning) {
-                        LOG.info("{}: backing changed since create, as the interrupted commit changed it; accepted",
-                                leaf.getFileName());
-                    } else if (options.force()) {
-                        LOG.warn("{}: backing changed since create ({} now, {} recorded); accepted because of --force",
+                switch (BackingChange.judge(h, now)) {
+                    case SAME -> { }
+                    case CHANGED_BY_COMMIT -> {
+                        LOG.info("{}: backing changed by this leaf's commit, interrupted before it could record the"
+                                + " new identity; accepted{}", leaf.getFileName(), options.readOnly() ? "" : " and recorded");
+                        if (!options.readOnly()) {
+                            boolean commitResumes = h.job().kind() == JobKind.COMMIT && h.job().state() == JobState.RUNNING;
+                            image.updateHeader(x -> x.withBackingIdentity(now).withJob(withBackingWritten(x.job(),
+                                    commitResumes)));
+                        }
+                    }
+                    case CHANGED -> {
+                        if (!options.force()) {
+                            throw new CorfsException(Reason.INVALID_ARGUMENT, leaf + ": " + BackingChange.problem(h, now)
+                                    + ". Use --force only if its content is unchanged");
+                        }
+                        LOG.warn("{}: backing changed ({} now, {} recorded); accepted because of --force",
                                 leaf.getFileName(), now.describe(), recorded.describe());
-                    } else {
-                        throw new CorfsException(Reason.INVALID_ARGUMENT, leaf + ": backing " + backingPath
-                                + " changed since the leaf was created (" + now.describe() + ", recorded "
-                                + recorded.describe() + "); clusters read from it would be wrong. Use --force only if"
-                                + " its content is unchanged");
                     }
                 }
                 Backing opened = FileBacking.open(backingPath, fileOps);
@@ -159,6 +165,11 @@ public final class MountSession implements AutoCloseable {
             image.close();
             throw e;
         }
+    }
+
+    /** The record with {@code backingWritten} set as given (a resuming commit keeps it until it closes). */
+    private static LeafHeader.JobRecord withBackingWritten(LeafHeader.JobRecord r, boolean value) {
+        return new LeafHeader.JobRecord(r.kind(), r.state(), r.speed(), r.onError(), r.error(), r.id(), value);
     }
 
     public List<LeafDisk> leaves() {
@@ -174,8 +185,9 @@ public final class MountSession implements AutoCloseable {
     // IMAGE may be null where exactly one leaf is mounted. Each throws a CorfsException whose reason
     // says why it could not be carried out, having changed nothing.
 
-    public void startJob(String image, JobKind kind, Long speed, OnError onError) throws IOException {
-        filler.startJob(resolve(image), kind, speed, onError);
+    /** Starts a job; returns its number, unique per leaf (the status's job_id). */
+    public long startJob(String image, JobKind kind, Long speed, OnError onError) throws IOException {
+        return filler.startJob(resolve(image), kind, speed, onError);
     }
 
     public void pause(String image) throws IOException {
@@ -208,15 +220,16 @@ public final class MountSession implements AutoCloseable {
         return image;
     }
 
-    /** Remembers the error of a rejected command line for the status. */
+    /**
+     * Remembers why a command line was refused, as the status's command_error of the leaf it named (of
+     * every leaf when it named none and several are mounted). A job's own error is never overwritten.
+     */
     public void recordError(String image, String message) {
         if (image != null && disks.containsKey(image)) {
-            filler.recordError(image, message);
-        } else if (disks.size() == 1) {
-            filler.recordError(disks.keySet().iterator().next(), message);
+            filler.recordCommandError(image, message);
         } else {
             for (String name : disks.keySet()) {
-                filler.recordError(name, message);
+                filler.recordCommandError(name, message);
             }
         }
     }

@@ -13,13 +13,17 @@ import java.util.List;
  * @param standalone   every cluster is local and the backing is no longer needed
  * @param job          the job kind, or {@link JobKind#NONE}
  * @param state        the job's state ({@link JobState#IDLE} when there is no job)
+ * @param jobId        the job's number, unique per leaf across remounts (each start takes the last plus
+ *                     one; a resume keeps it); 0 when the leaf never had a numbered job
  * @param doneBytes    bytes the job has processed
  * @param totalBytes   bytes the job has to process in all (done plus remaining)
  * @param speed        speed limit in bytes per second, 0 for unlimited
  * @param rateBytesPerSecond observed rate over the last seconds, 0 when idle
  * @param etaSeconds   estimated seconds to completion, -1 when unknown
  * @param onError      what the job does on a backing error
- * @param error        the last error (of a job or a rejected command), or null
+ * @param error        the job's last error, or null
+ * @param commandError why the last refused control command on this leaf was refused, or null (cleared by
+ *                     the next command that succeeds)
  * @param unreadable   extents the job could not read (on_error=skip), as [offset, length] pairs
  */
 public record LeafStatus(
@@ -31,6 +35,7 @@ public record LeafStatus(
         boolean standalone,
         JobKind job,
         JobState state,
+        long jobId,
         long doneBytes,
         long totalBytes,
         long speed,
@@ -38,5 +43,6 @@ public record LeafStatus(
         long etaSeconds,
         OnError onError,
         String error,
+        String commandError,
         List<long[]> unreadable) {
 }

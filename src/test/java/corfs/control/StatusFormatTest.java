@@ -22,13 +22,14 @@ class StatusFormatTest {
 
     static LeafStatus idle(String image) {
         return new LeafStatus(image, 1L << 30, 65536, 0, 0, false, JobKind.NONE, JobState.IDLE,
-                0, 0, 0, 0, -1, OnError.STOP, null, List.of());
+                0, 0, 0, 0, 0, -1, OnError.STOP, null, null, List.of());
     }
 
     static LeafStatus running() {
         return new LeafStatus("b.raw", 10L << 30, 1 << 20, 5L << 30, 4096, false, JobKind.STREAM, JobState.RUNNING,
-                5L << 30, 10L << 30, 100L << 20, 99L << 20, 51, OnError.SKIP,
+                7, 5L << 30, 10L << 30, 100L << 20, 99L << 20, 51, OnError.SKIP,
                 "backing read failed at offset 65536:\n\tInput/output error\u0000 (EIO)\r\n",
+                "'speed b.raw 1.5Q': bad rate 100%",
                 List.of(new long[] {65536, 65536}, new long[] {1L << 30, 1L << 20}));
     }
 
@@ -39,8 +40,8 @@ class StatusFormatTest {
         @DisplayName("an idle leaf renders every field in order")
         void idleLine() {
             assertEquals("image=a.img size=1073741824 cluster_size=65536 local_bytes=0 dirty_bytes=0 standalone=no"
-                    + " job=none state=idle done_bytes=0 total_bytes=0 speed=0 rate=0 eta=- on_error=stop"
-                    + " unreadable=- error=-\n", StatusFormat.render(List.of(idle("a.img"))));
+                    + " job=none job_id=0 state=idle done_bytes=0 total_bytes=0 speed=0 rate=0 eta=- on_error=stop"
+                    + " unreadable=- command_error=- error=-\n", StatusFormat.render(List.of(idle("a.img"))));
         }
 
         @Test
@@ -56,8 +57,12 @@ class StatusFormatTest {
             String text = StatusFormat.render(List.of(running(), idle("a.img")));
             assertEquals(2, text.split("\n").length);
             assertFalse(text.chars().anyMatch(c -> c != '\n' && Character.isISOControl(c)), text);
-            assertTrue(text.contains(" unreadable=65536+65536,1073741824+1048576 error=backing read failed at offset"
+            assertTrue(text.contains(" unreadable=65536+65536,1073741824+1048576"
+                    + " command_error='speed%20b.raw%201.5Q':%20bad%20rate%20100%25 error=backing read failed at offset"
                     + " 65536:  Input/output error  (EIO)\n"), text);
+            Map<String, String> fields = StatusFormat.parse(text).get(0);
+            assertEquals("'speed b.raw 1.5Q': bad rate 100%", fields.get("command_error"), "decoded");
+            assertEquals("7", fields.get("job_id"));
         }
 
         @Test
@@ -95,8 +100,8 @@ class StatusFormatTest {
         @Test
         @DisplayName("an error that looks like fields is kept whole")
         void trickyError() {
-            LeafStatus s = new LeafStatus("a", 1, 4096, 0, 0, true, JobKind.COMMIT, JobState.FAILED, 0, 0, 0, 0, -1,
-                    null, "rejected 'speed a.img 1.5M' image=x error=y", null);
+            LeafStatus s = new LeafStatus("a", 1, 4096, 0, 0, true, JobKind.COMMIT, JobState.FAILED, 0, 0, 0, 0, 0, -1,
+                    null, "rejected 'speed a.img 1.5M' image=x error=y", null, null);
             Map<String, String> f = StatusFormat.parse(StatusFormat.render(List.of(s))).get(0);
             assertEquals("a", f.get("image"));
             assertEquals("yes", f.get("standalone"));
@@ -149,8 +154,8 @@ class StatusFormatTest {
         @Test
         @DisplayName("escapes control characters, line separators and lone surrogates")
         void escapes() {
-            LeafStatus s = new LeafStatus("x", 0, 4096, 0, 0, false, null, null, 0, 0, 0, 0, -1, null,
-                    "a\u2028b\u007fc\uD800d😀", null);
+            LeafStatus s = new LeafStatus("x", 0, 4096, 0, 0, false, null, null, 0, 0, 0, 0, 0, -1, null,
+                    "a\u2028b\u007fc\uD800d😀", null, null);
             String json = StatusFormat.renderJson(List.of(s));
             assertTrue(json.contains("\"a\\u2028b\\u007fc\\ud800d😀\""), json);
             Map<?, ?> m = (Map<?, ?>) ((List<?>) new Json(json).parse()).get(0);

@@ -339,7 +339,7 @@ class MetadataCorruptionTest {
             Files.setLastModifiedTime(backing, java.nio.file.attribute.FileTime.fromMillis(1_000_000));
             CorfsException e = assertThrows(CorfsException.class, () -> corfs.jobs.MountSession.open(List.of(leaf),
                     new corfs.jobs.MountSession.Options(false, false, 0)).close());
-            assertTrue(e.getMessage().contains("changed since the leaf was created"), e.getMessage());
+            assertTrue(e.getMessage().contains("changed since the leaf recorded it"), e.getMessage());
             assertArrayEquals(v1Meta, Files.readAllBytes(meta), "a refused mount wrote the version 1 metadata");
         }
 
