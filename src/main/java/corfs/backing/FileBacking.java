@@ -4,7 +4,6 @@ import corfs.CorfsException;
 import corfs.CorfsException.Reason;
 import corfs.io.FileOps;
 
-import java.io.EOFException;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
@@ -29,6 +28,8 @@ public final class FileBacking implements Backing {
     private final long size;
 
     private final FileOps fileOps;
+    /** Reads a local file or NFS share serves well at once. */
+    private static final int MAX_IN_FLIGHT = 32;
 
     private FileBacking(Path path, FileChannel channel, FileOps.SparseFile sparse, long size, FileOps fileOps) {
         this.fileOps = fileOps;
@@ -85,25 +86,55 @@ public final class FileBacking implements Backing {
     }
 
     @Override
+    public int maxInFlight() {
+        return MAX_IN_FLIGHT;
+    }
+
+    @Override
     public void readFully(ByteBuffer dst, long offset) throws IOException {
+        if (offset < 0 || offset > size || dst.remaining() > size - offset) {
+            throw new CorfsException(Reason.INVALID_ARGUMENT, "read of " + dst.remaining() + " bytes at " + offset
+                    + " is outside backing " + path + " (" + size + " bytes)");
+        }
         long pos = offset;
         while (dst.hasRemaining()) {
             int n = channel.read(dst, pos);
             if (n < 0) {
-                throw new EOFException("backing " + path + " ended at " + pos + " (expected " + size + " bytes)");
+                throw new CorfsException(Reason.IO, "backing " + path + " ends at " + pos + ", before its "
+                        + size + " bytes (it shrank since it was opened)");
             }
             pos += n;
         }
     }
 
     @Override
-    public long nextData(long offset) throws IOException {
-        return sparse.nextData(offset);
+    public Allocation allocation(long offset, long max) throws IOException {
+        if (offset < 0 || offset >= size || max <= 0) {
+            throw new CorfsException(Reason.INVALID_ARGUMENT, "allocation at " + offset + " (max " + max
+                    + ") is outside backing " + path + " (" + size + " bytes)");
+        }
+        long end = max >= size - offset ? size : offset + max;
+        long data = sparse.nextData(offset);
+        if (data < 0) {
+            // ENXIO means "no data after offset" or "offset is past the end": only a file still as long
+            // as recorded makes it a hole. A shrunk backing is an error, never zeros.
+            checkNotShrunk(offset);
+            return new Allocation(Allocation.Kind.HOLE, end - offset);
+        }
+        if (data > offset) {
+            return new Allocation(Allocation.Kind.HOLE, Math.min(data, end) - offset);
+        }
+        long hole = sparse.nextHole(offset);
+        return new Allocation(Allocation.Kind.DATA, Math.max(offset + 1, Math.min(hole, end)) - offset);
     }
 
-    @Override
-    public long nextHole(long offset) throws IOException {
-        return Math.min(size, sparse.nextHole(offset));
+    private void checkNotShrunk(long offset) throws IOException {
+        long now = channel.size();
+        if (now < size) {
+            throw new CorfsException(Reason.IO, "backing " + path + " is " + now + " bytes, shorter than its "
+                    + size + " bytes when opened (it shrank): " + (offset >= now ? "nothing at " + offset
+                    : "refusing to read it as a hole"));
+        }
     }
 
     @Override

@@ -101,13 +101,13 @@ public final class TimeoutBacking implements Backing {
     }
 
     @Override
-    public long nextData(long offset) throws IOException {
-        return inner.nextData(offset);
+    public int maxInFlight() {
+        return Math.min(MAX_WORKERS, inner.maxInFlight());
     }
 
     @Override
-    public long nextHole(long offset) throws IOException {
-        return inner.nextHole(offset);
+    public Allocation allocation(long offset, long max) throws IOException {
+        return inner.allocation(offset, max);
     }
 
     @Override
