@@ -13,6 +13,7 @@ import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.nio.file.attribute.FileTime;
 import java.util.concurrent.TimeUnit;
+import org.slf4j.LoggerFactory;
 
 /**
  * A backing that is a plain file (a raw image on local disk or an NFS share), opened read-only.
@@ -28,6 +29,9 @@ public final class FileBacking implements Backing {
     private final long size;
 
     private final FileOps fileOps;
+    /** Guards the transitions of the reader's locks (open, a writer opening and closing). */
+    private final Object lockState = new Object();
+    private boolean lockWarned;
     /** Reads a local file or NFS share serves well at once. */
     private static final int MAX_IN_FLIGHT = 32;
 
@@ -51,12 +55,16 @@ public final class FileBacking implements Backing {
         } catch (AccessDeniedException e) {
             throw new CorfsException(Reason.NOT_PERMITTED, "backing " + absolute + " is not readable", e);
         }
+        FileOps.SparseFile sparse = null;
         try {
-            FileOps.SparseFile sparse = fileOps.open(absolute, false);
-            return new FileBacking(absolute, channel, sparse, channel.size(), fileOps);
+            sparse = fileOps.open(absolute, false);
+            FileBacking b = new FileBacking(absolute, channel, sparse, channel.size(), fileOps);
+            b.lockForReading();
+            return b;
         } catch (IOException | RuntimeException e) {
-            channel.close();
-            throw e;
+            try (channel; FileOps.SparseFile s = sparse) {
+                throw e;
+            }
         }
     }
 
@@ -137,6 +145,66 @@ public final class FileBacking implements Backing {
         }
     }
 
+    // ------------------------------------------------------------------ image locking
+    // QEMU's scheme (block/file-posix.c), so that corfs and QEMU see each other: an open file holds a
+    // shared OFD lock on byte 100 + p for each permission p it uses and on byte 200 + p for each it
+    // denies others; permissions: 0 consistent read, 1 write, 2 write unchanged, 3 resize.
+
+    private static final long PERM_BASE = 100;
+    private static final long DENY_BASE = 200;
+    private static final int READ = 0;
+    private static final int WRITE = 1;
+    private static final int RESIZE = 3;
+    private static final int PERMS = 4;
+
+    /**
+     * As a reader that needs the content unchanged: uses consistent read, denies write and resize; refused
+     * (BUSY) while someone writes or resizes it, denies consistent reads, or holds it exclusively (a commit).
+     */
+    private void lockForReading() throws IOException {
+        synchronized (lockState) {
+            if (!locksWork(sparse)) {
+                return;
+            }
+            boolean taken = sparse.tryLock(PERM_BASE + READ, 1, FileOps.LockMode.SHARED)
+                    && sparse.tryLock(DENY_BASE + WRITE, 1, FileOps.LockMode.SHARED)
+                    && sparse.tryLock(DENY_BASE + RESIZE, 1, FileOps.LockMode.SHARED);
+            String conflict = !taken ? "holds it exclusively (a commit into it?)"
+                    : sparse.lockedByOthers(PERM_BASE + WRITE, 1) ? "has it open for writing"
+                    : sparse.lockedByOthers(PERM_BASE + RESIZE, 1) ? "may resize it"
+                    : sparse.lockedByOthers(DENY_BASE + READ, 1) ? "forbids others to read it"
+                    : null;
+            if (conflict != null) {
+                unlockAll(sparse);
+                throw new CorfsException(Reason.BUSY, "backing " + path + " is in use: "
+                        + LockHolders.describe(path) + " " + conflict);
+            }
+        }
+    }
+
+    private boolean locksWork(FileOps.SparseFile file) {
+        if (file.locksSupported()) {
+            return true;
+        }
+        if (!lockWarned) {
+            lockWarned = true;
+            LoggerFactory.getLogger(FileBacking.class).warn("backing {}: byte-range locks unavailable here; "
+                    + "other users of the backing are not detected", path);
+        }
+        return false;
+    }
+
+    private static void unlockAll(FileOps.SparseFile file) throws IOException {
+        file.tryLock(PERM_BASE, PERMS, FileOps.LockMode.NONE);
+        file.tryLock(DENY_BASE, PERMS, FileOps.LockMode.NONE);
+    }
+
+    /**
+     * Opens the backing for writing, refused unless this is its only user: the writer takes an exclusive
+     * lock on every permission byte, which fails while any other open file (another leaf over the same
+     * backing in this or another corfs process, qemu, qemu-img) holds a lock there. This backing's own
+     * reader locks are dropped for the writer's lifetime and taken again when it closes.
+     */
     @Override
     public Writer openWriter() throws IOException {
         FileChannel writer;
@@ -146,7 +214,33 @@ public final class FileBacking implements Backing {
             throw new CorfsException(Reason.READ_ONLY, "backing " + path + " cannot be opened for writing: "
                     + e.getMessage(), e);
         }
+        FileOps.SparseFile exclusive = null;
+        try {
+            synchronized (lockState) {
+                if (locksWork(sparse)) {
+                    exclusive = fileOps.open(path, true);
+                    unlockAll(sparse);
+                    boolean alone = exclusive.tryLock(PERM_BASE, PERMS, FileOps.LockMode.EXCLUSIVE)
+                            && exclusive.tryLock(DENY_BASE, PERMS, FileOps.LockMode.EXCLUSIVE);
+                    if (!alone) {
+                        exclusive.close(); // drops what it took, so the holders found are the others
+                        exclusive = null;
+                        String holders = LockHolders.describe(path);
+                        relockForReading();
+                        throw new CorfsException(Reason.BUSY, "backing " + path + " is in use by " + holders
+                                + "; a commit would change data under it (unmount the other leaves first)");
+                    }
+                }
+            }
+        } catch (IOException | RuntimeException e) {
+            try (writer; FileOps.SparseFile x = exclusive) {
+                throw e;
+            }
+        }
+        FileOps.SparseFile held = exclusive;
         return new Writer() {
+            private final java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
+
             @Override
             public void writeFully(ByteBuffer src, long offset) throws IOException {
                 long pos = offset;
@@ -162,9 +256,34 @@ public final class FileBacking implements Backing {
 
             @Override
             public void close() throws IOException {
-                writer.close();
+                if (!closed.compareAndSet(false, true)) {
+                    return;
+                }
+                try (writer) {
+                    if (held != null) {
+                        synchronized (lockState) {
+                            held.close();
+                            relockForReading();
+                        }
+                    }
+                }
             }
         };
+    }
+
+    /** Takes the reader's locks back after a writer; a failure only loses detection, so it is logged. */
+    private void relockForReading() {
+        try {
+            if (!(sparse.tryLock(PERM_BASE + READ, 1, FileOps.LockMode.SHARED)
+                    && sparse.tryLock(DENY_BASE + WRITE, 1, FileOps.LockMode.SHARED)
+                    && sparse.tryLock(DENY_BASE + RESIZE, 1, FileOps.LockMode.SHARED))) {
+                LoggerFactory.getLogger(FileBacking.class).warn("backing {}: cannot take its read locks again: {}",
+                        path, LockHolders.describe(path));
+            }
+        } catch (IOException | RuntimeException e) {
+            LoggerFactory.getLogger(FileBacking.class).warn("backing {}: cannot take its read locks again: {}",
+                    path, e.toString());
+        }
     }
 
     @Override
