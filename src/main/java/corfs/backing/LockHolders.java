@@ -95,17 +95,23 @@ final class LockHolders {
                     }
                 }
             }
-            if (main >= 0 && args.subList(main, args.size()).contains("mount")) {
-                int m = args.subList(main, args.size()).indexOf("mount") + main;
-                cmdline = "corfs " + String.join(" ", args.subList(m, args.size()));
+            List<String> tail = main >= 0 ? args.subList(main, args.size()) : List.of();
+            if (tail.contains("mount") && tail.size() >= 3) {
+                // corfs mount [OPTIONS] [--] LEAF... MOUNTPOINT
+                List<String> rest = tail.subList(tail.indexOf("mount") + 1, tail.size());
+                int dashes = rest.indexOf("--");
+                List<String> leaves = dashes >= 0 ? rest.subList(dashes + 1, rest.size() - 1)
+                        : rest.subList(rest.size() - 1, rest.size() - 1);
+                cmdline = "corfs mount at " + rest.get(rest.size() - 1)
+                        + (leaves.isEmpty() ? "" : " of " + String.join(" ", leaves));
             } else {
                 cmdline = String.join(" ", args);
             }
         } catch (IOException | RuntimeException e) {
             cmdline = "?";
         }
-        if (cmdline.length() > 300) {
-            cmdline = cmdline.substring(0, 300) + "...";
+        if (cmdline.length() > 1000) {
+            cmdline = cmdline.substring(0, 1000) + "...";
         }
         return "pid " + pid + self + ": " + cmdline;
     }
