@@ -6,6 +6,7 @@ import corfs.backing.Allocation;
 import corfs.backing.Backing;
 import corfs.image.ClusterBitmap;
 import corfs.image.LeafImage;
+import corfs.io.IoFailures;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -576,8 +577,8 @@ public final class LeafDisk implements AutoCloseable {
         try {
             image.punchHole(offset, length);
         } catch (IOException e) {
-            if (isNoSpace(e)) {
-                throw e;
+            if (IoFailures.isNoSpace(e)) {
+                throw IoFailures.classify(e, "the leaf's filesystem is full (" + image.dataPath() + ")");
             }
             LOG.debug("{}: punch hole failed ({}); writing zeros", name, e.toString());
             writeZeros(offset, offset + length);
@@ -601,24 +602,8 @@ public final class LeafDisk implements AutoCloseable {
                 pos += data.write(src, pos);
             }
         } catch (IOException e) {
-            if (isNoSpace(e)) {
-                throw new CorfsException(Reason.NO_SPACE, "the leaf's filesystem is full (" + image.dataPath() + ")", e);
-            }
-            throw e;
+            throw IoFailures.classify(e, "the leaf's filesystem is full (" + image.dataPath() + ")");
         }
-    }
-
-    static boolean isNoSpace(Throwable e) {
-        for (Throwable t = e; t != null; t = t.getCause()) {
-            if (t instanceof CorfsException ce && ce.reason() == Reason.NO_SPACE) {
-                return true;
-            }
-            String m = t.getMessage();
-            if (m != null && m.contains("No space left on device")) {
-                return true;
-            }
-        }
-        return false;
     }
 
     // ------------------------------------------------------------------ job steps

@@ -86,7 +86,7 @@ public final class Libc {
         return RUNTIME.getLastError();
     }
 
-    /** A readable message for errno {@code e}, like "No space left on device". */
+    /** A readable message for errno {@code e} (strerror). */
     public static String message(int e) {
         String s = LIBC.strerror(e);
         return s != null ? s : "errno " + e;

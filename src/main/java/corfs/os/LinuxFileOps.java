@@ -71,6 +71,9 @@ public final class LinuxFileOps implements FileOps {
 
     static IOException failure(String op, Path path, int errno) {
         String msg = op + " " + path + ": " + Libc.message(errno);
+        if (errno == Libc.ENOSPC) {
+            return new corfs.CorfsException(corfs.CorfsException.Reason.NO_SPACE, msg); // classified by errno
+        }
         return errno == Libc.EOPNOTSUPP ? new UnsupportedIoException(msg) : new IOException(msg);
     }
 
