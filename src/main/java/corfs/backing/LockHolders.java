@@ -110,6 +110,9 @@ final class LockHolders {
         } catch (IOException | RuntimeException e) {
             cmdline = "?";
         }
+        // another user's process chooses its arguments: no control characters into our messages and status
+        cmdline = cmdline.codePoints().map(c -> Character.isISOControl(c) ? '?' : c)
+                .collect(StringBuilder::new, StringBuilder::appendCodePoint, StringBuilder::append).toString();
         if (cmdline.length() > 1000) {
             cmdline = cmdline.substring(0, 1000) + "...";
         }
