@@ -40,6 +40,11 @@ import ru.serce.jnrfuse.struct.Timespec;
  *       sectors;</li>
  *   <li>{@code hang}: reads and writes block until the state changes, like a suspended device or an NFS
  *       server gone.</li>
+ *   <li>{@code hang-getattr}: getattr of a file blocks until the state changes (reads still pass). libfuse 2
+ *       has no lseek operation, so the kernel answers {@code lseek(SEEK_DATA/SEEK_HOLE)} itself after
+ *       refreshing the size with a GETATTR (once the 1 s attribute timeout has passed): in this state an
+ *       {@code lseek(SEEK_DATA)} on the file really blocks, holding the inode lock, like one on a hard NFS
+ *       mount whose server is gone. {@code stat} blocks too.</li>
  * </ul>
  * It mounts with {@code direct_io}, so the kernel's page cache never answers for it: every read corfs
  * makes of the backing reaches this process and sees the fault. It exists because a kernel without
@@ -130,6 +135,27 @@ public final class FaultFs extends FuseStubFS {
         }
     }
 
+    /** Blocks while the state holds a {@code hang-getattr} line. */
+    private void getattrFault() {
+        while (true) {
+            List<String> lines;
+            try {
+                lines = Files.readAllLines(state, StandardCharsets.UTF_8);
+            } catch (IOException e) {
+                lines = List.of();
+            }
+            if (lines.stream().noneMatch(l -> l.trim().equals("hang-getattr"))) {
+                return;
+            }
+            try {
+                Thread.sleep(20);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            }
+        }
+    }
+
     private Path file(String path) {
         String name = path.substring(1);
         if (name.isEmpty() || name.contains("/")) {
@@ -158,6 +184,9 @@ public final class FaultFs extends FuseStubFS {
             Path p = path.equals("/") ? source : file(path);
             if (p == null) {
                 return -ErrorCodes.ENOENT();
+            }
+            if (p != source) {
+                getattrFault();
             }
             Map<String, Object> a = Files.readAttributes(p, "unix:*");
             stat.st_mode.set((Integer) a.get("mode"));

@@ -4,37 +4,56 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 
 /**
- * Where a leaf's missing data comes from. Read-only in normal operation; {@link #openWriter()} gives
- * write access for the commit job alone.
+ * Where a leaf's missing data comes from: the one seam between the engine and jobs on one side and how a
+ * virtual disk is reached (a file today; NBD, HTTP, S3 later) and decoded (raw today; qcow2 later) on the
+ * other. Read-only in normal operation; {@link #openWriter()} gives write access for the commit job alone.
  *
- * <p>Implementations are thread-safe: every read is positional, and many threads read at once.
+ * <h2>Contract</h2> ({@code BackingContractTest} checks it for every implementation)
+ * <ul>
+ * <li>Thread-safe: up to {@link #maxInFlight()} reads run at once from different threads; every call is
+ * positional.</li>
+ * <li>{@link #readFully} reads exactly the range or throws; a range outside [0, {@link #size()}) is
+ * refused; a backing that ends early (it shrank since it was opened) is an error, never zeros.</li>
+ * <li>{@link #allocation} answers in one call what lies at an offset, and fails (never answers "hole")
+ * when the backing ended before its recorded size.</li>
+ * <li>Every call may block on a slow medium; {@link TimeoutBacking} puts a deadline on each, so callers
+ * on FUSE threads never wait longer than that.</li>
+ * </ul>
  */
 public interface Backing extends AutoCloseable {
 
-    /** Where it is, for status and messages (a path). */
+    /** Where it is, for status and messages (a path or a URI). */
     String location();
 
-    /** Size in bytes; equals the leaf's virtual size. */
+    /** Size in bytes as recorded when it was opened; equals the leaf's virtual size. */
     long size();
 
-    /** The identity as it is now (stat), to compare with the one recorded in the leaf. */
+    /** The identity as it is now, to compare with the one recorded in the leaf. */
     BackingIdentity identity() throws IOException;
 
+    /** How many calls may usefully run at once (reads in flight); at least 1. */
+    int maxInFlight();
+
     /**
-     * Reads exactly {@code dst.remaining()} bytes at {@code offset} into {@code dst}. The range lies
-     * within {@link #size()}. Any failure, including a short read, throws; nothing is ever zero-filled.
-     * A {@link BackingTimeoutException} means the read was abandoned and may still write into
-     * {@code dst}: the caller must drop the buffer, so pass only memory you own (never a FUSE buffer).
+     * Reads exactly {@code dst.remaining()} bytes at {@code offset} into {@code dst}, advancing its
+     * position. The range must lie within {@link #size()}. Any failure, including a short read, throws;
+     * nothing is ever zero-filled. A {@link BackingTimeoutException} means the read was abandoned and may
+     * still write into {@code dst}: the caller must drop the buffer, so pass only memory you own (never a
+     * FUSE buffer).
      */
     void readFully(ByteBuffer dst, long offset) throws IOException;
 
-    /** The first offset at or after {@code offset} that may hold data, or -1 if the rest is a hole. */
-    long nextData(long offset) throws IOException;
+    /**
+     * What lies at {@code offset} (0 &le; offset &lt; {@link #size()}): one extent of one kind, of at
+     * least one and at most {@code max} bytes (less if the kind changes sooner or the backing ends).
+     * Fails when the backing no longer reaches {@code offset} (it shrank).
+     */
+    Allocation allocation(long offset, long max) throws IOException;
 
-    /** The first offset at or after {@code offset} that is surely a hole, or {@link #size()}. */
-    long nextHole(long offset) throws IOException;
-
-    /** Opens the backing for writing (commit). Fails with READ_ONLY if it cannot be written. */
+    /**
+     * Opens the backing for writing (commit). Fails with READ_ONLY if it cannot be written, BUSY (naming
+     * the holder) if another user of the backing forbids writing.
+     */
     Writer openWriter() throws IOException;
 
     @Override
@@ -42,7 +61,7 @@ public interface Backing extends AutoCloseable {
 
     /** Write access to the backing, held only while a commit runs. */
     interface Writer extends AutoCloseable {
-        /** Writes all of {@code src} at {@code offset}. */
+        /** Writes all of {@code src} at {@code offset}, advancing its position. */
         void writeFully(ByteBuffer src, long offset) throws IOException;
 
         /** Makes every write so far durable (fsync). */

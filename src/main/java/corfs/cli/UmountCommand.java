@@ -14,6 +14,8 @@ import picocli.CommandLine.Parameters;
         description = "Unmount MOUNTPOINT and wait until its daemon has flushed everything and exited.")
 final class UmountCommand implements Callable<Integer> {
     private static final long DAEMON_EXIT_TIMEOUT_S = 120;
+    /** How long a daemon that has closed everything gets to exit before umount stops waiting. */
+    private static final long CLOSED_EXIT_GRACE_S = 5;
 
     @Parameters(paramLabel = "MOUNTPOINT")
     Path mountPoint;
@@ -52,12 +54,7 @@ final class UmountCommand implements Callable<Integer> {
                     ? " (close the files open there, e.g. a running VM)" : ""));
         }
         if (daemon.isPresent() && daemon.get().isAlive()) {
-            try {
-                daemon.get().onExit().get(DAEMON_EXIT_TIMEOUT_S, TimeUnit.SECONDS);
-            } catch (java.util.concurrent.TimeoutException e) {
-                throw new Main.ExitException(Main.EXIT_FAILURE, "unmounted " + mp + ", but its daemon (pid "
-                        + daemon.get().pid() + ") has not exited after " + DAEMON_EXIT_TIMEOUT_S + " s");
-            }
+            awaitDaemon(mp, daemon.get());
         }
         Optional<String> failure = RunFiles.takeFailure(mp);
         if (failure.isPresent()) {
@@ -65,5 +62,40 @@ final class UmountCommand implements Callable<Integer> {
                     + " and close cleanly: " + failure.get() + " (fsynced data is safe; see the daemon's log)");
         }
         return 0;
+    }
+
+    /**
+     * Waits until the daemon exits, or until it has flushed and closed everything (it removes its pid
+     * file then) and still has not exited a few seconds later: a thread blocked in a backing that does
+     * not answer (a hard NFS mount, a stopped FUSE daemon) cannot be killed until the backing answers, and
+     * holds the process, but nothing of the leaf is left to do.
+     */
+    private static void awaitDaemon(Path mp, ProcessHandle daemon) throws Main.ExitException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(DAEMON_EXIT_TIMEOUT_S);
+        long closedAt = -1;
+        while (daemon.isAlive()) {
+            long now = System.nanoTime();
+            if (closedAt < 0 && !java.nio.file.Files.exists(RunFiles.pidFile(mp))) {
+                closedAt = now;
+            }
+            if (closedAt >= 0 && now - closedAt > TimeUnit.SECONDS.toNanos(CLOSED_EXIT_GRACE_S)) {
+                System.err.println("corfs: " + mp + ": the daemon (pid " + daemon.pid() + ") flushed and closed the"
+                        + " leaves, but a thread of it is still blocked in the backing's filesystem; it exits when"
+                        + " the backing answers");
+                return;
+            }
+            if (now > deadline) {
+                throw new Main.ExitException(Main.EXIT_FAILURE, "unmounted " + mp + ", but its daemon (pid "
+                        + daemon.pid() + ") has not exited after " + DAEMON_EXIT_TIMEOUT_S + " s");
+            }
+            try {
+                daemon.onExit().get(100, TimeUnit.MILLISECONDS);
+            } catch (java.util.concurrent.TimeoutException | java.util.concurrent.ExecutionException e) {
+                // poll again
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new Main.ExitException(Main.EXIT_FAILURE, "interrupted waiting for the daemon of " + mp);
+            }
+        }
     }
 }

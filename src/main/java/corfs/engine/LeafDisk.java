@@ -2,9 +2,11 @@ package corfs.engine;
 
 import corfs.CorfsException;
 import corfs.CorfsException.Reason;
+import corfs.backing.Allocation;
 import corfs.backing.Backing;
 import corfs.image.ClusterBitmap;
 import corfs.image.LeafImage;
+import corfs.io.IoFailures;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -433,22 +435,22 @@ public final class LeafDisk implements AutoCloseable {
         long stop = clusterEnd(last);
         int chunk = buffers.bufferSize();
         while (pos < stop) {
-            // Skip the backing's holes: clusters wholly inside one become leaf holes without a read.
-            long dataAt = nextBackingData(pos);
-            if (dataAt < 0 || dataAt >= stop) {
-                storeZeros(pos, stop, dst, dstBase, reqStart, reqEnd, serveDespiteStoreFailure);
-                break;
+            // One question to the backing: what lies at pos. Clusters wholly inside a hole or a zero
+            // extent become leaf holes without a read; a failure to answer is a failed read.
+            Allocation at = backingAllocation(pos, stop);
+            long extentEnd = pos + at.length();
+            if (at.readsAsZeros()) {
+                long holeEnd = extentEnd >= stop ? stop : clusterStart(extentEnd >>> clusterShift);
+                if (holeEnd > pos) {
+                    storeZeros(pos, holeEnd, dst, dstBase, reqStart, reqEnd, serveDespiteStoreFailure);
+                    pos = holeEnd;
+                    continue;
+                }
+                extentEnd = pos + 1; // a hole shorter than a cluster: read the cluster
             }
-            long dataCluster = dataAt >>> clusterShift;
-            if (clusterStart(dataCluster) > pos) {
-                long holeEnd = clusterStart(dataCluster);
-                storeZeros(pos, holeEnd, dst, dstBase, reqStart, reqEnd, serveDespiteStoreFailure);
-                pos = holeEnd;
-            }
-            // Read whole clusters up to the one holding the backing's next hole, one chunk at most
+            // Read whole clusters up to the one holding the extent's end, one chunk at most
             // (pos is cluster-aligned and the chunk a multiple of the cluster size).
-            long holeAt = Math.max(dataAt + 1, Math.min(stop, nextBackingHole(dataAt, stop)));
-            long dataStop = Math.min(stop, Math.min(clusterEnd((holeAt - 1) >>> clusterShift), pos + chunk));
+            long dataStop = Math.min(stop, Math.min(clusterEnd((extentEnd - 1) >>> clusterShift), pos + chunk));
             ByteBuffer buf = buffers.acquire();
             boolean reusable = true;
             try {
@@ -474,19 +476,12 @@ public final class LeafDisk implements AutoCloseable {
         }
     }
 
-    private long nextBackingHole(long pos, long stop) {
+    /** The backing's allocation at {@code pos}, up to {@code stop}; a failure is a failed backing read. */
+    private Allocation backingAllocation(long pos, long stop) throws BackingReadException {
         try {
-            return backing.nextHole(pos);
+            return backing.allocation(pos, stop - pos);
         } catch (IOException | RuntimeException e) {
-            return stop; // cannot tell: read it all
-        }
-    }
-
-    private long nextBackingData(long pos) throws IOException {
-        try {
-            return backing.nextData(pos);
-        } catch (IOException | RuntimeException e) {
-            return pos; // cannot tell: treat as data, the read will say whether it works
+            throw new BackingReadException(pos, stop - pos, e);
         }
     }
 
@@ -582,8 +577,8 @@ public final class LeafDisk implements AutoCloseable {
         try {
             image.punchHole(offset, length);
         } catch (IOException e) {
-            if (isNoSpace(e)) {
-                throw e;
+            if (IoFailures.isNoSpace(e)) {
+                throw IoFailures.classify(e, "the leaf's filesystem is full (" + image.dataPath() + ")");
             }
             LOG.debug("{}: punch hole failed ({}); writing zeros", name, e.toString());
             writeZeros(offset, offset + length);
@@ -607,24 +602,8 @@ public final class LeafDisk implements AutoCloseable {
                 pos += data.write(src, pos);
             }
         } catch (IOException e) {
-            if (isNoSpace(e)) {
-                throw new CorfsException(Reason.NO_SPACE, "the leaf's filesystem is full (" + image.dataPath() + ")", e);
-            }
-            throw e;
+            throw IoFailures.classify(e, "the leaf's filesystem is full (" + image.dataPath() + ")");
         }
-    }
-
-    static boolean isNoSpace(Throwable e) {
-        for (Throwable t = e; t != null; t = t.getCause()) {
-            if (t instanceof CorfsException ce && ce.reason() == Reason.NO_SPACE) {
-                return true;
-            }
-            String m = t.getMessage();
-            if (m != null && m.contains("No space left on device")) {
-                return true;
-            }
-        }
-        return false;
     }
 
     // ------------------------------------------------------------------ job steps
@@ -654,10 +633,15 @@ public final class LeafDisk implements AutoCloseable {
             return first;
         }
         try {
-            long dataAt = backing.nextData(clusterStart(first));
-            return dataAt < 0 ? clusters : Math.max(first, Math.min(clusters, dataAt >>> clusterShift));
+            long start = clusterStart(first);
+            Allocation at = backing.allocation(start, size - start);
+            if (!at.readsAsZeros()) {
+                return first;
+            }
+            long end = start + at.length();
+            return end >= size ? clusters : Math.max(first, end >>> clusterShift);
         } catch (IOException | RuntimeException e) {
-            return first;
+            return first; // the fill that follows asks again and reports the failure
         }
     }
 

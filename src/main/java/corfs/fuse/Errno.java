@@ -1,6 +1,7 @@
 package corfs.fuse;
 
 import corfs.CorfsException;
+import corfs.io.IoFailures;
 import java.io.IOException;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
@@ -11,8 +12,9 @@ import ru.serce.jnrfuse.ErrorCodes;
 /**
  * The one place where a failure becomes an errno for the kernel.
  *
- * <p>{@link CorfsException}s carry their reason; a plain {@link IOException} saying "No space left on
- * device" is ENOSPC; anything else (another IOException, a RuntimeException, an Error) is EIO. Expected
+ * <p>{@link CorfsException}s carry their reason; a plain {@link IOException} that
+ * {@link IoFailures#isNoSpace} recognises (the one place that classifies I/O failures) is ENOSPC;
+ * anything else (another IOException, a RuntimeException, an Error) is EIO. Expected
  * failures log at debug; unexpected ones at warn, once per distinct message, so a failing backing cannot
  * flood the log.
  */
@@ -51,8 +53,7 @@ final class Errno {
             }
             return -e;
         }
-        if (t instanceof IOException && t.getMessage() != null
-                && t.getMessage().contains("No space left on device")) {
+        if (t instanceof IOException && IoFailures.isNoSpace(t)) {
             warnOnce(op, path, t);
             return -ErrorCodes.ENOSPC();
         }

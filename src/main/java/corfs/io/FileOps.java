@@ -35,6 +35,9 @@ public interface FileOps {
         return SystemFileOps.INSTANCE;
     }
 
+    /** Byte-range lock modes for {@link SparseFile#tryLock}. */
+    enum LockMode { SHARED, EXCLUSIVE, NONE }
+
     /** An open file's sparse operations. Thread-safe: every call is positional. */
     interface SparseFile extends AutoCloseable {
         /** Makes [offset, offset+length) read as zeros and frees its blocks; the file size is unchanged. */
@@ -48,6 +51,29 @@ public interface FileOps {
 
         /** Bytes the file really occupies on its filesystem (st_blocks * 512). */
         long allocatedBytes() throws IOException;
+
+        /**
+         * Takes, changes or (with {@link LockMode#NONE}) drops this open file's lock on bytes
+         * [start, start+length): an open file description (OFD) lock, the kind QEMU uses for image
+         * locking, owned by this open file and not by the process. Never waits. Returns false when
+         * another open file (in this process or another) holds a conflicting lock.
+         *
+         * @throws UnsupportedOperationException where this implementation cannot lock (see
+         *         {@link #locksSupported()})
+         */
+        default boolean tryLock(long start, long length, LockMode mode) throws IOException {
+            throw new UnsupportedOperationException("no byte-range locks here");
+        }
+
+        /** True when another open file holds a lock on a byte of [start, start+length) (F_OFD_GETLK). */
+        default boolean lockedByOthers(long start, long length) throws IOException {
+            throw new UnsupportedOperationException("no byte-range locks here");
+        }
+
+        /** Whether {@link #tryLock} and {@link #lockedByOthers} work; false for the portable implementation. */
+        default boolean locksSupported() {
+            return false;
+        }
 
         @Override
         void close() throws IOException;

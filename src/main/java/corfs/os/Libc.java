@@ -27,8 +27,19 @@ public final class Libc {
     public static final int FALLOC_FL_KEEP_SIZE = 0x01;
     public static final int FALLOC_FL_PUNCH_HOLE = 0x02;
     public static final int FALLOC_FL_ZERO_RANGE = 0x10;
+    /** fcntl(2) open file description locks, and lock types. */
+    public static final int F_OFD_GETLK = 36;
+    public static final int F_OFD_SETLK = 37;
+    public static final short F_RDLCK = 0;
+    public static final short F_WRLCK = 1;
+    public static final short F_UNLCK = 2;
+    /** {@code struct flock}: short l_type, short l_whence, off_t l_start @8, off_t l_len @16, pid_t l_pid @24. */
+    static final int FLOCK_SIZE = 32;
     /** errno values corfs looks at. */
     public static final int EINTR = 4;
+    public static final int EAGAIN = 11;
+    public static final int EACCES = 13;
+    public static final int ENOSPC = 28;
     public static final int ENXIO = 6;
     public static final int EOPNOTSUPP = 95;
 
@@ -43,6 +54,7 @@ public final class Libc {
         @SaveError int dup2(int oldfd, int newfd);
         @SaveError int fallocate(int fd, int mode, long offset, long length);
         @SaveError long lseek(int fd, long offset, int whence);
+        @SaveError int fcntl(int fd, int cmd, Pointer arg);
         @SaveError int fstat(int fd, Pointer stat);
         @SaveError long syscall(long number, long a, long b, long c);
         int gettid();
@@ -74,7 +86,7 @@ public final class Libc {
         return RUNTIME.getLastError();
     }
 
-    /** A readable message for errno {@code e}, like "No space left on device". */
+    /** A readable message for errno {@code e} (strerror). */
     public static String message(int e) {
         String s = LIBC.strerror(e);
         return s != null ? s : "errno " + e;

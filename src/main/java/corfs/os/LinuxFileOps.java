@@ -71,6 +71,9 @@ public final class LinuxFileOps implements FileOps {
 
     static IOException failure(String op, Path path, int errno) {
         String msg = op + " " + path + ": " + Libc.message(errno);
+        if (errno == Libc.ENOSPC) {
+            return new corfs.CorfsException(corfs.CorfsException.Reason.NO_SPACE, msg); // classified by errno
+        }
         return errno == Libc.EOPNOTSUPP ? new UnsupportedIoException(msg) : new IOException(msg);
     }
 
@@ -152,6 +155,58 @@ public final class LinuxFileOps implements FileOps {
                 throw failure("stat", path, Libc.errno());
             }
             return stat.getLong(Libc.STAT_BLOCKS_OFFSET) * 512L;
+        }
+
+        @Override
+        public boolean locksSupported() {
+            return true;
+        }
+
+        @Override
+        public boolean tryLock(long start, long length, LockMode mode) throws IOException {
+            ensureOpen();
+            short type = switch (mode) {
+                case SHARED -> Libc.F_RDLCK;
+                case EXCLUSIVE -> Libc.F_WRLCK;
+                case NONE -> Libc.F_UNLCK;
+            };
+            Pointer lock = flock(type, start, length);
+            int rc;
+            do {
+                rc = libc.fcntl(fd, Libc.F_OFD_SETLK, lock);
+            } while (rc != 0 && Libc.errno() == Libc.EINTR);
+            if (rc == 0) {
+                return true;
+            }
+            int e = Libc.errno();
+            if (e == Libc.EAGAIN || e == Libc.EACCES) {
+                return false;
+            }
+            throw failure("lock bytes " + start + "+" + length + " of", path, e);
+        }
+
+        @Override
+        public boolean lockedByOthers(long start, long length) throws IOException {
+            ensureOpen();
+            Pointer lock = flock(Libc.F_WRLCK, start, length);
+            int rc;
+            do {
+                rc = libc.fcntl(fd, Libc.F_OFD_GETLK, lock);
+            } while (rc != 0 && Libc.errno() == Libc.EINTR);
+            if (rc != 0) {
+                throw failure("test lock on bytes " + start + "+" + length + " of", path, Libc.errno());
+            }
+            return lock.getShort(0) != Libc.F_UNLCK;
+        }
+
+        private Pointer flock(short type, long start, long length) {
+            Pointer p = Memory.allocateDirect(Libc.runtime(), Libc.FLOCK_SIZE, true);
+            p.putShort(0, type);
+            p.putShort(2, (short) 0); // SEEK_SET
+            p.putLong(8, start);
+            p.putLong(16, length);
+            p.putInt(24, 0); // l_pid must be 0 for OFD locks
+            return p;
         }
 
         @Override

@@ -2,6 +2,7 @@ package corfs.jobs;
 
 import corfs.CorfsException;
 import corfs.CorfsException.Reason;
+import corfs.backing.Allocation;
 import corfs.backing.Backing;
 import corfs.backing.BackingIdentity;
 import corfs.backing.FileBacking;
@@ -253,8 +254,10 @@ class JobContractTest {
                 return inner.identity();
             }
             @Override public void readFully(ByteBuffer dst, long offset) throws IOException { inner.readFully(dst, offset); }
-            @Override public long nextData(long offset) throws IOException { return inner.nextData(offset); }
-            @Override public long nextHole(long offset) throws IOException { return inner.nextHole(offset); }
+            @Override public int maxInFlight() { return inner.maxInFlight(); }
+            @Override public Allocation allocation(long offset, long max) throws IOException {
+                return inner.allocation(offset, max);
+            }
             @Override public Writer openWriter() throws IOException {
                 maybeBlock(blockOpenWriter);
                 return inner.openWriter();
