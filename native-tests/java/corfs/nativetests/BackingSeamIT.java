@@ -90,6 +90,7 @@ class BackingSeamIT {
             fillData(real);
             FaultFs.Handle faults = FaultFs.Handle.start(fx, src, fx.dir().resolve("faulty"));
             Path leaf = fx.createLeaf(faults.mountPoint.resolve("base.raw"), "disk.raw", "--cluster-size", "64K");
+            Path other = fx.createLeaf(faults.mountPoint.resolve("base.raw"), "other.raw", "--cluster-size", "64K");
             Path mnt = fx.newMountPoint("mnt");
             Path log = fx.dir().resolve("daemon.log");
             fx.mount(mnt, List.of("-o", "backing_timeout=2", "--log", log.toString()), leaf);
@@ -121,6 +122,14 @@ class BackingSeamIT {
             assertTrue(!CorfsFixture.isMounted(mnt), mnt + " still mounted");
             System.out.printf("[BackingSeamIT] SEEK_DATA hang: stream error: %s; umount %d ms: %s%n", s.get("error"),
                     umountMs, u.stderr().trim());
+            // the probe and open of the backing at mount are bounded too: the mount fails, it does not hang
+            Path mnt2 = fx.newMountPoint("mnt2");
+            Result refused = assertTimeoutPreemptively(BOUNDED, () -> fx.tryMount(mnt2,
+                    List.of("-o", "backing_timeout=2", "--log", fx.dir().resolve("other.log").toString()), other),
+                    "a mount while the backing hangs");
+            assertNotEquals(0, refused.exit(), "a mount over a hanging backing succeeded: " + refused);
+            assertTrue(refused.stderr().contains("did not answer within"), "expected the deadline: " + refused);
+            assertTrue(!CorfsFixture.isMounted(mnt2), mnt2 + " mounted");
             faults.set("ok"); // the daemon's threads stuck in the backing's filesystem return, and it exits
             for (long pid : daemons) {
                 long deadline = System.nanoTime() + 30_000_000_000L;

@@ -149,7 +149,7 @@ final class MountCommand implements Callable<Integer> {
         } else if (readOnly && options.stream().anyMatch(g -> List.of(g.split(",")).contains("rw"))) {
             throw new Main.ExitException(Main.EXIT_USAGE, "--read-only and -o rw contradict");
         }
-        return foreground ? runForeground(leaves, mountPoint, mo) : startDaemon(leaves, mountPoint);
+        return foreground ? runForeground(leaves, mountPoint, mo) : startDaemon(leaves, mountPoint, mo);
     }
 
     // ---- foreground: the daemon itself ------------------------------------------------------------
@@ -240,7 +240,7 @@ final class MountCommand implements Callable<Integer> {
 
     // ---- background: start the daemon and wait for READY ----------------------------------------------
 
-    private int startDaemon(List<Path> leaves, Path mountPoint) throws Exception {
+    private int startDaemon(List<Path> leaves, Path mountPoint, MountOptions mo) throws Exception {
         Path logFile = (log != null ? log : leaves.get(0).resolveSibling(leaves.get(0).getFileName() + ".log"))
                 .toAbsolutePath();
         List<String> cmd = new ArrayList<>();
@@ -308,11 +308,14 @@ final class MountCommand implements Callable<Integer> {
         }, "corfs-daemon-reader");
         reader.setDaemon(true);
         reader.start();
-        String line = lines.poll(DAEMON_READY_TIMEOUT_S, TimeUnit.SECONDS);
+        // The daemon probes each leaf's backing with the backing timeout before it answers: wait for that too,
+        // so a slow backing is reported by the daemon's own message, not by this wait.
+        long readyWaitS = DAEMON_READY_TIMEOUT_S + leaves.size() * TimeUnit.MILLISECONDS.toSeconds(mo.backingTimeoutMillis());
+        String line = lines.poll(readyWaitS, TimeUnit.SECONDS);
         if (line == null) {
             child.destroy();
             throw new Main.ExitException(Main.EXIT_FAILURE, "the mount did not become ready within "
-                    + DAEMON_READY_TIMEOUT_S + " s; see " + logFile);
+                    + readyWaitS + " s; see " + logFile);
         }
         if (line.startsWith(READY)) {
             System.out.printf("mounted at %s (daemon pid %d, log %s)%n", line.substring(READY.length()).trim(),

@@ -10,6 +10,7 @@ import corfs.CorfsException;
 import corfs.CorfsException.Reason;
 import corfs.backing.Backing;
 import corfs.backing.BackingIdentity;
+import corfs.backing.Deadline;
 import corfs.backing.FileBacking;
 import corfs.engine.LeafDisk;
 import corfs.image.BackingChange;
@@ -119,18 +120,22 @@ public final class MountSession implements AutoCloseable {
 
     private static LeafDisk openDisk(Path leaf, Options options, FileOps fileOps) throws IOException {
         LeafImage image = LeafImage.open(leaf, fileOps, options.readOnly(), false, options.force());
+        Backing backing = null;
         try {
             LeafHeader h = image.header();
             Path backingPath = Path.of(h.backingPath());
-            Backing backing = null;
-            if (!Files.exists(backingPath)) {
+            // stat, open and lock go to the server on NFS: bounded like every later backing call
+            Probe probe = Deadline.within("open of backing " + backingPath, options.backingTimeoutMillis(),
+                    () -> Probe.of(backingPath, fileOps), Probe::close);
+            backing = probe == null ? null : probe.backing(); // closed below if the mount is refused
+            if (probe == null) {
                 if (!h.standalone()) {
                     throw new CorfsException(Reason.NOT_FOUND, leaf + ": backing " + backingPath
                             + " is missing and the leaf is not standalone (not fully streamed)");
                 }
                 LOG.info("{}: standalone; backing {} is gone and not needed", leaf.getFileName(), backingPath);
             } else {
-                BackingIdentity now = FileBacking.identityOf(backingPath);
+                BackingIdentity now = probe.identity();
                 BackingIdentity recorded = h.backingIdentity();
                 if (now.size() != h.virtualSize()) {
                     throw new CorfsException(Reason.INVALID_ARGUMENT, leaf + ": backing " + backingPath + " is "
@@ -156,14 +161,40 @@ public final class MountSession implements AutoCloseable {
                                 leaf.getFileName(), now.describe(), recorded.describe());
                     }
                 }
-                Backing opened = FileBacking.open(backingPath, fileOps);
                 backing = options.backingTimeoutMillis() > 0
-                        ? new TimeoutBacking(opened, options.backingTimeoutMillis()) : opened;
+                        ? new TimeoutBacking(backing, options.backingTimeoutMillis()) : backing;
             }
             return new LeafDisk(leaf.getFileName().toString(), image, backing, options.readOnly());
         } catch (IOException | RuntimeException e) {
+            if (backing != null) {
+                try {
+                    backing.close();
+                } catch (IOException | RuntimeException closeFailure) {
+                    e.addSuppressed(closeFailure);
+                }
+            }
             image.close();
             throw e;
+        }
+    }
+
+    /** A backing file as found at mount: its identity, then the file opened (read-only, shared lock). */
+    private record Probe(BackingIdentity identity, Backing backing) {
+        /** Null when the file is missing. */
+        static Probe of(Path path, FileOps fileOps) throws IOException {
+            if (!Files.exists(path)) {
+                return null;
+            }
+            BackingIdentity identity = FileBacking.identityOf(path);
+            return new Probe(identity, FileBacking.open(path, fileOps));
+        }
+
+        void close() {
+            try {
+                backing.close();
+            } catch (IOException | RuntimeException e) {
+                LOG.warn("closing backing {}: {}", backing.location(), e.toString());
+            }
         }
     }
 
