@@ -510,6 +510,17 @@ final class LeafJob {
             return new StreamStep(disk, policy, this::skipped);
         }
         synchronized (this) {
+            // A run retired by a cancel may still be closing its writer on the filler thread, and its
+            // exclusive lock on the backing would refuse ours: wait (bounded) until it is closed.
+            long deadline = System.nanoTime() + STEP_WAIT_NANOS;
+            while (openWriters > 0 && deadline - System.nanoTime() > 0) {
+                try {
+                    TimeUnit.NANOSECONDS.timedWait(this, deadline - System.nanoTime());
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    break;
+                }
+            }
             openWriters++;
             backingWritten = true;
         }
@@ -518,6 +529,7 @@ final class LeafJob {
         } catch (IOException | RuntimeException e) {
             synchronized (this) {
                 openWriters--;
+                notifyAll();
             }
             throw e;
         }
@@ -576,6 +588,7 @@ final class LeafJob {
         if (closedWriter) {
             synchronized (this) {
                 openWriters--;
+                notifyAll(); // a commit waiting to open its writer (openStep)
             }
             try {
                 identity = disk.backing().identity();
