@@ -161,7 +161,9 @@ class BackingSeamIT {
             Result refused = fx.control(mntA, "commit");
             assertNotEquals(0, refused.exit(), "a commit under another mount of the backing was accepted");
             assertTrue(refused.stderr().contains("Device or resource busy"), "expected EBUSY: " + refused);
-            String error = fx.status(mntA, "a.raw").get("error");
+            // a refused command's reason is in command_error, percent-encoded (the mount path has no '%' or '+')
+            String error = java.net.URLDecoder.decode(fx.status(mntA, "a.raw").get("command_error"),
+                    java.nio.charset.StandardCharsets.UTF_8);
             assertTrue(error.contains(mntB.toString()), "the error names the other mount " + mntB + ": " + error);
             System.out.println("[BackingSeamIT] commit refused: " + error);
 

@@ -316,7 +316,9 @@ class CoreMountIT {
             assertFalse(r.stderr().isBlank(), r.toString());
             assertFalse(CorfsFixture.isMounted(mnt));
             fx.mount(mnt, List.of("--force"), leaf);
-            fx.assertSameContent(img, backing);
+            // part of the disk only: reading all of it would make the leaf standalone, and the checks below
+            // need one that still depends on its backing
+            assertArrayEquals(CorfsFixture.pread(backing, 0, 1 << 20), CorfsFixture.pread(img, 0, 1 << 20));
             fx.umount(mnt);
 
             Path aside = fx.dir().resolve("aside.raw");
