@@ -164,7 +164,9 @@ class JobIdentityIT {
             assertEquals(0, writableDescriptors(pid, backing), "before any commit");
             dirty(mnt.resolve("leaf.raw"), 16);
             fx.control(mnt, "commit speed=64K").assertOk();
-            assertEquals(1, writableDescriptors(pid, backing), "while the commit runs");
+            // the writer, and the descriptor that holds its exclusive OFD locks (opened for writing, as
+            // F_WRLCK needs): two while a commit runs, none before or after
+            assertEquals(2, writableDescriptors(pid, backing), "while the commit runs");
             StringBuilder rounds = new StringBuilder();
             for (int i = 0; i < 100; i++) {
                 rounds.append("printf 'cancel\\ncommit speed=64K\\n' > ").append(mnt.resolve("control")).append('\n');
