@@ -49,20 +49,21 @@ public final class FileBacking implements Backing {
         if (!Files.isRegularFile(absolute)) {
             throw new CorfsException(Reason.NOT_FOUND, "backing " + absolute + " is missing or not a regular file");
         }
-        FileChannel channel;
+        FileOps.SparseFile sparse;
         try {
-            channel = fileOps.openChannel(absolute, StandardOpenOption.READ);
+            sparse = fileOps.open(absolute, false);
         } catch (AccessDeniedException e) {
             throw new CorfsException(Reason.NOT_PERMITTED, "backing " + absolute + " is not readable", e);
         }
-        FileOps.SparseFile sparse = null;
+        FileChannel channel = null;
         try {
-            sparse = fileOps.open(absolute, false);
+            // the same inode as the descriptor that locks and answers SEEK_DATA, whatever the name says meanwhile
+            channel = fileOps.openChannel(sparse.reopenPath(absolute), StandardOpenOption.READ);
             FileBacking b = new FileBacking(absolute, channel, sparse, channel.size(), fileOps);
             b.lockForReading();
             return b;
         } catch (IOException | RuntimeException e) {
-            try (channel; FileOps.SparseFile s = sparse) {
+            try (FileChannel c = channel; FileOps.SparseFile s = sparse) {
                 throw e;
             }
         }
@@ -207,24 +208,33 @@ public final class FileBacking implements Backing {
      */
     @Override
     public Writer openWriter() throws IOException {
-        FileChannel writer;
+        FileOps.SparseFile exclusive;
         try {
-            writer = fileOps.openChannel(path, StandardOpenOption.WRITE);
+            exclusive = fileOps.open(path, true); // by name: checked below to be the file this backing reads
         } catch (java.nio.file.FileSystemException e) {
             throw new CorfsException(Reason.READ_ONLY, "backing " + path + " cannot be opened for writing: "
                     + e.getMessage(), e);
         }
-        FileOps.SparseFile exclusive = null;
+        FileChannel writer = null;
         try {
+            // The name may have been replaced or pointed elsewhere (a symlink planted by whoever owns the
+            // directory) since the mount opened it: writing there would change another file and record its
+            // identity as ours. Write only to the inode this backing reads.
+            String reading = sparse.fileKey();
+            String named = exclusive.fileKey();
+            if (reading != null && !reading.equals(named)) {
+                throw new CorfsException(Reason.BUSY, "backing " + path + " is no longer the file this mount reads"
+                        + " (replaced or redirected since it was opened); commit refused: unmount, check the backing,"
+                        + " mount again");
+            }
+            writer = fileOps.openChannel(exclusive.reopenPath(path), StandardOpenOption.WRITE);
             synchronized (lockState) {
                 if (locksWork(sparse)) {
-                    exclusive = fileOps.open(path, true);
                     unlockAll(sparse);
                     boolean alone = exclusive.tryLock(PERM_BASE, PERMS, FileOps.LockMode.EXCLUSIVE)
                             && exclusive.tryLock(DENY_BASE, PERMS, FileOps.LockMode.EXCLUSIVE);
                     if (!alone) {
                         exclusive.close(); // drops what it took, so the holders found are the others
-                        exclusive = null;
                         String holders = LockHolders.describe(path);
                         relockForReading();
                         throw new CorfsException(Reason.BUSY, "backing " + path + " is in use by " + holders
@@ -233,11 +243,12 @@ public final class FileBacking implements Backing {
                 }
             }
         } catch (IOException | RuntimeException e) {
-            try (writer; FileOps.SparseFile x = exclusive) {
+            try (FileChannel w = writer; FileOps.SparseFile x = exclusive) {
                 throw e;
             }
         }
         FileOps.SparseFile held = exclusive;
+        FileChannel channelToWrite = writer;
         return new Writer() {
             private final java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
 
@@ -245,13 +256,13 @@ public final class FileBacking implements Backing {
             public void writeFully(ByteBuffer src, long offset) throws IOException {
                 long pos = offset;
                 while (src.hasRemaining()) {
-                    pos += writer.write(src, pos);
+                    pos += channelToWrite.write(src, pos);
                 }
             }
 
             @Override
             public void flush() throws IOException {
-                writer.force(true);
+                channelToWrite.force(true);
             }
 
             @Override
@@ -259,10 +270,10 @@ public final class FileBacking implements Backing {
                 if (!closed.compareAndSet(false, true)) {
                     return;
                 }
-                try (writer) {
-                    if (held != null) {
-                        synchronized (lockState) {
-                            held.close();
+                try (channelToWrite) {
+                    synchronized (lockState) {
+                        held.close();
+                        if (locksWork(sparse)) {
                             relockForReading();
                         }
                     }

@@ -179,6 +179,7 @@ public final class LeafImage implements AutoCloseable {
         } catch (IOException e) {
             throw new CorfsException(Reason.NOT_PERMITTED, "backing " + backing + " cannot be read: " + e.getMessage(), e);
         }
+        refuseIncompleteLeaf(backingAbs);
         Path leafAbs = leaf.toAbsolutePath().normalize();
         if (leafAbs.equals(backingAbs)) {
             throw new CorfsException(Reason.INVALID_ARGUMENT, "the leaf and the backing are the same file");
@@ -306,6 +307,30 @@ public final class LeafImage implements AutoCloseable {
         }
         Files.move(tmp, meta, StandardCopyOption.ATOMIC_MOVE);
         syncDirectory(meta.getParent());
+    }
+
+    /**
+     * A corfs leaf's data file is a complete disk only once it is standalone: before that, clusters it has
+     * not fetched read as zeros there, and a commit into it would be overwritten by its own copy-on-read.
+     * So such a file is refused as a backing (a standalone one is a plain raw image and fine).
+     */
+    private static void refuseIncompleteLeaf(Path backingAbs) throws IOException {
+        Path meta = metadataPathOf(backingAbs);
+        if (!Files.exists(meta, LinkOption.NOFOLLOW_LINKS)) {
+            return;
+        }
+        boolean standalone;
+        try {
+            standalone = LeafImages.info(backingAbs).standalone();
+        } catch (IOException | RuntimeException e) {
+            throw new CorfsException(Reason.INVALID_ARGUMENT, "backing " + backingAbs + " has corfs metadata beside"
+                    + " it that cannot be read (" + e.getMessage() + "): use the image it was made from", e);
+        }
+        if (!standalone) {
+            throw new CorfsException(Reason.INVALID_ARGUMENT, "backing " + backingAbs + " is a corfs leaf that is not"
+                    + " standalone: clusters it has not fetched read as zeros in it. Use its own backing, or stream it"
+                    + " to standalone first");
+        }
     }
 
     private static void refuseIfLocked(Path meta) throws IOException {

@@ -3,6 +3,7 @@ package corfs.image;
 import corfs.CorfsException;
 import corfs.backing.BackingIdentity;
 import corfs.backing.BackingSpec;
+import corfs.backing.Deadline;
 import corfs.backing.FileBacking;
 import corfs.io.FileOps;
 
@@ -14,6 +15,8 @@ import java.util.List;
 
 /** The offline operations of the CLI on a leaf (create, info, map, check): nothing here is mounted. */
 public final class LeafImages {
+    /** How long check waits for the backing's stat, like the mount's default backing timeout. */
+    private static final long BACKING_DEADLINE_MS = 30_000;
     private LeafImages() {
     }
 
@@ -135,12 +138,15 @@ public final class LeafImages {
             problems.add(e.getMessage());
             return problems;
         }
-        if (!Files.exists(backing)) {
+        Path backingPath = backing;
+        // stat goes to the server on NFS: bounded, so check answers even when the backing hangs
+        BackingIdentity now = Deadline.within("stat of backing " + backing, BACKING_DEADLINE_MS,
+                () -> Files.exists(backingPath) ? FileBacking.identityOf(backingPath) : null, null);
+        if (now == null) {
             if (!header.standalone()) {
                 problems.add("backing " + backing + " is missing and the leaf is not standalone");
             }
         } else {
-            BackingIdentity now = FileBacking.identityOf(backing);
             if (now.size() != header.virtualSize()) {
                 problems.add("backing " + backing + " is " + now.size() + " bytes, the leaf " + header.virtualSize());
             } else if (BackingChange.judge(header, now) == BackingChange.Verdict.CHANGED) {

@@ -75,6 +75,22 @@ public interface FileOps {
             return false;
         }
 
+        /**
+         * What this open file is, as "device:inode" of the open descriptor (not of a path that may have been
+         * replaced since), or null where that cannot be told (the portable implementation).
+         */
+        default String fileKey() throws IOException {
+            return null;
+        }
+
+        /**
+         * A path that opens this same open file's inode again, whatever its name points at now
+         * ({@code /proc/self/fd/N} on Linux); {@code openedAs} where there is no such path.
+         */
+        default Path reopenPath(Path openedAs) {
+            return openedAs;
+        }
+
         @Override
         void close() throws IOException;
     }

@@ -158,6 +158,22 @@ public final class LinuxFileOps implements FileOps {
         }
 
         @Override
+        public String fileKey() throws IOException {
+            ensureOpen();
+            Pointer stat = Memory.allocateDirect(Libc.runtime(), Libc.STAT_SIZE);
+            if (libc.fstat(fd, stat) != 0) {
+                throw failure("stat", path, Libc.errno());
+            }
+            // st_dev and st_ino are the first two 8-byte fields on x86_64 and aarch64 alike
+            return Long.toUnsignedString(stat.getLong(0)) + ":" + Long.toUnsignedString(stat.getLong(8));
+        }
+
+        @Override
+        public Path reopenPath(Path openedAs) {
+            return Path.of("/proc/self/fd/" + fd);
+        }
+
+        @Override
         public boolean locksSupported() {
             return true;
         }

@@ -82,9 +82,30 @@ public final class FaultFileOps implements FileOps {
         };
     }
 
+    /**
+     * The base's open file, but {@link SparseFile#reopenPath} gives the name it was opened by: faults are
+     * chosen by file name, and {@code /proc/self/fd/N} would hide it (the inode checks still use the real
+     * descriptor's {@link SparseFile#fileKey}).
+     */
     @Override
     public SparseFile open(Path path, boolean writable) throws IOException {
-        return base.open(path, writable);
+        SparseFile f = base.open(path, writable);
+        return new SparseFile() {
+            @Override public void punchHole(long offset, long length) throws IOException { f.punchHole(offset, length); }
+            @Override public long nextData(long offset) throws IOException { return f.nextData(offset); }
+            @Override public long nextHole(long offset) throws IOException { return f.nextHole(offset); }
+            @Override public long allocatedBytes() throws IOException { return f.allocatedBytes(); }
+            @Override public boolean tryLock(long start, long length, LockMode mode) throws IOException {
+                return f.tryLock(start, length, mode);
+            }
+            @Override public boolean lockedByOthers(long start, long length) throws IOException {
+                return f.lockedByOthers(start, length);
+            }
+            @Override public boolean locksSupported() { return f.locksSupported(); }
+            @Override public String fileKey() throws IOException { return f.fileKey(); }
+            @Override public Path reopenPath(Path openedAs) { return openedAs; }
+            @Override public void close() throws IOException { f.close(); }
+        };
     }
 
     @Override

@@ -369,7 +369,8 @@ class PowerCutTest {
         java.util.Collections.shuffle(clean, random);
         for (int i = 0; i < Math.min(24, clean.size()); i++) {
             int c = clean.get(i);
-            int off = c * CLUSTER + (i % 3 == 0 ? 0 : random.nextInt(CLUSTER / 2));
+            int room = Math.min(CLUSTER, SIZE - c * CLUSTER); // the last cluster may be partial
+            int off = c * CLUSTER + (i % 3 == 0 ? 0 : random.nextInt(Math.max(1, room / 2)));
             int len = Math.min(SIZE - off, i % 3 == 0 ? CLUSTER : 1 + random.nextInt(CLUSTER / 2));
             if (i % 5 == 4) {
                 ops.add(new GuestOp(rec.eventCount(), off, new byte[len]));

@@ -48,6 +48,22 @@ class CreateChecksTest {
         assertArrayEquals(backingBytes, Files.readAllBytes(backing), "the backing was changed");
     }
 
+    @Test
+    @DisplayName("a leaf that is not standalone is refused as a backing; a standalone one is a raw image and fine")
+    void incompleteLeafAsBacking() throws IOException {
+        Path a = dir.resolve("a.raw");
+        LeafImage.create(a, backing, 65536, false);
+        CorfsException e = assertThrows(CorfsException.class,
+                () -> LeafImage.create(dir.resolve("c.raw"), a, 65536, false));
+        assertTrue(e.getMessage().contains("not standalone"), e.getMessage());
+        assertEquals(List.of("a.raw", "a.raw.corfs", "real"), names(dir), "create left something behind");
+        try (var disk = TestLeaves.open(a, corfs.io.FileOps.system())) {
+            assertArrayEquals(backingBytes, TestLeaves.readAll(disk)); // every cluster local: standalone
+        }
+        LeafImage.create(dir.resolve("c.raw"), a, 65536, false);
+        assertTrue(Files.exists(dir.resolve("c.raw.corfs")));
+    }
+
     @Nested
     @DisplayName("defect 11: a leaf that is the backing is refused, compared by device and inode")
     class SameFile {
