@@ -80,18 +80,25 @@ public final class Deadline {
         try {
             return done.getNow(null);
         } catch (java.util.concurrent.CompletionException e) {
-            Throwable cause = e.getCause();
-            if (cause instanceof IOException io) {
-                throw io;
-            }
-            if (cause instanceof RuntimeException re) {
-                throw re;
-            }
-            if (cause instanceof Error err) {
-                throw err;
-            }
-            throw new CorfsException(Reason.IO, what + " failed: " + cause, cause);
+            throw rethrow(what, e.getCause());
         }
+    }
+
+    /**
+     * Rethrows what a backing call on another thread failed with, as it was: an IOException, a
+     * RuntimeException or an Error; anything else (a checked exception a Callable may throw) as an I/O error.
+     */
+    static IOException rethrow(String what, Throwable cause) throws IOException {
+        if (cause instanceof IOException io) {
+            throw io;
+        }
+        if (cause instanceof RuntimeException re) {
+            throw re;
+        }
+        if (cause instanceof Error err) {
+            throw err;
+        }
+        throw new CorfsException(Reason.IO, what + " failed: " + cause, cause);
     }
 
     private static <T> T call(Callable<T> task) throws IOException {

@@ -223,17 +223,7 @@ public final class TimeoutBacking implements Backing {
             Thread.currentThread().interrupt();
             throw new BackingTimeoutException("interrupted waiting for backing " + inner.location(), e);
         } catch (ExecutionException e) {
-            Throwable cause = e.getCause();
-            if (cause instanceof IOException io) {
-                throw io;
-            }
-            if (cause instanceof RuntimeException re) {
-                throw re;
-            }
-            if (cause instanceof Error err) {
-                throw err;
-            }
-            throw new IOException(cause);
+            throw Deadline.rethrow("backing " + inner.location() + " " + what, e.getCause());
         }
     }
 
