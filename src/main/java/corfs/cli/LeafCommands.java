@@ -15,10 +15,26 @@ final class LeafCommands {
     private LeafCommands() {
     }
 
-    @Command(name = "create", description = "Create LEAF (sparse raw data file) and LEAF.corfs over a backing image.")
+    @Command(name = "create", description = {
+            "Create LEAF (sparse raw data file) and LEAF.corfs over a backing image.",
+            "SPEC: a PATH or file:///PATH; nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH, nbds://...,"
+                    + " nbds+unix://... (NBD, with TLS); http://... or https://...; s3://BUCKET/KEY (credentials from"
+                    + " the AWS chain: environment, ~/.aws/credentials, instance metadata).",
+            "--backing-opt keys: timeout=SECONDS, connections=N; NBD: tls-ca=FILE, tls-cert=FILE, tls-key=FILE,"
+                    + " tls-hostname=NAME; HTTP(S): ca=FILE, header-file=FILE; S3: endpoint=URL, region=NAME,"
+                    + " path-style=yes|no; qcow2: l2-cache=SIZE."})
     static final class Create implements Callable<Integer> {
-        @Option(names = "--backing", required = true, paramLabel = "BASE", description = "the backing raw image")
-        Path backing;
+        @Option(names = "--backing", required = true, paramLabel = "SPEC",
+                description = "the backing image: a path or a URL (see above)")
+        String backing;
+
+        @Option(names = "--backing-format", paramLabel = "FORMAT",
+                description = "raw or qcow2 (default: detected from the image's header, and recorded)")
+        String backingFormat;
+
+        @Option(names = "--backing-opt", paramLabel = "KEY=VALUE", description = "a backing option (repeatable),"
+                + " stored in the leaf's metadata")
+        List<String> backingOpts = new java.util.ArrayList<>();
 
         @Option(names = "--cluster-size", paramLabel = "SIZE", converter = Sizes.Converter.class,
                 description = "power of two from 4K to 2M (default: ${DEFAULT-VALUE})", defaultValue = "64K")
@@ -36,11 +52,85 @@ final class LeafCommands {
                 throw new Main.ExitException(Main.EXIT_USAGE, "--cluster-size " + Sizes.human(clusterSize)
                         + " is not a power of two from 4K to 2M");
             }
-            LeafImages.create(leaf, backing, (int) clusterSize, force);
+            if (backingFormat != null && !backingFormat.equals("raw") && !backingFormat.equals("qcow2")) {
+                throw new Main.ExitException(Main.EXIT_USAGE, "--backing-format must be raw or qcow2, not '"
+                        + backingFormat + "'");
+            }
+            java.util.Map<String, String> options = BackingOpts.parse(backingOpts);
+            BackingOpts.validate(backing, backingFormat, options);
+            String format = LeafImages.create(leaf, backing, backingFormat, options, (int) clusterSize, force);
             LeafInfo info = LeafImages.info(leaf);
-            System.out.printf("created %s (%s, cluster %s) over %s%n", leaf, Sizes.human(info.virtualSize()),
-                    Sizes.human(info.clusterSize()), backing);
+            System.out.printf("created %s (%s, cluster %s) over %s (%s%s)%n", leaf, Sizes.human(info.virtualSize()),
+                    Sizes.human(info.clusterSize()), Info.printable(info.backingSpec()), format,
+                    backingFormat == null ? ", detected" : "");
             return 0;
+        }
+    }
+
+    @Command(name = "set-backing", description = {
+            "Record a new location of LEAF's backing (same content: a migration source that changed address, an"
+                    + " image moved from NFS to HTTP). The leaf must not be mounted; the format stays.",
+            "Accepted when the new backing has the leaf's size and either the recorded identity or the content of"
+                    + " the leaf's local clean clusters (sampled); --force accepts it otherwise."})
+    static final class SetBacking implements Callable<Integer> {
+        @Option(names = "--force", description = "record it even when it cannot be shown to be the same disk")
+        boolean force;
+
+        @Option(names = "--backing-opt", paramLabel = "KEY=VALUE", description = "a backing option (repeatable);"
+                + " replaces the recorded options")
+        List<String> backingOpts = new java.util.ArrayList<>();
+
+        @Parameters(index = "0", paramLabel = "LEAF")
+        Path leaf;
+
+        @Parameters(index = "1", paramLabel = "SPEC")
+        String spec;
+
+        @Override
+        public Integer call() throws Exception {
+            java.util.Map<String, String> options = BackingOpts.parse(backingOpts);
+            String format = LeafImages.info(leaf).backingFormat();
+            BackingOpts.validate(spec, format, options);
+            LeafImages.SetBackingResult r = LeafImages.setBacking(leaf, spec, options, force);
+            System.out.printf("%s: backing is now %s (%s)%n", leaf, Info.printable(r.spec()), Info.printable(r.verdict()));
+            return 0;
+        }
+    }
+
+    /** {@code --backing-opt KEY=VALUE} parsing and checking: every mistake is a usage error (exit 64). */
+    static final class BackingOpts {
+        private BackingOpts() {
+        }
+
+        static java.util.Map<String, String> parse(List<String> opts) {
+            java.util.Map<String, String> out = new java.util.TreeMap<>();
+            for (String o : opts) {
+                int eq = o.indexOf('=');
+                if (eq <= 0) {
+                    throw new Main.ExitException(Main.EXIT_USAGE, "--backing-opt '" + Info.printable(o)
+                            + "' is not KEY=VALUE");
+                }
+                String key = o.substring(0, eq);
+                if (out.put(key, o.substring(eq + 1)) != null) {
+                    throw new Main.ExitException(Main.EXIT_USAGE, "--backing-opt " + Info.printable(key)
+                            + " is given twice");
+                }
+            }
+            return out;
+        }
+
+        /** SPEC, format and options checked without I/O; a mistake is a usage error. */
+        static void validate(String spec, String format, java.util.Map<String, String> options) {
+            try {
+                new corfs.backing.Backings(corfs.io.FileOps.system()).validate(spec, format, options);
+            } catch (corfs.CorfsException e) {
+                if (e.reason() == corfs.CorfsException.Reason.INVALID_ARGUMENT) {
+                    throw new Main.ExitException(Main.EXIT_USAGE, e.getMessage());
+                }
+                throw new Main.ExitException(Main.EXIT_FAILURE, e.getMessage());
+            } catch (java.io.IOException e) {
+                throw new Main.ExitException(Main.EXIT_FAILURE, e.getMessage());
+            }
         }
     }
 

@@ -15,7 +15,7 @@ import picocli.CommandLine.Command;
         scope = CommandLine.ScopeType.INHERIT,
         description = "Copy-on-read leaf images over FUSE, with stream and commit jobs driven by a control file.",
         subcommands = {
-            LeafCommands.Create.class, LeafCommands.Info.class, LeafCommands.Map.class, LeafCommands.Check.class,
+            LeafCommands.Create.class, LeafCommands.SetBacking.class, LeafCommands.Info.class, LeafCommands.Map.class, LeafCommands.Check.class,
             MountCommand.class, UmountCommand.class, StatusCommand.class,
             JobCommands.Stream.class, JobCommands.Commit.class, JobCommands.Pause.class,
             JobCommands.Resume.class, JobCommands.Cancel.class, JobCommands.Speed.class,

@@ -82,7 +82,8 @@ final class StatusCommand implements Callable<Integer> {
                 Math.max(0, num(s, "job_id")), num(s, "done_bytes"), num(s, "total_bytes"), Math.max(0, num(s, "speed")),
                 Math.max(0, num(s, "rate")), num(s, "eta"),
                 onError.equals("-") ? null : OnError.ofWord(onError), error.equals("-") ? null : error,
-                commandError.equals("-") ? null : commandError, unreadable);
+                commandError.equals("-") ? null : commandError, unreadable,
+                word(s, "backing").equals("-") ? null : word(s, "backing"));
     }
 
     static String describe(Map<String, String> s) {
@@ -94,6 +95,9 @@ final class StatusCommand implements Callable<Integer> {
                 .append(" (").append(Sizes.percent(num(s, "local_bytes"), size)).append(')')
                 .append(", dirty ").append(Sizes.human(num(s, "dirty_bytes")))
                 .append(", standalone ").append(word(s, "standalone")).append('\n');
+        if (!"-".equals(word(s, "backing"))) {
+            b.append("  backing: ").append(readable(word(s, "backing"))).append('\n');
+        }
         b.append("  job: ").append(word(s, "job"));
         if (!"none".equals(s.get("job"))) {
             b.append(" #").append(word(s, "job_id"));

@@ -23,6 +23,8 @@ import java.util.Map;
  *   <li>{@code image}: the leaf's name, with space, tab, {@code %}, {@code =} and control characters
  *       percent-encoded (as UTF-8 bytes, {@code %20}) by {@link ControlParser#encodeImage}; {@link #parse}
  *       decodes it, and so does the control file's grammar, so the token works in a command.</li>
+ *   <li>{@code backing}: the backing's SPEC with any credential removed, percent-encoded like
+ *       {@code image} ({@code -} when unknown); {@link #parse} decodes it.</li>
  *   <li>{@code standalone}: {@code yes}/{@code no}; {@code job}: none/stream/commit; {@code job_id}: the
  *       job's number, unique per leaf across remounts (0: none yet); {@code state}: the {@link JobState}
  *       word.</li>
@@ -47,8 +49,8 @@ import java.util.Map;
  */
 public final class StatusFormat {
 
-    static final String FIELDS_DOC = "image, size, cluster_size, local_bytes, dirty_bytes, standalone, job, job_id,"
-            + " state, done_bytes, total_bytes, speed, rate, eta, on_error, unreadable, command_error, error";
+    static final String FIELDS_DOC = "image, size, cluster_size, local_bytes, dirty_bytes, standalone, backing, job,"
+            + " job_id, state, done_bytes, total_bytes, speed, rate, eta, on_error, unreadable, command_error, error";
 
     /** The field names, in the order they appear. */
     public static final List<String> FIELDS = List.of(FIELDS_DOC.split(", "));
@@ -68,6 +70,7 @@ public final class StatusFormat {
                     .append(" local_bytes=").append(s.localBytes())
                     .append(" dirty_bytes=").append(s.dirtyBytes())
                     .append(" standalone=").append(s.standalone() ? "yes" : "no")
+                    .append(" backing=").append(s.backing() == null ? NONE : encodeImage(s.backing()))
                     .append(" job=").append(jobWord(s.job()))
                     .append(" job_id=").append(s.jobId())
                     .append(" state=").append(stateWord(s.state()))
@@ -108,7 +111,9 @@ public final class StatusFormat {
                     .append(",\"local_bytes\":").append(s.localBytes())
                     .append(",\"dirty_bytes\":").append(s.dirtyBytes())
                     .append(",\"standalone\":").append(s.standalone())
-                    .append(",\"job\":\"").append(jobWord(s.job()))
+                    .append(",\"backing\":");
+            jsonString(b, s.backing());
+            b.append(",\"job\":\"").append(jobWord(s.job()))
                     .append("\",\"job_id\":").append(s.jobId())
                     .append(",\"state\":\"").append(stateWord(s.state()))
                     .append("\",\"done_bytes\":").append(s.doneBytes())
@@ -136,7 +141,7 @@ public final class StatusFormat {
 
     /**
      * Reads the text form back: one map per non-blank line, keys in the order they appear, values as
-     * text ({@code image} and {@code command_error} percent-decoded). Unknown keys are kept, so a newer daemon's fields do not break
+     * text ({@code image}, {@code backing} and {@code command_error} percent-decoded). Unknown keys are kept, so a newer daemon's fields do not break
      * an older CLI; a token without {@code =} is skipped; {@code error} takes the rest of its line.
      */
     public static List<Map<String, String>> parse(String statusText) {
@@ -165,7 +170,7 @@ public final class StatusFormat {
                 if (eq > 0) {
                     String key = token.substring(0, eq);
                     String value = token.substring(eq + 1);
-                    fields.put(key, key.equals("image") || key.equals("command_error") ? decodeImage(value) : value);
+                    fields.put(key, key.equals("image") || key.equals("command_error") || key.equals("backing") ? decodeImage(value) : value);
                 }
             }
             if (!fields.isEmpty()) {

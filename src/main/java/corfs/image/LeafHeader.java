@@ -121,6 +121,12 @@ public record LeafHeader(
                 backingOptions, backingIdentity, standalone, job);
     }
 
+    /** Another backing (set-backing: a new location of the same content). */
+    public LeafHeader withBacking(String spec, String format, Map<String, String> options, BackingIdentity identity) {
+        return new LeafHeader(uuid, virtualSize, clusterSize, dataFileName, dataInode, spec, format, options, identity,
+                standalone, job);
+    }
+
     /** The same backing (SPEC, format, options) with a new identity: recorded after a completed commit. */
     public LeafHeader withBackingIdentity(BackingIdentity identity) {
         return new LeafHeader(uuid, virtualSize, clusterSize, dataFileName, dataInode, backingSpec, backingFormat,

@@ -155,15 +155,31 @@ public final class LeafImage implements AutoCloseable {
     // ---------------------------------------------------------------- create
 
     /**
-     * Creates {@code leaf} (a sparse file of the backing's size) and its metadata, both mode 0600. The
-     * metadata is written to a temporary file, made durable and renamed into place, so a crash leaves
-     * either no leaf or a complete one.
+     * What a new leaf records of its backing: the SPEC (a local one as an absolute path), FORMAT,
+     * options, and the identity taken when it was opened; the identity's size is the leaf's virtual size.
+     *
+     * @param localFile the backing's local file when the SPEC names one (checked against the leaf's
+     *                  names), else null
+     */
+    public record NewBacking(String spec, String format, java.util.Map<String, String> options,
+                             BackingIdentity identity, Path localFile) {
+    }
+
+    /**
+     * Creates {@code leaf} over the raw local file {@code backing}: {@link #checkLocalBacking}, then
+     * {@link #create(Path, NewBacking, int, boolean)}.
      */
     public static void create(Path leaf, Path backing, int clusterSize, boolean force) throws IOException {
-        if (!MetadataFormat.validClusterSize(clusterSize)) {
-            throw new CorfsException(Reason.INVALID_ARGUMENT, "cluster size " + clusterSize
-                    + " is not a power of two from 4K to 2M");
-        }
+        Path backingAbs = checkLocalBacking(backing);
+        create(leaf, new NewBacking(backingAbs.toString(), corfs.backing.BackingSpec.RAW, java.util.Map.of(),
+                FileBacking.identityOf(backingAbs), backingAbs), clusterSize, force);
+    }
+
+    /**
+     * Checks a local backing file before a leaf is made over it: it exists, is a regular readable file,
+     * and is not a corfs leaf that is not yet standalone. Returns its absolute, normalized path.
+     */
+    public static Path checkLocalBacking(Path backing) throws IOException {
         Path backingAbs = backing.toAbsolutePath().normalize();
         if (!Files.exists(backingAbs)) {
             throw new CorfsException(Reason.NOT_FOUND, "backing " + backing + " does not exist");
@@ -180,7 +196,29 @@ public final class LeafImage implements AutoCloseable {
             throw new CorfsException(Reason.NOT_PERMITTED, "backing " + backing + " cannot be read: " + e.getMessage(), e);
         }
         refuseIncompleteLeaf(backingAbs);
+        if (backingAbs.toString().getBytes(java.nio.charset.StandardCharsets.UTF_8).length > MetadataFormat.MAX_PATH_BYTES) {
+            throw new CorfsException(Reason.INVALID_ARGUMENT, "backing path is too long");
+        }
+        return backingAbs;
+    }
+
+    /**
+     * Creates {@code leaf} (a sparse file of the backing's size) and its metadata, both mode 0600. The
+     * metadata is written to a temporary file, made durable and renamed into place, so a crash leaves
+     * either no leaf or a complete one.
+     */
+    public static void create(Path leaf, NewBacking backing, int clusterSize, boolean force) throws IOException {
+        if (!MetadataFormat.validClusterSize(clusterSize)) {
+            throw new CorfsException(Reason.INVALID_ARGUMENT, "cluster size " + clusterSize
+                    + " is not a power of two from 4K to 2M");
+        }
+        String shownSpec = corfs.backing.BackingSpec.redact(backing.spec());
+        if (backing.spec().getBytes(java.nio.charset.StandardCharsets.UTF_8).length > MetadataFormat.MAX_PATH_BYTES) {
+            throw new CorfsException(Reason.INVALID_ARGUMENT, "backing SPEC is too long (at most "
+                    + MetadataFormat.MAX_PATH_BYTES + " bytes)");
+        }
         Path leafAbs = leaf.toAbsolutePath().normalize();
+        Path backingAbs = backing.localFile();
         if (leafAbs.equals(backingAbs)) {
             throw new CorfsException(Reason.INVALID_ARGUMENT, "the leaf and the backing are the same file");
         }
@@ -190,9 +228,6 @@ public final class LeafImage implements AutoCloseable {
             throw new CorfsException(Reason.INVALID_ARGUMENT, "a leaf may not be named 'control' (the control file's name)");
         }
         checkDerivedNames(name);
-        if (backingAbs.toString().getBytes(java.nio.charset.StandardCharsets.UTF_8).length > MetadataFormat.MAX_PATH_BYTES) {
-            throw new CorfsException(Reason.INVALID_ARGUMENT, "backing path is too long");
-        }
         if (!Files.isDirectory(leafAbs.getParent())) {
             throw new CorfsException(Reason.NOT_FOUND, "directory " + leafAbs.getParent() + " does not exist");
         }
@@ -201,9 +236,9 @@ public final class LeafImage implements AutoCloseable {
             throw new CorfsException(Reason.BUSY, (Files.exists(leafAbs, LinkOption.NOFOLLOW_LINKS) ? leafAbs : meta)
                     + " already exists (use --force to replace it)");
         }
-        BackingIdentity identity = FileBacking.identityOf(backingAbs);
+        BackingIdentity identity = backing.identity();
         if (identity.size() == 0) {
-            throw new CorfsException(Reason.INVALID_ARGUMENT, "backing " + backing + " is empty");
+            throw new CorfsException(Reason.INVALID_ARGUMENT, "backing " + shownSpec + " is empty");
         }
         if (force) {
             refuseIfLocked(meta);
@@ -214,7 +249,7 @@ public final class LeafImage implements AutoCloseable {
         Files.createFile(leafAbs, mode);
         Path tmp = meta.resolveSibling(meta.getFileName() + ".tmp");
         try {
-            writeNewLeaf(leafAbs, meta, tmp, name, backingAbs, identity, clusterSize, mode);
+            writeNewLeaf(leafAbs, meta, tmp, name, backing, clusterSize, mode);
         } catch (IOException | RuntimeException | Error e) {
             // Leave nothing behind: a half-made leaf would make a retry say "already exists".
             for (Path made : List.of(leafAbs, tmp)) {
@@ -228,7 +263,8 @@ public final class LeafImage implements AutoCloseable {
             }
             throw e;
         }
-        LOG.info("created leaf {} over {} ({} bytes, {} byte clusters)", leafAbs, backingAbs, identity.size(), clusterSize);
+        LOG.info("created leaf {} over {} ({}, {} bytes, {} byte clusters)", leafAbs, shownSpec, backing.format(),
+                identity.size(), clusterSize);
     }
 
     /** Names made beside a leaf: the metadata, its temporary file, the unreadable-extent ledger, the log. */
@@ -260,7 +296,7 @@ public final class LeafImage implements AutoCloseable {
             candidates.add(leafAbs.resolveSibling(leafAbs.getFileName() + suffix));
         }
         for (Path p : candidates) {
-            if (Files.exists(p) && Files.isSameFile(p, backingAbs)) {
+            if (backingAbs != null && Files.exists(p) && Files.isSameFile(p, backingAbs)) {
                 throw new CorfsException(Reason.INVALID_ARGUMENT, p + " is the backing " + backingAbs
                         + " (the same file): refusing to replace it");
             }
@@ -277,11 +313,12 @@ public final class LeafImage implements AutoCloseable {
         }
     }
 
-    private static void writeNewLeaf(Path leafAbs, Path meta, Path tmp, String name, Path backingAbs,
-            BackingIdentity identity, int clusterSize, java.nio.file.attribute.FileAttribute<?> mode)
-            throws IOException {
+    private static void writeNewLeaf(Path leafAbs, Path meta, Path tmp, String name, NewBacking backing,
+            int clusterSize, java.nio.file.attribute.FileAttribute<?> mode) throws IOException {
+        BackingIdentity identity = backing.identity();
         LeafHeader header = new LeafHeader(UUID.randomUUID(), identity.size(), clusterSize, name,
-                inodeOf(leafAbs), backingAbs.toString(), identity, false, LeafHeader.JobRecord.NONE);
+                inodeOf(leafAbs), backing.spec(), backing.format(), backing.options(), identity, false,
+                LeafHeader.JobRecord.NONE);
         try (FileChannel ch = FileChannel.open(leafAbs, StandardOpenOption.WRITE)) {
             // A sparse file of the virtual size: one byte at the end would allocate a block, so extend
             // with ftruncate through RandomAccessFile semantics instead.

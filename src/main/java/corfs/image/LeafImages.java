@@ -1,7 +1,9 @@
 package corfs.image;
 
 import corfs.CorfsException;
+import corfs.backing.Backing;
 import corfs.backing.BackingIdentity;
+import corfs.backing.Backings;
 import corfs.backing.BackingSpec;
 import corfs.backing.Deadline;
 import corfs.backing.FileBacking;
@@ -28,6 +30,204 @@ public final class LeafImages {
     /** See {@link LeafImage#create}. */
     public static void create(Path leaf, Path backing, int clusterSize, boolean force) throws IOException {
         LeafImage.create(leaf, backing, clusterSize, force);
+    }
+
+    /**
+     * Creates {@code leaf} over the backing a SPEC names: checks SPEC and options without I/O, opens the
+     * backing (bounded by its {@code timeout}, default {@link #BACKING_DEADLINE_MS}), takes its identity
+     * and size, closes it, and writes the leaf. A local file is checked as
+     * {@link LeafImage#checkLocalBacking} does and recorded as an absolute path. Nothing is written when
+     * the backing cannot be reached.
+     *
+     * @param format the backing's format, or null to detect it (qcow2 by its header, else raw)
+     * @return the format recorded
+     */
+    public static String create(Path leaf, String spec, String format, java.util.Map<String, String> options,
+                                int clusterSize, boolean force) throws IOException {
+        Backings backings = new Backings(FileOps.system());
+        backings.validate(spec, format == null ? BackingSpec.RAW : format, options);
+        java.util.Optional<Path> local = BackingSpec.localFile(spec);
+        Path localFile = null;
+        String recordedSpec = spec;
+        if (local.isPresent()) {
+            localFile = LeafImage.checkLocalBacking(local.get());
+            recordedSpec = localFile.toString();
+        }
+        String opened = recordedSpec;
+        long deadline = deadlineMillis(options);
+        OpenedBacking b = Deadline.within("open of backing " + BackingSpec.redact(spec), deadline,
+                () -> OpenedBacking.open(backings, opened, format, options), OpenedBacking::close);
+        try {
+            LeafImage.create(leaf, new LeafImage.NewBacking(recordedSpec, b.format, options, b.identity, localFile),
+                    clusterSize, force);
+            return b.format;
+        } finally {
+            b.close();
+        }
+    }
+
+    /** What {@link #setBacking} did: the new SPEC (redacted), and how the content was found the same. */
+    public record SetBackingResult(String spec, String verdict) {
+    }
+
+    /** Clusters of the leaf compared with a new backing whose identity differs from the recorded one. */
+    private static final int SAMPLED_CLUSTERS = 16;
+
+    /**
+     * Records a new location of the leaf's backing (a migration source that changed address, an image
+     * moved from NFS to HTTP), keeping the format. The leaf must not be mounted. The new backing must
+     * have the leaf's size. Its content must be the same: equal identities say so (an NBD fingerprint,
+     * the same ETag); otherwise up to {@value #SAMPLED_CLUSTERS} of the leaf's local clean clusters
+     * (copies of the old backing) are compared with the new backing, and any difference refuses. With
+     * nothing to compare, or a difference, only {@code force} records it.
+     */
+    public static SetBackingResult setBacking(Path leaf, String spec, java.util.Map<String, String> options,
+                                              boolean force) throws IOException {
+        Backings backings = new Backings(FileOps.system());
+        try (LeafImage image = LeafImage.open(leaf, FileOps.system(), false, false)) {
+            LeafHeader h = image.header();
+            String format = h.backingFormat();
+            backings.validate(spec, format, options);
+            if (h.job().backingWritten()) {
+                throw new CorfsException(CorfsException.Reason.BUSY, leaf + ": a commit into the current backing was"
+                        + " interrupted; mount the leaf once (it records the backing's new identity) before moving it");
+            }
+            String recordedSpec = spec;
+            java.util.Optional<Path> local = BackingSpec.localFile(spec);
+            if (local.isPresent()) {
+                recordedSpec = LeafImage.checkLocalBacking(local.get()).toString();
+                if (recordedSpec.equals(image.dataPath().toString())) {
+                    throw new CorfsException(CorfsException.Reason.INVALID_ARGUMENT, "the leaf cannot be its own backing");
+                }
+            }
+            String opened = recordedSpec;
+            OpenedBacking b = Deadline.within("open of backing " + BackingSpec.redact(spec), deadlineMillis(options),
+                    () -> OpenedBacking.open(backings, opened, format, options), OpenedBacking::close);
+            try {
+                String shown = BackingSpec.redact(spec);
+                if (b.identity.size() != h.virtualSize()) {
+                    throw new CorfsException(CorfsException.Reason.INVALID_ARGUMENT, "backing " + shown + " is "
+                            + b.identity.size() + " bytes, the leaf " + h.virtualSize() + ": not the same disk");
+                }
+                String verdict;
+                if (b.identity.equals(h.backingIdentity())) {
+                    verdict = "same identity (" + b.identity.describe() + ")";
+                } else {
+                    String compared = compareLocalClusters(image, b.backing, deadlineMillis(options));
+                    if (!compared.startsWith("matches")) {
+                        if (!force) {
+                            throw new CorfsException(CorfsException.Reason.INVALID_ARGUMENT, "backing " + shown
+                                    + ": identity differs from the recorded one (" + b.identity.describe() + " now, "
+                                    + h.backingIdentity().describe() + " recorded) and its content " + compared
+                                    + ". Use --force only if it is the same disk");
+                        }
+                        verdict = "forced: identity differs and content " + compared;
+                    } else {
+                        verdict = "identity differs, content " + compared;
+                    }
+                }
+                String finalSpec = recordedSpec;
+                image.updateHeader(x -> x.withBacking(finalSpec, format, options, b.identity));
+                return new SetBackingResult(BackingSpec.redact(finalSpec), verdict);
+            } finally {
+                b.close();
+            }
+        }
+    }
+
+    /**
+     * Compares up to {@value #SAMPLED_CLUSTERS} local clean clusters of the leaf, spread over the disk,
+     * with the same ranges of {@code backing}. Returns "matches ...", "differs ..." or "could not be
+     * compared ...", to follow "its content" in a message.
+     */
+    private static String compareLocalClusters(LeafImage image, Backing backing, long deadlineMs) throws IOException {
+        ClusterBitmap local = image.local();
+        ClusterBitmap dirty = image.dirty();
+        long clusters = image.clusters();
+        int cs = image.header().clusterSize();
+        long size = image.header().virtualSize();
+        List<Long> clean = new ArrayList<>();
+        long stride = Math.max(1, clusters / (SAMPLED_CLUSTERS * 4L));
+        for (long c = local.nextSet(0, clusters); c < clusters && clean.size() < SAMPLED_CLUSTERS * 4;
+                c = local.nextSet(c + stride, clusters)) {
+            if (!dirty.get(c)) {
+                clean.add(c);
+            }
+            if (c + stride >= clusters) {
+                break;
+            }
+        }
+        if (clean.isEmpty()) {
+            return "could not be compared (the leaf has no local clean cluster)";
+        }
+        int step = Math.max(1, clean.size() / SAMPLED_CLUSTERS);
+        int compared = 0;
+        for (int k = 0; k < clean.size() && compared < SAMPLED_CLUSTERS; k += step, compared++) {
+            long off = clean.get(k) * cs;
+            int len = (int) Math.min(cs, size - off);
+            java.nio.ByteBuffer mine = java.nio.ByteBuffer.allocate(len);
+            while (mine.hasRemaining()) {
+                if (image.data().read(mine, off + mine.position()) < 0) {
+                    break; // a truncated data file: the comparison below fails
+                }
+            }
+            java.nio.ByteBuffer theirs = java.nio.ByteBuffer.allocate(len);
+            Deadline.within("read of backing at " + off, deadlineMs, () -> {
+                backing.readFully(theirs, off);
+                return Boolean.TRUE;
+            }, null);
+            if (!mine.flip().equals(theirs.flip())) {
+                return "differs from the leaf's local copy at offset " + off;
+            }
+        }
+        return "matches the leaf's local copy in " + compared + " sampled cluster(s)";
+    }
+
+    /** The per-call deadline of a backing's options ({@code timeout=SECONDS}), else the default. */
+    static long deadlineMillis(java.util.Map<String, String> options) throws CorfsException {
+        long seconds = Backings.parseTimeoutSeconds(options);
+        return seconds > 0 ? seconds * 1000 : BACKING_DEADLINE_MS;
+    }
+
+    /** A backing opened at create: its format (detected when not given) and identity. */
+    private static final class OpenedBacking {
+        final Backing backing;
+        final String format;
+        final BackingIdentity identity;
+
+        private OpenedBacking(Backing backing, String format, BackingIdentity identity) {
+            this.backing = backing;
+            this.format = format;
+            this.identity = identity;
+        }
+
+        static OpenedBacking open(Backings backings, String spec, String format, java.util.Map<String, String> options)
+                throws IOException {
+            Backing b = backings.open(spec, format, options);
+            try {
+                String f = format == null ? backings.detectFormat(b) : format;
+                if (!f.equals(format)) {
+                    b = backings.decode(b, spec, f, options);
+                }
+                return new OpenedBacking(b, f, b.identity());
+            } catch (IOException | RuntimeException e) {
+                try {
+                    b.close();
+                } catch (IOException | RuntimeException closing) {
+                    e.addSuppressed(closing);
+                }
+                throw e;
+            }
+        }
+
+        void close() {
+            try {
+                backing.close();
+            } catch (IOException | RuntimeException e) {
+                org.slf4j.LoggerFactory.getLogger(LeafImages.class).warn("closing backing {}: {}", backing.location(),
+                        e.toString());
+            }
+        }
     }
 
     /**
@@ -131,24 +331,37 @@ public final class LeafImages {
             problems.add(e.getMessage());
             return problems;
         }
-        Path backing;
-        try {
-            backing = Path.of(header.backingPath());
-        } catch (CorfsException e) {
-            problems.add(e.getMessage());
-            return problems;
-        }
-        Path backingPath = backing;
-        // stat goes to the server on NFS: bounded, so check answers even when the backing hangs
-        BackingIdentity now = Deadline.within("stat of backing " + backing, BACKING_DEADLINE_MS,
-                () -> Files.exists(backingPath) ? FileBacking.identityOf(backingPath) : null, null);
-        if (now == null) {
-            if (!header.standalone()) {
-                problems.add("backing " + backing + " is missing and the leaf is not standalone");
+        java.util.Optional<Path> localFile = BackingSpec.RAW.equals(header.backingFormat())
+                ? BackingSpec.localFile(header.backingSpec()) : java.util.Optional.empty();
+        String shown = BackingSpec.redact(header.backingSpec());
+        BackingIdentity now;
+        if (localFile.isPresent()) {
+            Path backingPath = localFile.get();
+            // stat goes to the server on NFS: bounded, so check answers even when the backing hangs
+            now = Deadline.within("stat of backing " + backingPath, BACKING_DEADLINE_MS,
+                    () -> Files.exists(backingPath) ? FileBacking.identityOf(backingPath) : null, null);
+            if (now == null && !header.standalone()) {
+                problems.add("backing " + backingPath + " is missing and the leaf is not standalone");
             }
         } else {
+            Backings backings = new Backings(FileOps.system());
+            try {
+                OpenedBacking b = Deadline.within("open of backing " + shown, deadlineMillis(header.backingOptions()),
+                        () -> OpenedBacking.open(backings, header.backingSpec(), header.backingFormat(),
+                                header.backingOptions()), OpenedBacking::close);
+                now = b.identity;
+                b.close();
+            } catch (IOException e) {
+                now = null;
+                if (!header.standalone()) {
+                    problems.add("backing " + shown + " cannot be opened and the leaf is not standalone: "
+                            + e.getMessage());
+                }
+            }
+        }
+        if (now != null) {
             if (now.size() != header.virtualSize()) {
-                problems.add("backing " + backing + " is " + now.size() + " bytes, the leaf " + header.virtualSize());
+                problems.add("backing " + shown + " is " + now.size() + " bytes, the leaf " + header.virtualSize());
             } else if (BackingChange.judge(header, now) == BackingChange.Verdict.CHANGED) {
                 problems.add(BackingChange.problem(header, now));
             }

@@ -362,7 +362,8 @@ final class LeafJob {
         long eta = running && r > 0 ? (remaining + r - 1) / r : s.state() == JobState.COMPLETED ? 0 : -1;
         return new LeafStatus(disk.name(), disk.size(), disk.clusterSize(), disk.localBytes(), disk.dirtyBytes(),
                 disk.image().header().standalone(), s.kind(), s.state(), s.id(), s.doneBytes(), s.totalBytes(),
-                s.speed(), r, eta, s.onError(), s.error(), s.commandError(), s.unreadable());
+                s.speed(), r, eta, s.onError(), s.error(), s.commandError(), s.unreadable(),
+                corfs.backing.BackingSpec.redact(disk.image().header().backingSpec()));
     }
 
     // ------------------------------------------------------------------ the filler thread

@@ -10,6 +10,8 @@ import corfs.CorfsException;
 import corfs.CorfsException.Reason;
 import corfs.backing.Backing;
 import corfs.backing.BackingIdentity;
+import corfs.backing.BackingSpec;
+import corfs.backing.Backings;
 import corfs.backing.Deadline;
 import corfs.backing.FileBacking;
 import corfs.engine.LeafDisk;
@@ -28,6 +30,7 @@ import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
@@ -123,23 +126,18 @@ public final class MountSession implements AutoCloseable {
         Backing backing = null;
         try {
             LeafHeader h = image.header();
-            Path backingPath = Path.of(h.backingPath());
-            // stat, open and lock go to the server on NFS: bounded like every later backing call
-            Probe probe = Deadline.within("open of backing " + backingPath, options.backingTimeoutMillis(),
-                    () -> Probe.of(backingPath, fileOps), Probe::close);
+            long timeoutMillis = leafTimeoutMillis(h, options);
+            Probe probe = Probe.open(leaf, h, timeoutMillis, fileOps);
             backing = probe == null ? null : probe.backing(); // closed below if the mount is refused
+            String shown = BackingSpec.redact(h.backingSpec());
             if (probe == null) {
-                if (!h.standalone()) {
-                    throw new CorfsException(Reason.NOT_FOUND, leaf + ": backing " + backingPath
-                            + " is missing and the leaf is not standalone (not fully streamed)");
-                }
-                LOG.info("{}: standalone; backing {} is gone and not needed", leaf.getFileName(), backingPath);
+                LOG.info("{}: standalone; backing {} is not reachable and not needed", leaf.getFileName(), shown);
             } else {
                 BackingIdentity now = probe.identity();
                 BackingIdentity recorded = h.backingIdentity();
                 if (now.size() != h.virtualSize()) {
-                    throw new CorfsException(Reason.INVALID_ARGUMENT, leaf + ": backing " + backingPath + " is "
-                            + now.size() + " bytes, but the leaf is " + h.virtualSize() + " (a different file?)");
+                    throw new CorfsException(Reason.INVALID_ARGUMENT, leaf + ": backing " + shown + " is "
+                            + now.size() + " bytes, but the leaf is " + h.virtualSize() + " (a different disk?)");
                 }
                 switch (BackingChange.judge(h, now)) {
                     case SAME -> { }
@@ -161,8 +159,7 @@ public final class MountSession implements AutoCloseable {
                                 leaf.getFileName(), now.describe(), recorded.describe());
                     }
                 }
-                backing = options.backingTimeoutMillis() > 0
-                        ? new TimeoutBacking(backing, options.backingTimeoutMillis()) : backing;
+                backing = timeoutMillis > 0 ? new TimeoutBacking(backing, timeoutMillis) : backing;
             }
             return new LeafDisk(leaf.getFileName().toString(), image, backing, options.readOnly());
         } catch (IOException | RuntimeException e) {
@@ -178,10 +175,65 @@ public final class MountSession implements AutoCloseable {
         }
     }
 
-    /** A backing file as found at mount: its identity, then the file opened (read-only, shared lock). */
+    /**
+     * The per-call deadline of a leaf's backing: its own {@code timeout=SECONDS} option when it has one
+     * (set at create or set-backing for that backing), else the mount's {@code backing_timeout}.
+     */
+    /** How long a mount waits to reach a network backing when no deadline is set (backing_timeout=0). */
+    private static final long DEFAULT_OPEN_MS = 30_000;
+
+    private static long leafTimeoutMillis(LeafHeader h, Options options) throws CorfsException {
+        long seconds = Backings.parseTimeoutSeconds(h.backingOptions());
+        return seconds > 0 ? seconds * 1000 : options.backingTimeoutMillis();
+    }
+
+    /** A backing as found at mount: its identity, then the backing opened (a file: read-only, shared lock). */
     private record Probe(BackingIdentity identity, Backing backing) {
+        /**
+         * Opens the backing a leaf records, bounded by {@code timeoutMillis} (connect, stat, open and lock
+         * go to a server). Null when it is missing or unreachable and the leaf is standalone (it does not
+         * need it); a missing or unreachable backing of a leaf that is not standalone is refused with a
+         * message naming it and the cause.
+         */
+        static Probe open(Path leaf, LeafHeader h, long timeoutMillis, FileOps fileOps) throws IOException {
+            String shown = BackingSpec.redact(h.backingSpec());
+            Optional<Path> file = BackingSpec.RAW.equals(h.backingFormat()) ? BackingSpec.localFile(h.backingSpec())
+                    : Optional.empty();
+            if (file.isPresent()) {
+                Path path = file.get();
+                Probe p = Deadline.within("open of backing " + path, timeoutMillis, () -> ofFile(path, fileOps),
+                        Probe::close);
+                if (p == null && !h.standalone()) {
+                    throw new CorfsException(Reason.NOT_FOUND, leaf + ": backing " + path
+                            + " is missing and the leaf is not standalone (not fully streamed)");
+                }
+                return p;
+            }
+            Backings backings = new Backings(fileOps);
+            try {
+                return Deadline.within("open of backing " + shown, timeoutMillis > 0 ? timeoutMillis : DEFAULT_OPEN_MS,
+                        () -> {
+                            Backing b = backings.open(h.backingSpec(), h.backingFormat(), h.backingOptions());
+                            try {
+                                return new Probe(b.identity(), b);
+                            } catch (IOException | RuntimeException e) {
+                                b.close();
+                                throw e;
+                            }
+                        }, Probe::close);
+            } catch (IOException e) {
+                if (h.standalone()) {
+                    LOG.warn("{}: backing {} cannot be opened ({}); the leaf is standalone and does not need it",
+                            leaf.getFileName(), shown, e.getMessage());
+                    return null;
+                }
+                throw new CorfsException(e instanceof CorfsException c ? c.reason() : Reason.IO, leaf + ": backing "
+                        + shown + " cannot be opened and the leaf is not standalone: " + e.getMessage(), e);
+            }
+        }
+
         /** Null when the file is missing. */
-        static Probe of(Path path, FileOps fileOps) throws IOException {
+        private static Probe ofFile(Path path, FileOps fileOps) throws IOException {
             if (!Files.exists(path)) {
                 return null;
             }

@@ -25,6 +25,7 @@ import java.util.List;
  * @param commandError why the last refused control command on this leaf was refused, or null (cleared by
  *                     the next command that succeeds)
  * @param unreadable   extents the job could not read (on_error=skip), as [offset, length] pairs
+ * @param backing      the backing's SPEC with credentials removed (redacted), or null when unknown
  */
 public record LeafStatus(
         String image,
@@ -44,5 +45,6 @@ public record LeafStatus(
         OnError onError,
         String error,
         String commandError,
-        List<long[]> unreadable) {
+        List<long[]> unreadable,
+        String backing) {
 }

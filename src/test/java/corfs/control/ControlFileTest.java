@@ -66,7 +66,7 @@ class ControlFileTest {
         @Override
         public List<LeafStatus> status() {
             return List.of(new LeafStatus("a.img", 1L << 30, 65536, 0, 0, false, JobKind.STREAM, JobState.RUNNING,
-                    1, doneBytes.getAndAdd(65536), 1L << 30, 0, 0, -1, OnError.STOP, null, null, List.of()));
+                    1, doneBytes.getAndAdd(65536), 1L << 30, 0, 0, -1, OnError.STOP, null, null, List.of(), null));
         }
 
         List<ControlCommand> commands() {

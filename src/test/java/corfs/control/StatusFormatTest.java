@@ -22,7 +22,7 @@ class StatusFormatTest {
 
     static LeafStatus idle(String image) {
         return new LeafStatus(image, 1L << 30, 65536, 0, 0, false, JobKind.NONE, JobState.IDLE,
-                0, 0, 0, 0, 0, -1, OnError.STOP, null, null, List.of());
+                0, 0, 0, 0, 0, -1, OnError.STOP, null, null, List.of(), "/srv/base.raw");
     }
 
     static LeafStatus running() {
@@ -30,7 +30,8 @@ class StatusFormatTest {
                 7, 5L << 30, 10L << 30, 100L << 20, 99L << 20, 51, OnError.SKIP,
                 "backing read failed at offset 65536:\n\tInput/output error\u0000 (EIO)\r\n",
                 "'speed b.raw 1.5Q': bad rate 100%",
-                List.of(new long[] {65536, 65536}, new long[] {1L << 30, 1L << 20}));
+                List.of(new long[] {65536, 65536}, new long[] {1L << 30, 1L << 20}),
+                "https://REDACTED@images.example/b raw%.img?X-Amz-Signature=REDACTED");
     }
 
     @Nested
@@ -39,7 +40,7 @@ class StatusFormatTest {
         @Test
         @DisplayName("an idle leaf renders every field in order")
         void idleLine() {
-            assertEquals("image=a.img size=1073741824 cluster_size=65536 local_bytes=0 dirty_bytes=0 standalone=no"
+            assertEquals("image=a.img size=1073741824 cluster_size=65536 local_bytes=0 dirty_bytes=0 standalone=no backing=/srv/base.raw"
                     + " job=none job_id=0 state=idle done_bytes=0 total_bytes=0 speed=0 rate=0 eta=- on_error=stop"
                     + " unreadable=- command_error=- error=-\n", StatusFormat.render(List.of(idle("a.img"))));
         }
@@ -93,6 +94,9 @@ class StatusFormatTest {
             assertEquals("backing read failed at offset 65536:  Input/output error  (EIO)", r.get("error"));
             Map<String, String> a = parsed.get(1);
             assertEquals("my disk%1.img", a.get("image"), "a name with a space and a % survives");
+            assertEquals("/srv/base.raw", a.get("backing"));
+            assertEquals("https://REDACTED@images.example/b raw%.img?X-Amz-Signature=REDACTED", r.get("backing"),
+                    "a SPEC with a space and a % survives");
             assertEquals("-", a.get("error"));
             assertEquals("-", a.get("eta"));
         }
@@ -101,7 +105,7 @@ class StatusFormatTest {
         @DisplayName("an error that looks like fields is kept whole")
         void trickyError() {
             LeafStatus s = new LeafStatus("a", 1, 4096, 0, 0, true, JobKind.COMMIT, JobState.FAILED, 0, 0, 0, 0, 0, -1,
-                    null, "rejected 'speed a.img 1.5M' image=x error=y", null, null);
+                    null, "rejected 'speed a.img 1.5M' image=x error=y", null, null, null);
             Map<String, String> f = StatusFormat.parse(StatusFormat.render(List.of(s))).get(0);
             assertEquals("a", f.get("image"));
             assertEquals("yes", f.get("standalone"));
@@ -155,7 +159,7 @@ class StatusFormatTest {
         @DisplayName("escapes control characters, line separators and lone surrogates")
         void escapes() {
             LeafStatus s = new LeafStatus("x", 0, 4096, 0, 0, false, null, null, 0, 0, 0, 0, 0, -1, null,
-                    "a\u2028b\u007fc\uD800d😀", null, null);
+                    "a\u2028b\u007fc\uD800d😀", null, null, null);
             String json = StatusFormat.renderJson(List.of(s));
             assertTrue(json.contains("\"a\\u2028b\\u007fc\\ud800d😀\""), json);
             Map<?, ?> m = (Map<?, ?>) ((List<?>) new Json(json).parse()).get(0);
