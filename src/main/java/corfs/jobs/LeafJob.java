@@ -510,6 +510,7 @@ final class LeafJob {
         if (k == JobKind.STREAM) {
             return new StreamStep(disk, policy, this::skipped);
         }
+        boolean wasWritten;
         synchronized (this) {
             // A run retired by a cancel may still be closing its writer on the filler thread, and its
             // exclusive lock on the backing would refuse ours: wait (bounded) until it is closed.
@@ -522,6 +523,7 @@ final class LeafJob {
                     break;
                 }
             }
+            wasWritten = backingWritten;
             openWriters++;
             backingWritten = true;
         }
@@ -530,6 +532,11 @@ final class LeafJob {
         } catch (IOException | RuntimeException e) {
             synchronized (this) {
                 openWriters--;
+                // no writer opened: the backing was not touched (a read-only HTTP backing refuses here),
+                // so a later persist must not claim a commit changed it
+                if (openWriters == 0) {
+                    backingWritten = wasWritten;
+                }
                 notifyAll();
             }
             throw e;

@@ -1,0 +1,278 @@
+package corfs.nativetests;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import corfs.nativetests.CorfsFixture.Result;
+import java.io.RandomAccessFile;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
+
+/**
+ * Leaves over network backings, through the CLI and a real mount, against real servers on 127.0.0.1:
+ * qemu-nbd and nginx. Each transport against the same model: {@code cmp} of the exposed file, a stream
+ * to standalone, a remount with the server gone; and the faults an operator meets (an unreachable server
+ * at create, a server that dies and comes back while mounted, a commit into a read-only backing, an
+ * object replaced on the server).
+ */
+@DisplayName("network backings through a mount: NBD and HTTP")
+class NetworkMountIT {
+    private static final long SIZE = 24L << 20;
+    private static final Duration GUARD = Duration.ofMinutes(4);
+
+    @RegisterExtension
+    final CorfsFixture fx = new CorfsFixture();
+    @RegisterExtension
+    final LocalServers servers = LocalServers.perTest();
+
+    /** A raw image with data at the start and the end and a hole between (block status reports it). */
+    private Path image(String name, long seed) throws Exception {
+        Path p = fx.dir().resolve(name);
+        byte[] chunk = new byte[4 << 20];
+        new Random(seed).nextBytes(chunk);
+        try (RandomAccessFile f = new RandomAccessFile(p.toFile(), "rw")) {
+            f.setLength(SIZE);
+            f.seek(0);
+            f.write(chunk);
+            f.seek(SIZE - chunk.length);
+            f.write(chunk, 0, chunk.length);
+            f.seek(9L << 20);
+            f.write(chunk, 0, 12345);
+        }
+        return p;
+    }
+
+    private LocalServers.Server qemuNbd(Path image, int port, boolean readOnly) throws Exception {
+        assumeTrue(LocalServers.have("qemu-nbd"), "qemu-nbd (qemu-utils) is not installed");
+        List<String> cmd = new java.util.ArrayList<>(List.of("qemu-nbd", "--persistent", "--shared=16", "--format=raw",
+                "--bind=127.0.0.1", "--port=" + port, "--export-name=disk"));
+        if (readOnly) {
+            cmd.add("--read-only");
+        }
+        cmd.add(image.toString());
+        return servers.start("qemu-nbd-" + port, cmd, fx.dir(), port, Duration.ofSeconds(20));
+    }
+
+    private static String nbd(int port) {
+        return "nbd://127.0.0.1:" + port + "/disk";
+    }
+
+    private void readAll(Path file) {
+        fx.run(Duration.ofMinutes(2), "dd", "if=" + file, "of=/dev/null", "bs=1M", "status=none").assertOk();
+    }
+
+    @Test
+    @DisplayName("NBD: the exposed file equals the export; stream to standalone; remount with the server gone")
+    void nbdStreamAndRemountWithoutServer() {
+        assertTimeoutPreemptively(GUARD, () -> {
+            Path img = image("source.raw", 1);
+            int port = LocalServers.freePort();
+            LocalServers.Server server = qemuNbd(img, port, true);
+            Path leaf = fx.dir().resolve("disk.raw");
+            Result created = fx.corfs("create", "--backing", nbd(port), leaf.toString()).assertOk();
+            assertTrue(created.stdout().contains("over " + nbd(port) + " (raw, detected)"), created.toString());
+            Path mnt = fx.newMountPoint("mnt");
+            fx.mount(mnt, leaf);
+            Map<String, String> s = fx.status(mnt, "disk.raw");
+            assertEquals(nbd(port), s.get("backing"), s.toString());
+            fx.assertSameContent(mnt.resolve("disk.raw"), img); // copy-on-read of everything, pipelined
+            fx.corfs("stream", mnt.toString(), "--wait").assertOk();
+            assertEquals("yes", fx.status(mnt, "disk.raw").get("standalone"));
+            fx.umount(mnt);
+            assertTrue(Files.size(leaf) == SIZE);
+            long allocated = (Long) Files.getAttribute(leaf, "unix:blocks") * 512;
+            assertTrue(allocated < SIZE - (8L << 20), "the hole stayed a hole: " + allocated + " bytes allocated");
+
+            servers.stop(server);
+            fx.mount(mnt, leaf);
+            fx.assertSameContent(mnt.resolve("disk.raw"), img);
+            fx.umount(mnt);
+            fx.corfs("check", leaf.toString()).assertOk();
+        });
+    }
+
+    @Test
+    @DisplayName("NBD server killed while mounted: local reads go on, others fail with EIO, then serve again")
+    void nbdServerDiesAndComesBack() {
+        assertTimeoutPreemptively(GUARD, () -> {
+            Path img = image("source.raw", 2);
+            int port = LocalServers.freePort();
+            LocalServers.Server server = qemuNbd(img, port, true);
+            Path leaf = fx.dir().resolve("disk.raw");
+            fx.corfs("create", "--backing", nbd(port), "--backing-opt", "timeout=3", leaf.toString()).assertOk();
+            Path mnt = fx.newMountPoint("mnt");
+            fx.mount(mnt, leaf);
+            Path exposed = mnt.resolve("disk.raw");
+            fx.run(Duration.ofSeconds(60), "dd", "if=" + exposed, "of=/dev/null", "bs=1M", "count=1", "status=none")
+                    .assertOk();
+            servers.kill(server);
+
+            fx.run(Duration.ofSeconds(60), "dd", "if=" + exposed, "of=/dev/null", "bs=64K", "count=4",
+                    "iflag=direct", "status=none").assertOk(); // local: no server needed
+            Result failed = fx.run(Duration.ofSeconds(60), "dd", "if=" + exposed, "of=/dev/null", "bs=64K", "count=1",
+                    "skip=" + (SIZE / 65536 - 2), "iflag=direct", "status=none");
+            assertNotEquals(0, failed.exit(), "a read that needs the dead server fails: " + failed);
+            assertTrue(failed.stderr().contains("Input/output error"), failed.toString());
+
+            server = servers.restart(server, Duration.ofSeconds(20));
+            Result back = null;
+            for (int i = 0; i < 60; i++) { // reconnects in the background with backoff: a few seconds at most
+                back = fx.run(Duration.ofSeconds(60), "dd", "if=" + exposed, "of=/dev/null", "bs=64K", "count=1",
+                        "skip=" + (SIZE / 65536 - 2), "iflag=direct", "status=none");
+                if (back.exit() == 0) {
+                    break;
+                }
+                CorfsFixture.sleep(500);
+            }
+            assertEquals(0, back.exit(), "the same mount serves again once the server is back: " + back);
+            fx.assertSameContent(exposed, img);
+            fx.umount(mnt);
+        });
+    }
+
+    @Test
+    @DisplayName("an unreachable server at create: one line naming the address, exit 1, nothing written")
+    void unreachableAtCreate() {
+        assertTimeoutPreemptively(GUARD, () -> {
+            int port = LocalServers.freePort();
+            for (String spec : List.of(nbd(port), "http://127.0.0.1:" + port + "/img.raw")) {
+                Path leaf = fx.dir().resolve("never.raw");
+                Result r = fx.corfs("create", "--backing", spec, leaf.toString());
+                assertEquals(1, r.exit(), r.toString());
+                assertEquals(1, r.stderr().strip().lines().count(), r.toString());
+                assertTrue(r.stderr().contains("127.0.0.1:" + port), r.toString());
+                assertFalse(Files.exists(leaf), "no leaf");
+                assertFalse(Files.exists(CorfsFixture.metadataOf(leaf)), "no metadata");
+            }
+        });
+    }
+
+    @Test
+    @DisplayName("HTTP: cmp, a refused commit (EROFS, reason shown) marks nothing, stream, remount with nginx gone")
+    void httpReadOnlyStreamAndRemount() {
+        assertTimeoutPreemptively(GUARD, () -> {
+            assumeTrue(Nginx.installed(), "nginx is not installed");
+            Path www = Files.createDirectories(fx.dir().resolve("www"));
+            Path img = image("model.raw", 3);
+            Files.copy(img, www.resolve("disk image.raw"));
+            int port = LocalServers.freePort();
+            LocalServers.Server nginx = Nginx.start(servers, "nginx", fx.dir(), www, port, null, "");
+            String spec = "http://127.0.0.1:" + port + "/disk%20image.raw";
+            Path leaf = fx.dir().resolve("disk.raw");
+            fx.corfs("create", "--backing", spec, leaf.toString()).assertOk();
+            Path mnt = fx.newMountPoint("mnt");
+            fx.mount(mnt, leaf);
+            Path exposed = mnt.resolve("disk.raw");
+            fx.assertSameContent(exposed, img);
+
+            Result commit = fx.control(mnt, "commit");
+            assertNotEquals(0, commit.exit(), commit.toString());
+            assertTrue(commit.stderr().contains("Read-only file system"), commit.toString());
+            String why = fx.status(mnt, "disk.raw").get("command_error");
+            assertTrue(why.contains("read-only"), why);
+            fx.umount(mnt);
+
+            // the refused commit wrote nothing and must not excuse a changed object later
+            byte[] other = Files.readAllBytes(img);
+            other[0] ^= 1;
+            Path tmp = www.resolve("new.raw");
+            Files.write(tmp, other);
+            Files.move(tmp, www.resolve("disk image.raw"), java.nio.file.StandardCopyOption.REPLACE_EXISTING,
+                    java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+            Result refused = fx.tryMount(mnt, List.of(), leaf);
+            assertNotEquals(0, refused.exit(), "a replaced object is refused at mount: " + refused);
+            assertTrue(refused.stderr().contains("changed"), refused.toString());
+            Files.copy(img, tmp);
+            Files.move(tmp, www.resolve("disk image.raw"), java.nio.file.StandardCopyOption.REPLACE_EXISTING,
+                    java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+            // nginx's ETag is mtime-size: the restored bytes have a new mtime, so the identity differs;
+            // --force is the operator saying the content is the same again
+            fx.mount(mnt, List.of("--force"), leaf);
+            fx.corfs("stream", mnt.toString(), "--wait").assertOk();
+            fx.umount(mnt);
+            servers.stop(nginx);
+            fx.mount(mnt, leaf);
+            fx.assertSameContent(exposed, img);
+            fx.umount(mnt);
+        });
+    }
+
+    @Test
+    @DisplayName("set-backing moves a leaf from NBD to HTTP: accepted by content, then streams from HTTP")
+    void setBackingFromNbdToHttp() {
+        assertTimeoutPreemptively(GUARD, () -> {
+            assumeTrue(Nginx.installed(), "nginx is not installed");
+            Path img = image("source.raw", 4);
+            int port = LocalServers.freePort();
+            LocalServers.Server server = qemuNbd(img, port, true);
+            Path leaf = fx.dir().resolve("disk.raw");
+            fx.corfs("create", "--backing", nbd(port), leaf.toString()).assertOk();
+            Path mnt = fx.newMountPoint("mnt");
+            fx.mount(mnt, leaf);
+            fx.run(Duration.ofSeconds(60), "dd", "if=" + mnt.resolve("disk.raw"), "of=/dev/null", "bs=1M", "count=3",
+                    "status=none").assertOk();
+            fx.umount(mnt);
+            servers.stop(server);
+
+            Path www = Files.createDirectories(fx.dir().resolve("www"));
+            byte[] wrong = Files.readAllBytes(img);
+            wrong[70000] ^= 1; // inside the clusters the leaf holds
+            Files.write(www.resolve("wrong.raw"), wrong);
+            Files.copy(img, www.resolve("right.raw"));
+            int http = LocalServers.freePort();
+            Nginx.start(servers, "nginx", fx.dir(), www, http, null, "");
+            Result refused = fx.corfs("set-backing", leaf.toString(), "http://127.0.0.1:" + http + "/wrong.raw");
+            assertEquals(1, refused.exit(), refused.toString());
+            assertTrue(refused.stderr().contains("differs"), refused.toString());
+            Result moved = fx.corfs("set-backing", leaf.toString(), "http://127.0.0.1:" + http + "/right.raw")
+                    .assertOk();
+            assertTrue(moved.stdout().contains("matches"), moved.toString());
+            fx.mount(mnt, leaf);
+            fx.corfs("stream", mnt.toString(), "--wait").assertOk();
+            fx.assertSameContent(mnt.resolve("disk.raw"), img);
+            fx.umount(mnt);
+        });
+    }
+
+    @Test
+    @DisplayName("commit into a writable NBD export: the export's file gets the leaf's writes")
+    void commitToWritableNbd() {
+        assertTimeoutPreemptively(GUARD, () -> {
+            Path img = image("source.raw", 5);
+            Path model = fx.dir().resolve("model.raw");
+            Files.copy(img, model);
+            int port = LocalServers.freePort();
+            qemuNbd(img, port, false);
+            Path leaf = fx.dir().resolve("disk.raw");
+            fx.corfs("create", "--backing", nbd(port), leaf.toString()).assertOk();
+            Path mnt = fx.newMountPoint("mnt");
+            fx.mount(mnt, leaf);
+            byte[] data = new byte[300_000];
+            new Random(5).nextBytes(data);
+            long at = (6L << 20) + 4097; // partly over the hole: the edges are filled first
+            fx.dd(mnt.resolve("disk.raw"), at, data, true).assertOk();
+            CorfsFixture.pwrite(model, at, data);
+            byte[] zeros = new byte[1 << 20];
+            fx.dd(mnt.resolve("disk.raw"), 1L << 20, zeros, true).assertOk(); // zeros over data
+            CorfsFixture.pwrite(model, 1L << 20, zeros);
+            fx.corfs("commit", mnt.toString(), "--wait").assertOk();
+            assertEquals("0", fx.status(mnt, "disk.raw").get("dirty_bytes"));
+            fx.umount(mnt);
+            fx.assertSameContent(img, model);
+            fx.mount(mnt, leaf); // the identity recorded after the commit is accepted
+            fx.assertSameContent(mnt.resolve("disk.raw"), model);
+            fx.umount(mnt);
+        });
+    }
+}
