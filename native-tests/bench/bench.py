@@ -33,7 +33,7 @@ GiB = 1 << 30
 TiB = 1 << 40
 SYSTEMS = ["corfs", "corfs-s", "qsd", "bindfs", "plain"]
 PEERS = ["qsd", "bindfs", "plain"]
-WORKLOADS = ["cold", "hot", "rand", "write", "stream", "latency", "scale"]
+WORKLOADS = ["cold", "hot", "rand", "write", "stream", "latency", "scale", "net"]
 
 PROFILES = {
     # dense: backing size for workloads 1-4 and 6; sparse_*: workload 5; rand_s: fio runtime
@@ -540,6 +540,7 @@ class Bench:
         self.turn = 0
         self.corfs_jar = None
         self.mount_times = {}   # system -> mount-ready seconds of every mount in the run
+        self.servers = []       # network servers of workload 8 (stopped at its end)
 
     # --- bookkeeping -----------------------------------------------------------------------
     def order(self, systems):
@@ -996,10 +997,114 @@ class Bench:
             inst.stop()
         os.unlink(huge)
 
+    # --- workload 8: network backings (issue 8) ---------------------------------------------
+    def start_server(self, name, cmd, port, cwd=None):
+        """A server on 127.0.0.1:port in its own session; returns its Popen (stop_server ends it)."""
+        logf = open(os.path.join(self.work, f"{name}.log"), "wb")
+        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd=cwd)
+        self.servers.append(proc)
+
+        def up():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited {proc.returncode}: see {logf.name}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    return True
+            except OSError:
+                return False
+        if not wait_until(up, 20):
+            raise RuntimeError(f"{name} did not listen on {port}")
+        return proc
+
+    def stop_server(self, proc):
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+        if proc in self.servers:
+            self.servers.remove(proc)
+
+    def nginx_conf(self, root, port):
+        d = os.path.join(self.work, f"nginx-{port}")
+        os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
+        conf = os.path.join(d, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(f"daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid;\n"
+                    f"error_log {d}/error.log; events {{ worker_connections 256; }}\n"
+                    f"http {{ access_log off; sendfile on; types {{ }} default_type application/octet-stream;\n"
+                    f" client_body_temp_path {d}/tmp/b; proxy_temp_path {d}/tmp/p; fastcgi_temp_path {d}/tmp/f;\n"
+                    f" uwsgi_temp_path {d}/tmp/u; scgi_temp_path {d}/tmp/s;\n"
+                    f" server {{ listen 127.0.0.1:{port}; root {root}; }} }}\n")
+        return ["nginx", "-c", conf, "-p", d]
+
+    def w_net(self):
+        size = self.p["dense"]
+        tools = [t for t in ("qemu-nbd", "nbdkit", "nbdcopy", "nginx", "curl") if not shutil.which(t)]
+        if tools:
+            self.notes.append(f"net: skipped, missing {' '.join(tools)}")
+            return
+        log(f"workload 8: network backings, {human(size)}: cold read through the mount and stream to "
+            f"standalone over qemu-nbd, nbdkit delay-read=2ms and nginx")
+        free = lambda: socket.create_server(("127.0.0.1", 0))
+        with free() as a, free() as b, free() as c:
+            ports = [a.getsockname()[1], b.getsockname()[1], c.getsockname()[1]]
+        nbd_plain = self.start_server("qemu-nbd", ["qemu-nbd", "--read-only", "--persistent", "--shared=32",
+                                                   "--format=raw", "--bind=127.0.0.1", f"--port={ports[0]}",
+                                                   "--export-name=disk", self.dense], ports[0])
+        nbd_delay = self.start_server("nbdkit", ["nbdkit", "-f", "-r", "-i", "127.0.0.1", "-p", str(ports[1]),
+                                                 "--filter=delay", "file", self.dense, "delay-read=2ms"], ports[1])
+        self.start_server("nginx", self.nginx_conf(self.bdir, ports[2]), ports[2])
+        links = [("nbd", "qemu-nbd", f"nbd://127.0.0.1:{ports[0]}/disk"),
+                 ("nbd_delay", "nbdkit delay-read=2ms", f"nbd://127.0.0.1:{ports[1]}/disk"),
+                 ("http", "nginx", f"http://127.0.0.1:{ports[2]}/dense.raw")]
+        try:
+            for key, label, uri in links:
+                if key != "http":
+                    for s in self.order(["corfs", "qsd"]):
+                        d = os.path.join(self.work, f"{s}-net-cold-{key}")
+                        inst = Corfs(self, uri, d) if s == "corfs" else Qsd(self, uri, d).start()
+                        drop_caches()
+                        r = self.measured(s, lambda: run_dd(inst.path, size))
+                        self.record(f"net_cold_{key}", f"cold seq read dd 1M over {label}", "MB/s", "higher",
+                                    s, r["mbps"], extra=prof(r))
+                        inst.stop()
+                for s in self.order(["corfs", "plain"]):
+                    d = os.path.join(self.work, f"{s}-net-stream-{key}")
+                    if s == "corfs":
+                        inst = Corfs(self, uri, d)
+                        drop_caches()
+                        secs, _ = self.corfs_stream(inst)
+                        inst.stop()
+                    else:
+                        os.makedirs(d, exist_ok=True)
+                        dst = os.path.join(d, "copy.raw")
+                        drop_caches()
+                        t = time.monotonic()
+                        if key == "http":
+                            sh(["curl", "-sS", "-f", "-o", dst, uri], timeout=1800)
+                        else:
+                            sh(["nbdcopy", uri, dst], timeout=1800)
+                        sh(["sync", dst])
+                        secs = time.monotonic() - t
+                        shutil.rmtree(d, ignore_errors=True)
+                    peer = "curl -o" if key == "http" else "nbdcopy"
+                    self.record(f"net_stream_{key}", f"stream {human(size)} over {label} [plain={peer}]", "s",
+                                "lower", s, secs)
+        finally:
+            for proc in list(self.servers):
+                self.stop_server(proc)
+
     def run(self):
         self.setup()
         steps = dict(cold=self.w_cold, hot=self.w_hot, rand=self.w_rand, write=self.w_write,
-                     stream=self.w_stream, latency=self.w_latency, scale=self.w_scale)
+                     stream=self.w_stream, latency=self.w_latency, scale=self.w_scale, net=self.w_net)
         for w in WORKLOADS:
             if w in self.args.only:
                 t = time.monotonic()
@@ -1035,6 +1140,11 @@ TARGETS = [
     ("randwrite 4K >= 1.5x qsd", "randwrite", "corfs", "qsd", ">=", 1.5),
     ("stream dense <= 1.5x cp time", "stream_dense", "corfs", "plain", "<=", 1.5),
     ("stream sparse <= 1.5x cp --sparse time", "stream_sparse", "corfs", "plain", "<=", 1.5),
+    ("cold read over NBD >= 2x qsd", "net_cold_nbd", "corfs", "qsd", ">=", 2.0),
+    ("cold read over NBD, 2ms delay >= 3x qsd", "net_cold_nbd_delay", "corfs", "qsd", ">=", 3.0),
+    ("stream over NBD <= 1.25x nbdcopy time", "net_stream_nbd", "corfs", "plain", "<=", 1.25),
+    ("stream over NBD, 2ms delay <= 1.25x nbdcopy", "net_stream_nbd_delay", "corfs", "plain", "<=", 1.25),
+    ("stream over HTTP <= 1.25x curl time", "net_stream_http", "corfs", "plain", "<=", 1.25),
 ]
 
 
