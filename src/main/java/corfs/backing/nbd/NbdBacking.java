@@ -678,7 +678,7 @@ public final class NbdBacking implements Backing {
      * outcome is unknown. A reconnect compares only samples no write touched meanwhile and adopts the
      * doubtful ones, so our own commit is never taken for another disk. Guarded by the sample's monitor.
      */
-    private static final class Sample {
+    static final class Sample {
         final long offset;
         final int length;
         byte[] expected;
@@ -730,7 +730,7 @@ public final class NbdBacking implements Backing {
             reads.add(c.read(s.offset, ByteBuffer.wrap(out[i])));
         }
         try {
-            CompletableFuture.allOf(reads.toArray(new CompletableFuture[0]))
+            CompletableFuture.allOf(reads.toArray(new CompletableFuture<?>[0]))
                     .get(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
         } catch (TimeoutException e) {
             throw new CorfsException(Reason.IO, uri + ": reading the identity samples took over "
@@ -807,7 +807,7 @@ public final class NbdBacking implements Backing {
                 int n = Math.min(step, length - done);
                 parts.add(c.write(offset + done, copy.slice(done, n)));
             }
-            effect("write", offset, length, CompletableFuture.allOf(parts.toArray(new CompletableFuture[0])), copy);
+            effect("write", offset, length, CompletableFuture.allOf(parts.toArray(new CompletableFuture<?>[0])), copy);
             src.position(src.limit());
         }
 
