@@ -66,10 +66,12 @@ import java.util.concurrent.atomic.AtomicReferenceArray;
  * <h2>Threads and locks</h2>
  * Callers' threads send requests and wait for their futures with a deadline; futures complete on the
  * connections' reader threads, and nothing here ever blocks on one of those. The keeper thread alone
- * opens connections and installs them in {@code slots}; callers only read {@code slots}. {@code signal}
- * is a monitor for waking: the keeper when a caller found a dead connection, callers when the keeper
- * installed one or the backing changed or closed; every wait on it is bounded. A {@link Sample}'s monitor
- * guards its fields; it is never held while waiting for the server. No thread is interrupted.
+ * opens connections and installs them in {@code slots} (and lowers {@code target}); callers only read
+ * them. Two monitors, never nested: {@code signal} wakes callers waiting for a connection (one was
+ * installed, the backing changed or closed); {@code keeperSignal} wakes the keeper's idle poll when a
+ * caller found a dead connection (never its backoff, so callers cannot make it hammer a server), and
+ * at close. Every wait on either is bounded. A {@link Sample}'s monitor guards its fields and is never
+ * held while waiting for the server. No thread is ever interrupted.
  */
 public final class NbdBacking implements Backing {
     private static final Logger LOG = LoggerFactory.getLogger(NbdBacking.class);
@@ -120,7 +122,7 @@ public final class NbdBacking implements Backing {
     private volatile CorfsException changed;
     /** Why the last connection attempt or connection failed, for messages while none is up. */
     private volatile String lastFailure = "not connected yet";
-    /** Bumped by the keeper on every install (and on change/close): callers wait for it to move. */
+    /** Bumped on every install, change and close: callers wait for it to move. Guarded by {@code signal}. */
     private long installs;
 
     private NbdBacking(NbdUri uri, NbdOptions options, int connections, NbdConnection first) throws IOException {
@@ -616,6 +618,12 @@ public final class NbdBacking implements Backing {
             }
             if (c.size() != size) {
                 return changed(c, "its size is " + c.size() + " bytes, was " + size);
+            }
+            BlockSizes bs = c.blockSizes();
+            if (bs.maximum() < pieceSize || pieceSize % bs.minimum() != 0 || blockSizes.minimum() % bs.minimum() != 0) {
+                // our pieces would be split or widened differently: refuse rather than reason about it
+                throw new NbdException(Reason.IO, uri + ": the server's block sizes changed (" + bs + ", were "
+                        + blockSizes + ")");
             }
             long[] versions = new long[samples.size()];
             for (int i = 0; i < versions.length; i++) {
