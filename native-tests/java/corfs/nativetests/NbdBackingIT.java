@@ -468,6 +468,37 @@ class NbdBackingIT {
         }
 
         @Test
+        @DisplayName("the writer's server killed: that writer refuses everything after; once the server is back a new writer works")
+        void writerConnectionLost() {
+            assertTimeoutPreemptively(HANG_GUARD, () -> {
+                Path img = servers.dir().resolve("disk.raw");
+                byte[] model = sparseImage(img, 42);
+                NbdServers.Server s = servers.qemuNbd(img, false);
+                try (Backing b = open(s.uri(""), Map.of("timeout", "3"))) {
+                    byte[] data = new byte[65536];
+                    new Random(4).nextBytes(data);
+                    Backing.Writer w = b.openWriter();
+                    w.writeFully(ByteBuffer.wrap(data), 0);
+                    w.flush();
+                    System.arraycopy(data, 0, model, 0, data.length);
+                    s.process().destroyForcibly().waitFor();
+                    assertThrows(IOException.class, () -> w.writeFully(ByteBuffer.wrap(data), 65536));
+                    servers.qemuNbdAt(s, img);
+                    readWhenBack(b, model);
+                    IOException stale = assertThrows(IOException.class, () -> w.writeFully(ByteBuffer.wrap(data), 65536));
+                    assertTrue(stale.getMessage().contains("writer unusable"), stale.getMessage());
+                    w.close();
+                    try (Backing.Writer again = b.openWriter()) {
+                        again.writeFully(ByteBuffer.wrap(data), 65536);
+                        again.flush();
+                    }
+                    System.arraycopy(data, 0, model, 65536, data.length);
+                    assertArrayEquals(model, Files.readAllBytes(img));
+                }
+            });
+        }
+
+        @Test
         @DisplayName("a read-only export: openWriter is READ_ONLY, saying the export is read-only")
         void readOnly() {
             assertTimeoutPreemptively(HANG_GUARD, () -> {
