@@ -106,6 +106,22 @@ public final class NbdServers implements BeforeEachCallback, AfterEachCallback {
         return start(cmd, tcp, image.toString(), "-b", "127.0.0.1", "-p", "-k");
     }
 
+    /**
+     * {@code qemu-nbd -f raw -t} on {@code image} at the Unix socket of {@code previous} (a server that was
+     * stopped): a server restarted at the same address, to test reconnects.
+     */
+    public Server qemuNbdAt(Server previous, Path image, String... extra) throws IOException {
+        assumeTrue(installed("qemu-nbd"), "qemu-nbd (qemu-utils) is not installed");
+        if (previous.socket() == null) {
+            throw new IllegalArgumentException("restart at the same address works for Unix sockets only");
+        }
+        Files.deleteIfExists(previous.socket());
+        List<String> cmd = new ArrayList<>(List.of("qemu-nbd", "-f", "raw", "-t"));
+        cmd.addAll(List.of(extra));
+        cmd.addAll(List.of("-k", previous.socket().toString(), image.toString()));
+        return start(cmd, previous.socket(), -1);
+    }
+
     /** {@code nbdkit -f --exit-with-parent ARGS...} on a Unix socket (or loopback TCP if {@code tcp}). */
     public Server nbdkit(boolean tcp, String... args) throws IOException {
         assumeTrue(installed("nbdkit"), "nbdkit is not installed");
@@ -137,6 +153,12 @@ public final class NbdServers implements BeforeEachCallback, AfterEachCallback {
                 cmd.add(t);
             }
         }
+        return start(cmd, socket, port);
+    }
+
+    private Server start(List<String> cmd, Path socket, int port) throws IOException {
+        int n = ++counter;
+        boolean tcp = socket == null;
         Path log = dir.resolve("server" + n + ".log");
         Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile())
                 .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null"))).start();

@@ -67,6 +67,24 @@ public interface Backing extends AutoCloseable {
         /** Makes every write so far durable (fsync). */
         void flush() throws IOException;
 
+        /**
+         * Makes {@code [offset, offset + length)} read as zeros, like {@link #writeFully} of zeros (and with
+         * the same durability: {@link #flush} covers it). A transport that can say "zeros" without sending
+         * them (NBD {@code WRITE_ZEROES}) overrides this; the default writes a zero buffer, 1 MiB at a time.
+         */
+        default void writeZeroes(long offset, long length) throws IOException {
+            if (offset < 0 || length < 0) {
+                throw new IllegalArgumentException("zeroes at " + offset + "+" + length);
+            }
+            ByteBuffer zeros = ByteBuffer.allocate((int) Math.min(length, 1 << 20));
+            for (long done = 0; done < length; ) {
+                int n = (int) Math.min(zeros.capacity(), length - done);
+                zeros.clear().limit(n);
+                writeFully(zeros, offset + done);
+                done += n;
+            }
+        }
+
         @Override
         void close() throws IOException;
     }

@@ -309,6 +309,20 @@ public final class TimeoutBacking implements Backing {
         }
 
         @Override
+        public void writeZeroes(long offset, long length) throws IOException {
+            checkUsable();
+            try {
+                call("write of zeroes at " + offset, () -> {
+                    w.writeZeroes(offset, length);
+                    return null;
+                }, null);
+            } catch (BackingTimeoutException e) {
+                broken = "write of zeroes";
+                throw e;
+            }
+        }
+
+        @Override
         public void close() throws IOException {
             if (writerClosed.compareAndSet(false, true)) {
                 call("close of the writer", () -> {

@@ -666,7 +666,11 @@ public final class LeafDisk implements AutoCloseable {
                     buf.clear().limit((int) (to - from));
                     readLeaf(buf, from);
                     buf.flip();
-                    writer.writeFully(buf, from);
+                    if (isZero(buf, 0, buf.limit())) {
+                        writer.writeZeroes(from, to - from); // NBD: WRITE_ZEROES, no data on the wire
+                    } else {
+                        writer.writeFully(buf, from);
+                    }
                     for (long k = c; k < runEnd; k++) {
                         redirtied.clear(k);
                         copied[count++] = k;

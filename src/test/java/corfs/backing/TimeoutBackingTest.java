@@ -36,6 +36,7 @@ class TimeoutBackingTest {
     private final Set<String> callerThreads = ConcurrentHashMap.newKeySet();
     private final AtomicInteger interrupted = new AtomicInteger();
     private final AtomicInteger entered = new AtomicInteger();
+    private final java.util.concurrent.atomic.AtomicBoolean zeroesForwarded = new java.util.concurrent.atomic.AtomicBoolean();
 
     @AfterEach
     void releaseHangs() {
@@ -94,6 +95,10 @@ class TimeoutBackingTest {
                     hang();
                     src.position(src.limit());
                 }
+                @Override public void writeZeroes(long offset, long length) throws IOException {
+                    zeroesForwarded.set(true);
+                    hang();
+                }
                 @Override public void flush() throws IOException { hang(); }
                 @Override public void close() throws IOException { hang(); }
             };
@@ -127,6 +132,9 @@ class TimeoutBackingTest {
         assertTimesOut("writeFully", () -> w.writeFully(ByteBuffer.allocate(10), 0));
         assertTimesOut("flush", w::flush);
         assertTimesOut("writer close", w::close);
+        Backing.Writer w2 = assertTimeoutPreemptively(GUARD, b::openWriter);
+        assertTimesOut("writeZeroes", () -> w2.writeZeroes(0, 4096));
+        assertTrue(zeroesForwarded.get(), "writeZeroes reached the inner writer's own (WRITE_ZEROES), not zero buffers");
         assertTimeoutPreemptively(GUARD, b::close, "close hung");
         assertTimeoutPreemptively(GUARD, b::close, "a second close");
         for (String t : callerThreads) {

@@ -225,6 +225,26 @@ public final class NbdConnection implements AutoCloseable {
         return failure;
     }
 
+    /**
+     * Waits (at most {@code millis}) until the reader thread has stopped, so that no chunk of any request
+     * of this connection can be copied into a caller's buffer any more. Only meaningful once the connection
+     * failed or was closed (a live reader runs until then); true when the reader has stopped.
+     */
+    public boolean awaitReaderStopped(long millis) {
+        if (reader == Thread.currentThread()) {
+            return false;
+        }
+        if (reader.getState() == Thread.State.NEW) {
+            return true;
+        }
+        try {
+            reader.join(Math.max(1, millis));
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        return !reader.isAlive();
+    }
+
     // ---------------------------------------------------------------- requests
 
     /**
