@@ -226,6 +226,8 @@ public final class HttpRangeReader implements AutoCloseable {
      * future completes with {@code dst}'s position advanced to its limit; on failure ({@link CorfsException},
      * EIO) the content between position and limit is undefined and the position unchanged. Either way,
      * nothing touches {@code dst} after completion. The caller leaves {@code dst} alone until then.
+     * Completing the future from outside ({@code cancel}) stops the read: once {@code cancel} returns,
+     * nothing writes into {@code dst} again (it runs the read's finish on the cancelling thread).
      */
     public CompletableFuture<Void> read(ByteBuffer dst, long offset) {
         CompletableFuture<Void> result = new CompletableFuture<>();
@@ -242,7 +244,12 @@ public final class HttpRangeReader implements AutoCloseable {
         } else {
             Read r = new Read(dst, offset, length, result);
             pending.add(r);
-            result.whenComplete((v, e) -> pending.remove(r));
+            result.whenComplete((v, e) -> {
+                pending.remove(r);
+                // Completed from outside (cancel): stop the read here, on the cancelling thread, so that
+                // nothing writes into the buffer once cancel() has returned. A no-op after finish().
+                r.finish(new CorfsException(Reason.IO, name + " read at " + offset + " cancelled"));
+            });
             r.arm();
             waiting.add(r);
             drain();
