@@ -106,7 +106,7 @@ class S3BackingIT {
     @DisplayName("signed reads: size, ETag, random ranges in parallel and the whole object, byte for byte")
     void signedReads() {
         assertTimeoutPreemptively(GUARD, () -> {
-            try (HttpRangeReader r = S3Transport.open("s3://" + BUCKET + "/images/disk one.raw", opts(), GOOD, Map.of())) {
+            try (HttpRangeReader r = S3Transport.openReader("s3://" + BUCKET + "/images/disk one.raw", opts(), GOOD, Map.of())) {
                 assertEquals(SIZE, r.size());
                 assertTrue(r.object().etag() != null);
                 assertEquals("s3://" + BUCKET + "/images/disk one.raw", r.location());
@@ -144,7 +144,7 @@ class S3BackingIT {
                     + "\n");
             AwsCredentialChain chain = new AwsCredentialChain(Map.of("AWS_PROFILE", "corfs"), home,
                     InstanceMetadata.aws(), Clock.systemUTC());
-            try (HttpRangeReader r = S3Transport.open("s3://" + BUCKET + "/images/disk one.raw", opts(), chain, Map.of())) {
+            try (HttpRangeReader r = S3Transport.openReader("s3://" + BUCKET + "/images/disk one.raw", opts(), chain, Map.of())) {
                 assertRange(r, 777, 100_000);
             }
             assertTrue(chain.source().contains("profile corfs"), chain.source());
@@ -157,18 +157,18 @@ class S3BackingIT {
         assertTimeoutPreemptively(GUARD, () -> {
             AwsCredentialsProvider wrong = () -> new AwsCredentials(ID, "not-the-secret", null, null);
             CorfsException bad = assertThrows(CorfsException.class,
-                    () -> S3Transport.open("s3://" + BUCKET + "/images/disk one.raw", opts(), wrong, Map.of()));
+                    () -> S3Transport.openReader("s3://" + BUCKET + "/images/disk one.raw", opts(), wrong, Map.of()));
             assertTrue(bad.getMessage().contains("HTTP 403") && bad.getMessage().contains("SignatureDoesNotMatch"),
                     bad.getMessage());
             assertFalse(bad.getMessage().contains("not-the-secret"), bad.getMessage());
-            CorfsException anon = assertThrows(CorfsException.class, () -> S3Transport.open(
+            CorfsException anon = assertThrows(CorfsException.class, () -> S3Transport.openReader(
                     "s3://" + BUCKET + "/images/disk one.raw", opts(), AwsCredentialsProvider.ANONYMOUS, Map.of()));
             assertTrue(anon.getMessage().contains("HTTP 403"), anon.getMessage());
             CorfsException missing = assertThrows(CorfsException.class,
-                    () -> S3Transport.open("s3://" + BUCKET + "/nothing.raw", opts(), GOOD, Map.of()));
+                    () -> S3Transport.openReader("s3://" + BUCKET + "/nothing.raw", opts(), GOOD, Map.of()));
             assertTrue(missing.getMessage().contains("HTTP 404") && missing.getMessage().contains("NoSuchKey"),
                     missing.getMessage());
-            CorfsException typo = assertThrows(CorfsException.class, () -> S3Transport.open(
+            CorfsException typo = assertThrows(CorfsException.class, () -> S3Transport.openReader(
                     "s3://" + BUCKET + "/x", Map.of("endpiont", endpoint), GOOD, Map.of()));
             assertEquals(CorfsException.Reason.INVALID_ARGUMENT, typo.reason());
         });
@@ -180,7 +180,7 @@ class S3BackingIT {
         assertTimeoutPreemptively(GUARD, () -> {
             byte[] small = Arrays.copyOf(content, 1 << 20);
             put("/" + BUCKET + "/replaced.raw", small, "application/octet-stream");
-            try (HttpRangeReader r = S3Transport.open("s3://" + BUCKET + "/replaced.raw", opts(), GOOD, Map.of())) {
+            try (HttpRangeReader r = S3Transport.openReader("s3://" + BUCKET + "/replaced.raw", opts(), GOOD, Map.of())) {
                 ByteBuffer b = ByteBuffer.allocate(4096);
                 r.readFully(b, 0);
                 assertArrayEquals(Arrays.copyOf(small, 4096), b.array());

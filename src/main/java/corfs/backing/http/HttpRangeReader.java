@@ -211,6 +211,16 @@ public final class HttpRangeReader implements AutoCloseable {
         return object;
     }
 
+    /** Requests on the wire at once at most ({@code connections=N}). */
+    public int connections() {
+        return options.connections();
+    }
+
+    /** The deadline of one read, retries included ({@code timeout=SECONDS}). */
+    public Duration timeout() {
+        return options.timeout();
+    }
+
     /** The HTTP version the probe's answer came in (HTTP_2 when an https server offered it). */
     public HttpClient.Version httpVersion() {
         return version;
