@@ -2,6 +2,7 @@ package corfs.nativetests;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
@@ -9,7 +10,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import corfs.CorfsException;
+import corfs.backing.Allocation;
+import corfs.backing.Backing;
 import corfs.backing.http.BackingChangedException;
+import corfs.backing.http.HttpTransport;
 import corfs.backing.http.HttpOptions;
 import corfs.backing.http.HttpRangeReader;
 import java.io.IOException;
@@ -24,8 +28,12 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Map;
 import java.util.Random;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.DisplayName;
@@ -288,6 +296,172 @@ class HttpBackingIT {
                         TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0));
                 servers.restart(nginx, Duration.ofSeconds(20));
                 assertRange(r, SIZE - (1 << 20), 1 << 20);
+            }
+        });
+    }
+
+    // ---- through the Backing interface (HttpTransport -> HttpBacking), as a mount will use it ----
+
+    private void assertBackingRange(Backing b, long offset, int length) throws IOException {
+        ByteBuffer dst = ByteBuffer.allocate(length);
+        b.readFully(dst, offset);
+        assertEquals(length, dst.position());
+        assertArrayEquals(Arrays.copyOfRange(content, (int) offset, (int) offset + length), dst.array(), "at " + offset);
+    }
+
+    @Test
+    @DisplayName("Backing over nginx: split reads exact at odd offsets from 8 threads; UNKNOWN allocation; READ_ONLY writer")
+    void backingReads() {
+        assertTimeoutPreemptively(GUARD, () -> {
+            int port = LocalServers.freePort();
+            nginx("nginx", port, false, "");
+            String spec = "http://127.0.0.1:" + port + "/img.raw";
+            try (Backing b = new HttpTransport().open(spec, Map.of("connections", "4", "timeout", "30"))) {
+                assertEquals(SIZE, b.size());
+                assertEquals(4, b.maxInFlight());
+                assertEquals(spec, b.location());
+                assertTrue(b.identity().token().startsWith("http:size=" + SIZE + ":etag=\""), b.identity().token());
+                assertEquals(new Allocation(Allocation.Kind.UNKNOWN, SIZE - 5), b.allocation(5, Long.MAX_VALUE));
+                CorfsException w = assertThrows(CorfsException.class, b::openWriter);
+                assertEquals(CorfsException.Reason.READ_ONLY, w.reason());
+                assertTrue(w.getMessage().contains("HTTP(S) backing is read-only"), w.getMessage());
+                ExecutorService pool = Executors.newFixedThreadPool(8, r -> new Thread(r, "it-reader"));
+                try {
+                    List<Future<?>> all = new ArrayList<>();
+                    for (int t = 0; t < 8; t++) {
+                        Random rnd = new Random(t);
+                        all.add(pool.submit(() -> {
+                            for (int i = 0; i < 12; i++) {
+                                int len = 1 + rnd.nextInt(1_300_000);
+                                int off = rnd.nextInt(SIZE - len + 1);
+                                assertBackingRange(b, off, len);
+                            }
+                            return null;
+                        }));
+                    }
+                    for (Future<?> f : all) {
+                        f.get(60, TimeUnit.SECONDS);
+                    }
+                } finally {
+                    pool.shutdownNow();
+                }
+                assertBackingRange(b, 0, SIZE);
+                assertBackingRange(b, 4095, (1 << 20) + 3);
+            }
+        });
+    }
+
+    @Test
+    @DisplayName("Backing over nginx: the file replaced mid-use gives 'backing changed' on every later call, never mixed data")
+    void backingReplaced() {
+        assertTimeoutPreemptively(GUARD, () -> {
+            int port = LocalServers.freePort();
+            nginx("nginx", port, false, "");
+            try (Backing b = new HttpTransport().open("http://127.0.0.1:" + port + "/img.raw", Map.of())) {
+                byte[] other = content.clone();
+                for (int i = 0; i < other.length; i += 512) {
+                    other[i] ^= 0x5a;
+                }
+                Path next = dir.resolve("next.raw");
+                Files.write(next, other);
+                Files.setLastModifiedTime(next, FileTime.fromMillis(System.currentTimeMillis() + 60_000));
+                Random rnd = new Random(9);
+                int changed = 0;
+                for (int i = 0; i < 60; i++) {
+                    if (i == 20) {
+                        Files.move(next, www.resolve("img.raw"), StandardCopyOption.REPLACE_EXISTING,
+                                StandardCopyOption.ATOMIC_MOVE);
+                    }
+                    int len = 1 + rnd.nextInt(1 << 20);
+                    int off = rnd.nextInt(SIZE - len + 1);
+                    ByteBuffer dst = ByteBuffer.allocate(len);
+                    try {
+                        b.readFully(dst, off);
+                        assertTrue(i < 20, "a read after the replacement succeeded");
+                        assertArrayEquals(Arrays.copyOfRange(content, off, off + len), dst.array(), "mixed data at " + off);
+                    } catch (CorfsException e) {
+                        assertInstanceOf(BackingChangedException.class, e, e.getMessage());
+                        assertTrue(e.getMessage().contains("backing changed"), e.getMessage());
+                        changed++;
+                    }
+                }
+                assertEquals(40, changed);
+                assertInstanceOf(BackingChangedException.class, assertThrows(CorfsException.class, b::identity));
+                assertInstanceOf(BackingChangedException.class, assertThrows(CorfsException.class, () -> b.allocation(0, 1)));
+            }
+        });
+    }
+
+    @Test
+    @DisplayName("Backing over nginx: 404, 403, 410 name the status and the host; a server gone names the address")
+    void backingErrors() {
+        assertTimeoutPreemptively(GUARD, () -> {
+            int port = LocalServers.freePort();
+            nginx("nginx", port, false, "");
+            for (String[] c : new String[][] {{"/nothing", "HTTP 404"}, {"/forbidden", "HTTP 403"}, {"/gone", "HTTP 410"}}) {
+                CorfsException e = assertThrows(CorfsException.class,
+                        () -> new HttpTransport().open("http://127.0.0.1:" + port + c[0], Map.of("timeout", "10")));
+                assertTrue(e.getMessage().contains(c[1]) && e.getMessage().contains("127.0.0.1:" + port), e.getMessage());
+            }
+            int dead = LocalServers.freePort();
+            CorfsException e = assertThrows(CorfsException.class,
+                    () -> new HttpTransport().open("http://127.0.0.1:" + dead + "/img.raw", Map.of("timeout", "2")));
+            assertTrue(e.getMessage().contains("127.0.0.1:" + dead) && e.getMessage().contains("connection refused"),
+                    e.getMessage());
+        });
+    }
+
+    @Test
+    @DisplayName("Backing over nginx HTTPS: ca= with the right CA reads, another CA is refused at open")
+    void backingHttps() {
+        assertTimeoutPreemptively(GUARD, () -> {
+            assumeTrue(LocalServers.have("openssl"), "openssl is not installed");
+            Path tls = Files.createDirectories(dir.resolve("tls"));
+            Tls.makeCa(tls, "ca");
+            Tls.makeCa(tls, "other-ca");
+            Tls.makeServerCert(tls, "ca", "server");
+            int port = LocalServers.freePort();
+            nginx("nginx-tls", port, true, "");
+            String spec = "https://127.0.0.1:" + port + "/img.raw";
+            try (Backing b = new HttpTransport().open(spec, Map.of("ca", tls.resolve("ca.pem").toString()))) {
+                assertBackingRange(b, 12_345, (1 << 20) + 17);
+            }
+            CorfsException e = assertThrows(CorfsException.class, () -> new HttpTransport().open(spec,
+                    Map.of("ca", tls.resolve("other-ca.pem").toString(), "timeout", "10")));
+            assertTrue(e.getMessage().contains("TLS") && e.getMessage().contains("127.0.0.1:" + port), e.getMessage());
+            CorfsException none = assertThrows(CorfsException.class, () -> new HttpTransport().open(spec,
+                    Map.of("timeout", "10")));
+            assertTrue(none.getMessage().contains("TLS"), "the system's CAs do not know the test CA: " + none.getMessage());
+        });
+    }
+
+    @Test
+    @DisplayName("Backing with header-file: the header is sent; the secret is in no location, identity or message")
+    void backingHeaderFileSecret() {
+        assertTimeoutPreemptively(GUARD, () -> {
+            int port = LocalServers.freePort();
+            nginx("nginx", port, false, "");
+            String spec = "http://127.0.0.1:" + port + "/private/img.raw?X-Amz-Signature=sig-s3cret&part=2";
+            CorfsException denied = assertThrows(CorfsException.class,
+                    () -> new HttpTransport().open(spec, Map.of("timeout", "10")));
+            assertTrue(denied.getMessage().contains("HTTP 403"), denied.getMessage());
+            Path headers = dir.resolve("headers");
+            Files.writeString(headers, "Authorization: Bearer s3cret-t0ken\n");
+            Map<String, String> opts = Map.of("header-file", headers.toString(), "timeout", "10");
+            try (Backing b = new HttpTransport().open(spec, opts)) {
+                assertBackingRange(b, 3, 700_001);
+                List<String> shown = new ArrayList<>(List.of(b.location(), b.identity().describe(), b.identity().token(),
+                        b.toString()));
+                shown.add(assertThrows(CorfsException.class, b::openWriter).getMessage());
+                shown.add(assertThrows(CorfsException.class, () -> b.readFully(ByteBuffer.allocate(10), SIZE - 5))
+                        .getMessage());
+                shown.add(assertThrows(CorfsException.class, () -> new HttpTransport().open(
+                        "http://127.0.0.1:" + port + "/private/none.raw?X-Amz-Signature=sig-s3cret", opts)).getMessage());
+                for (String s : shown) {
+                    assertFalse(s.contains("s3cret-t0ken") || s.contains("Bearer") || s.contains("sig-s3cret"), s);
+                }
+                assertTrue(b.location().contains("X-Amz-Signature=REDACTED") && b.location().contains("part=2"),
+                        b.location());
             }
         });
     }

@@ -10,6 +10,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import corfs.CorfsException;
+import corfs.backing.Allocation;
+import corfs.backing.Backing;
 import corfs.backing.http.BackingChangedException;
 import corfs.backing.http.HttpRangeReader;
 import corfs.backing.s3.AwsCredentialChain;
@@ -106,7 +108,7 @@ class S3BackingIT {
     @DisplayName("signed reads: size, ETag, random ranges in parallel and the whole object, byte for byte")
     void signedReads() {
         assertTimeoutPreemptively(GUARD, () -> {
-            try (HttpRangeReader r = S3Transport.open("s3://" + BUCKET + "/images/disk one.raw", opts(), GOOD, Map.of())) {
+            try (HttpRangeReader r = S3Transport.openReader("s3://" + BUCKET + "/images/disk one.raw", opts(), GOOD, Map.of())) {
                 assertEquals(SIZE, r.size());
                 assertTrue(r.object().etag() != null);
                 assertEquals("s3://" + BUCKET + "/images/disk one.raw", r.location());
@@ -144,7 +146,7 @@ class S3BackingIT {
                     + "\n");
             AwsCredentialChain chain = new AwsCredentialChain(Map.of("AWS_PROFILE", "corfs"), home,
                     InstanceMetadata.aws(), Clock.systemUTC());
-            try (HttpRangeReader r = S3Transport.open("s3://" + BUCKET + "/images/disk one.raw", opts(), chain, Map.of())) {
+            try (HttpRangeReader r = S3Transport.openReader("s3://" + BUCKET + "/images/disk one.raw", opts(), chain, Map.of())) {
                 assertRange(r, 777, 100_000);
             }
             assertTrue(chain.source().contains("profile corfs"), chain.source());
@@ -157,18 +159,18 @@ class S3BackingIT {
         assertTimeoutPreemptively(GUARD, () -> {
             AwsCredentialsProvider wrong = () -> new AwsCredentials(ID, "not-the-secret", null, null);
             CorfsException bad = assertThrows(CorfsException.class,
-                    () -> S3Transport.open("s3://" + BUCKET + "/images/disk one.raw", opts(), wrong, Map.of()));
+                    () -> S3Transport.openReader("s3://" + BUCKET + "/images/disk one.raw", opts(), wrong, Map.of()));
             assertTrue(bad.getMessage().contains("HTTP 403") && bad.getMessage().contains("SignatureDoesNotMatch"),
                     bad.getMessage());
             assertFalse(bad.getMessage().contains("not-the-secret"), bad.getMessage());
-            CorfsException anon = assertThrows(CorfsException.class, () -> S3Transport.open(
+            CorfsException anon = assertThrows(CorfsException.class, () -> S3Transport.openReader(
                     "s3://" + BUCKET + "/images/disk one.raw", opts(), AwsCredentialsProvider.ANONYMOUS, Map.of()));
             assertTrue(anon.getMessage().contains("HTTP 403"), anon.getMessage());
             CorfsException missing = assertThrows(CorfsException.class,
-                    () -> S3Transport.open("s3://" + BUCKET + "/nothing.raw", opts(), GOOD, Map.of()));
+                    () -> S3Transport.openReader("s3://" + BUCKET + "/nothing.raw", opts(), GOOD, Map.of()));
             assertTrue(missing.getMessage().contains("HTTP 404") && missing.getMessage().contains("NoSuchKey"),
                     missing.getMessage());
-            CorfsException typo = assertThrows(CorfsException.class, () -> S3Transport.open(
+            CorfsException typo = assertThrows(CorfsException.class, () -> S3Transport.openReader(
                     "s3://" + BUCKET + "/x", Map.of("endpiont", endpoint), GOOD, Map.of()));
             assertEquals(CorfsException.Reason.INVALID_ARGUMENT, typo.reason());
         });
@@ -180,7 +182,7 @@ class S3BackingIT {
         assertTimeoutPreemptively(GUARD, () -> {
             byte[] small = Arrays.copyOf(content, 1 << 20);
             put("/" + BUCKET + "/replaced.raw", small, "application/octet-stream");
-            try (HttpRangeReader r = S3Transport.open("s3://" + BUCKET + "/replaced.raw", opts(), GOOD, Map.of())) {
+            try (HttpRangeReader r = S3Transport.openReader("s3://" + BUCKET + "/replaced.raw", opts(), GOOD, Map.of())) {
                 ByteBuffer b = ByteBuffer.allocate(4096);
                 r.readFully(b, 0);
                 assertArrayEquals(Arrays.copyOf(small, 4096), b.array());
@@ -192,6 +194,60 @@ class S3BackingIT {
                 assertInstanceOf(BackingChangedException.class,
                         assertThrows(CorfsException.class, () -> r.readFully(ByteBuffer.allocate(10), 0)));
             }
+        });
+    }
+
+    @Test
+    @DisplayName("Backing over s3proxy: split reads exact at odd offsets; identity is size and ETag; READ_ONLY; overwritten is 'changed'")
+    void backing() {
+        assertTimeoutPreemptively(GUARD, () -> {
+            S3Transport t = new S3Transport(GOOD, Map.of());
+            String spec = "s3://" + BUCKET + "/images/disk one.raw";
+            t.validate(spec, opts());
+            try (Backing b = t.open(spec, opts())) {
+                assertEquals(SIZE, b.size());
+                assertEquals(4, b.maxInFlight());
+                assertEquals(spec, b.location());
+                assertTrue(b.identity().token().startsWith("http:size=" + SIZE + ":etag=\""), b.identity().token());
+                assertFalse(b.identity().describe().contains(SECRET) || b.identity().token().contains(SECRET));
+                assertEquals(new Allocation(Allocation.Kind.UNKNOWN, SIZE), b.allocation(0, Long.MAX_VALUE));
+                CorfsException w = assertThrows(CorfsException.class, b::openWriter);
+                assertEquals(CorfsException.Reason.READ_ONLY, w.reason());
+                assertTrue(w.getMessage().contains("S3 backing is read-only"), w.getMessage());
+                Random rnd = new Random(4);
+                for (int i = 0; i < 12; i++) {
+                    int len = 1 + rnd.nextInt(1_200_000);
+                    int off = rnd.nextInt(SIZE - len + 1);
+                    ByteBuffer dst = ByteBuffer.allocate(len);
+                    b.readFully(dst, off);
+                    assertArrayEquals(Arrays.copyOfRange(content, off, off + len), dst.array(), "at " + off);
+                }
+                ByteBuffer all = ByteBuffer.allocate(SIZE);
+                b.readFully(all, 0);
+                assertArrayEquals(content, all.array());
+            }
+            byte[] small = Arrays.copyOf(content, 2 << 20);
+            put("/" + BUCKET + "/backing-replaced.raw", small, "application/octet-stream");
+            try (Backing b = t.open("s3://" + BUCKET + "/backing-replaced.raw", opts())) {
+                ByteBuffer first = ByteBuffer.allocate(1 << 20);
+                b.readFully(first, 5);
+                assertArrayEquals(Arrays.copyOfRange(small, 5, 5 + (1 << 20)), first.array());
+                byte[] other = small.clone();
+                other[7] ^= 1;
+                put("/" + BUCKET + "/backing-replaced.raw", other, "application/octet-stream");
+                for (int i = 0; i < 3; i++) {
+                    CorfsException e = assertThrows(CorfsException.class, () -> b.readFully(ByteBuffer.allocate(1 << 20), 0));
+                    assertInstanceOf(BackingChangedException.class, e, e.getMessage());
+                }
+                assertInstanceOf(BackingChangedException.class, assertThrows(CorfsException.class, b::identity));
+            }
+            CorfsException missing = assertThrows(CorfsException.class,
+                    () -> t.open("s3://" + BUCKET + "/nothing.raw", opts()));
+            assertTrue(missing.getMessage().contains("HTTP 404") && missing.getMessage().contains(BUCKET),
+                    missing.getMessage());
+            CorfsException wrong = assertThrows(CorfsException.class, () -> new S3Transport(
+                    () -> new AwsCredentials(ID, "not-the-secret", null, null), Map.of()).open(spec, opts()));
+            assertFalse(wrong.getMessage().contains("not-the-secret"), wrong.getMessage());
         });
     }
 }

@@ -211,6 +211,16 @@ public final class HttpRangeReader implements AutoCloseable {
         return object;
     }
 
+    /** Requests on the wire at once at most ({@code connections=N}). */
+    public int connections() {
+        return options.connections();
+    }
+
+    /** The deadline of one read, retries included ({@code timeout=SECONDS}). */
+    public Duration timeout() {
+        return options.timeout();
+    }
+
     /** The HTTP version the probe's answer came in (HTTP_2 when an https server offered it). */
     public HttpClient.Version httpVersion() {
         return version;
@@ -226,6 +236,8 @@ public final class HttpRangeReader implements AutoCloseable {
      * future completes with {@code dst}'s position advanced to its limit; on failure ({@link CorfsException},
      * EIO) the content between position and limit is undefined and the position unchanged. Either way,
      * nothing touches {@code dst} after completion. The caller leaves {@code dst} alone until then.
+     * Completing the future from outside ({@code cancel}) stops the read: once {@code cancel} returns,
+     * nothing writes into {@code dst} again (it runs the read's finish on the cancelling thread).
      */
     public CompletableFuture<Void> read(ByteBuffer dst, long offset) {
         CompletableFuture<Void> result = new CompletableFuture<>();
@@ -242,7 +254,12 @@ public final class HttpRangeReader implements AutoCloseable {
         } else {
             Read r = new Read(dst, offset, length, result);
             pending.add(r);
-            result.whenComplete((v, e) -> pending.remove(r));
+            result.whenComplete((v, e) -> {
+                pending.remove(r);
+                // Completed from outside (cancel): stop the read here, on the cancelling thread, so that
+                // nothing writes into the buffer once cancel() has returned. A no-op after finish().
+                r.finish(new CorfsException(Reason.IO, name + " read at " + offset + " cancelled"));
+            });
             r.arm();
             waiting.add(r);
             drain();

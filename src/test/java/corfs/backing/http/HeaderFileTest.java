@@ -83,19 +83,4 @@ class HeaderFileTest {
         assertNull(ContentRange.parse("items 0-1/2"));
         assertNull(ContentRange.parse(null));
     }
-
-    @Test
-    @DisplayName("options: defaults, bounds, unknown keys")
-    void options() throws Exception {
-        HttpOptions o = HttpOptions.parse(Map.of("timeout", "5", "connections", "8"), HttpOptions.KEYS);
-        assertEquals(5, o.timeout().toSeconds());
-        assertEquals(8, o.connections());
-        assertEquals(4, HttpOptions.parse(Map.of(), HttpOptions.KEYS).connections());
-        assertThrows(CorfsException.class, () -> HttpOptions.parse(Map.of("timeout", "0"), HttpOptions.KEYS));
-        assertThrows(CorfsException.class, () -> HttpOptions.parse(Map.of("connections", "x"), HttpOptions.KEYS));
-        CorfsException e = assertThrows(CorfsException.class,
-                () -> HttpOptions.parse(Map.of("tmeout", "5"), HttpOptions.KEYS));
-        assertTrue(e.getMessage().contains("tmeout"), e.getMessage());
-        assertThrows(CorfsException.class, () -> HttpOptions.parse(Map.of("header-file", "/x"), Set.of("timeout")));
-    }
 }

@@ -329,6 +329,28 @@ class HttpRangeReaderTest {
     }
 
     @Test
+    @DisplayName("a read cancelled mid-body: no byte lands in its buffer after cancel() returns, the reader goes on")
+    void cancelStopsWrites() {
+        assertTimeoutPreemptively(GUARD, () -> {
+            try (HttpRangeReader r = HttpRangeReader.open(server.uri("/data"), opts(30, 2))) {
+                server.fault = FaultServer.Fault.STALL_MID_BODY;
+                ByteBuffer b = ByteBuffer.allocate(200_000);
+                Arrays.fill(b.array(), (byte) 0x55);
+                CompletableFuture<Void> f = r.read(b, 0);
+                assertTrue(server.stalled.await(10, TimeUnit.SECONDS));
+                assertTrue(f.cancel(false));
+                byte[] atCancel = b.array().clone();
+                server.fault = FaultServer.Fault.NONE;
+                server.stallRelease.countDown();
+                Thread.sleep(500);
+                assertArrayEquals(atCancel, b.array(), "bytes landed in the buffer after the read was cancelled");
+                assertEquals(0, b.position());
+                assertRange(r, 0, 200_000);
+            }
+        });
+    }
+
+    @Test
     @DisplayName("close fails pending reads and is idempotent")
     void closeFailsPending() {
         assertTimeoutPreemptively(GUARD, () -> {
