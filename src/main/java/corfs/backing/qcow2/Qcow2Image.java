@@ -100,8 +100,12 @@ public final class Qcow2Image implements AutoCloseable {
                 try {
                     next = resolver.open(source, h.backingName);
                 } catch (IOException e) {
-                    throw new Qcow2FormatException(source.location() + ": cannot open backing file '" + h.backingName
-                            + "': " + e.getMessage(), e);
+                    // the name may hold a credential (a URL's user:password@): shown redacted; the cause's
+                    // reason (a refused name, a missing file) is kept
+                    String message = source.location() + ": cannot open backing file '"
+                            + ChainNames.shown(h.backingName) + "': " + e.getMessage();
+                    throw e instanceof corfs.CorfsException c && !(e instanceof Qcow2FormatException)
+                            ? new corfs.CorfsException(c.reason(), message, e) : new Qcow2FormatException(message, e);
                 }
                 source = next;
                 if (recorded == null) {
@@ -160,6 +164,15 @@ public final class Qcow2Image implements AutoCloseable {
         return chain;
     }
 
+    /** Each layer's source, top first. */
+    List<Qcow2Source> sources() {
+        List<Qcow2Source> sources = new ArrayList<>(layers.size());
+        for (Layer l : layers) {
+            sources.add(l.source());
+        }
+        return sources;
+    }
+
     /** Each layer's identity now, top first (the hook for the chain's recorded identity). */
     public List<String> identity() throws IOException {
         List<String> ids = new ArrayList<>();
@@ -204,6 +217,14 @@ public final class Qcow2Image implements AutoCloseable {
         Layer layer = layers.get(depth);
         if (offset >= layer.size()) {
             return new Allocation(Allocation.Kind.HOLE, max);
+        }
+        if (layer instanceof RawLayer) {
+            // a raw layer's own holes read as zeros; QEMU's map shows them "present", "zero" (not a hole of
+            // the chain: the raw layer is allocated everywhere as far as the format goes)
+            long want = Math.min(max, layer.size() - offset);
+            Allocation a = layer.source().rawAllocation(offset, want);
+            return new Allocation(a.kind() == Allocation.Kind.DATA ? Allocation.Kind.DATA : Allocation.Kind.ZERO,
+                    Math.min(a.length(), want));
         }
         Layer.Mapping m = layer.map(offset, Math.min(max, layer.size() - offset));
         return switch (m.kind()) {
