@@ -27,8 +27,9 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * <p>Threads: immutable after {@link #open}; {@link #read} and {@link #allocation} run on any number of
  * threads at once, with no lock held during I/O or decompression (the metadata cache takes its monitor
  * only for a lookup). Every compressed cluster is decompressed by the thread that reads it, so many
- * clusters decompress in parallel; the last few stay decompressed ({@link DecompressedClusters}) for the
- * reads that take a large cluster piece by piece.
+ * clusters decompress in parallel; the last few read in part stay decompressed
+ * ({@link DecompressedClusters}) for the reads that take a large cluster piece by piece, while a read
+ * of a whole cluster decompresses it through a reused array ({@link ScratchArrays}) and keeps nothing.
  *
  * <p>Ownership: the image owns the top source and the backing sources it opened, and closes them all
  * ({@link #close} is idempotent). If {@link #open} fails, it closes the backing sources it opened, and
@@ -238,13 +239,14 @@ public final class Qcow2Image implements AutoCloseable {
 
     private void readFrom(int depth, ByteBuffer dst, long offset) throws IOException {
         Layer layer = layers.get(depth);
+        Layer.Cursor cursor = new Layer.Cursor();
         long pos = offset;
         while (dst.hasRemaining()) {
             if (pos >= layer.size()) {
                 zero(dst);
                 return;
             }
-            Layer.Mapping m = layer.map(pos, Math.min(dst.remaining(), layer.size() - pos));
+            Layer.Mapping m = layer.map(pos, Math.min(dst.remaining(), layer.size() - pos), cursor);
             int n = (int) m.length();
             ByteBuffer part = dst.slice(dst.position(), n);
             switch (m.kind()) {
@@ -258,13 +260,27 @@ public final class Qcow2Image implements AutoCloseable {
                     }
                 }
                 case COMPRESSED -> {
+                    int clusterSize = layer.clusterSize();
                     DecompressedClusters.Key key = new DecompressedClusters.Key(depth, m.host());
-                    byte[] cluster = decompressed.get(key);
-                    if (cluster == null) {
-                        cluster = layer.readCompressed(m.host());
+                    byte[] cluster = n == clusterSize ? null : decompressed.get(key);
+                    if (cluster != null) {
+                        part.put(cluster, (int) (pos & (clusterSize - 1)), n);
+                    } else if (n == clusterSize) {
+                        // the whole cluster (a stream, a large read): nobody reads it piecewise, so it is not
+                        // kept, and the array it passes through is reused
+                        byte[] scratch = ScratchArrays.take(clusterSize);
+                        try {
+                            layer.readCompressed(m.host(), scratch);
+                            part.put(scratch, 0, n);
+                        } finally {
+                            ScratchArrays.give(scratch);
+                        }
+                    } else {
+                        cluster = new byte[clusterSize];
+                        layer.readCompressed(m.host(), cluster);
                         decompressed.put(key, cluster);
+                        part.put(cluster, (int) (pos & (clusterSize - 1)), n);
                     }
-                    part.put(cluster, (int) (pos & (cluster.length - 1)), n);
                 }
                 case ZERO -> zero(part);
                 case UNALLOCATED -> {
