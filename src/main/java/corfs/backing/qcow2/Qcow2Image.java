@@ -203,7 +203,9 @@ public final class Qcow2Image implements AutoCloseable {
     /**
      * What {@code [offset, offset + max)} begins with, through the whole chain: a kind and its length
      * (at least 1, at most {@code max} and the end of the disk; maybe shorter than the run). {@code offset}
-     * lies within {@link #virtualSize()}.
+     * lies within {@link #virtualSize()}. A raw layer is data except where its source knows it reads as
+     * zeros ({@link Qcow2Source#rawAllocation}, a sparse file's holes): ZERO there, as {@code qemu-img map}
+     * shows it ("present", "zero").
      */
     public Allocation allocation(long offset, long max) throws IOException {
         if (max <= 0) {
