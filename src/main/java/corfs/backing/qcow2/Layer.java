@@ -19,10 +19,32 @@ sealed interface Layer permits Qcow2Layer, RawLayer {
      * How {@code [offset, offset + max)} begins: a run of one kind, at least one byte and at most
      * {@code max}. The range lies within {@link #size()}. Throws on damage the lookup touches.
      */
-    Mapping map(long offset, long max) throws IOException;
+    default Mapping map(long offset, long max) throws IOException {
+        return map(offset, max, new Cursor());
+    }
 
-    /** The cluster that the compressed L2 entry {@code descriptor} describes, decompressed. */
-    byte[] readCompressed(long descriptor) throws IOException;
+    /**
+     * {@link #map(long, long)} that starts from and updates {@code cursor}: the L2 table the last call
+     * with it looked at, so a caller that maps run after run of one layer (a read of many compressed
+     * clusters) looks tables up once per table rather than once per cluster. A cursor belongs to one
+     * layer and one thread.
+     */
+    Mapping map(long offset, long max, Cursor cursor) throws IOException;
+
+    /** Where a run of {@link #map} calls on one layer is: the last L1 index and its L2 table (null: none). */
+    final class Cursor {
+        long l1Index = -1;
+        long[] table;
+    }
+
+    /** Cluster size in bytes (0 for a raw layer, which has no clusters). */
+    int clusterSize();
+
+    /**
+     * Decompresses the cluster that the compressed L2 entry {@code descriptor} describes into all of
+     * {@code cluster} (exactly {@link #clusterSize()} bytes).
+     */
+    void readCompressed(long descriptor, byte[] cluster) throws IOException;
 
     /** What a run of a layer's virtual disk is. */
     enum MapKind {

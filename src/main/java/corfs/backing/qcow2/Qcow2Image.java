@@ -27,8 +27,9 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * <p>Threads: immutable after {@link #open}; {@link #read} and {@link #allocation} run on any number of
  * threads at once, with no lock held during I/O or decompression (the metadata cache takes its monitor
  * only for a lookup). Every compressed cluster is decompressed by the thread that reads it, so many
- * clusters decompress in parallel; the last few stay decompressed ({@link DecompressedClusters}) for the
- * reads that take a large cluster piece by piece.
+ * clusters decompress in parallel; the last few read in part stay decompressed
+ * ({@link DecompressedClusters}) for the reads that take a large cluster piece by piece, while a read
+ * of a whole cluster decompresses it through a reused array ({@link ScratchArrays}) and keeps nothing.
  *
  * <p>Ownership: the image owns the top source and the backing sources it opened, and closes them all
  * ({@link #close} is idempotent). If {@link #open} fails, it closes the backing sources it opened, and
@@ -100,8 +101,12 @@ public final class Qcow2Image implements AutoCloseable {
                 try {
                     next = resolver.open(source, h.backingName);
                 } catch (IOException e) {
-                    throw new Qcow2FormatException(source.location() + ": cannot open backing file '" + h.backingName
-                            + "': " + e.getMessage(), e);
+                    // the name may hold a credential (a URL's user:password@): shown redacted; the cause's
+                    // reason (a refused name, a missing file) is kept
+                    String message = source.location() + ": cannot open backing file '"
+                            + ChainNames.shown(h.backingName) + "': " + e.getMessage();
+                    throw e instanceof corfs.CorfsException c && !(e instanceof Qcow2FormatException)
+                            ? new corfs.CorfsException(c.reason(), message, e) : new Qcow2FormatException(message, e);
                 }
                 source = next;
                 if (recorded == null) {
@@ -160,6 +165,15 @@ public final class Qcow2Image implements AutoCloseable {
         return chain;
     }
 
+    /** Each layer's source, top first. */
+    List<Qcow2Source> sources() {
+        List<Qcow2Source> sources = new ArrayList<>(layers.size());
+        for (Layer l : layers) {
+            sources.add(l.source());
+        }
+        return sources;
+    }
+
     /** Each layer's identity now, top first (the hook for the chain's recorded identity). */
     public List<String> identity() throws IOException {
         List<String> ids = new ArrayList<>();
@@ -189,7 +203,9 @@ public final class Qcow2Image implements AutoCloseable {
     /**
      * What {@code [offset, offset + max)} begins with, through the whole chain: a kind and its length
      * (at least 1, at most {@code max} and the end of the disk; maybe shorter than the run). {@code offset}
-     * lies within {@link #virtualSize()}.
+     * lies within {@link #virtualSize()}. A raw layer is data except where its source knows it reads as
+     * zeros ({@link Qcow2Source#rawAllocation}, a sparse file's holes): ZERO there, as {@code qemu-img map}
+     * shows it ("present", "zero").
      */
     public Allocation allocation(long offset, long max) throws IOException {
         if (max <= 0) {
@@ -205,6 +221,14 @@ public final class Qcow2Image implements AutoCloseable {
         if (offset >= layer.size()) {
             return new Allocation(Allocation.Kind.HOLE, max);
         }
+        if (layer instanceof RawLayer) {
+            // a raw layer's own holes read as zeros; QEMU's map shows them "present", "zero" (not a hole of
+            // the chain: the raw layer is allocated everywhere as far as the format goes)
+            long want = Math.min(max, layer.size() - offset);
+            Allocation a = layer.source().rawAllocation(offset, want);
+            return new Allocation(a.kind() == Allocation.Kind.DATA ? Allocation.Kind.DATA : Allocation.Kind.ZERO,
+                    Math.min(a.length(), want));
+        }
         Layer.Mapping m = layer.map(offset, Math.min(max, layer.size() - offset));
         return switch (m.kind()) {
             case DATA, COMPRESSED -> new Allocation(Allocation.Kind.DATA, m.length());
@@ -217,13 +241,14 @@ public final class Qcow2Image implements AutoCloseable {
 
     private void readFrom(int depth, ByteBuffer dst, long offset) throws IOException {
         Layer layer = layers.get(depth);
+        Layer.Cursor cursor = new Layer.Cursor();
         long pos = offset;
         while (dst.hasRemaining()) {
             if (pos >= layer.size()) {
                 zero(dst);
                 return;
             }
-            Layer.Mapping m = layer.map(pos, Math.min(dst.remaining(), layer.size() - pos));
+            Layer.Mapping m = layer.map(pos, Math.min(dst.remaining(), layer.size() - pos), cursor);
             int n = (int) m.length();
             ByteBuffer part = dst.slice(dst.position(), n);
             switch (m.kind()) {
@@ -237,13 +262,27 @@ public final class Qcow2Image implements AutoCloseable {
                     }
                 }
                 case COMPRESSED -> {
+                    int clusterSize = layer.clusterSize();
                     DecompressedClusters.Key key = new DecompressedClusters.Key(depth, m.host());
-                    byte[] cluster = decompressed.get(key);
-                    if (cluster == null) {
-                        cluster = layer.readCompressed(m.host());
+                    byte[] cluster = n == clusterSize ? null : decompressed.get(key);
+                    if (cluster != null) {
+                        part.put(cluster, (int) (pos & (clusterSize - 1)), n);
+                    } else if (n == clusterSize) {
+                        // the whole cluster (a stream, a large read): nobody reads it piecewise, so it is not
+                        // kept, and the array it passes through is reused
+                        byte[] scratch = ScratchArrays.take(clusterSize);
+                        try {
+                            layer.readCompressed(m.host(), scratch);
+                            part.put(scratch, 0, n);
+                        } finally {
+                            ScratchArrays.give(scratch);
+                        }
+                    } else {
+                        cluster = new byte[clusterSize];
+                        layer.readCompressed(m.host(), cluster);
                         decompressed.put(key, cluster);
+                        part.put(cluster, (int) (pos & (clusterSize - 1)), n);
                     }
-                    part.put(cluster, (int) (pos & (cluster.length - 1)), n);
                 }
                 case ZERO -> zero(part);
                 case UNALLOCATED -> {

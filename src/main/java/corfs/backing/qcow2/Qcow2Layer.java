@@ -65,10 +65,9 @@ final class Qcow2Layer implements Layer {
     }
 
     @Override
-    public Mapping map(long offset, long max) throws IOException {
+    public Mapping map(long offset, long max, Cursor cursor) throws IOException {
         assert offset >= 0 && max > 0 && offset + max <= h.virtualSize : offset + "+" + max;
         long end = offset + max;
-        Cursor cursor = new Cursor();
         Unit first = unitAt(offset, cursor);
         long pos = Math.min(first.end, end);
         if (first.kind == MapKind.COMPRESSED) {
@@ -82,12 +81,6 @@ final class Qcow2Layer implements Layer {
             pos = Math.min(next.end, end);
         }
         return new Mapping(first.kind, pos - offset, first.kind == MapKind.DATA ? first.host : 0);
-    }
-
-    /** The L2 table of the last L1 index one {@link #map} call looked at (null: unallocated). */
-    private static final class Cursor {
-        long l1Index = -1;
-        long[] table;
     }
 
     private Unit unitAt(long v, Cursor cursor) throws IOException {
@@ -152,7 +145,13 @@ final class Qcow2Layer implements Layer {
     }
 
     @Override
-    public byte[] readCompressed(long descriptor) throws IOException {
+    public int clusterSize() {
+        return h.clusterSize;
+    }
+
+    @Override
+    public void readCompressed(long descriptor, byte[] cluster) throws IOException {
+        assert cluster.length == h.clusterSize : cluster.length;
         long at = Qcow2Layout.compressedOffset(descriptor, h.clusterBits);
         long span = Qcow2Layout.compressedSpan(descriptor, h.clusterBits);
         if (at >= h.fileSize) {
@@ -161,15 +160,17 @@ final class Qcow2Layer implements Layer {
         // The last sector may run past the end of the file (QEMU reads the missing tail as zeros; the
         // data itself ends earlier): read what the file has.
         int len = (int) Math.min(span, h.fileSize - at);
-        byte[] src = new byte[len];
-        source.readFully(ByteBuffer.wrap(src), at);
-        byte[] cluster = new byte[h.clusterSize];
+        byte[] src = ScratchArrays.take(2 * h.clusterSize); // the descriptor spans at most two clusters
         try {
-            h.compression.decompress(src, len, cluster);
-        } catch (IOException e) {
-            throw damage("compressed cluster at " + at + " (" + h.compression.label + "): " + e.getMessage(), e);
+            source.readFully(ByteBuffer.wrap(src, 0, len), at);
+            try {
+                h.compression.decompress(src, len, cluster);
+            } catch (IOException e) {
+                throw damage("compressed cluster at " + at + " (" + h.compression.label + "): " + e.getMessage(), e);
+            }
+        } finally {
+            ScratchArrays.give(src);
         }
-        return cluster;
     }
 
     /** The host range {@code [host, host + len)} of a data read, checked to lie inside the file. */

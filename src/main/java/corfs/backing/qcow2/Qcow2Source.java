@@ -36,6 +36,15 @@ public interface Qcow2Source extends AutoCloseable {
         return location() + " size=" + size();
     }
 
+    /**
+     * What the source holds at {@code offset} when it is a raw layer (the bottom of a chain): DATA, or
+     * ZERO for a range that reads as zeros without being read (a hole of a sparse file), with its length
+     * (at least 1, at most {@code max}). The default knows nothing of holes: all data.
+     */
+    default Allocation rawAllocation(long offset, long max) throws IOException {
+        return new Allocation(Allocation.Kind.DATA, max);
+    }
+
     @Override
     void close() throws IOException;
 

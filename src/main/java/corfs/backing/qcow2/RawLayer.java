@@ -31,12 +31,17 @@ final class RawLayer implements Layer {
     }
 
     @Override
-    public Mapping map(long offset, long max) {
+    public Mapping map(long offset, long max, Cursor cursor) {
         return new Mapping(MapKind.DATA, Math.min(max, size - offset), offset);
     }
 
     @Override
-    public byte[] readCompressed(long descriptor) throws IOException {
+    public int clusterSize() {
+        return 0;
+    }
+
+    @Override
+    public void readCompressed(long descriptor, byte[] cluster) throws IOException {
         throw new IllegalStateException("a raw layer has no compressed clusters");
     }
 }
