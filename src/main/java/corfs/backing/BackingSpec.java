@@ -123,6 +123,24 @@ public final class BackingSpec {
         }
     }
 
+    /**
+     * A SPEC as a user typed it, made absolute: a relative path (no {@code scheme:} in front) becomes
+     * the absolute, normalized path it names from the current directory, as the leaf must record it.
+     * A URL or an absolute path is returned unchanged. Write {@code ./a:b.raw} for a relative file name
+     * with a colon, which would otherwise read as a URL scheme.
+     */
+    public static String fromUserInput(String spec) {
+        if (spec == null || spec.isEmpty() || spec.startsWith("/") || schemeEnd(spec) >= 0
+                || spec.indexOf('\0') >= 0) {
+            return spec;
+        }
+        try {
+            return Path.of(spec).toAbsolutePath().normalize().toString();
+        } catch (InvalidPathException e) {
+            return spec;
+        }
+    }
+
     // ---- helpers ----
 
     /** The index of the colon ending a URL scheme ({@code ALPHA *(ALPHA / DIGIT / "+" / "-" / ".")}), or -1. */

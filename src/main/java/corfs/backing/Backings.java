@@ -29,7 +29,8 @@ public final class Backings {
 
     /** The transports of this version, the file transport using {@code fileOps} for its locks. */
     public Backings(FileOps fileOps) {
-        this.transports = List.of(new FileTransport(fileOps));
+        this.transports = List.of(new FileTransport(fileOps), new corfs.backing.nbd.NbdTransport(),
+                new corfs.backing.http.HttpTransport(), new corfs.backing.s3.S3Transport());
     }
 
     /** The transport for {@code spec}; INVALID_ARGUMENT naming the schemes known when none takes it. */
@@ -46,7 +47,7 @@ public final class Backings {
     }
 
     /** The formats a backing may have: raw (the bytes are the disk) and qcow2 (decoded, read-only). */
-    public static final String QCOW2 = "qcow2";
+    public static final String QCOW2 = corfs.backing.qcow2.Qcow2Backing.FORMAT;
 
     /**
      * Checks SPEC, FORMAT and options without I/O (see the class comment). A null FORMAT (detect at
@@ -96,9 +97,7 @@ public final class Backings {
         if (raw.size() < 4) {
             return BackingSpec.RAW;
         }
-        java.nio.ByteBuffer magic = java.nio.ByteBuffer.allocate(4);
-        raw.readFully(magic, 0);
-        return magic.getInt(0) == 0x514649fb ? QCOW2 : BackingSpec.RAW;
+        return corfs.backing.qcow2.Qcow2Backing.looksLikeQcow2(raw) ? QCOW2 : BackingSpec.RAW;
     }
 
     /**
@@ -109,24 +108,24 @@ public final class Backings {
         if (BackingSpec.RAW.equals(format)) {
             return raw;
         }
-        try {
-            throw new CorfsException(Reason.NOT_SUPPORTED, "backing " + BackingSpec.redact(spec) + " is " + format
-                    + ", which this build cannot decode yet");
-        } catch (IOException | RuntimeException e) {
-            try {
-                raw.close();
-            } catch (IOException | RuntimeException closing) {
-                e.addSuppressed(closing);
+        if (!QCOW2.equals(format)) {
+            try (raw) {
+                throw new CorfsException(Reason.INVALID_ARGUMENT, "backing format '" + format + "' is not supported");
             }
-            throw e;
         }
+        // every layer of the chain through the transport of the layer naming it, with the same options
+        return corfs.backing.qcow2.Qcow2Backing.open(spec, raw, layer -> transportFor(layer).open(layer, options),
+                options);
     }
 
     private static Set<String> formatOptionKeys(String format) {
-        return QCOW2.equals(format) ? Set.of("l2-cache") : Set.of();
+        return QCOW2.equals(format) ? corfs.backing.qcow2.Qcow2Backing.OPTION_KEYS : Set.of();
     }
 
     private static void validateFormatOptions(String format, Map<String, String> options) throws IOException {
+        if (format == null || QCOW2.equals(format)) {
+            corfs.backing.qcow2.Qcow2Backing.validate(options);
+        }
     }
 
     /** The local file a SPEC names, if it is one (a path or {@code file://}). */

@@ -57,6 +57,7 @@ final class LeafCommands {
                         + backingFormat + "'");
             }
             java.util.Map<String, String> options = BackingOpts.parse(backingOpts);
+            backing = corfs.backing.BackingSpec.fromUserInput(backing);
             BackingOpts.validate(backing, backingFormat, options);
             String format = LeafImages.create(leaf, backing, backingFormat, options, (int) clusterSize, force);
             LeafInfo info = LeafImages.info(leaf);
@@ -89,6 +90,7 @@ final class LeafCommands {
         @Override
         public Integer call() throws Exception {
             java.util.Map<String, String> options = BackingOpts.parse(backingOpts);
+            spec = corfs.backing.BackingSpec.fromUserInput(spec);
             String format = LeafImages.info(leaf).backingFormat();
             BackingOpts.validate(spec, format, options);
             LeafImages.SetBackingResult r = LeafImages.setBacking(leaf, spec, options, force);
@@ -145,6 +147,15 @@ final class LeafCommands {
         @Override
         public Integer call() throws Exception {
             LeafInfo i = LeafImages.info(leaf);
+            List<corfs.backing.qcow2.LayerInfo> chain = List.of();
+            String chainError = null;
+            if (corfs.backing.Backings.QCOW2.equals(i.backingFormat())) {
+                try {
+                    chain = LeafImages.chain(leaf);
+                } catch (java.io.IOException e) {
+                    chainError = e.getMessage();
+                }
+            }
             if (json) {
                 Json options = new Json().open();
                 i.backingOptions().forEach(options::put);
@@ -160,8 +171,20 @@ final class LeafCommands {
                         .put("job", i.job().word()).put("job_state", i.jobState().word())
                         .put("job_speed", i.jobSpeed())
                         .put("job_on_error", i.jobOnError() == null ? null : i.jobOnError().word())
-                        .put("job_error", i.jobError()).close();
-                System.out.println(j);
+                        .put("job_error", i.jobError());
+                if (!chain.isEmpty() || chainError != null) {
+                    StringBuilder layers = new StringBuilder("[");
+                    for (corfs.backing.qcow2.LayerInfo l : chain) {
+                        layers.append(layers.length() == 1 ? "" : ",").append(new Json().open()
+                                .put("location", l.location()).put("format", l.format()).put("version", l.version())
+                                .put("cluster_size", l.clusterSize()).put("compression", l.compression())
+                                .put("extended_l2", l.extendedL2()).put("virtual_size", l.virtualSize())
+                                .put("backing_name", l.backingName()).put("backing_format", l.backingFormat())
+                                .close());
+                    }
+                    j.raw("chain", layers.append(']').toString()).put("chain_error", chainError);
+                }
+                System.out.println(j.close());
                 return 0;
             }
             System.out.printf("leaf:           %s%n", printable(i.leaf()));
@@ -183,6 +206,15 @@ final class LeafCommands {
                 System.out.printf("backing opts:   %s%n", printable(o.toString()));
             }
             System.out.printf("backing id:     %s%n", i.backingIdentity().describe());
+            for (int k = 0; k < chain.size(); k++) {
+                corfs.backing.qcow2.LayerInfo l = chain.get(k);
+                System.out.printf("layer %d:        %s (%s%s, cluster %s%s%s)%n", k, printable(l.location()), l.format(),
+                        l.version() > 0 ? " v" + l.version() : "", Sizes.human(l.clusterSize()),
+                        l.compression() == null ? "" : ", " + l.compression(), l.extendedL2() ? ", extended L2" : "");
+            }
+            if (chainError != null) {
+                System.out.printf("chain:          unavailable (%s)%n", printable(chainError));
+            }
             System.out.printf("job:            %s%n", printable(describeJob(i)));
             return 0;
         }

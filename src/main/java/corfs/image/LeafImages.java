@@ -44,8 +44,9 @@ public final class LeafImages {
      */
     public static String create(Path leaf, String spec, String format, java.util.Map<String, String> options,
                                 int clusterSize, boolean force) throws IOException {
+        spec = BackingSpec.fromUserInput(spec);
         Backings backings = new Backings(FileOps.system());
-        backings.validate(spec, format == null ? BackingSpec.RAW : format, options);
+        backings.validate(spec, format, options);
         java.util.Optional<Path> local = BackingSpec.localFile(spec);
         Path localFile = null;
         String recordedSpec = spec;
@@ -83,6 +84,7 @@ public final class LeafImages {
      */
     public static SetBackingResult setBacking(Path leaf, String spec, java.util.Map<String, String> options,
                                               boolean force) throws IOException {
+        spec = BackingSpec.fromUserInput(spec);
         Backings backings = new Backings(FileOps.system());
         try (LeafImage image = LeafImage.open(leaf, FileOps.system(), false, false)) {
             LeafHeader h = image.header();
@@ -181,6 +183,30 @@ public final class LeafImages {
             }
         }
         return "matches the leaf's local copy in " + compared + " sampled cluster(s)";
+    }
+
+    /**
+     * The layers of a qcow2 backing, top first (location redacted, format, version, cluster size,
+     * compression, extended L2, backing name), read by opening the backing (bounded by its timeout).
+     * Empty for a raw backing.
+     */
+    public static List<corfs.backing.qcow2.LayerInfo> chain(Path leaf) throws IOException {
+        LeafHeader h;
+        try (LeafImage image = LeafImage.open(leaf, FileOps.system(), true, true)) {
+            h = image.header();
+        }
+        if (!Backings.QCOW2.equals(h.backingFormat())) {
+            return List.of();
+        }
+        Backings backings = new Backings(FileOps.system());
+        OpenedBacking b = Deadline.within("open of backing " + BackingSpec.redact(h.backingSpec()),
+                deadlineMillis(h.backingOptions()), () -> OpenedBacking.open(backings, h.backingSpec(),
+                        h.backingFormat(), h.backingOptions()), OpenedBacking::close);
+        try {
+            return ((corfs.backing.qcow2.Qcow2Backing) b.backing).chain();
+        } finally {
+            b.close();
+        }
     }
 
     /** The per-call deadline of a backing's options ({@code timeout=SECONDS}), else the default. */

@@ -104,6 +104,7 @@ public final class HttpTransport implements Transport {
     public static HttpOptions options(Map<String, String> options, Set<String> allowed) throws CorfsException {
         Set<String> known = new TreeSet<>(allowed);
         known.addAll(Backings.COMMON_OPTIONS);
+        known.addAll(corfs.backing.qcow2.Qcow2Backing.OPTION_KEYS); // a format's keys reach every transport
         Set<String> unknown = new TreeSet<>(options.keySet());
         unknown.removeAll(known);
         if (!unknown.isEmpty()) {
