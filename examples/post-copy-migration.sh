@@ -66,7 +66,7 @@ disk="$mnt/disk.raw"
 # while the stream pulls the rest. Its region is checked by fio, the rest against the source.
 region=$((32 << 20))
 fio_job=(--name=guest --filename="$disk" --size="$region" --bs=4k --rw=randwrite --ioengine=psync
-         --direct=1 --verify=crc32c --verify_fatal=1 --randseed=4242)
+         --direct=1 --verify=crc32c --verify_fatal=1 --randseed=4242 --verify_state_save=0)
 fio "${fio_job[@]}" --do_verify=0 --output="$work/fio-write.log" &
 fio_pid=$!
 echo "stream" > "$mnt/control"
