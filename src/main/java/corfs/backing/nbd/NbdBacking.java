@@ -125,7 +125,8 @@ public final class NbdBacking implements Backing {
     /** Bumped on every install, change and close: callers wait for it to move. Guarded by {@code signal}. */
     private long installs;
 
-    private NbdBacking(NbdUri uri, NbdOptions options, int connections, NbdConnection first) throws IOException {
+    private NbdBacking(NbdUri uri, NbdOptions options, int connections, NbdConnection first, long deadline)
+            throws IOException {
         this.uri = uri;
         this.options = options;
         this.timeoutNanos = options.timeout().toNanos();
@@ -140,7 +141,6 @@ public final class NbdBacking implements Backing {
         this.slots = new AtomicReferenceArray<>(connections);
         this.target = connections;
         this.samples = sampleLayout(size, blockSizes.minimum());
-        long deadline = System.nanoTime() + timeoutNanos;
         byte[][] now = readSamples(first, deadline);
         for (int i = 0; i < now.length; i++) {
             samples.get(i).expected = now[i];
@@ -153,7 +153,8 @@ public final class NbdBacking implements Backing {
     /**
      * Connects to {@code uri} (the first connection, synchronously: an unreachable server or a refused
      * handshake fails here with a message naming the server), samples the blocks of its identity and
-     * starts the keeper, which opens the other connections.
+     * starts the keeper, which opens the other connections. Takes at most about the timeout (the
+     * connect's deadline; the samples get what is left of it).
      *
      * @param connections   connections wanted (1 to 64), or 0 for the default rule (see the class comment)
      */
@@ -161,11 +162,12 @@ public final class NbdBacking implements Backing {
         if (options.timeout().isZero()) {
             throw new IllegalArgumentException("an NBD backing needs a timeout");
         }
+        long deadline = System.nanoTime() + options.timeout().toNanos(); // the whole open: connect and samples
         NbdConnection first = NbdClient.connect(uri, options);
         NbdBacking b;
         try {
             int n = connections > 0 ? connections : first.canMultiConn() ? DEFAULT_CONNECTIONS : 1;
-            b = new NbdBacking(uri, options, n, first);
+            b = new NbdBacking(uri, options, n, first, deadline);
         } catch (IOException | RuntimeException e) {
             first.close();
             throw e;
