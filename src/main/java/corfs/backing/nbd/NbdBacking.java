@@ -225,14 +225,15 @@ public final class NbdBacking implements Backing {
      */
     @Override
     public BackingIdentity identity() throws IOException {
-        long deadline = System.nanoTime() + timeoutNanos;
+        checkUsable();
         byte[][] now = new byte[samples.size()][];
+        List<Piece> pieces = new ArrayList<>();
         for (int i = 0; i < now.length; i++) {
             Sample s = samples.get(i);
-            ByteBuffer b = ByteBuffer.allocate(s.length);
-            read(b, s.offset, deadline);
-            now[i] = b.array();
+            now[i] = new byte[s.length];
+            pieces.add(new Piece(s.offset, ByteBuffer.wrap(now[i]))); // a sample is far below a piece
         }
+        complete(pieces, System.nanoTime() + timeoutNanos); // all in flight at once: one round trip
         return identityOf(fingerprint(now));
     }
 
@@ -265,10 +266,22 @@ public final class NbdBacking implements Backing {
         }
         int base = dst.position();
         List<Piece> pieces = new ArrayList<>((length + pieceSize - 1) / pieceSize);
-        IOException first = null;
         for (int done = 0; done < length; done += pieceSize) {
             int n = Math.min(pieceSize, length - done);
-            Piece p = new Piece(offset + done, dst.slice(base + done, n));
+            pieces.add(new Piece(offset + done, dst.slice(base + done, n)));
+        }
+        complete(pieces, deadline);
+        dst.position(base + length);
+    }
+
+    /**
+     * Sends every piece, then waits for all of them. Throws the first failure only once no piece can
+     * write into its buffer any more, except a {@link BackingTimeoutException} (the caller drops the buffers).
+     */
+    private void complete(List<Piece> all, long deadline) throws IOException {
+        List<Piece> pieces = new ArrayList<>(all.size());
+        IOException first = null;
+        for (Piece p : all) {
             try {
                 send(p, deadline);
             } catch (IOException e) {
@@ -289,7 +302,6 @@ public final class NbdBacking implements Backing {
         if (first != null) {
             throw first;
         }
-        dst.position(base + length);
     }
 
     /** One read request: its range, its slice of the caller's buffer, the connection it went over. */
