@@ -125,7 +125,8 @@ public final class NbdBacking implements Backing {
     /** Bumped on every install, change and close: callers wait for it to move. Guarded by {@code signal}. */
     private long installs;
 
-    private NbdBacking(NbdUri uri, NbdOptions options, int connections, NbdConnection first) throws IOException {
+    private NbdBacking(NbdUri uri, NbdOptions options, int connections, NbdConnection first, long deadline)
+            throws IOException {
         this.uri = uri;
         this.options = options;
         this.timeoutNanos = options.timeout().toNanos();
@@ -140,7 +141,6 @@ public final class NbdBacking implements Backing {
         this.slots = new AtomicReferenceArray<>(connections);
         this.target = connections;
         this.samples = sampleLayout(size, blockSizes.minimum());
-        long deadline = System.nanoTime() + timeoutNanos;
         byte[][] now = readSamples(first, deadline);
         for (int i = 0; i < now.length; i++) {
             samples.get(i).expected = now[i];
@@ -153,7 +153,8 @@ public final class NbdBacking implements Backing {
     /**
      * Connects to {@code uri} (the first connection, synchronously: an unreachable server or a refused
      * handshake fails here with a message naming the server), samples the blocks of its identity and
-     * starts the keeper, which opens the other connections.
+     * starts the keeper, which opens the other connections. Takes at most about the timeout (the
+     * connect's deadline; the samples get what is left of it).
      *
      * @param connections   connections wanted (1 to 64), or 0 for the default rule (see the class comment)
      */
@@ -161,11 +162,12 @@ public final class NbdBacking implements Backing {
         if (options.timeout().isZero()) {
             throw new IllegalArgumentException("an NBD backing needs a timeout");
         }
+        long deadline = System.nanoTime() + options.timeout().toNanos(); // the whole open: connect and samples
         NbdConnection first = NbdClient.connect(uri, options);
         NbdBacking b;
         try {
             int n = connections > 0 ? connections : first.canMultiConn() ? DEFAULT_CONNECTIONS : 1;
-            b = new NbdBacking(uri, options, n, first);
+            b = new NbdBacking(uri, options, n, first, deadline);
         } catch (IOException | RuntimeException e) {
             first.close();
             throw e;
@@ -223,14 +225,15 @@ public final class NbdBacking implements Backing {
      */
     @Override
     public BackingIdentity identity() throws IOException {
-        long deadline = System.nanoTime() + timeoutNanos;
+        checkUsable();
         byte[][] now = new byte[samples.size()][];
+        List<Piece> pieces = new ArrayList<>();
         for (int i = 0; i < now.length; i++) {
             Sample s = samples.get(i);
-            ByteBuffer b = ByteBuffer.allocate(s.length);
-            read(b, s.offset, deadline);
-            now[i] = b.array();
+            now[i] = new byte[s.length];
+            pieces.add(new Piece(s.offset, ByteBuffer.wrap(now[i]))); // a sample is far below a piece
         }
+        complete(pieces, System.nanoTime() + timeoutNanos); // all in flight at once: one round trip
         return identityOf(fingerprint(now));
     }
 
@@ -263,10 +266,22 @@ public final class NbdBacking implements Backing {
         }
         int base = dst.position();
         List<Piece> pieces = new ArrayList<>((length + pieceSize - 1) / pieceSize);
-        IOException first = null;
         for (int done = 0; done < length; done += pieceSize) {
             int n = Math.min(pieceSize, length - done);
-            Piece p = new Piece(offset + done, dst.slice(base + done, n));
+            pieces.add(new Piece(offset + done, dst.slice(base + done, n)));
+        }
+        complete(pieces, deadline);
+        dst.position(base + length);
+    }
+
+    /**
+     * Sends every piece, then waits for all of them. Throws the first failure only once no piece can
+     * write into its buffer any more, except a {@link BackingTimeoutException} (the caller drops the buffers).
+     */
+    private void complete(List<Piece> all, long deadline) throws IOException {
+        List<Piece> pieces = new ArrayList<>(all.size());
+        IOException first = null;
+        for (Piece p : all) {
             try {
                 send(p, deadline);
             } catch (IOException e) {
@@ -287,7 +302,6 @@ public final class NbdBacking implements Backing {
         if (first != null) {
             throw first;
         }
-        dst.position(base + length);
     }
 
     /** One read request: its range, its slice of the caller's buffer, the connection it went over. */
