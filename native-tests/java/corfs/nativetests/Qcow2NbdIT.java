@@ -10,11 +10,7 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 import corfs.CorfsException;
 import corfs.backing.Allocation;
 import corfs.backing.Backing;
-import corfs.backing.BackingIdentity;
-import corfs.backing.nbd.NbdClient;
-import corfs.backing.nbd.NbdConnection;
-import corfs.backing.nbd.NbdOptions;
-import corfs.backing.nbd.NbdUri;
+import corfs.backing.nbd.NbdTransport;
 import corfs.backing.qcow2.LayerOpener;
 import corfs.backing.qcow2.Qcow2Backing;
 import java.io.IOException;
@@ -28,9 +24,7 @@ import java.util.Collections;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
-import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.TimeoutException;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.junit.jupiter.api.BeforeEach;
@@ -43,9 +37,7 @@ import org.junit.jupiter.api.extension.RegisterExtension;
  * file plugin serving a folder, one export per file), decoded by corfs. An NBD export has no folder, so
  * a chain over NBD names its layers by absolute NBD URLs on the same server; a relative name is refused
  * with what to do instead.
- *
- * <p>The NBD {@link Backing} is written in parallel with this test, so a minimal one ({@link NbdLayer})
- * stands in for it here.
+ * Layers are opened with {@link NbdTransport}, as {@code Backings} opens them.
  */
 @DisplayName("qcow2 over NBD (qemu-nbd, nbdkit)")
 class Qcow2NbdIT {
@@ -61,69 +53,14 @@ class Qcow2NbdIT {
         dir = Files.createDirectories(servers.dir().resolve("img"));
     }
 
-    /** The stand-in NBD backing: one connection per layer, blocking on its futures from the caller's thread. */
-    static final class NbdLayer implements Backing {
-        private final NbdConnection c;
-
-        NbdLayer(NbdConnection c) {
-            this.c = c;
-        }
-
-        @Override
-        public String location() {
-            return c.uri().toString();
-        }
-
-        @Override
-        public long size() {
-            return c.size();
-        }
-
-        @Override
-        public BackingIdentity identity() {
-            return BackingIdentity.of("nbd:" + Integer.toHexString(location().hashCode()) + ":" + size(), location(), size());
-        }
-
-        @Override
-        public int maxInFlight() {
-            return 8;
-        }
-
-        @Override
-        public void readFully(ByteBuffer dst, long offset) throws IOException {
-            try {
-                c.read(offset, dst).get(60, TimeUnit.SECONDS);
-            } catch (ExecutionException e) {
-                throw e.getCause() instanceof IOException io ? io : new IOException(e.getCause());
-            } catch (InterruptedException | TimeoutException e) {
-                throw new IOException(e);
-            }
-            dst.position(dst.limit());
-        }
-
-        @Override
-        public Allocation allocation(long offset, long max) {
-            return new Allocation(Allocation.Kind.UNKNOWN, Math.min(max, size() - offset));
-        }
-
-        @Override
-        public Writer openWriter() throws IOException {
-            throw new CorfsException(CorfsException.Reason.READ_ONLY, location() + " is read-only here");
-        }
-
-        @Override
-        public void close() {
-            c.close();
-        }
-    }
-
+    /** The NBD transport as Backings opens a chain's layers: the same options for each; records the SPECs. */
     static final class NbdOpener implements LayerOpener {
         final List<String> specs = Collections.synchronizedList(new ArrayList<>());
 
         @Override
         public Backing open(String spec) throws IOException {
             specs.add(spec);
-            return new NbdLayer(NbdClient.connect(NbdUri.parse(spec), NbdOptions.defaults()));
+            return new NbdTransport().open(spec, Map.of());
         }
     }
 
