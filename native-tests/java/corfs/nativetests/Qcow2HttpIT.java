@@ -12,24 +12,20 @@ import corfs.CorfsException;
 import corfs.backing.Allocation;
 import corfs.backing.Backing;
 import corfs.backing.BackingIdentity;
-import corfs.backing.http.HttpOptions;
-import corfs.backing.http.HttpRangeReader;
+import corfs.backing.http.HttpTransport;
 import corfs.backing.qcow2.LayerInfo;
 import corfs.backing.qcow2.LayerOpener;
 import corfs.backing.qcow2.Qcow2Backing;
 import java.io.IOException;
-import java.net.URI;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.attribute.FileTime;
-import java.security.MessageDigest;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collections;
-import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
@@ -50,10 +46,7 @@ import org.junit.jupiter.api.io.TempDir;
  * with relative names (one going up with {@code ../}) over a raw base, each layer fetched from the same
  * origin by range requests, read in full and compared with {@code qemu-img convert -O raw} of the same
  * files on disk; hostile images on the server naming a local file or another origin are refused.
- *
- * <p>The HTTP {@link Backing} adapter is written in parallel with this test, so a minimal one
- * ({@link HttpLayer}) stands in for it here: it does what the transport's will (location redacted,
- * identity from size and ETag, read-only, allocation unknown).
+ * Layers are opened with {@link HttpTransport}, as {@code Backings} opens them.
  */
 @DisplayName("qcow2 chain over HTTP (nginx)")
 class Qcow2HttpIT {
@@ -89,68 +82,14 @@ class Qcow2HttpIT {
         origin = "http://127.0.0.1:" + port;
     }
 
-    /** The stand-in HTTP backing: one {@link HttpRangeReader} per layer. */
-    static final class HttpLayer implements Backing {
-        private final HttpRangeReader reader;
-
-        HttpLayer(HttpRangeReader reader) {
-            this.reader = reader;
-        }
-
-        @Override
-        public String location() {
-            return reader.location();
-        }
-
-        @Override
-        public long size() {
-            return reader.size();
-        }
-
-        @Override
-        public BackingIdentity identity() throws IOException {
-            try {
-                byte[] h = MessageDigest.getInstance("SHA-256").digest(reader.object().identity().getBytes(StandardCharsets.UTF_8));
-                return BackingIdentity.of("http:" + HexFormat.of().formatHex(h), reader.object().identity(), size());
-            } catch (java.security.NoSuchAlgorithmException e) {
-                throw new IllegalStateException(e);
-            }
-        }
-
-        @Override
-        public int maxInFlight() {
-            return 4;
-        }
-
-        @Override
-        public void readFully(ByteBuffer dst, long offset) throws IOException {
-            reader.readFully(dst, offset);
-        }
-
-        @Override
-        public Allocation allocation(long offset, long max) {
-            return new Allocation(Allocation.Kind.UNKNOWN, Math.min(max, size() - offset));
-        }
-
-        @Override
-        public Writer openWriter() throws IOException {
-            throw new CorfsException(CorfsException.Reason.READ_ONLY, location() + " is read-only");
-        }
-
-        @Override
-        public void close() {
-            reader.close();
-        }
-    }
-
-    /** The HTTP transport as the lead will wire it: every layer with the same options; records the SPECs. */
+    /** The HTTP transport as Backings opens a chain's layers: the same options for each; records the SPECs. */
     static final class HttpOpener implements LayerOpener {
         final List<String> specs = Collections.synchronizedList(new ArrayList<>());
 
         @Override
         public Backing open(String spec) throws IOException {
             specs.add(spec);
-            return new HttpLayer(HttpRangeReader.open(URI.create(spec), new HttpOptions(Duration.ofSeconds(30), 4, null, null)));
+            return new HttpTransport().open(spec, Map.of("timeout", "30"));
         }
     }
 

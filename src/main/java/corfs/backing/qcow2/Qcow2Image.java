@@ -267,6 +267,10 @@ public final class Qcow2Image implements AutoCloseable {
                     byte[] cluster = n == clusterSize ? null : decompressed.get(key);
                     if (cluster != null) {
                         part.put(cluster, (int) (pos & (clusterSize - 1)), n);
+                    } else if (n == clusterSize && layer instanceof Qcow2Layer q && dst.remaining() > n) {
+                        // whole clusters (a stream, a large read): the following whole compressed clusters that
+                        // lie close in the file are read in one request; nothing is kept decompressed
+                        n = readCompressedRun(q, cursor, m.host(), pos, dst);
                     } else if (n == clusterSize) {
                         // the whole cluster (a stream, a large read): nobody reads it piecewise, so it is not
                         // kept, and the array it passes through is reused
@@ -296,6 +300,54 @@ public final class Qcow2Image implements AutoCloseable {
             dst.position(dst.position() + n);
             pos += n;
         }
+    }
+
+    /** Most clusters one compressed run decompresses (its output, at most 64 clusters, goes to the caller). */
+    private static final int MAX_RUN_CLUSTERS = 64;
+
+    /**
+     * Decompresses into {@code dst} (from its position, at least two whole clusters remaining) the
+     * whole compressed cluster at {@code pos} and those after it that {@link Qcow2Layer#extendRun} joins
+     * in one request; returns the bytes written (a multiple of the cluster size). {@code dst}'s position
+     * is left where it was: the caller advances it.
+     */
+    private static int readCompressedRun(Qcow2Layer q, Layer.Cursor cursor, long first, long pos, ByteBuffer dst)
+            throws IOException {
+        int cs = q.clusterSize();
+        long start = Qcow2Layout.compressedOffset(first, q.header().clusterBits);
+        long end = q.extendRun(start, start, first);
+        long[] descriptors = new long[MAX_RUN_CLUSTERS];
+        descriptors[0] = first;
+        int count = 1;
+        if (end >= 0) {
+            long next = pos + cs;
+            while (count < MAX_RUN_CLUSTERS && dst.remaining() - (long) count * cs >= cs && next + cs <= q.size()) {
+                Layer.Mapping m = q.map(next, cs, cursor);
+                if (m.kind() != Layer.MapKind.COMPRESSED || m.length() != cs) {
+                    break;
+                }
+                long grown = q.extendRun(start, end, m.host());
+                if (grown < 0) {
+                    break;
+                }
+                end = grown;
+                descriptors[count++] = m.host();
+                next += cs;
+            }
+        }
+        ByteBuffer out = dst.slice(dst.position(), count * cs);
+        if (end < 0) { // starts past the end of the file: the single-cluster path names the damage
+            byte[] cluster = ScratchArrays.take(cs);
+            try {
+                q.readCompressed(first, cluster);
+                out.put(cluster, 0, cs);
+            } finally {
+                ScratchArrays.give(cluster);
+            }
+        } else {
+            q.readCompressedRun(descriptors, count, start, end, out);
+        }
+        return count * cs;
     }
 
     private static void zero(ByteBuffer b) {

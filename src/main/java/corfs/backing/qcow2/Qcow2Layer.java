@@ -173,6 +173,59 @@ final class Qcow2Layer implements Layer {
         }
     }
 
+    /** Most compressed bytes one {@link #readCompressedRun} reads in one request. */
+    static final int RUN_BYTES = 1 << 20;
+    /** Largest gap between two compressed clusters that still joins them in one request. */
+    static final int RUN_GAP = 64 * 1024;
+
+    /**
+     * The end of the file range {@code [start, end)} grown to take in the compressed cluster
+     * {@code descriptor}, or -1 if it does not belong in the same request: it starts before
+     * {@code start} or past the end of the file, or lies over {@link #RUN_GAP} past {@code end}, or the
+     * range would exceed {@link #RUN_BYTES}. A run starts with {@code start == end ==} the first
+     * cluster's offset.
+     */
+    long extendRun(long start, long end, long descriptor) {
+        long at = Qcow2Layout.compressedOffset(descriptor, h.clusterBits);
+        if (at < start || at >= h.fileSize || at - end > RUN_GAP) {
+            return -1;
+        }
+        long stop = at + Math.min(Qcow2Layout.compressedSpan(descriptor, h.clusterBits), h.fileSize - at);
+        long newEnd = Math.max(end, stop);
+        return newEnd - start > RUN_BYTES ? -1 : newEnd;
+    }
+
+    /**
+     * Decompresses the whole clusters {@code descriptors[0, count)} into {@code dst}, one after the other,
+     * their compressed bytes read in one request of {@code [start, end)} (built with {@link #extendRun}):
+     * a stream of an image written by {@code qemu-img convert -c}, whose compressed clusters lie in guest
+     * order, costs one round trip per megabyte instead of one per cluster over a network transport.
+     */
+    void readCompressedRun(long[] descriptors, int count, long start, long end, ByteBuffer dst) throws IOException {
+        assert end - start <= RUN_BYTES && end <= h.fileSize && dst.remaining() >= count * h.clusterSize;
+        byte[] run = ScratchArrays.take(RUN_BYTES);
+        byte[] src = ScratchArrays.take(2 * h.clusterSize);
+        byte[] cluster = ScratchArrays.take(h.clusterSize);
+        try {
+            source.readFully(ByteBuffer.wrap(run, 0, (int) (end - start)), start);
+            for (int i = 0; i < count; i++) {
+                long at = Qcow2Layout.compressedOffset(descriptors[i], h.clusterBits);
+                int len = (int) Math.min(Qcow2Layout.compressedSpan(descriptors[i], h.clusterBits), h.fileSize - at);
+                System.arraycopy(run, (int) (at - start), src, 0, len);
+                try {
+                    h.compression.decompress(src, len, cluster);
+                } catch (IOException e) {
+                    throw damage("compressed cluster at " + at + " (" + h.compression.label + "): " + e.getMessage(), e);
+                }
+                dst.put(cluster, 0, h.clusterSize);
+            }
+        } finally {
+            ScratchArrays.give(cluster);
+            ScratchArrays.give(src);
+            ScratchArrays.give(run);
+        }
+    }
+
     /** The host range {@code [host, host + len)} of a data read, checked to lie inside the file. */
     void checkData(long host, long len) throws Qcow2FormatException {
         if (host > h.fileSize - len) {

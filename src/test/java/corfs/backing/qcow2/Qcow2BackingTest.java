@@ -59,6 +59,7 @@ class Qcow2BackingTest {
     static final class Tracked implements Backing {
         final Backing inner;
         final AtomicBoolean closed = new AtomicBoolean();
+        final java.util.concurrent.atomic.AtomicInteger reads = new java.util.concurrent.atomic.AtomicInteger();
         /** When set, the container's next read per thread waits here (proves reads overlap). */
         volatile CyclicBarrier gate;
 
@@ -96,6 +97,7 @@ class Qcow2BackingTest {
                     throw new IOException("container reads did not overlap: " + e, e);
                 }
             }
+            reads.incrementAndGet();
             inner.readFully(dst, offset);
         }
 
@@ -443,6 +445,31 @@ class Qcow2BackingTest {
                 }
             }
         });
+    }
+
+    @Test
+    @DisplayName("a stream of compressed clusters asks the container once per run of neighbours, not once per cluster")
+    void compressedRuns() throws Exception {
+        byte[] text = new byte[8 << 20];
+        for (int i = 0; i < text.length; i++) {
+            text[i] = (byte) ("compressed run " + (i >> 12)).charAt(i % 15);
+        }
+        Files.write(dir.resolve("runs.raw"), text);
+        QemuTools.run(dir, "qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=4096", "runs.raw",
+                "runs.qcow2");
+        Path img = dir.resolve("runs.qcow2");
+        Tracked container = container(img);
+        try (Qcow2Backing b = Qcow2Backing.open(img.toString(), container, new FileOpener(), Map.of())) {
+            byte[] got = new byte[text.length];
+            for (int off = 0; off < got.length; off += 1 << 20) {
+                b.readFully(ByteBuffer.wrap(got, off, 1 << 20), off);
+            }
+            assertArrayEquals(text, got);
+            int clusters = text.length / 4096;
+            // at most 64 clusters a request, plus metadata: far below one request per cluster
+            assertTrue(container.reads.get() < clusters / 16, container.reads.get() + " reads for " + clusters
+                    + " compressed clusters");
+        }
     }
 
     private static boolean allZero(byte[] b, long pos) {
