@@ -141,14 +141,14 @@ public final class HttpBacking implements Backing {
             reader.readFully(dst, offset);
             return;
         }
-        int count = (length + pieceBytes - 1) / pieceBytes;
-        int piece = ((length + count - 1) / count + ALIGN - 1) / ALIGN * ALIGN;
-        List<CompletableFuture<Void>> parts = new ArrayList<>(count);
+        long count = ((long) length + pieceBytes - 1) / pieceBytes;
+        int piece = (int) Math.min(length, ((length + count - 1) / count + ALIGN - 1) / ALIGN * ALIGN);
+        List<CompletableFuture<Void>> parts = new ArrayList<>((int) count);
         CompletableFuture<Void> firstFailure = new CompletableFuture<>();
         int start = dst.position();
-        for (int at = 0; at < length; at += piece) {
+        for (int at = 0; at < length; at += Math.min(piece, length - at)) {
             ByteBuffer slice = dst.duplicate();
-            slice.position(start + at).limit(start + Math.min(length, at + piece));
+            slice.position(start + at).limit(start + at + Math.min(piece, length - at));
             CompletableFuture<Void> part = reader.read(slice.slice(), offset + at);
             part.whenComplete((v, e) -> {
                 if (e != null) {

@@ -56,7 +56,8 @@ import javax.net.ssl.SSLException;
  * size (from {@code Content-Range}), the validator (a strong {@code ETag}, else {@code Last-Modified}; a
  * server giving neither is refused) and that ranges are honoured: only a 206 whose Content-Range is
  * exactly {@code bytes 0-0/SIZE} counts; a 200 (the whole object) is refused with that reason and its body
- * is not downloaded. Redirects (301/302/303/307/308) are followed up to {@value #MAX_REDIRECTS} hops;
+ * is not downloaded. A refused connection or an unknown host fails the open at once; 5xx, 429 and resets
+ * are retried within {@code timeout}. Redirects (301/302/303/307/308) are followed up to {@value #MAX_REDIRECTS} hops;
  * https to http is refused. Later reads start at the URL reached through permanent redirects only; a
  * temporary redirect is followed again by every request. Header-file headers and URL credentials are sent
  * only to the origin of the URL given; a signer ({@link RequestSigner}, S3) signs every hop.
@@ -362,6 +363,10 @@ public final class HttpRangeReader implements AutoCloseable {
                 throw new CorfsException(Reason.IO, "interrupted while opening " + name, e);
             } catch (SSLException e) {
                 throw new CorfsException(Reason.IO, "TLS with " + name + " failed: " + e.getMessage(), e);
+            } catch (ConnectException e) {
+                // Nothing listens there, or the name does not resolve: an answer, not a stall. Open is
+                // create, mount or set-backing, where the operator wants it now (reads do retry it).
+                throw new CorfsException(Reason.IO, name + ": " + describe(e), e);
             } catch (IOException e) {
                 last = e;
                 sleep(backoff(attempts, 0), deadline);
@@ -528,7 +533,8 @@ public final class HttpRangeReader implements AutoCloseable {
     private static String describe(Throwable t) {
         Throwable c = t instanceof CompletionException && t.getCause() != null ? t.getCause() : t;
         if (c instanceof ConnectException) {
-            return "connection refused";
+            return c.getCause() instanceof java.nio.channels.UnresolvedAddressException ? "host name not found"
+                    : "connection refused";
         }
         if (c instanceof java.net.http.HttpTimeoutException) {
             return "no answer";

@@ -275,7 +275,7 @@ class HttpBackingTest {
         }
 
         @Test
-        @DisplayName("open: nothing listening is a one-line IO error naming the address; a missing header-file is named")
+        @DisplayName("open: nothing listening fails at once, one line naming the address and 'connection refused'; a missing header-file is named")
         void openFails() throws Exception {
             assertTimeoutPreemptively(GUARD, () -> {
                 int port;
@@ -284,8 +284,11 @@ class HttpBackingTest {
                     port = s.getLocalPort();
                 }
                 CorfsException e = assertThrows(CorfsException.class,
-                        () -> t.open("http://127.0.0.1:" + port + "/x", Map.of("timeout", "2")));
+                        () -> t.open("http://127.0.0.1:" + port + "/x", Map.of("timeout", "30")));
                 assertTrue(e.getMessage().contains("127.0.0.1:" + port) && !e.getMessage().contains("\n"), e.getMessage());
+                assertTrue(e.getMessage().contains("connection refused"), e.getMessage());
+                assertFalse(e.getMessage().contains("did not answer within"),
+                        "a refused connection is an answer: open fails at once, not at the timeout: " + e.getMessage());
                 CorfsException h = assertThrows(CorfsException.class, () -> t.open(server.uri("/data").toString(),
                         Map.of("header-file", "/nonexistent/headers")));
                 assertTrue(h.getMessage().contains("/nonexistent/headers"), h.getMessage());
