@@ -265,7 +265,7 @@ final class LeafCommands {
                     Extent e = extents.get(k);
                     b.append(k == 0 ? "\n" : ",\n").append(new Json().open().put("start", e.offset())
                             .put("length", e.length()).put("state", e.state()).put("local", e.local())
-                            .put("dirty", e.dirty()).close());
+                            .put("dirty", e.dirty()).put("zero", e.zero()).close());
                 }
                 System.out.println(b.append(extents.isEmpty() ? "]" : "\n]"));
                 return 0;

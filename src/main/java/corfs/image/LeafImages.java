@@ -297,13 +297,31 @@ public final class LeafImages {
                 long from = c * cs;
                 long to = Math.min(size, end * cs);
                 if (l) {
-                    out.add(new Extent(from, to - from, true, d, false));
+                    addSplitByHoles(out, from, to, d, image.sparseData());
                 } else {
                     addSplitByUnreadable(out, from, to, unreadable);
                 }
                 c = end;
             }
             return out;
+        }
+    }
+
+    /** Adds the local extent [from, to), split where the leaf's data file has holes (SEEK_DATA/SEEK_HOLE). */
+    private static void addSplitByHoles(List<Extent> out, long from, long to, boolean dirty,
+                                        corfs.io.FileOps.SparseFile data) throws IOException {
+        long pos = from;
+        while (pos < to) {
+            long next = data.nextData(pos);
+            long dataAt = next < 0 ? to : Math.min(to, next);
+            if (dataAt > pos) {
+                out.add(new Extent(pos, dataAt - pos, true, dirty, false, true));
+                pos = dataAt;
+                continue;
+            }
+            long holeAt = Math.min(to, Math.max(pos + 1, data.nextHole(pos)));
+            out.add(new Extent(pos, holeAt - pos, true, dirty, false, false));
+            pos = holeAt;
         }
     }
 
