@@ -94,11 +94,11 @@ class HostIT {
 
             // The completion, loaded in a bash and asked as bash asks it (COMP_WORDS/COMP_CWORD).
             String completion = prefix.resolve("share/bash-completion/completions/corfs").toString();
-            String ask = "source '" + completion + "' 2>/dev/null\n"
+            String prelude = "source '" + completion + "' 2>/dev/null\n"
                     + "ask() { COMP_WORDS=(\"$@\"); COMP_CWORD=$(($#-1)); COMP_LINE=\"$*\"; COMP_POINT=${#COMP_LINE};"
-                    + " COMPREPLY=(); _complete_corfs corfs \"${COMP_WORDS[COMP_CWORD]}\" \"${COMP_WORDS[COMP_CWORD-1]}\""
-                    + " 2>/dev/null; printf '%s\\n' \"${COMPREPLY[@]}\"; echo ---; }\n"
-                    + "complete -p corfs\nask corfs ''\nask corfs mo\nask corfs mount --\nask corfs status --\n";
+                    + " COMPREPLY=(); $(complete -p corfs | sed -n 's/.*-F \\([^ ]*\\).*/\\1/p') corfs \"${COMP_WORDS[COMP_CWORD]}\" \"${COMP_WORDS[COMP_CWORD-1]}\""
+                    + " 2>/dev/null; printf '%s\\n' \"${COMPREPLY[@]}\"; echo ---; }\n";
+            String ask = prelude + "complete -p corfs\nask corfs ''\nask corfs mo\nask corfs mount --\nask corfs status --\n";
             Result c = fx.run(TOOL, "bash", "-c", ask).assertOk();
             String[] parts = c.stdout().split("---\n", -1);
             assertTrue(parts[0].contains("_complete_corfs"), c.toString());
@@ -110,6 +110,20 @@ class HostIT {
             assertTrue(parts[2].lines().toList().containsAll(List.of("--foreground", "--read-only", "--force", "--log")),
                     c.toString());
             assertTrue(parts[3].lines().toList().contains("--json"), c.toString());
+
+            // The job commands complete the image names of the mount given before them, from its control file.
+            Path backing = fx.makeBacking("base.raw", 4L * MIB, 2);
+            Path mnt = fx.mount(fx.newMountPoint("mnt"), fx.createLeaf(backing, "vm one.raw"),
+                    fx.createLeaf(backing, "vm2.raw"));
+            String askImages = prelude + "ask corfs stream '" + mnt + "' ''\n"
+                    + "ask corfs commit --speed 1M '" + mnt + "' vm\n" + "ask corfs cancel '" + mnt + "' vm2\n";
+            Result ci = fx.run(TOOL, "bash", "-c", askImages).assertOk();
+            String[] img = ci.stdout().split("---\n", -1);
+            assertEquals(List.of("vm%20one.raw", "vm2.raw"), img[0].lines().sorted().toList(), ci.toString());
+            assertEquals(List.of("vm%20one.raw", "vm2.raw"), img[1].lines().sorted().toList(), ci.toString());
+            assertEquals(List.of("vm2.raw"), img[2].lines().toList(), ci.toString());
+            fx.corfs("stream", mnt.toString(), img[0].lines().sorted().findFirst().orElseThrow(), "--wait").assertOk();
+            fx.umount(mnt);
 
             fx.run(TOOL, fx.repo().resolve("scripts/install").toString(), "--uninstall", "--prefix",
                     prefix.toString()).assertOk();
