@@ -13,7 +13,9 @@ import java.util.function.ToLongFunction;
  * {@code # TYPE}, one sample per leaf labelled {@code mountpoint} and {@code image} (the plain leaf name,
  * escaped as the format requires). Sizes are bytes, rates bytes per second, times seconds, per Prometheus's
  * naming rules. The job's state is a state set: one {@code corfs_job_state} sample per state, 1 for the
- * current one. A value that is unknown (an ETA no job has) is left out rather than invented.
+ * current one; {@code corfs_leaf_backing_info} carries the backing's redacted SPEC as a label, value 1. A
+ * value that is unknown (an ETA no job has, a backing the status does not name) is left out rather than
+ * invented.
  *
  * <p>What the status does not hold is not here: bytes fetched by copy-on-read, stream and prefetch, backing
  * latency and errors need counters in the daemon.
@@ -63,6 +65,12 @@ public final class PrometheusFormat {
         for (LeafStatus s : leaves) {
             if (s.etaSeconds() >= 0) {
                 sample(b, "corfs_job_eta_seconds", labels(mountPoint, s), s.etaSeconds());
+            }
+        }
+        header(b, "corfs_leaf_backing_info", "The leaf's backing (its SPEC, credentials redacted), as a label.");
+        for (LeafStatus s : leaves) {
+            if (s.backing() != null) {
+                sample(b, "corfs_leaf_backing_info", labels(mountPoint, s) + ",backing=\"" + escape(s.backing()) + "\"", 1);
             }
         }
         header(b, "corfs_job_state", "The job's kind and state: 1 for the current state, 0 for the others.");

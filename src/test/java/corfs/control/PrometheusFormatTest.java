@@ -17,7 +17,7 @@ class PrometheusFormatTest {
     private static LeafStatus leaf(String image, JobState state, long eta, String error) {
         return new LeafStatus(image, 1L << 30, 65536, 3L << 20, 1L << 20, false, JobKind.STREAM, state, 7,
                 3L << 20, 1L << 30, 0, 5000, eta, OnError.SKIP, error, null, List.of(new long[] {0, 65536},
-                new long[] {131072, 65536}));
+                new long[] {131072, 65536}), "/srv/images/base.raw");
     }
 
     @Test
@@ -38,6 +38,8 @@ class PrometheusFormatTest {
         assertEquals(JobState.values().length - 1, lines.stream()
                 .filter(l -> l.startsWith("corfs_job_state{mountpoint=\"/mnt/v\",image=\"a.raw\"") && l.endsWith(" 0"))
                 .count());
+        assertTrue(lines.contains("corfs_leaf_backing_info{mountpoint=\"/mnt/v\",image=\"a.raw\","
+                + "backing=\"/srv/images/base.raw\"} 1"), text);
         assertTrue(text.endsWith("\n"));
     }
 
