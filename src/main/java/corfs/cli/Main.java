@@ -2,6 +2,7 @@ package corfs.cli;
 
 import corfs.CorfsException;
 import java.io.PrintWriter;
+import java.util.List;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import picocli.CommandLine;
@@ -19,6 +20,7 @@ import picocli.CommandLine.Command;
             MountCommand.class, UmountCommand.class, StatusCommand.class,
             JobCommands.Stream.class, JobCommands.Commit.class, JobCommands.Pause.class,
             JobCommands.Resume.class, JobCommands.Cancel.class, JobCommands.Speed.class,
+            HostHelpers.Mount.class, HostHelpers.Umount.class,
             CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     /** Exit code of a usage error (sysexits EX_USAGE; 2 means "problems found" for check). */
@@ -36,11 +38,12 @@ public final class Main implements Runnable {
 
     public static void main(String[] args) {
         // Offline commands log only warnings; a mount (the daemon) logs its events. Set before any logger exists.
-        boolean mount = args.length > 0 && (args[0].equals("mount"));
+        boolean mount = args.length > 0 && (args[0].equals("mount") || args[0].equals(HostHelpers.MOUNT_HELPER));
         if (!mount && System.getProperty(LOG_LEVEL) == null) {
             System.setProperty(LOG_LEVEL, "warn");
         }
-        System.exit(run(args));
+        int code = run(args);
+        System.exit(HostHelpers.isHelper(args) ? HostHelpers.mountExitCode(code) : code);
     }
 
     /** Runs one command line and returns its exit code. */
@@ -52,6 +55,17 @@ public final class Main implements Runnable {
             line.getErr().println("corfs: " + message(e));
             line.getErr().flush();
             return e instanceof ExitException x ? x.code : EXIT_FAILURE;
+        });
+        cl.setExecutionStrategy(parsed -> {
+            for (CommandLine.ParseResult p = parsed; p != null; p = p.subcommand()) {
+                if (p.isVersionHelpRequested()) {
+                    PrintWriter out = p.commandSpec().commandLine().getOut();
+                    Version.report().forEach(out::println);
+                    out.flush();
+                    return 0;
+                }
+            }
+            return new CommandLine.RunLast().execute(parsed);
         });
         cl.setParameterExceptionHandler((e, a) -> {
             PrintWriter err = e.getCommandLine().getErr();
@@ -91,11 +105,45 @@ public final class Main implements Runnable {
         }
     }
 
+    /**
+     * corfs's version, as picocli shows it (man pages, a subcommand's {@code --version}). Cheap on purpose:
+     * with {@code scope = INHERIT} picocli asks every subcommand's version while it builds the command line,
+     * on every run; the full report ({@link #report()}) is printed only when {@code --version} is asked for.
+     */
     static final class Version implements CommandLine.IVersionProvider {
+        private static final String RESOURCE = "/corfs/version.properties";
+
         @Override
         public String[] getVersion() {
-            String v = Main.class.getPackage().getImplementationVersion();
-            return new String[] {"corfs " + (v != null ? v : "0.1.0-SNAPSHOT")};
+            return new String[] {"corfs " + built().getProperty("version", "unknown")};
+        }
+
+        /**
+         * {@code corfs --version}: corfs's version and the versions of what it runs on, the Java runtime, libfuse
+         * (as loaded: the library file's version, or why it cannot be loaded) and jnr-fuse (as built), so that a
+         * bug report carries them.
+         */
+        static List<String> report() {
+            java.util.Properties built = built();
+            return List.of(
+                    "corfs " + built.getProperty("version", "unknown"),
+                    "Java " + Runtime.version() + " (" + System.getProperty("java.vendor") + ", "
+                            + System.getProperty("java.home") + ")",
+                    "libfuse " + corfs.fuse.FuseMount.libfuseVersion(),
+                    "jnr-fuse " + built.getProperty("jnr-fuse.version", "unknown"));
+        }
+
+        /** What the build recorded (Maven filters the resource); empty when run from unfiltered classes. */
+        static java.util.Properties built() {
+            java.util.Properties p = new java.util.Properties();
+            try (java.io.InputStream in = Main.class.getResourceAsStream(RESOURCE)) {
+                if (in != null) {
+                    p.load(in);
+                }
+            } catch (java.io.IOException e) {
+                // reported as unknown
+            }
+            return p;
         }
     }
 }

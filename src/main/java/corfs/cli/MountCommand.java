@@ -29,8 +29,24 @@ import picocli.CommandLine.Parameters;
  * stdout pipe. After READY the daemon's stdout points at the log, never at the pipe again.
  */
 @Command(name = "mount", description = {
-    "Mount one or more leaves at MOUNTPOINT. Each leaf appears as MOUNTPOINT/<leaf file name>,",
-    "beside MOUNTPOINT/control. Without -f, returns once the mount is ready and leaves a daemon running."})
+    "Mount one or more leaves at MOUNTPOINT, returning once the mount is ready.",
+    "Each leaf appears as MOUNTPOINT/<leaf file name>, beside MOUNTPOINT/control. Without -f, a daemon keeps"
+        + " serving the mount after the command returns."},
+        footerHeading = "%nWith mount(8) and fstab(5)%n",
+        footer = {
+            "Once installed (the mount helper /sbin/mount.fuse.corfs), util-linux mounts leaves too:",
+            "",
+            "  mount -t fuse.corfs /var/lib/vms/vm1.raw /mnt/vm1 -o backing_timeout=60",
+            "  mount -t fuse.corfs /vms/a.raw:/vms/b.raw /mnt/vms     (several leaves: colon-separated)",
+            "",
+            "and an fstab line such as",
+            "",
+            "  /var/lib/vms/vm1.raw /mnt/vm1 fuse.corfs defaults,nofail,_netdev,x-systemd.before=libvirtd.service 0 0",
+            "",
+            "is mounted by 'mount /mnt/vm1' (and at boot). -o takes corfs's options above, ro, and log=FILE"
+                + " (--log); mount's, fstab's and systemd's own options are accepted and not passed to libfuse."
+                + " 'umount /mnt/vm1' (through /sbin/umount.fuse.corfs) is 'corfs umount': it returns once the"
+                + " daemon has flushed and exited; 'umount -l' detaches a busy mount at once."})
 final class MountCommand implements Callable<Integer> {
     private static final Logger LOG = LoggerFactory.getLogger(MountCommand.class);
     static final String READY = "READY";
@@ -48,13 +64,16 @@ final class MountCommand implements Callable<Integer> {
             + " that is not the file its metadata was made for); clear a dead FUSE mount at MOUNTPOINT")
     boolean force;
 
-    @Option(names = "-o", paramLabel = "OPT[,OPT...]", description = {
+    @Option(names = "-o", paramLabel = "OPTIONS", description = {
+        "comma-separated options, -o may be repeated;",
         "corfs options: backing_timeout=SECONDS (whole seconds, default " + DEFAULT_BACKING_TIMEOUT_S
             + "; 0 waits forever),",
         "ro (the same as --read-only), rw (the default),",
         "threads=N (FUSE worker threads, 1.." + FuseMount.MAX_THREADS + ", default " + FuseMount.DEFAULT_THREADS + "),",
         "single_threaded (threads=1), debug (libfuse -d), no_auto_unmount;",
-        "anything else is passed to libfuse (e.g. allow_other)"})
+        "accepted and ignored, as they belong to mount, fstab or systemd: defaults, auto, noauto, nofail,",
+        "_netdev, user, users, nouser, owner, group, comment=..., x-...;",
+        "anything else is passed to libfuse (e.g. allow_other, nosuid, nodev, noexec)"})
     List<String> options = new ArrayList<>();
 
     @Option(names = "--log", paramLabel = "FILE", description = "daemon log file (default: <first LEAF>.log)")
@@ -62,6 +81,9 @@ final class MountCommand implements Callable<Integer> {
 
     @Option(names = "--report-ready", hidden = true)
     boolean reportReady;
+
+    /** Set by the mount(8) helper: a helper prints nothing on success. */
+    boolean quiet;
 
     @Parameters(arity = "2..*", paramLabel = "LEAF... MOUNTPOINT", hideParamSyntax = true,
             description = "the leaves to expose, then the directory to mount them on")
@@ -73,6 +95,21 @@ final class MountCommand implements Callable<Integer> {
         boolean singleThreaded() {
             return threads == 1;
         }
+    }
+
+    /**
+     * Options that belong to mount(8), fstab(5) or systemd.mount(5), not to the filesystem: util-linux hands
+     * some of them to a mount helper ({@code nofail}, {@code _netdev}, {@code user}), an fstab line may carry
+     * any, and libfuse 2 refuses every one ("fuse: unknown option"). {@code x-*} and {@code comment=*} are
+     * matched by prefix in {@link #isHostOption}.
+     */
+    static final java.util.Set<String> HOST_OPTIONS = java.util.Set.of(
+            "defaults", "auto", "noauto", "nofail", "_netdev", "user", "users", "nouser", "owner", "group");
+
+    /** True for an option that mount, fstab or systemd consumed: accepted, never handed to libfuse. */
+    static boolean isHostOption(String opt) {
+        return HOST_OPTIONS.contains(opt) || opt.startsWith("x-") || opt.startsWith("comment=")
+                || opt.startsWith("user=");
     }
 
     static MountOptions parseOptions(List<String> raw) {
@@ -87,7 +124,7 @@ final class MountCommand implements Callable<Integer> {
         for (String group : raw) {
             for (String o : group.split(",")) {
                 String opt = o.trim();
-                if (opt.isEmpty()) {
+                if (opt.isEmpty() || isHostOption(opt)) {
                     continue;
                 }
                 if (opt.startsWith("backing_timeout=")) {
@@ -318,6 +355,9 @@ final class MountCommand implements Callable<Integer> {
                     + readyWaitS + " s; see " + logFile);
         }
         if (line.startsWith(READY)) {
+            if (quiet) {
+                return 0;
+            }
             System.out.printf("mounted at %s (daemon pid %d, log %s)%n", line.substring(READY.length()).trim(),
                     child.pid(), logFile);
             return 0;

@@ -17,6 +17,7 @@ import java.security.NoSuchAlgorithmException;
 import java.security.SecureRandom;
 import java.util.Set;
 import java.util.HexFormat;
+import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 
@@ -190,6 +191,39 @@ final class RunFiles {
 
     static Optional<ProcessHandle> daemon(Path realMountPoint) {
         return daemon(dir(), realMountPoint);
+    }
+
+    /** A live daemon found through its pid file in {@code dir}. */
+    record Recorded(Path dir, ProcessHandle process) {
+    }
+
+    /**
+     * Every runtime directory a daemon of this user may have recorded itself in: the one this environment
+     * names first, then the others. A mount made at boot by {@code mount -a} through the mount helper runs
+     * without XDG_RUNTIME_DIR (so in {@code /tmp/corfs-UID/}), and is unmounted later from a login shell
+     * that has one: umount must still find the daemon, to wait for its flush.
+     */
+    static List<Path> candidateDirs() {
+        java.util.LinkedHashSet<Path> dirs = new java.util.LinkedHashSet<>();
+        dirs.add(dir());
+        String xdg = System.getenv("XDG_RUNTIME_DIR");
+        if (xdg != null && !xdg.isBlank()) {
+            dirs.add(Path.of(xdg, "corfs"));
+        }
+        dirs.add(Path.of("/run/user", Integer.toString(uid()), "corfs"));
+        dirs.add(Path.of(System.getProperty("java.io.tmpdir"), "corfs-" + uid()));
+        return List.copyOf(dirs);
+    }
+
+    /** The live daemon serving {@code realMountPoint}, looked for in every {@link #candidateDirs()}. */
+    static Optional<Recorded> findDaemon(Path realMountPoint) {
+        for (Path d : candidateDirs()) {
+            Optional<ProcessHandle> p = daemon(d, realMountPoint);
+            if (p.isPresent()) {
+                return Optional.of(new Recorded(d, p.get()));
+            }
+        }
+        return Optional.empty();
     }
 
     /** The live corfs daemon serving {@code realMountPoint}, per a pid file verified as the class says. */

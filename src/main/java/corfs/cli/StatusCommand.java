@@ -1,5 +1,6 @@
 package corfs.cli;
 
+import corfs.control.PrometheusFormat;
 import corfs.control.StatusFormat;
 import corfs.vocabulary.JobKind;
 import corfs.vocabulary.JobState;
@@ -18,17 +19,39 @@ import picocli.CommandLine.Parameters;
 /** {@code corfs status}: the control file's status, readable or as JSON. */
 @Command(name = "status", description = "Show every mounted leaf and its job (from MOUNTPOINT/control).")
 final class StatusCommand implements Callable<Integer> {
-    @Option(names = "--json", description = "print JSON")
+    @Option(names = "--json", description = "print JSON (the same as --format json)")
     boolean json;
+
+    /** How to print the status. */
+    enum Format { text, json, prometheus }
+
+    @Option(names = "--format", paramLabel = "FORMAT", description = "text (default), json, or prometheus"
+            + " (the Prometheus text exposition format, e.g. for node_exporter's textfile collector)")
+    Format format;
 
     @Parameters(paramLabel = "MOUNTPOINT")
     Path mountPoint;
 
+    @picocli.CommandLine.Spec
+    picocli.CommandLine.Model.CommandSpec spec;
+
     @Override
     public Integer call() throws Exception {
+        if (json && format != null && format != Format.json) {
+            throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--json and --format " + format
+                    + " contradict");
+        }
         ControlClient client = ControlClient.of(mountPoint);
         List<Map<String, String>> all = client.status();
-        if (json) {
+        if (format == Format.prometheus) {
+            List<LeafStatus> leaves = new ArrayList<>();
+            for (Map<String, String> s : all) {
+                leaves.add(toLeafStatus(s));
+            }
+            System.out.print(PrometheusFormat.render(mountPoint.toAbsolutePath().normalize().toString(), leaves));
+            return 0;
+        }
+        if (json || format == Format.json) {
             List<LeafStatus> leaves = new ArrayList<>();
             for (Map<String, String> s : all) {
                 leaves.add(toLeafStatus(s));

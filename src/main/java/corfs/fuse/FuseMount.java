@@ -95,6 +95,37 @@ public final class FuseMount implements AutoCloseable {
         }
     }
 
+    /**
+     * The libfuse in use, for {@code corfs --version}: the loaded library file's version and path
+     * ({@code 2.9.9 (/lib/x86_64-linux-gnu/libfuse.so.2.9.9)}), its {@code fuse_version()} when the file name
+     * carries none, or why it cannot be loaded. Loads libfuse; never throws.
+     */
+    public static String libfuseVersion() {
+        int api;
+        try {
+            api = Lib.FUSE.fuse_version();
+        } catch (LinkageError | RuntimeException e) {
+            return "not loadable (" + rootMessage(e) + "; Debian: apt-get install libfuse2)";
+        }
+        String fromApi = api / 10 + "." + api % 10;
+        try {
+            for (String line : Files.readAllLines(Path.of("/proc/self/maps"))) {
+                int at = line.indexOf('/');
+                if (at < 0 || !line.contains("/libfuse.so.")) {
+                    continue;
+                }
+                Path lib = Path.of(line.substring(at).trim());
+                Path real = lib.toRealPath();
+                String name = real.getFileName().toString();
+                String v = name.substring(name.indexOf(".so.") + 4);
+                return (v.startsWith(fromApi) ? v : fromApi) + " (" + real + ")";
+            }
+        } catch (IOException | RuntimeException e) {
+            LOG.debug("finding libfuse in /proc/self/maps: {}", e.toString());
+        }
+        return fromApi;
+    }
+
     private final MountSession session;
     private final Path mountPoint;
     private final CorfsFilesystem fs;

@@ -60,6 +60,10 @@ public interface LibFuseSession {
     @IgnoreError
     void fuse_session_exit(Pointer se);
 
+    /** {@code FUSE_VERSION} of the loaded library: major × 10 + minor (29 for 2.9). */
+    @IgnoreError
+    int fuse_version();
+
     /** Loads libfuse 2 the way jnr-fuse does ("fuse", then "libfuse.so.2"). */
     static LibFuseSession load() {
         try {
