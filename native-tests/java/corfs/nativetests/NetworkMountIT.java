@@ -283,4 +283,68 @@ class NetworkMountIT {
             fx.umount(mnt);
         });
     }
+
+    @Test
+    @DisplayName("S3 (s3proxy): credentials from the environment, cmp, stream to standalone, remount with s3proxy gone")
+    void s3StreamAndRemount() {
+        assertTimeoutPreemptively(GUARD, () -> {
+            Path jar = Path.of(System.getProperty("corfs.s3proxy.jar", "target/s3proxy/s3proxy.jar"));
+            assumeTrue(Files.isRegularFile(jar), "no s3proxy jar at " + jar + " (mvn verify copies it)");
+            String id = "corfs-it-id";
+            String secret = "corfs-it-secret-value";
+            int port = LocalServers.freePort();
+            String endpoint = "http://127.0.0.1:" + port;
+            Path props = fx.dir().resolve("s3proxy.properties");
+            Files.writeString(props, "s3proxy.endpoint=" + endpoint + "\ns3proxy.authorization=aws-v2-or-v4\n"
+                    + "s3proxy.identity=" + id + "\ns3proxy.credential=" + secret + "\njclouds.provider=transient\n"
+                    + "jclouds.identity=" + id + "\njclouds.credential=" + secret + "\n");
+            String javaBin = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+            LocalServers.Server s3 = servers.start("s3proxy", List.of(javaBin, "-Xmx256m", "-XX:TieredStopAtLevel=1",
+                    "-jar", jar.toString(), "--properties", props.toString()), fx.dir(), port, Duration.ofSeconds(90));
+            Path img = image("model.raw", 6);
+            corfs.backing.s3.AwsCredentialsProvider creds = () -> new corfs.backing.s3.AwsCredentials(id, secret, null,
+                    null);
+            s3put(endpoint, creds, "/vm-images", new byte[0]);
+            s3put(endpoint, creds, "/vm-images/golden/disk.raw", Files.readAllBytes(img));
+
+            Map<String, String> env = Map.of("AWS_ACCESS_KEY_ID", id, "AWS_SECRET_ACCESS_KEY", secret,
+                    "AWS_EC2_METADATA_DISABLED", "true", "AWS_CONFIG_FILE", "/nonexistent",
+                    "AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
+            Path leaf = fx.dir().resolve("disk.raw");
+            fx.corfsWithEnv(env, "create", "--backing", "s3://vm-images/golden/disk.raw", "--backing-opt",
+                    "endpoint=" + endpoint, "--backing-opt", "region=us-east-1", "--backing-opt", "path-style=yes",
+                    leaf.toString()).assertOk();
+            Path mnt = fx.newMountPoint("mnt");
+            Result mounted = fx.corfsWithEnv(env, "mount", leaf.toString(), mnt.toString()).assertOk();
+            fx.onTeardown("umount " + mnt, () -> fx.forceUnmount(mnt));
+            Path exposed = mnt.resolve("disk.raw");
+            fx.assertSameContent(exposed, img);
+            fx.corfs("stream", mnt.toString(), "--wait").assertOk();
+            fx.umount(mnt);
+            for (Path p : List.of(leaf, CorfsFixture.metadataOf(leaf), fx.dir().resolve("disk.raw.log"))) {
+                if (Files.exists(p)) {
+                    assertTrue(!new String(Files.readAllBytes(p), java.nio.charset.StandardCharsets.ISO_8859_1)
+                            .contains(secret), "the secret is in no file corfs writes: " + p + " " + mounted);
+                }
+            }
+            servers.stop(s3);
+            fx.mount(mnt, leaf);
+            fx.assertSameContent(exposed, img);
+            fx.umount(mnt);
+        });
+    }
+
+    /** A SigV4-signed PUT (a bucket, or an object) to the S3 server. */
+    private static void s3put(String endpoint, corfs.backing.s3.AwsCredentialsProvider creds, String path, byte[] body)
+            throws Exception {
+        java.net.URI uri = java.net.URI.create(endpoint + corfs.backing.s3.SigV4Signer.encode(path, false));
+        corfs.backing.s3.SigV4Signer signer = new corfs.backing.s3.SigV4Signer(creds, "us-east-1", "s3",
+                java.time.Clock.systemUTC());
+        java.net.http.HttpRequest.Builder b = java.net.http.HttpRequest.newBuilder(uri)
+                .PUT(java.net.http.HttpRequest.BodyPublishers.ofByteArray(body));
+        signer.sign("PUT", uri, Map.of(), corfs.backing.s3.SigV4Signer.sha256Hex(body)).forEach(b::header);
+        java.net.http.HttpResponse<String> r = java.net.http.HttpClient.newHttpClient().send(b.build(),
+                java.net.http.HttpResponse.BodyHandlers.ofString());
+        assertEquals(200, r.statusCode(), "PUT " + path + ": " + r.body());
+    }
 }
