@@ -56,8 +56,11 @@ public final class LeafDisk implements AutoCloseable {
     private static final long[] NONE = {};
     /** Largest backing read of one fill step; also the readahead window of a sequential cold read. */
     static final int FILL_CHUNK = 1 << 20;
-    /** A sequential cold reader is kept this many fill chunks ahead by the read-ahead thread. */
-    static final int PREFETCH_CHUNKS = 4;
+    /**
+     * A sequential cold reader is kept this many fill chunks ahead by the read-ahead threads, all of them
+     * in flight at once when the backing allows ({@link Backing#maxInFlight()}).
+     */
+    static final int PREFETCH_CHUNKS = 8;
 
     private final String name;
     private final LeafImage image;
@@ -102,8 +105,9 @@ public final class LeafDisk implements AutoCloseable {
         if (backing == null && local.count() != clusters) {
             throw new IllegalArgumentException("a leaf without backing must be standalone");
         }
-        this.readAhead = new SequentialReadAhead(name, clusters, chunkClusters(), PREFETCH_CHUNKS, this::fill,
-                !this.readOnly && backing != null);
+        int inFlight = backing == null ? 1 : Math.max(1, Math.min(PREFETCH_CHUNKS, backing.maxInFlight()));
+        this.readAhead = new SequentialReadAhead(name, clusters, chunkClusters(), PREFETCH_CHUNKS, inFlight,
+                this::fill, !this.readOnly && backing != null);
     }
 
     public String name() {
@@ -534,7 +538,9 @@ public final class LeafDisk implements AutoCloseable {
             if (readOnly) {
                 throw new CorfsException(Reason.READ_ONLY, "read-only: nothing is stored");
             }
-            punchOrZero(from, to - from);
+            if (leafHoldsData(from, to)) {
+                punchOrZero(from, to - from);
+            }
             for (long c = from >>> clusterShift; c <= (to - 1) >>> clusterShift; c++) {
                 image.markLocal(c);
             }
@@ -551,6 +557,21 @@ public final class LeafDisk implements AutoCloseable {
                 dst.put(dstBase + (int) (p - reqStart), zeros, 0, n);
                 p += n;
             }
+        }
+    }
+
+    /**
+     * False when the leaf's data file has no data in [from, to) (SEEK_DATA), so that range already reads
+     * as zeros and needs no punch: a stream over a sparse backing then leaves its holes untouched (no
+     * fallocate, and no fsync instead of fdatasync at the next flush). True when it has some, or cannot
+     * tell. The caller holds the range lock, so nothing lands there in between.
+     */
+    private boolean leafHoldsData(long from, long to) {
+        try {
+            long next = image.sparseData().nextData(from);
+            return next >= 0 && next < to;
+        } catch (IOException | RuntimeException e) {
+            return true;
         }
     }
 
@@ -624,24 +645,33 @@ public final class LeafDisk implements AutoCloseable {
     }
 
     /**
-     * The first cluster at or after {@code first} that may hold backing data: clusters in
-     * [first, result) lie wholly in a hole of the backing. Returns {@code first} when it is data or
-     * cannot be told (so the caller just reads it).
+     * What the backing holds from cluster {@code first} on, in whole clusters, for a scheduler that issues
+     * fills ahead ({@code StreamStep}): one allocation call. {@code zeros}: clusters [first, end) lie
+     * wholly in a hole or zero extent (end &gt; first); otherwise clusters [first, end) may hold data
+     * (end &gt; first; a failure to answer says data for one cluster, and the fill that follows reports it).
      */
-    public long backingHoleEnd(long first) {
-        if (backing == null || first >= clusters) {
-            return first;
+    public record BackingExtent(boolean zeros, long end) {
+    }
+
+    /** See {@link BackingExtent}; {@code first} &lt; {@link #clusters()}. */
+    public BackingExtent backingExtent(long first) {
+        if (backing == null) {
+            return new BackingExtent(false, first + 1);
         }
         try {
             long start = clusterStart(first);
             Allocation at = backing.allocation(start, size - start);
-            if (!at.readsAsZeros()) {
-                return first;
-            }
             long end = start + at.length();
-            return end >= size ? clusters : Math.max(first, end >>> clusterShift);
+            if (at.readsAsZeros()) {
+                long holeEnd = end >= size ? clusters : end >>> clusterShift;
+                if (holeEnd > first) {
+                    return new BackingExtent(true, holeEnd);
+                }
+                return new BackingExtent(false, first + 1); // a hole shorter than a cluster: read it
+            }
+            return new BackingExtent(false, Math.min(clusters, (end + clusterSize - 1) >>> clusterShift));
         } catch (IOException | RuntimeException e) {
-            return first; // the fill that follows asks again and reports the failure
+            return new BackingExtent(false, first + 1);
         }
     }
 

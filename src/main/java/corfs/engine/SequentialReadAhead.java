@@ -8,6 +8,7 @@ import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
@@ -17,18 +18,20 @@ import java.util.concurrent.atomic.AtomicLong;
  * follows the disk's ordering rules), so a policy can be replaced without touching copy-on-read.
  *
  * <h2>State</h2>
- * One frontier, {@link #prefetchedThrough}: the last cluster handed to the thread (-1 before a
+ * One frontier, {@link #prefetchedThrough}: the last cluster handed to the workers (-1 before a
  * sequential cold read started one). It only moves forward by compare-and-set, except that a reader far
  * behind it takes it over (a new sequential stream elsewhere on the disk). Requests that do not fit the
  * bounded queue ({@code chunks} tasks) are dropped: the reader then fills synchronously, nothing is lost.
  *
- * <h2>Thread, ownership, stop</h2>
- * One named daemon thread, {@code corfs-prefetch-<leaf>}, started on demand and retired after 5 s idle.
- * It holds no lock between tasks; each task is one {@code Fill} of at most one chunk, whose failure is
- * logged at debug and forgotten (a guest read of the same clusters reports the error). The owning disk
- * calls {@link #close()} before closing its image: it stops accepting work and waits (30 s at most) for
- * the task in progress, which is never interrupted (NIO closes a channel when its thread is
- * interrupted). Idempotent.
+ * <h2>Threads, ownership, stop</h2>
+ * Up to {@code inFlight} named daemon threads, {@code corfs-prefetch-<leaf>-N}, started on demand and
+ * retired after 5 s idle, so that many chunks are read at once (a backing with a round trip R is then not
+ * read one chunk per R). They hold no lock between tasks; each task is one {@code Fill} of at most one
+ * chunk, of its own clusters (the frontier hands out disjoint ranges), whose failure is logged at debug
+ * and forgotten (a guest read of the same clusters reports the error). The owning disk calls
+ * {@link #close()} before closing its image: it stops accepting work and waits (30 s at most) for the
+ * tasks in progress, which are never interrupted (NIO closes a channel when its thread is interrupted).
+ * Idempotent.
  */
 final class SequentialReadAhead implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(SequentialReadAhead.class);
@@ -47,27 +50,33 @@ final class SequentialReadAhead implements AutoCloseable {
     private final boolean enabled;
     private final AtomicLong prefetchedThrough = new AtomicLong(-1);
     private final AtomicBoolean closed = new AtomicBoolean();
-    private final ThreadPoolExecutor thread;
+    private final ThreadPoolExecutor workers;
 
     /**
      * @param clusters      clusters of the disk
      * @param chunkClusters clusters of one fill (one task)
      * @param chunks        how many chunks the reader is kept ahead (and the queue's bound)
+     * @param inFlight      how many chunks are filled at once (threads), 1 to {@code chunks}
      * @param enabled       false makes every call a no-op (read-only mount, standalone leaf)
      */
-    SequentialReadAhead(String name, long clusters, long chunkClusters, int chunks, Fill fill, boolean enabled) {
+    SequentialReadAhead(String name, long clusters, long chunkClusters, int chunks, int inFlight, Fill fill,
+                        boolean enabled) {
         this.name = name;
         this.clusters = clusters;
         this.chunkClusters = Math.max(1, chunkClusters);
         this.chunks = chunks;
         this.fill = fill;
         this.enabled = enabled;
-        this.thread = new ThreadPoolExecutor(0, 1, 5, TimeUnit.SECONDS, new ArrayBlockingQueue<>(chunks),
+        int threads = Math.max(1, Math.min(chunks, inFlight));
+        AtomicInteger count = new AtomicInteger();
+        // Core threads (timing out) rather than core 0: a pool grows past its core only when the queue is full.
+        this.workers = new ThreadPoolExecutor(threads, threads, 5, TimeUnit.SECONDS, new ArrayBlockingQueue<>(chunks),
                 r -> {
-                    Thread t = new Thread(r, "corfs-prefetch-" + name);
+                    Thread t = new Thread(r, "corfs-prefetch-" + name + "-" + count.incrementAndGet());
                     t.setDaemon(true);
                     return t;
                 }, new ThreadPoolExecutor.DiscardPolicy());
+        this.workers.allowCoreThreadTimeOut(true);
     }
 
     /**
@@ -82,7 +91,7 @@ final class SequentialReadAhead implements AutoCloseable {
     }
 
     /**
-     * Keeps the next {@code chunks} chunks after cluster {@code from} being filled by the thread. A full
+     * Keeps the next {@code chunks} chunks after cluster {@code from} being filled by the workers. A full
      * queue drops the request. Holds no lock; each task takes its range when it runs.
      */
     void ahead(long from) {
@@ -107,7 +116,7 @@ final class SequentialReadAhead implements AutoCloseable {
             if (!prefetchedThrough.compareAndSet(done, end)) {
                 continue;
             }
-            thread.execute(() -> {
+            workers.execute(() -> {
                 try {
                     fill.fill(start, end);
                 } catch (IOException | RuntimeException e) {
@@ -117,15 +126,15 @@ final class SequentialReadAhead implements AutoCloseable {
         }
     }
 
-    /** Stops accepting work and waits, 30 s at most, for the task in progress. Idempotent. */
+    /** Stops accepting work and waits, 30 s at most, for the tasks in progress. Idempotent. */
     @Override
     public void close() {
         if (!closed.compareAndSet(false, true)) {
             return;
         }
-        thread.shutdown();
+        workers.shutdown();
         try {
-            if (!thread.awaitTermination(30, TimeUnit.SECONDS)) {
+            if (!workers.awaitTermination(30, TimeUnit.SECONDS)) {
                 LOG.warn("{}: prefetch did not stop within 30 s", name);
             }
         } catch (InterruptedException e) {

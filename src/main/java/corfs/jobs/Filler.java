@@ -56,7 +56,7 @@ public final class Filler implements AutoCloseable {
     public Filler(List<LeafDisk> disks, FileOps fileOps, String mountName) {
         this.fileOps = fileOps;
         for (LeafDisk d : disks) {
-            jobs.put(d.name(), new LeafJob(d, this::wake));
+            jobs.put(d.name(), new LeafJob(d, this::wake, fileOps));
         }
         this.thread = new Thread(this::run, "corfs-filler-" + mountName);
         this.thread.setDaemon(true);
@@ -169,7 +169,11 @@ public final class Filler implements AutoCloseable {
         LOG.debug("filler thread ends");
     }
 
-    private void yieldToGuest(LeafDisk disk) {
+    /**
+     * Waits (a few milliseconds at most) while guest requests are in flight on {@code disk}: the filler
+     * before each step, and a stream's workers before each fill.
+     */
+    static void yieldToGuest(LeafDisk disk) {
         for (int i = 0; i < GUEST_YIELD_MAX && disk.guestActive(GUEST_YIELD_NANOS); i++) {
             try {
                 TimeUnit.NANOSECONDS.sleep(GUEST_YIELD_NANOS);

@@ -13,11 +13,22 @@ sealed interface JobStep permits StreamStep, CommitStep {
     long FINISHED = -1;
 
     /**
-     * Does one step over at most {@code maxClusters} clusters (at least one).
+     * Does one step over at most {@code maxClusters} clusters (at least one); a stream keeps several such
+     * steps in flight ({@link StreamStep}) and returns those that completed.
      *
      * @return the bytes processed (what done_bytes and the speed limit count), or {@link #FINISHED}
      */
     long step(int maxClusters) throws IOException;
+
+    /**
+     * Waits, at most {@code timeoutNanos}, until nothing this run started in the background is still
+     * running (a stream's fills in flight); called by pause once the filler no longer steps the run.
+     *
+     * @return false if something still runs after the timeout
+     */
+    default boolean awaitQuiet(long timeoutNanos) {
+        return true;
+    }
 
     /** After {@link #FINISHED}: makes the result durable (a commit: the backing first, then the bits). */
     void complete() throws IOException;

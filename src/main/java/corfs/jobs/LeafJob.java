@@ -6,6 +6,7 @@ import corfs.backing.BackingIdentity;
 import corfs.engine.LeafDisk;
 import corfs.image.LeafHeader;
 import corfs.image.UnreadableLedger;
+import corfs.io.FileOps;
 import corfs.vocabulary.JobKind;
 import corfs.vocabulary.JobState;
 import corfs.vocabulary.LeafStatus;
@@ -72,6 +73,7 @@ final class LeafJob {
 
     final LeafDisk disk;
     private final Runnable wakeFiller;
+    private final FileOps fileOps;
     private final ReentrantLock commandLock = new ReentrantLock();
     private final ReentrantLock persistLock = new ReentrantLock();
     private final AtomicReference<JobSnapshot> snapshot = new AtomicReference<>(JobSnapshot.NONE);
@@ -99,9 +101,10 @@ final class LeafJob {
     private long retryDelayMillis;
     private boolean shutDown;
 
-    LeafJob(LeafDisk disk, Runnable wakeFiller) {
+    LeafJob(LeafDisk disk, Runnable wakeFiller, FileOps fileOps) {
         this.disk = disk;
         this.wakeFiller = wakeFiller;
+        this.fileOps = fileOps;
     }
 
     // ------------------------------------------------------------------ mount
@@ -233,6 +236,7 @@ final class LeafJob {
             }
             persist(UnaryOperator.identity());
             awaitStepEnd(run);
+            awaitQuiet(run);
             LOG.info("{}: {} job {} paused", disk.name(), kind.word(), id);
         } finally {
             commandLock.unlock();
@@ -319,6 +323,7 @@ final class LeafJob {
                 awaitStepEnd(run);
             }
             closeRetired(); // a step still running past the wait is closed by the filler after it
+            awaitQuiet(run); // the run may be closing on the filler: its fills in flight end first either way
             LOG.info("{}: {} job {} cancelled", disk.name(), kind.word(), id);
         } finally {
             commandLock.unlock();
@@ -508,7 +513,7 @@ final class LeafJob {
     private JobStep openStep(JobKind k, OnError policy) throws IOException {
         assert !Thread.holdsLock(this) : "opening a writer is I/O";
         if (k == JobKind.STREAM) {
-            return new StreamStep(disk, policy, this::skipped);
+            return new StreamStep(disk, policy, this::skipped, fileOps);
         }
         boolean wasWritten;
         synchronized (this) {
@@ -645,17 +650,19 @@ final class LeafJob {
         return new LeafHeader.JobRecord(kind, state, speed, onError, error, id, backingWritten || openWriters > 0);
     }
 
+    /** Adds an unreadable extent, keeping the list sorted and merged (a stream's fills end in any order). */
     private void skipped(long offset, long length, String message) {
         synchronized (this) {
-            if (!unreadable.isEmpty()) {
-                long[] last = unreadable.get(unreadable.size() - 1);
-                if (last[0] + last[1] == offset) {
-                    last[1] += length;
-                } else {
-                    unreadable.add(new long[] {offset, length});
-                }
-            } else {
-                unreadable.add(new long[] {offset, length});
+            int i = 0;
+            while (i < unreadable.size() && unreadable.get(i)[0] < offset) {
+                i++;
+            }
+            unreadable.add(i, new long[] {offset, length});
+            if (i + 1 < unreadable.size() && offset + length == unreadable.get(i + 1)[0]) {
+                unreadable.get(i)[1] += unreadable.remove(i + 1)[1];
+            }
+            if (i > 0 && unreadable.get(i - 1)[0] + unreadable.get(i - 1)[1] == offset) {
+                unreadable.get(i - 1)[1] += unreadable.remove(i)[1];
             }
             error = message;
             publish();
@@ -739,6 +746,15 @@ final class LeafJob {
                 Thread.currentThread().interrupt();
                 return;
             }
+        }
+    }
+
+    /** Waits (bounded) until what the run started in the background (a stream's fills) has ended. */
+    private void awaitQuiet(Run run) {
+        assert !Thread.holdsLock(this);
+        if (run != null && !run.step.awaitQuiet(STEP_WAIT_NANOS)) {
+            LOG.warn("{}: the job's fills in flight are still running after {} ms", disk.name(),
+                    STEP_WAIT_NANOS / 1_000_000);
         }
     }
 

@@ -3,82 +3,330 @@ package corfs.jobs;
 import corfs.engine.BackingReadException;
 import corfs.engine.LeafDisk;
 import corfs.image.ClusterBitmap;
+import corfs.io.FileOps;
 import corfs.vocabulary.OnError;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 import java.io.IOException;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.ThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 
 /**
- * A stream run: fills every cluster that is not local, in order. A hole of the backing becomes a hole
- * of the leaf in one step, however long (1 GiB at most). With on_error=skip a failing range is isolated
- * cluster by cluster: the readable ones are filled, the others reported to the {@link Skipped} sink and
- * not revisited by this run. Other read errors are thrown for the job's {@link ErrorPolicy}.
+ * A stream run: fills every cluster that is not local, keeping up to {@link #maxInFlight} fills in flight
+ * so that a backing with a round trip R is not read one chunk per R. A hole of the backing becomes a hole
+ * of the leaf in one fill, however long (1 GiB at most), without a read. With on_error=skip a failing
+ * range is isolated cluster by cluster: the readable ones are filled, the others reported to the
+ * {@link Skipped} sink and not revisited by this run. Other read errors are thrown for the job's
+ * {@link ErrorPolicy}.
+ *
+ * <h2>Threads</h2>
+ * The filler thread is the scheduler: {@link #step} (filler only) collects the fills that completed,
+ * issues new ones in disk order from {@link #cursor} up to {@link #maxInFlight}, and waits (at most
+ * {@value #STEP_WAIT_MS} ms) for one to complete when none has. The fills run on this run's own workers,
+ * {@code corfs-stream-<leaf>-N} (daemon, idle I/O class, at most {@link #maxInFlight}, retired when idle),
+ * through {@link LeafDisk#fill}, whose per-cluster locks make a guest write racing a fill win. Workers are
+ * never interrupted (NIO closes a channel when its thread is interrupted): {@link #awaitQuiet} and
+ * {@link #close} wait for them with a bound.
+ *
+ * <h2>Invariants</h2>
+ * <ul>
+ * <li>The ranges in {@link #inFlight} never overlap, and a cluster in one is never issued again until its
+ * fill completed: the scan skips them.</li>
+ * <li>Progress counts only completed fills: {@link #step} returns the bytes of the fills it collected
+ * (holes included), which is what the speed limit charges; the bytes in flight are at most
+ * {@code maxInFlight} fills of {@code maxClusters}, so the limit holds over time within that burst.</li>
+ * <li>A fill that failed (not skipped) is thrown by the step that collects it, and the cursor goes back
+ * to its first cluster, so a retry issues it again; fills still in flight go on and are collected by the
+ * next step (retry) or waited for by {@link #close} (stop).</li>
+ * <li>{@link JobStep#FINISHED} only when nothing is in flight and no cluster is left to issue (every
+ * cluster local, or skipped), so {@link #complete()}'s flush covers every fill.</li>
+ * <li>Every completion is queued before its worker counts itself out of {@link #running}, so once
+ * {@link #awaitQuiet} returns true the queue holds every result.</li>
+ * </ul>
  */
 final class StreamStep implements JobStep {
+    private static final Logger LOG = LoggerFactory.getLogger(StreamStep.class);
     /** Where skipped clusters go (the job's unreadable list and ledger). Called with no monitor held. */
     interface Skipped {
         void unreadable(long offset, long length, String message);
     }
 
+    /** The most fills in flight, whatever the backing allows. */
+    static final int MAX_IN_FLIGHT = 8;
     private static final long MAX_HOLE_STEP = 1L << 30;
+    private static final long STEP_WAIT_MS = 500;
+    private static final long CLOSE_WAIT_MS = 30_000;
+    private static final AtomicInteger POOLS = new AtomicInteger();
+
+    /** One fill's outcome: its range, the missing bytes it made local, its failure, the clusters it skipped. */
+    private record Done(long first, long last, long bytes, Throwable failure, List<Skip> skips) {
+    }
+
+    private record Skip(long offset, long length, String message) {
+    }
 
     private final LeafDisk disk;
     private final OnError onError;
     private final Skipped skipped;
-    private long cursor;
-    private boolean skippedAny;
+    private final int maxInFlight;
+    private final ThreadPoolExecutor workers;
+    private final LinkedBlockingQueue<Done> completed = new LinkedBlockingQueue<>();
+    /** Fills submitted and not yet returned; guarded by its own monitor for {@link #awaitQuiet}. */
+    private final AtomicInteger running = new AtomicInteger();
 
-    StreamStep(LeafDisk disk, OnError onError, Skipped skipped) {
+    // ---- filler thread only
+    /** first cluster to first..last of every fill issued and not yet collected. */
+    private final TreeMap<Long, Long> inFlight = new TreeMap<>();
+    private long cursor;
+    /** Clusters [cursor, dataUntil) are data according to the backing's last answer. */
+    private long dataUntil;
+    private boolean skippedAny;
+    /** Set by whoever closes the run (the filler, or the command that retired it). */
+    private volatile boolean closed;
+
+    StreamStep(LeafDisk disk, OnError onError, Skipped skipped, FileOps fileOps) {
         this.disk = disk;
         this.onError = onError;
         this.skipped = skipped;
+        this.maxInFlight = inFlightFor(disk);
+        String prefix = "corfs-stream-" + disk.name() + "-" + POOLS.incrementAndGet() + "-";
+        AtomicInteger threads = new AtomicInteger();
+        // Never more tasks than maxInFlight (the scheduler counts them), so the queue never rejects.
+        this.workers = new ThreadPoolExecutor(maxInFlight, maxInFlight, 5, TimeUnit.SECONDS,
+                new ArrayBlockingQueue<>(maxInFlight), r -> {
+                    Thread t = new Thread(() -> {
+                        fileOps.setCurrentThreadIdleIoPriority();
+                        r.run();
+                    }, prefix + threads.incrementAndGet());
+                    t.setDaemon(true);
+                    return t;
+                }, new ThreadPoolExecutor.AbortPolicy());
+        this.workers.allowCoreThreadTimeOut(true);
+    }
+
+    /** Fills in flight for this disk's backing: what it says it can take, 1 to {@link #MAX_IN_FLIGHT}. */
+    static int inFlightFor(LeafDisk disk) {
+        return disk.backing() == null ? 1 : Math.max(1, Math.min(MAX_IN_FLIGHT, disk.backing().maxInFlight()));
+    }
+
+    int maxInFlight() {
+        return maxInFlight;
     }
 
     @Override
     public long step(int maxClusters) throws IOException {
-        ClusterBitmap local = disk.image().local();
-        long clusters = disk.clusters();
-        long first = local.nextClear(cursor, clusters);
-        if (first >= clusters && cursor > 0) {
-            first = skippedAny ? clusters : local.nextClear(0, clusters); // skipped extents are not revisited
-        }
-        if (first >= clusters) {
-            return FINISHED;
-        }
-        int cs = disk.clusterSize();
-        long last = Math.min(clusters - 1, first + maxClusters - 1);
-        long holeEnd = disk.backingHoleEnd(first);
-        if (holeEnd > first) {
-            last = Math.min(holeEnd - 1, first + Math.max(1, MAX_HOLE_STEP / cs) - 1);
-        }
-        long missingBytes = (last - first + 1) * (long) cs - local.count(first, last + 1) * (long) cs;
-        if (last == clusters - 1 && !local.get(last)) {
-            missingBytes -= clusters * cs - disk.size();
-        }
-        try {
-            disk.fill(first, last);
-        } catch (BackingReadException e) {
-            if (onError != OnError.SKIP) {
-                throw e;
+        long bytes = collect(0);
+        issue(maxClusters);
+        if (inFlight.isEmpty()) {
+            if (!skippedAny && cursor > 0 && disk.image().local().nextClear(0, disk.clusters()) < disk.clusters()) {
+                cursor = 0; // skipped extents are not revisited; anything else missing is, once
+                dataUntil = 0;
+                issue(maxClusters);
             }
-            isolate(first, last);
-            missingBytes = Math.min(disk.size(), (last + 1) * cs) - first * cs;
+            if (inFlight.isEmpty()) {
+                return bytes > 0 ? bytes : FINISHED;
+            }
         }
-        cursor = last + 1;
-        return missingBytes;
+        if (bytes == 0) {
+            bytes = collect(STEP_WAIT_MS);
+        }
+        return bytes;
     }
 
-    /** Fills the readable clusters of [first, last] one by one and reports the others. */
-    private void isolate(long first, long last) throws IOException {
+    /**
+     * Takes the completed fills off the queue, waiting up to {@code waitMs} for the first; reports their
+     * skipped clusters; throws the first failure after rewinding the cursor to it. Returns their bytes.
+     */
+    private long collect(long waitMs) throws IOException {
+        List<Done> batch = new ArrayList<>();
+        if (waitMs > 0) {
+            Done first;
+            try {
+                first = completed.poll(waitMs, TimeUnit.MILLISECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return 0;
+            }
+            if (first == null) {
+                return 0;
+            }
+            batch.add(first);
+        }
+        completed.drainTo(batch);
+        long bytes = 0;
+        Done failed = null;
+        for (Done d : batch) {
+            inFlight.remove(d.first());
+            for (Skip s : d.skips()) {
+                skippedAny = true;
+                skipped.unreadable(s.offset(), s.length(), s.message());
+            }
+            if (d.failure() == null) {
+                bytes += d.bytes();
+            } else if (failed == null || d.first() < failed.first()) {
+                failed = d;
+            }
+        }
+        if (failed != null) {
+            cursor = Math.min(cursor, failed.first());
+            dataUntil = 0;
+            throwFailure(failed.failure());
+        }
+        return bytes;
+    }
+
+    private static void throwFailure(Throwable t) throws IOException {
+        if (t instanceof IOException e) {
+            throw e;
+        }
+        if (t instanceof RuntimeException e) {
+            throw e;
+        }
+        if (t instanceof Error e) {
+            throw e;
+        }
+        throw new IOException(t);
+    }
+
+    /** Issues fills in disk order from the cursor until {@link #maxInFlight} are in flight or none is left. */
+    private void issue(int maxClusters) {
+        ClusterBitmap local = disk.image().local();
+        long clusters = disk.clusters();
         int cs = disk.clusterSize();
+        while (inFlight.size() < maxInFlight && !closed) {
+            long first = local.nextClear(cursor, clusters);
+            if (first >= clusters) {
+                cursor = clusters;
+                return;
+            }
+            Map.Entry<Long, Long> covering = inFlight.floorEntry(first);
+            if (covering != null && covering.getValue() >= first) {
+                cursor = covering.getValue() + 1;
+                continue;
+            }
+            long last = Math.min(clusters - 1, first + Math.max(1, maxClusters) - 1);
+            if (first >= dataUntil) {
+                LeafDisk.BackingExtent extent = disk.backingExtent(first);
+                if (extent.zeros()) {
+                    last = Math.min(extent.end() - 1, first + Math.max(1, MAX_HOLE_STEP / cs) - 1);
+                    dataUntil = 0;
+                } else {
+                    dataUntil = extent.end();
+                }
+            }
+            if (first < dataUntil) {
+                last = Math.min(last, dataUntil - 1); // a fill of data stops where the backing's data does
+            }
+            Long next = inFlight.higherKey(first);
+            if (next != null) {
+                last = Math.min(last, next - 1);
+            }
+            submit(first, last);
+            cursor = last + 1;
+        }
+    }
+
+    private void submit(long first, long last) {
+        ClusterBitmap local = disk.image().local();
+        int cs = disk.clusterSize();
+        long clusters = disk.clusters();
+        long missing = (last - first + 1) * (long) cs - local.count(first, last + 1) * (long) cs;
+        if (last == clusters - 1 && !local.get(last)) {
+            missing -= clusters * cs - disk.size();
+        }
+        long bytes = missing;
+        inFlight.put(first, last);
+        running.incrementAndGet();
+        try {
+            workers.execute(() -> fill(first, last, bytes));
+        } catch (RuntimeException e) { // rejected: the pool is shut down (cannot happen while not closed)
+            inFlight.remove(first);
+            quietOne();
+            throw e;
+        }
+    }
+
+    /** A worker's fill of [first, last]; its outcome goes to the queue, whatever happens. */
+    private void fill(long first, long last, long bytes) {
+        Done done;
+        try {
+            Filler.yieldToGuest(disk);
+            try {
+                disk.fill(first, last);
+                done = new Done(first, last, bytes, null, List.of());
+            } catch (BackingReadException e) {
+                if (onError != OnError.SKIP) {
+                    throw e;
+                }
+                done = new Done(first, last, Math.min(disk.size(), (last + 1) * disk.clusterSize())
+                        - first * disk.clusterSize(), null, isolate(first, last));
+            }
+        } catch (Throwable t) {
+            done = new Done(first, last, 0, t, List.of());
+        }
+        completed.add(done);
+        quietOne();
+    }
+
+    /** Fills the readable clusters of [first, last] one by one and returns the others. */
+    private List<Skip> isolate(long first, long last) throws IOException {
+        int cs = disk.clusterSize();
+        List<Skip> skips = new ArrayList<>();
         for (long c = first; c <= last; c++) {
             try {
                 disk.fill(c, c);
             } catch (BackingReadException single) {
                 long off = c * cs;
-                skippedAny = true;
-                skipped.unreadable(off, Math.min(disk.size(), off + cs) - off, single.getMessage());
+                Skip prev = skips.isEmpty() ? null : skips.get(skips.size() - 1);
+                long len = Math.min(disk.size(), off + cs) - off;
+                if (prev != null && prev.offset() + prev.length() == off) {
+                    skips.set(skips.size() - 1, new Skip(prev.offset(), prev.length() + len, single.getMessage()));
+                } else {
+                    skips.add(new Skip(off, len, single.getMessage()));
+                }
             }
         }
+        return skips;
+    }
+
+    private void quietOne() {
+        if (running.decrementAndGet() == 0) {
+            synchronized (running) {
+                running.notifyAll();
+            }
+        }
+    }
+
+    /**
+     * Waits, at most {@code timeoutNanos}, until no fill of this run is running (any thread; after the
+     * filler stopped stepping it, so nothing new is issued). Returns false on timeout.
+     */
+    @Override
+    public boolean awaitQuiet(long timeoutNanos) {
+        long deadline = System.nanoTime() + timeoutNanos;
+        synchronized (running) {
+            while (running.get() > 0) {
+                long left = deadline - System.nanoTime();
+                if (left <= 0) {
+                    return false;
+                }
+                try {
+                    TimeUnit.NANOSECONDS.timedWait(running, left);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    return false;
+                }
+            }
+        }
+        return true;
     }
 
     @Override
@@ -86,8 +334,18 @@ final class StreamStep implements JobStep {
         disk.flush();
     }
 
+    /** Stops issuing, waits (bounded) for the fills in flight and retires the workers. Idempotent. */
     @Override
     public boolean close() {
+        if (closed) {
+            return false;
+        }
+        closed = true;
+        workers.shutdown();
+        if (!awaitQuiet(TimeUnit.MILLISECONDS.toNanos(CLOSE_WAIT_MS))) {
+            LOG.warn("{}: {} stream fill(s) still running after {} ms; they finish on their own", disk.name(),
+                    running.get(), CLOSE_WAIT_MS);
+        }
         return false;
     }
 }
