@@ -33,7 +33,7 @@ GiB = 1 << 30
 TiB = 1 << 40
 SYSTEMS = ["corfs", "corfs-s", "qsd", "bindfs", "plain"]
 PEERS = ["qsd", "bindfs", "plain"]
-WORKLOADS = ["cold", "hot", "rand", "write", "stream", "latency", "scale", "net"]
+WORKLOADS = ["cold", "hot", "rand", "write", "stream", "latency", "scale", "net", "qcow2"]
 
 PROFILES = {
     # dense: backing size for workloads 1-4 and 6; sparse_*: workload 5; rand_s: fio runtime
@@ -1101,10 +1101,57 @@ class Bench:
             for proc in list(self.servers):
                 self.stop_server(proc)
 
+    # --- workload 9: qcow2 backings (issue 9) ------------------------------------------------
+    def w_qcow2(self):
+        size = self.p["dense"]
+        log(f"workload 9: qcow2 backings holding {human(size)}: cold read through the mount vs qsd; stream "
+            f"to standalone vs qemu-img convert -O raw (uncompressed and zlib)")
+        d = os.path.join(self.bdir, "qcow2")
+        os.makedirs(d, exist_ok=True)
+        plain = os.path.join(d, "plain.qcow2")
+        zlib = os.path.join(d, "zlib.qcow2")
+        sh(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", self.dense, plain], timeout=1800)
+        sh(["qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", "-o", "compression_type=zlib", self.dense,
+            zlib], timeout=3600)
+        for s in self.order(["corfs", "qsd"]):
+            w = os.path.join(self.work, f"{s}-qcow2-cold")
+            if s == "corfs":
+                inst = Corfs(self, plain, w)
+            else:
+                inst = Qsd(self, plain, w)
+                sh(["qemu-img", "rebase", "-u", "-f", "qcow2", "-b", plain, "-F", "qcow2", inst.leaf])
+                inst.start()
+            drop_caches()
+            r = self.measured(s, lambda: run_dd(inst.path, size))
+            self.record("qcow2_cold", "cold seq read dd 1M of a qcow2 backing", "MB/s", "higher", s, r["mbps"],
+                        extra=prof(r))
+            inst.stop()
+        for key, img in (("qcow2_stream", plain), ("qcow2_stream_zlib", zlib)):
+            label = "stream qcow2 " + ("zlib " if "zlib" in key else "") + f"{human(size)} [plain=qemu-img convert]"
+            for s in self.order(["corfs", "plain"]):
+                w = os.path.join(self.work, f"{s}-{key}")
+                if s == "corfs":
+                    inst = Corfs(self, img, w)
+                    drop_caches()
+                    secs, _ = self.corfs_stream(inst)
+                    inst.stop()
+                else:
+                    os.makedirs(w, exist_ok=True)
+                    dst = os.path.join(w, "copy.raw")
+                    drop_caches()
+                    t = time.monotonic()
+                    sh(["qemu-img", "convert", "-f", "qcow2", "-O", "raw", img, dst], timeout=3600)
+                    sh(["sync", dst])
+                    secs = time.monotonic() - t
+                    shutil.rmtree(w, ignore_errors=True)
+                self.record(key, label, "s", "lower", s, secs)
+        shutil.rmtree(d, ignore_errors=True)
+
     def run(self):
         self.setup()
         steps = dict(cold=self.w_cold, hot=self.w_hot, rand=self.w_rand, write=self.w_write,
-                     stream=self.w_stream, latency=self.w_latency, scale=self.w_scale, net=self.w_net)
+                     stream=self.w_stream, latency=self.w_latency, scale=self.w_scale, net=self.w_net,
+                     qcow2=self.w_qcow2)
         for w in WORKLOADS:
             if w in self.args.only:
                 t = time.monotonic()
@@ -1145,6 +1192,9 @@ TARGETS = [
     ("stream over NBD <= 1.25x nbdcopy time", "net_stream_nbd", "corfs", "plain", "<=", 1.25),
     ("stream over NBD, 2ms delay <= 1.25x nbdcopy", "net_stream_nbd_delay", "corfs", "plain", "<=", 1.25),
     ("stream over HTTP <= 1.25x curl time", "net_stream_http", "corfs", "plain", "<=", 1.25),
+    ("cold read of a qcow2 >= 2x qsd", "qcow2_cold", "corfs", "qsd", ">=", 2.0),
+    ("stream qcow2 <= 1.2x qemu-img convert", "qcow2_stream", "corfs", "plain", "<=", 1.2),
+    ("stream zlib qcow2 <= 1.2x qemu-img convert", "qcow2_stream_zlib", "corfs", "plain", "<=", 1.2),
 ]
 
 
