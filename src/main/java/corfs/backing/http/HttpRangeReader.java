@@ -13,8 +13,7 @@ import java.net.http.HttpClient;
 import java.net.http.HttpHeaders;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
-import java.net.http.HttpResponse.BodySubscriber;
-import java.net.http.HttpResponse.ResponseInfo;
+
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.security.NoSuchAlgorithmException;
@@ -28,11 +27,11 @@ import java.util.Set;
 import java.util.TreeMap;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
-import java.util.concurrent.CompletionStage;
+
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.ExecutionException;
-import java.util.concurrent.Flow;
+
 import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.ScheduledThreadPoolExecutor;
 import java.util.concurrent.SynchronousQueue;
@@ -98,6 +97,7 @@ public final class HttpRangeReader implements AutoCloseable {
     private static final long MAX_BACKOFF_MILLIS = 2000;
     private static final AtomicInteger IDS = new AtomicInteger();
     private static final int IO_THREADS = 64;
+    private static final long CONNECT_MILLIS = 10_000;
     private static final Pattern S3_CODE = Pattern.compile("<Code>([A-Za-z0-9.]{1,64})</Code>");
 
     private final String name;
@@ -109,6 +109,8 @@ public final class HttpRangeReader implements AutoCloseable {
     private final ThreadPoolExecutor io;
     private final ScheduledThreadPoolExecutor timer;
     private final HttpClient client;
+    private final SSLContext tls;
+    private final ConnectionPool pool;
     private final RemoteObject object;
     private final HttpClient.Version version;
     private final AtomicReference<CorfsException> changed = new AtomicReference<>();
@@ -160,6 +162,8 @@ public final class HttpRangeReader implements AutoCloseable {
         this.options = options;
         this.headers = headers;
         this.signer = signer;
+        this.tls = tls;
+        this.pool = new ConnectionPool(options.connections());
         int id = IDS.incrementAndGet();
         AtomicInteger n = new AtomicInteger();
         // A cached pool, like the client's default one: a hand-off queue and threads made on demand (a
@@ -293,6 +297,7 @@ public final class HttpRangeReader implements AutoCloseable {
             r.finish(new CorfsException(Reason.IO, name + " was closed"));
         }
         timer.shutdownNow();
+        pool.close();
         io.shutdown();
         try {
             if (!io.awaitTermination(5, TimeUnit.SECONDS)) {
@@ -430,15 +435,26 @@ public final class HttpRangeReader implements AutoCloseable {
 
     // ---- requests and answers ----
 
+    /** The probe's request (the JDK client): the same headers as every range request. */
     private HttpRequest request(URI uri, String range, boolean conditional, long leftNanos) throws IOException {
         HttpRequest.Builder b = HttpRequest.newBuilder(uri).GET()
                 .timeout(Duration.ofNanos(Math.max(leftNanos, TimeUnit.MILLISECONDS.toNanos(1))))
                 .version("https".equalsIgnoreCase(uri.getScheme()) ? HttpClient.Version.HTTP_2
                         : HttpClient.Version.HTTP_1_1);
+        for (Header h : requestHeaders(uri, range, conditional)) {
+            b.header(h.name(), h.value());
+        }
+        return b.build();
+    }
+
+    /**
+     * The headers of a GET of {@code range} from {@code uri} (Host aside): the header file's and the URL
+     * credentials (to the origin only), Range, the condition on the object opened, and the signer's.
+     */
+    private List<Header> requestHeaders(URI uri, String range, boolean conditional) throws IOException {
+        List<Header> out = new ArrayList<>(headers.size() + 8);
         if (SafeUri.sameOrigin(uri, origin)) {
-            for (Header h : headers) {
-                b.header(h.name(), h.value());
-            }
+            out.addAll(headers);
         }
         Map<String, String> controlled = new TreeMap<>();
         controlled.put("range", range);
@@ -447,9 +463,9 @@ public final class HttpRangeReader implements AutoCloseable {
         } else if (conditional) {
             controlled.put("if-unmodified-since", object.lastModified());
         }
-        controlled.forEach(b::header);
-        signer.sign("GET", uri, controlled).forEach(b::header);
-        return b.build();
+        controlled.forEach((k, v) -> out.add(new Header(k, v)));
+        signer.sign("GET", uri, controlled).forEach((k, v) -> out.add(new Header(k, v)));
+        return out;
     }
 
     private URI follow(URI from, HttpHeaders h, int hop) throws CorfsException {
@@ -560,15 +576,18 @@ public final class HttpRangeReader implements AutoCloseable {
     }
 
     /** What a response turned out to be, decided from its status and headers before its body. */
-    private record Outcome(Kind kind, CorfsException error, URI location, long retryAfterMillis) {
-        enum Kind { DATA, REDIRECT, RETRY, FAIL, CHANGED }
+    private record Outcome(Kind kind, CorfsException error, URI location, long retryAfterMillis, int want) {
+        /** DATA: read {@code want} body bytes (then: all in the buffer); STATUS: an error status, its body names it. */
+        enum Kind { DATA, REDIRECT, RETRY, FAIL, CHANGED, STATUS }
 
-        static final Outcome DATA = new Outcome(Kind.DATA, null, null, 0);
+        static final Outcome DATA = new Outcome(Kind.DATA, null, null, 0, 0);
 
         static Outcome fail(CorfsException e) {
-            return new Outcome(Kind.FAIL, e, null, 0);
+            return new Outcome(Kind.FAIL, e, null, 0, 0);
         }
     }
+
+    private final Outcome abandoned = Outcome.fail(new CorfsException(Reason.IO, "read abandoned"));
 
     /** One range read: its buffer, its deadline, its attempts. Guarded by its own monitor. */
     private final class Read {
@@ -585,7 +604,7 @@ public final class HttpRangeReader implements AutoCloseable {
         private int redirects;
         private URI uri = readUri;
         private Throwable lastError;
-        private Sink sink;
+        private HttpConnection conn;
         private ScheduledFuture<?> timeout;
 
         Read(ByteBuffer dst, long offset, int length, CompletableFuture<Void> result) {
@@ -620,7 +639,10 @@ public final class HttpRangeReader implements AutoCloseable {
                     + (last == null ? "" : " (last error: " + describe(last) + ")")));
         }
 
-        /** Sends the next attempt; called holding a connection slot, which the answer releases. */
+        /**
+         * Runs the next attempt on this (io) thread, holding a connection slot, which it releases before
+         * acting on the answer.
+         */
         void start() {
             URI to;
             int from;
@@ -639,24 +661,120 @@ public final class HttpRangeReader implements AutoCloseable {
                 release();
                 return;
             }
-            HttpRequest req;
+            List<Header> request;
             try {
-                String range = "bytes=" + (offset + from) + "-" + (offset + length - 1);
-                req = request(to, range, true, deadline - System.nanoTime());
+                request = requestHeaders(to, "bytes=" + (offset + from) + "-" + (offset + length - 1), true);
             } catch (IOException | RuntimeException e) {
                 finish(asIo(e));
                 release();
                 return;
             }
-            client.sendAsync(req, this::answer).whenComplete((resp, err) -> {
-                release();
-                onAnswer(resp, err);
-            });
+            Outcome o = null;
+            Throwable err = null;
+            try {
+                o = exchange(to, request);
+            } catch (IOException | RuntimeException e) {
+                err = e;
+            }
+            release();
+            onAnswer(o, err);
         }
 
-        private BodySubscriber<Outcome> answer(ResponseInfo info) {
-            int s = info.statusCode();
-            HttpHeaders h = info.headers();
+        /**
+         * One request and its reply, on an idle pooled connection or a new one. A kept-alive connection
+         * that fails or closes before the reply's first byte (the server dropped it) is replaced by a new
+         * one, once and at once; any other failure is the caller's to retry. The connection goes back to
+         * the pool only after a 206 whose body was read to exactly its Content-Length.
+         */
+        private Outcome exchange(URI to, List<Header> request) throws IOException {
+            String key = HttpConnection.origin(to);
+            for (int fresh = 0; ; fresh++) {
+                HttpConnection c = fresh == 0 ? pool.take(key) : null;
+                boolean reused = c != null;
+                long leftMillis = Math.max(1, TimeUnit.NANOSECONDS.toMillis(deadline - System.nanoTime()));
+                if (c == null) {
+                    c = HttpConnection.connect(to, tls, (int) Math.min(leftMillis, CONNECT_MILLIS),
+                            (int) Math.min(leftMillis, Integer.MAX_VALUE));
+                } else {
+                    c.deadline(deadline);
+                }
+                synchronized (this) {
+                    if (finished) {
+                        c.close();
+                        return abandoned;
+                    }
+                    conn = c;
+                }
+                boolean keep = false;
+                try {
+                    HttpConnection.Head head;
+                    try {
+                        c.send("GET", to, request);
+                        head = c.readHead();
+                    } catch (HttpConnection.NoReplyException | java.net.SocketException e) {
+                        if (reused && fresh == 0) {
+                            LOG.debug("{}: a kept-alive connection failed before a reply ({}); once more on a new one",
+                                    name, describe(e));
+                            continue;
+                        }
+                        throw e;
+                    }
+                    Outcome o = decide(head.status(), head.headers());
+                    if (o.kind() == Outcome.Kind.DATA) {
+                        o = receive(c, o.want());
+                        keep = o.kind() == Outcome.Kind.DATA;
+                    } else if (o.kind() == Outcome.Kind.STATUS) {
+                        o = Outcome.fail(statusError(head.status(), c.errorBody(ERROR_BODY_BYTES)));
+                    }
+                    return o;
+                } catch (HttpConnection.MalformedReplyException e) {
+                    throw new CorfsException(Reason.IO, name + " sent a malformed reply: " + e.getMessage());
+                } finally {
+                    synchronized (this) {
+                        conn = null;
+                    }
+                    if (keep) {
+                        pool.give(c);
+                    } else {
+                        c.close();
+                    }
+                }
+            }
+        }
+
+        /**
+         * Copies a 206's body of {@code want} bytes into the buffer, piece by piece under the read's lock,
+         * stopping at once when the read has finished. A connection cut in the middle of the body is a
+         * transport failure (retried after the bytes received); a body that ends (by its framing) short of
+         * the range or goes past it is an error.
+         */
+        private Outcome receive(HttpConnection c, int want) throws IOException {
+            int got = 0;
+            while (got < want) {
+                ByteBuffer b = c.body(want - got);
+                if (b == null) {
+                    return Outcome.fail(new CorfsException(Reason.IO, name + " sent " + got + " of the " + want
+                            + " bytes asked at " + offset));
+                }
+                synchronized (this) {
+                    if (finished) {
+                        return abandoned;
+                    }
+                    int n = b.remaining();
+                    target.put(target.position() + done, b, b.position(), n);
+                    done += n;
+                    got += n;
+                }
+            }
+            if (c.body(1) != null) {
+                return Outcome.fail(new CorfsException(Reason.IO, name + " sent more than the " + want
+                        + " bytes asked at " + offset));
+            }
+            return Outcome.DATA;
+        }
+
+        /** What a reply is, from its status and headers, before its body: the rules for every range request. */
+        private Outcome decide(int s, HttpHeaders h) {
             if (s == 206) {
                 long first;
                 int want;
@@ -669,41 +787,37 @@ public final class HttpRangeReader implements AutoCloseable {
                 String etag = h.firstValue("etag").map(String::strip).orElse(null);
                 if (cr != null && cr.total() >= 0 && cr.total() != object.size()) {
                     markChanged("now has " + cr.total() + " bytes");
-                    return discard(new Outcome(Outcome.Kind.CHANGED, changed.get(), null, 0));
+                    return new Outcome(Outcome.Kind.CHANGED, changed.get(), null, 0, 0);
                 }
                 if (object.etag() != null && etag != null && !etag.equals(object.etag())) {
                     markChanged("now has ETag " + clip(etag));
-                    return discard(new Outcome(Outcome.Kind.CHANGED, changed.get(), null, 0));
+                    return new Outcome(Outcome.Kind.CHANGED, changed.get(), null, 0, 0);
                 }
                 String modified = h.firstValue("last-modified").map(String::strip).orElse(null);
                 if (object.lastModified() != null && modified != null && !modified.equals(object.lastModified())) {
                     markChanged("now has Last-Modified " + clip(modified));
-                    return discard(new Outcome(Outcome.Kind.CHANGED, changed.get(), null, 0));
+                    return new Outcome(Outcome.Kind.CHANGED, changed.get(), null, 0, 0);
                 }
                 if (cr == null || cr.first() != first || cr.length() != want) {
-                    return discard(Outcome.fail(new CorfsException(Reason.IO, name + " answered Content-Range "
+                    return Outcome.fail(new CorfsException(Reason.IO, name + " answered Content-Range "
                             + (crText == null ? "missing" : "'" + clip(crText) + "'") + " to a request for bytes "
-                            + first + "-" + (offset + length - 1))));
+                            + first + "-" + (offset + length - 1)));
                 }
                 String encoding = h.firstValue("content-encoding").orElse("identity").strip();
                 if (!encoding.equalsIgnoreCase("identity")) {
-                    return discard(Outcome.fail(new CorfsException(Reason.IO, name + " sent the range with"
-                            + " Content-Encoding " + clip(encoding))));
+                    return Outcome.fail(new CorfsException(Reason.IO, name + " sent the range with"
+                            + " Content-Encoding " + clip(encoding)));
                 }
                 long declared = h.firstValueAsLong("content-length").orElse(want);
                 if (declared != want) {
-                    return discard(Outcome.fail(new CorfsException(Reason.IO, name + " announced a body of " + declared
-                            + " bytes for a range of " + want)));
+                    return Outcome.fail(new CorfsException(Reason.IO, name + " announced a body of " + declared
+                            + " bytes for a range of " + want));
                 }
-                Sink k = new Sink(want);
-                synchronized (this) {
-                    sink = k;
-                }
-                return k;
+                return new Outcome(Outcome.Kind.DATA, null, null, 0, want);
             }
             if (s == 412) {
                 markChanged("(HTTP 412 Precondition Failed)");
-                return discard(new Outcome(Outcome.Kind.CHANGED, changed.get(), null, 0));
+                return new Outcome(Outcome.Kind.CHANGED, changed.get(), null, 0, 0);
             }
             if (isRedirect(s)) {
                 try {
@@ -711,28 +825,23 @@ public final class HttpRangeReader implements AutoCloseable {
                     synchronized (this) {
                         next = follow(uri, h, ++redirects);
                     }
-                    return discard(new Outcome(Outcome.Kind.REDIRECT, null, next, 0));
+                    return new Outcome(Outcome.Kind.REDIRECT, null, next, 0, 0);
                 } catch (CorfsException e) {
-                    return discard(Outcome.fail(e));
+                    return Outcome.fail(e);
                 }
             }
             if (isRetryable(s)) {
-                return discard(new Outcome(Outcome.Kind.RETRY, new CorfsException(Reason.IO, statusText(s)), null,
-                        retryAfterMillis(h)));
+                return new Outcome(Outcome.Kind.RETRY, new CorfsException(Reason.IO, statusText(s)), null,
+                        retryAfterMillis(h), 0);
             }
             if (s == 200) {
-                return discard(Outcome.fail(new CorfsException(Reason.IO, name + " ignored the range and answered 200"
-                        + " with the whole object")));
+                return Outcome.fail(new CorfsException(Reason.IO, name + " ignored the range and answered 200"
+                        + " with the whole object"));
             }
-            return HttpResponse.BodySubscribers.mapping(new BoundedBody(ERROR_BODY_BYTES),
-                    body -> Outcome.fail(statusError(s, body)));
+            return new Outcome(Outcome.Kind.STATUS, null, null, 0, 0);
         }
 
-        private BodySubscriber<Outcome> discard(Outcome o) {
-            return HttpResponse.BodySubscribers.mapping(new BoundedBody(0), b -> o);
-        }
-
-        private void onAnswer(HttpResponse<Outcome> resp, Throwable err) {
+        private void onAnswer(Outcome o, Throwable err) {
             if (err != null) {
                 Throwable c = err instanceof CompletionException && err.getCause() != null ? err.getCause() : err;
                 if (c instanceof SSLException) {
@@ -746,10 +855,9 @@ public final class HttpRangeReader implements AutoCloseable {
                 }
                 return;
             }
-            Outcome o = resp.body();
             switch (o.kind()) {
                 case DATA -> finish(null);
-                case CHANGED, FAIL -> finish(o.error());
+                case CHANGED, FAIL, STATUS -> finish(o.error());
                 case RETRY -> retry(o.error(), o.retryAfterMillis());
                 case REDIRECT -> {
                     synchronized (this) {
@@ -793,6 +901,7 @@ public final class HttpRangeReader implements AutoCloseable {
 
         /** Completes the read once: success when {@code error} is null. After it, nothing writes into the buffer. */
         void finish(IOException error) {
+            HttpConnection busy;
             synchronized (this) {
                 if (finished) {
                     return;
@@ -801,93 +910,18 @@ public final class HttpRangeReader implements AutoCloseable {
                 if (timeout != null) {
                     timeout.cancel(false);
                 }
-                if (sink != null && error != null) {
-                    sink.abort();
-                }
+                busy = conn;
                 if (error == null) {
                     caller.position(caller.limit());
                 }
+            }
+            if (busy != null && error != null) {
+                busy.abort(); // wakes the exchange blocked on it; it copies nothing more (finished is set)
             }
             if (error == null) {
                 result.complete(null);
             } else {
                 result.completeExceptionally(error);
-            }
-        }
-
-        /** Copies one attempt's body into the buffer, checking it is exactly the range asked. */
-        private final class Sink implements BodySubscriber<Outcome> {
-            private final int want;
-            private final CompletableFuture<Outcome> body = new CompletableFuture<>();
-            private int got;
-            private Flow.Subscription subscription;
-
-            Sink(int want) {
-                this.want = want;
-            }
-
-            @Override
-            public CompletionStage<Outcome> getBody() {
-                return body;
-            }
-
-            @Override
-            public void onSubscribe(Flow.Subscription s) {
-                synchronized (Read.this) {
-                    subscription = s;
-                    if (finished) {
-                        abort();
-                        return;
-                    }
-                }
-                // Unbounded demand: each chunk is copied into the caller's buffer before onNext returns, so
-                // nothing piles up here.
-                s.request(Long.MAX_VALUE);
-            }
-
-            @Override
-            public void onNext(List<ByteBuffer> items) {
-                synchronized (Read.this) {
-                    if (finished) {
-                        abort();
-                        return;
-                    }
-                    for (ByteBuffer b : items) {
-                        int n = b.remaining();
-                        if (n > want - got) {
-                            body.complete(Outcome.fail(new CorfsException(Reason.IO, name + " sent more than the "
-                                    + want + " bytes asked at " + offset)));
-                            abort();
-                            return;
-                        }
-                        target.put(target.position() + done, b, b.position(), n);
-                        got += n;
-                        done += n;
-                    }
-                }
-            }
-
-            @Override
-            public void onError(Throwable t) {
-                body.completeExceptionally(t);
-            }
-
-            @Override
-            public void onComplete() {
-                if (got == want) {
-                    body.complete(Outcome.DATA);
-                } else {
-                    body.complete(Outcome.fail(new CorfsException(Reason.IO, name + " sent " + got + " of the " + want
-                            + " bytes asked at " + offset)));
-                }
-            }
-
-            /** Stops the body (called under the read's lock): no more bytes, the exchange completes. */
-            void abort() {
-                if (subscription != null) {
-                    subscription.cancel();
-                }
-                body.complete(Outcome.fail(new CorfsException(Reason.IO, name + " read at " + offset + " abandoned")));
             }
         }
     }
