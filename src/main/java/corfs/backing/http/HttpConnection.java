@@ -133,7 +133,16 @@ final class HttpConnection implements AutoCloseable {
                 p.setEndpointIdentificationAlgorithm("HTTPS");
                 p.setApplicationProtocols(new String[] {"http/1.1"});
                 ssl.setSSLParameters(p);
-                ssl.startHandshake();
+                try {
+                    ssl.startHandshake();
+                } catch (javax.net.ssl.SSLHandshakeException e) {
+                    throw e;
+                } catch (javax.net.ssl.SSLException e) {
+                    // not TLS at the other end, or a refused certificate: a failure of the handshake, not a reset
+                    javax.net.ssl.SSLHandshakeException h = new javax.net.ssl.SSLHandshakeException(e.getMessage());
+                    h.initCause(e);
+                    throw h;
+                }
                 s = ssl;
             }
             return new HttpConnection(origin(uri), raw, s);

@@ -48,8 +48,11 @@ import javax.net.ssl.SSLContext;
 import javax.net.ssl.SSLException;
 
 /**
- * Reads byte ranges of one remote object over HTTP(S) (java.net.http), never a mix of two versions of it
- * and never wrong data.
+ * Reads byte ranges of one remote object over HTTP(S), never a mix of two versions of it and never wrong
+ * data. The open-time probe goes through the JDK client (java.net.http); range reads through a lean
+ * HTTP/1.1 client of this package ({@link HttpConnection}, {@link ConnectionPool}), which costs a fraction
+ * of the JDK client's CPU per byte: blocking sockets, one reused buffer per connection, no thread hand-off
+ * per chunk.
  *
  * <p><b>Open.</b> {@link #open} sends one probe, {@code GET} with {@code Range: bytes=0-0}, and learns the
  * size (from {@code Content-Range}), the validator (a strong {@code ETag}, else {@code Last-Modified}; a
@@ -72,18 +75,23 @@ import javax.net.ssl.SSLException;
  * {@code Content-Encoding}, or a 200 answering a range request fail at once (EIO), never return data.
  *
  * <p><b>Threads.</b> Thread-safe; any number of reads may be pending. At most {@code connections}
- * requests are on the wire at once (the rest wait in a FIFO without a thread; HTTP/1.1 connections are
- * kept alive and reused, HTTP/2 is used when an https server offers it, with that many streams). The
- * client runs on {@code corfs-http-N-io-*} threads (made on demand, idle ones retire after 30 s, at most
- * {@value #IO_THREADS}, past which the submitter runs the task) and deadlines and retry delays on one
- * {@code corfs-http-N-timer} thread. No caller ever blocks except in {@link #open} (the probe, bounded by
- * {@code timeout}) and in {@link #readFully}.
+ * requests are on the wire at once (the rest wait in a FIFO without a thread). Each attempt runs one
+ * blocking exchange on a {@code corfs-http-N-io-*} thread (made on demand, idle ones retire after 30 s, at
+ * most {@value #IO_THREADS}, past which the submitter runs the task) over an idle kept-alive HTTP/1.1
+ * connection of the pool or a new one (at most {@code connections} idle per origin; https too, HTTP/1.1
+ * only, trusting {@code ca=} as the probe does). A kept-alive connection that the server closed before
+ * answering is replaced by a new one once, at once; a connection with any doubt about its framing is
+ * closed, never reused. Every socket read times out at the read's deadline, connect after at most
+ * {@value #CONNECT_MILLIS} ms. Deadlines and retry delays run on one {@code corfs-http-N-timer} thread;
+ * a deadline, a cancel or close closes the socket of a read's exchange, which wakes its thread (nothing is
+ * interrupted). No caller ever blocks except in {@link #open} (the probe, bounded by {@code timeout}) and
+ * in {@link #readFully}.
  *
- * <p><b>Buffer invariant.</b> Body bytes are copied straight into the caller's buffer, under the read's
- * lock; completion (success, failure or deadline) happens under the same lock and stops every later copy.
- * So once a read's future has completed, nothing writes into its buffer again, and the memory held per
- * read is the HTTP client's flow-controlled chunks, not the range. Lock order: a read's lock is the only
- * lock; nothing blocking runs under it.
+ * <p><b>Buffer invariant.</b> Body bytes are read into the connection's own buffer and copied into the
+ * caller's buffer piece by piece under the read's lock; completion (success, failure or deadline)
+ * happens under the same lock and stops every later copy. So once a read's future has completed, nothing
+ * writes into its buffer again, and the memory held per read is one connection buffer, not the range.
+ * Lock order: a read's lock is the only lock; nothing blocking runs under it.
  *
  * <p>Nothing secret is logged: the location is {@link SafeUri#redact redacted}, header values never
  * appear in messages. Closing fails pending reads and stops the threads; it is idempotent. (The JDK 17
@@ -689,6 +697,11 @@ public final class HttpRangeReader implements AutoCloseable {
         private Outcome exchange(URI to, List<Header> request) throws IOException {
             String key = HttpConnection.origin(to);
             for (int fresh = 0; ; fresh++) {
+                synchronized (this) {
+                    if (finished) {
+                        return abandoned;
+                    }
+                }
                 HttpConnection c = fresh == 0 ? pool.take(key) : null;
                 boolean reused = c != null;
                 long leftMillis = Math.max(1, TimeUnit.NANOSECONDS.toMillis(deadline - System.nanoTime()));
@@ -844,7 +857,7 @@ public final class HttpRangeReader implements AutoCloseable {
         private void onAnswer(Outcome o, Throwable err) {
             if (err != null) {
                 Throwable c = err instanceof CompletionException && err.getCause() != null ? err.getCause() : err;
-                if (c instanceof SSLException) {
+                if (c instanceof javax.net.ssl.SSLHandshakeException) {
                     finish(new CorfsException(Reason.IO, "TLS with " + name + " failed: " + c.getMessage(), c));
                 } else if (c instanceof CorfsException e) {
                     finish(e);
