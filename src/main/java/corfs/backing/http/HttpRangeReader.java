@@ -104,7 +104,9 @@ public final class HttpRangeReader implements AutoCloseable {
     private static final long MIN_BACKOFF_MILLIS = 50;
     private static final long MAX_BACKOFF_MILLIS = 2000;
     private static final AtomicInteger IDS = new AtomicInteger();
-    private static final int IO_THREADS = 64;
+    // connections are at most 64 (Backings.parseConnections), each exchange holding one thread; the rest
+    // is room for the probe's JDK client, so a blocking exchange never falls back onto a caller's thread
+    private static final int IO_THREADS = 80;
     private static final long CONNECT_MILLIS = 10_000;
     private static final Pattern S3_CODE = Pattern.compile("<Code>([A-Za-z0-9.]{1,64})</Code>");
 
