@@ -217,7 +217,7 @@ class NetworkMountIT {
     }
 
     @Test
-    @DisplayName("set-backing moves a leaf from NBD to HTTP: accepted by content, then streams from HTTP")
+    @DisplayName("set-backing moves a leaf from NBD to HTTP: a different content refused, --force for another identity")
     void setBackingFromNbdToHttp() {
         assertTimeoutPreemptively(GUARD, () -> {
             assumeTrue(Nginx.installed(), "nginx is not installed");
@@ -243,8 +243,14 @@ class NetworkMountIT {
             Result refused = fx.corfs("set-backing", leaf.toString(), "http://127.0.0.1:" + http + "/wrong.raw");
             assertEquals(1, refused.exit(), refused.toString());
             assertTrue(refused.stderr().contains("differs"), refused.toString());
-            Result moved = fx.corfs("set-backing", leaf.toString(), "http://127.0.0.1:" + http + "/right.raw")
-                    .assertOk();
+            Result forced = fx.corfs("set-backing", "--force", leaf.toString(), "http://127.0.0.1:" + http
+                    + "/wrong.raw");
+            assertEquals(1, forced.exit(), "a content difference is refused even with --force: " + forced);
+            Result unforced = fx.corfs("set-backing", leaf.toString(), "http://127.0.0.1:" + http + "/right.raw");
+            assertEquals(1, unforced.exit(), "another identity needs --force: " + unforced);
+            assertTrue(unforced.stderr().contains("matches"), unforced.toString());
+            Result moved = fx.corfs("set-backing", "--force", leaf.toString(), "http://127.0.0.1:" + http
+                    + "/right.raw").assertOk();
             assertTrue(moved.stdout().contains("matches"), moved.toString());
             fx.mount(mnt, leaf);
             fx.corfs("stream", mnt.toString(), "--wait").assertOk();
@@ -281,6 +287,40 @@ class NetworkMountIT {
             fx.mount(mnt, leaf); // the identity recorded after the commit is accepted
             fx.assertSameContent(mnt.resolve("disk.raw"), model);
             fx.umount(mnt);
+        });
+    }
+
+    @Test
+    @DisplayName("two leaves over one writable NBD export: a commit is refused while the other still reads it")
+    void commitRefusedWhileAnotherLeafReadsTheExport() {
+        assertTimeoutPreemptively(GUARD, () -> {
+            Path img = image("source.raw", 7);
+            Path model = fx.dir().resolve("model.raw");
+            Files.copy(img, model);
+            int port = LocalServers.freePort();
+            qemuNbd(img, port, false);
+            Path a = fx.dir().resolve("a.raw");
+            Path b = fx.dir().resolve("b.raw");
+            fx.corfs("create", "--backing", nbd(port), a.toString()).assertOk();
+            // an alias of the same export: the address instead of the name is still the same disk
+            fx.corfs("create", "--backing", "nbd://localhost:" + port + "/disk", b.toString()).assertOk();
+            Path mnt = fx.newMountPoint("mnt");
+            fx.mount(mnt, a, b);
+            byte[] data = new byte[1 << 20];
+            new Random(7).nextBytes(data);
+            fx.dd(mnt.resolve("b.raw"), 20L << 20, data, true).assertOk();
+            Result refused = fx.control(mnt, "commit b.raw");
+            assertNotEquals(0, refused.exit(), refused.toString());
+            assertTrue(refused.stderr().contains("Device or resource busy"), refused.toString());
+            String why = fx.status(mnt, "b.raw").get("command_error");
+            assertTrue(why.contains("a.raw") && why.contains("same backing"), why);
+            fx.assertSameContent(mnt.resolve("a.raw"), model); // a reads the source as it was
+
+            fx.corfs("stream", mnt.toString(), "a.raw", "--wait").assertOk();
+            fx.corfs("commit", mnt.toString(), "b.raw", "--wait").assertOk(); // a no longer needs the export
+            CorfsFixture.pwrite(model, 20L << 20, data);
+            fx.umount(mnt);
+            fx.assertSameContent(img, model);
         });
     }
 

@@ -189,7 +189,7 @@ public final class Backings {
         }
         long n;
         try {
-            n = Long.parseLong(v.trim());
+            n = Long.parseLong(v); // no blanks: the value is stored as written
         } catch (NumberFormatException e) {
             n = Long.MIN_VALUE;
         }

@@ -71,8 +71,8 @@ final class LeafCommands {
     @Command(name = "set-backing", description = {
             "Record a new location of LEAF's backing (same content: a migration source that changed address, an"
                     + " image moved from NFS to HTTP). The leaf must not be mounted; the format stays.",
-            "Accepted when the new backing has the leaf's size and either the recorded identity or the content of"
-                    + " the leaf's local clean clusters (sampled); --force accepts it otherwise."})
+            "Accepted when the new backing has the leaf's size and the recorded identity; --force accepts another"
+                    + " identity, unless the leaf's local clean clusters (sampled) show the content differs."})
     static final class SetBacking implements Callable<Integer> {
         @Option(names = "--force", description = "record it even when it cannot be shown to be the same disk")
         boolean force;

@@ -161,6 +161,9 @@ final class MountCommand implements Callable<Integer> {
                     autoUnmount = true;
                 } else if (opt.startsWith("fsname=") || opt.startsWith("subtype=")) {
                     throw new Main.ExitException(Main.EXIT_USAGE, "-o " + opt + ": corfs sets fsname and subtype itself");
+                } else if (opt.startsWith("modules=") || opt.startsWith("subdir=")) {
+                    // libfuse's stacking modules would put another filesystem's view over corfs's root
+                    throw new Main.ExitException(Main.EXIT_USAGE, "-o " + opt + ": libfuse modules are not supported");
                 } else {
                     fuse.add(opt);
                 }

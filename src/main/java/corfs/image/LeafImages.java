@@ -77,10 +77,10 @@ public final class LeafImages {
     /**
      * Records a new location of the leaf's backing (a migration source that changed address, an image
      * moved from NFS to HTTP), keeping the format. The leaf must not be mounted. The new backing must
-     * have the leaf's size. Its content must be the same: equal identities say so (an NBD fingerprint,
-     * the same ETag); otherwise up to {@value #SAMPLED_CLUSTERS} of the leaf's local clean clusters
-     * (copies of the old backing) are compared with the new backing, and any difference refuses. With
-     * nothing to compare, or a difference, only {@code force} records it.
+     * have the leaf's size and the recorded identity (an NBD fingerprint, the same ETag), or
+     * {@code force}. Up to {@value #SAMPLED_CLUSTERS} of the leaf's local clean clusters (copies of the
+     * old backing) are compared with a backing of another identity: any difference refuses, also with
+     * {@code force}; a match is reported (it cannot prove sameness: clones share clusters).
      */
     public static SetBackingResult setBacking(Path leaf, String spec, java.util.Map<String, String> options,
                                               boolean force) throws IOException {
@@ -115,18 +115,22 @@ public final class LeafImages {
                 if (b.identity.equals(h.backingIdentity())) {
                     verdict = "same identity (" + b.identity.describe() + ")";
                 } else {
+                    // Content sampling can prove two disks differ, never that they are the same (clones of
+                    // one template share most clusters): a difference is refused even with --force, a
+                    // match only tells the operator what --force would accept.
                     String compared = compareLocalClusters(image, b.backing, deadlineMillis(options));
-                    if (!compared.startsWith("matches")) {
-                        if (!force) {
-                            throw new CorfsException(CorfsException.Reason.INVALID_ARGUMENT, "backing " + shown
-                                    + ": identity differs from the recorded one (" + b.identity.describe() + " now, "
-                                    + h.backingIdentity().describe() + " recorded) and its content " + compared
-                                    + ". Use --force only if it is the same disk");
-                        }
-                        verdict = "forced: identity differs and content " + compared;
-                    } else {
-                        verdict = "identity differs, content " + compared;
+                    String problem = "backing " + shown + ": identity differs from the recorded one ("
+                            + b.identity.describe() + " now, " + h.backingIdentity().describe() + " recorded)"
+                            + " and its content " + compared;
+                    if (compared.startsWith("differs")) {
+                        throw new CorfsException(CorfsException.Reason.INVALID_ARGUMENT, problem
+                                + ": not the disk the leaf was made from");
                     }
+                    if (!force) {
+                        throw new CorfsException(CorfsException.Reason.INVALID_ARGUMENT, problem
+                                + ". Use --force if you know it is the same disk");
+                    }
+                    verdict = "forced: identity differs, content " + compared;
                 }
                 String finalSpec = recordedSpec;
                 image.updateHeader(x -> x.withBacking(finalSpec, format, options, b.identity));

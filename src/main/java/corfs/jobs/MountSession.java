@@ -270,7 +270,31 @@ public final class MountSession implements AutoCloseable {
 
     /** Starts a job; returns its number, unique per leaf (the status's job_id). */
     public long startJob(String image, JobKind kind, Long speed, OnError onError) throws IOException {
-        return filler.startJob(resolve(image), kind, speed, onError);
+        String name = resolve(image);
+        if (kind == JobKind.COMMIT) {
+            refuseSharedBacking(name);
+        }
+        return filler.startJob(name, kind, speed, onError);
+    }
+
+    /**
+     * Refuses a commit into a backing that another leaf mounted here still reads (not standalone): the
+     * commit would change data under that leaf. Compared by recorded identity, so aliases of one NBD
+     * export (two socket paths, a host name and an address) are seen through. A file backing is also
+     * guarded by its locks, across processes; an NBD export read by another process cannot be seen from
+     * here (NBD has no locks): the operator must not commit into an export others read.
+     */
+    private void refuseSharedBacking(String name) throws CorfsException {
+        LeafDisk mine = disks.get(name);
+        String token = mine.image().header().backingIdentity().token();
+        for (LeafDisk other : disks.values()) {
+            if (other != mine && !other.image().header().standalone()
+                    && other.image().header().backingIdentity().token().equals(token)) {
+                throw new CorfsException(Reason.BUSY, name + ": leaf " + other.name() + " mounted here reads the same"
+                        + " backing (" + BackingSpec.redact(other.image().header().backingSpec()) + "): a commit would"
+                        + " change data under it. Stream it to standalone or unmount it first");
+            }
+        }
     }
 
     public void pause(String image) throws IOException {

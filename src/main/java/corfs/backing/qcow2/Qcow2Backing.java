@@ -193,9 +193,12 @@ public final class Qcow2Backing implements Backing {
             sha.update(((BackingSource) s).backing().identity().token().getBytes(StandardCharsets.UTF_8));
             sha.update((byte) '\n');
         }
-        String token = "qcow2:" + size() + ":" + HexFormat.of().formatHex(sha.digest());
+        String hash = HexFormat.of().formatHex(sha.digest());
+        String token = "qcow2:" + size() + ":" + hash;
         List<LayerInfo> chain = chain();
-        StringBuilder d = new StringBuilder("qcow2 chain of " + chain.size() + " layer(s): top ")
+        // the hash's head in the description, so "changed (now ..., recorded ...)" shows a difference
+        StringBuilder d = new StringBuilder("qcow2 chain " + hash.substring(0, 12) + " of " + chain.size()
+                + " layer(s): top ")
                 .append(chain.get(0).location());
         if (chain.size() > 1) {
             LayerInfo bottom = chain.get(chain.size() - 1);
