@@ -143,6 +143,42 @@ class NetworkMountIT {
     }
 
     @Test
+    @DisplayName("NBD server killed mid-stream: on_error=retry carries on by itself, stop fails and resume continues")
+    void streamsRideOutAServerRestart() {
+        assertTimeoutPreemptively(GUARD, () -> {
+            Path img = image("source.raw", 8);
+            int port = LocalServers.freePort();
+            LocalServers.Server server = qemuNbd(img, port, true);
+            Path a = fx.dir().resolve("a.raw");
+            Path b = fx.dir().resolve("b.raw");
+            for (Path leaf : List.of(a, b)) {
+                fx.corfs("create", "--backing", nbd(port), "--backing-opt", "timeout=2", leaf.toString()).assertOk();
+            }
+            Path mnt = fx.newMountPoint("mnt");
+            fx.mount(mnt, a, b);
+            fx.control(mnt, "stream a.raw speed=512K on_error=retry").assertOk();
+            fx.control(mnt, "stream b.raw speed=512K on_error=stop").assertOk();
+            fx.awaitStatus(mnt, "a.raw", Duration.ofSeconds(60), "some progress",
+                    st -> Long.parseLong(st.get("done_bytes")) > 0);
+            servers.kill(server);
+            fx.awaitStatus(mnt, "b.raw", Duration.ofSeconds(90), "b failed", st -> "failed".equals(st.get("state")));
+            Map<String, String> retrying = fx.awaitStatus(mnt, "a.raw", Duration.ofSeconds(90), "a retrying",
+                    st -> !"-".equals(st.get("error")));
+            assertEquals("running", retrying.get("state"), "on_error=retry keeps the job running: " + retrying);
+
+            server = servers.restart(server, Duration.ofSeconds(20));
+            fx.control(mnt, "speed a.raw 0").assertOk();
+            fx.awaitJobState(mnt, "a.raw", "completed", Duration.ofSeconds(120)); // by itself
+            fx.control(mnt, "resume b.raw").assertOk();
+            fx.control(mnt, "speed b.raw 0").assertOk();
+            fx.awaitJobState(mnt, "b.raw", "completed", Duration.ofSeconds(120));
+            fx.assertSameContent(mnt.resolve("a.raw"), img);
+            fx.assertSameContent(mnt.resolve("b.raw"), img);
+            fx.umount(mnt);
+        });
+    }
+
+    @Test
     @DisplayName("an unreachable server at create: one line naming the address, exit 1, nothing written")
     void unreachableAtCreate() {
         assertTimeoutPreemptively(GUARD, () -> {
