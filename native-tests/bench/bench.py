@@ -1111,8 +1111,15 @@ class Bench:
         plain = os.path.join(d, "plain.qcow2")
         zlib = os.path.join(d, "zlib.qcow2")
         sh(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", self.dense, plain], timeout=1800)
-        sh(["qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", "-o", "compression_type=zlib", self.dense,
+        # compressible data for the zlib image: each 64 KiB cluster is 16 KiB of random bytes four times
+        # (random data would be stored uncompressed: qemu-img keeps a cluster that does not shrink)
+        compressible = os.path.join(d, "compressible.raw")
+        with open(compressible, "wb") as f:
+            for _ in range(size // (64 * 1024)):
+                f.write(os.urandom(16 * 1024) * 4)
+        sh(["qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", "-o", "compression_type=zlib", compressible,
             zlib], timeout=3600)
+        os.unlink(compressible)
         for s in self.order(["corfs", "qsd"]):
             w = os.path.join(self.work, f"{s}-qcow2-cold")
             if s == "corfs":
