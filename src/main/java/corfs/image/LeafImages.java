@@ -55,9 +55,7 @@ public final class LeafImages {
             recordedSpec = localFile.toString();
         }
         String opened = recordedSpec;
-        long deadline = deadlineMillis(options);
-        OpenedBacking b = Deadline.within("open of backing " + BackingSpec.redact(spec), deadline,
-                () -> OpenedBacking.open(backings, opened, format, options), OpenedBacking::close);
+        OpenedBacking b = OpenedBacking.openBounded(backings, opened, format, options);
         try {
             LeafImage.create(leaf, new LeafImage.NewBacking(recordedSpec, b.format, options, b.identity, localFile),
                     clusterSize, force);
@@ -103,8 +101,7 @@ public final class LeafImages {
                 }
             }
             String opened = recordedSpec;
-            OpenedBacking b = Deadline.within("open of backing " + BackingSpec.redact(spec), deadlineMillis(options),
-                    () -> OpenedBacking.open(backings, opened, format, options), OpenedBacking::close);
+            OpenedBacking b = OpenedBacking.openBounded(backings, opened, format, options);
             try {
                 String shown = BackingSpec.redact(spec);
                 if (b.identity.size() != h.virtualSize()) {
@@ -203,9 +200,8 @@ public final class LeafImages {
             return List.of();
         }
         Backings backings = new Backings(FileOps.system());
-        OpenedBacking b = Deadline.within("open of backing " + BackingSpec.redact(h.backingSpec()),
-                deadlineMillis(h.backingOptions()), () -> OpenedBacking.open(backings, h.backingSpec(),
-                        h.backingFormat(), h.backingOptions()), OpenedBacking::close);
+        OpenedBacking b = OpenedBacking.openBounded(backings, h.backingSpec(), h.backingFormat(),
+                h.backingOptions());
         try {
             return ((corfs.backing.qcow2.Qcow2Backing) b.backing).chain();
         } finally {
@@ -229,6 +225,16 @@ public final class LeafImages {
             this.backing = backing;
             this.format = format;
             this.identity = identity;
+        }
+
+        /**
+         * {@link #open} bounded by the options' {@code timeout} (default {@link #BACKING_DEADLINE_MS}): a
+         * server that does not answer fails the command instead of hanging it.
+         */
+        static OpenedBacking openBounded(Backings backings, String spec, String format,
+                                         java.util.Map<String, String> options) throws IOException {
+            return Deadline.within("open of backing " + BackingSpec.redact(spec), deadlineMillis(options),
+                    () -> open(backings, spec, format, options), OpenedBacking::close);
         }
 
         static OpenedBacking open(Backings backings, String spec, String format, java.util.Map<String, String> options)
@@ -394,9 +400,8 @@ public final class LeafImages {
         } else {
             Backings backings = new Backings(FileOps.system());
             try {
-                OpenedBacking b = Deadline.within("open of backing " + shown, deadlineMillis(header.backingOptions()),
-                        () -> OpenedBacking.open(backings, header.backingSpec(), header.backingFormat(),
-                                header.backingOptions()), OpenedBacking::close);
+                OpenedBacking b = OpenedBacking.openBounded(backings, header.backingSpec(), header.backingFormat(),
+                        header.backingOptions());
                 now = b.identity;
                 b.close();
             } catch (IOException e) {
