@@ -44,7 +44,8 @@ import java.util.Set;
  * A profile is a file a user hands corfs, perhaps from elsewhere: {@link #read} refuses anything that
  * breaks the format (one line message naming the file and the line), reads at most {@link #MAX_FILE_BYTES}
  * and {@link #MAX_ENTRIES} entries, never follows a symbolic link, and checks overlap in
- * O(n log n) time. {@link #write} replaces its target atomically and never writes through a planted link.
+ * O(n log n) time. Messages never quote the file's text: a daemon running as root may be asked to read a
+ * file its requester cannot, and the message reaches the requester. {@link #write} replaces its target atomically and never writes through a planted link.
  */
 public record AccessProfile(String identityToken, long backingSize, int clusterSize, List<Entry> entries) {
     public static final String MAGIC = "corfs-profile 1";
@@ -267,12 +268,12 @@ public record AccessProfile(String identityToken, long backingSize, int clusterS
 
     private static long number(String s, String source, int lineNo) throws CorfsException {
         if (s.isEmpty() || s.length() > 19 || !s.chars().allMatch(c -> c >= '0' && c <= '9')) {
-            throw bad(source, lineNo, "'" + s + "' is not a decimal number");
+            throw bad(source, lineNo, "a field is not a decimal number"); // never echo the file's text
         }
         try {
             return Long.parseLong(s);
         } catch (NumberFormatException e) {
-            throw bad(source, lineNo, "'" + s + "' is too large");
+            throw bad(source, lineNo, "a number is too large");
         }
     }
 
