@@ -69,7 +69,8 @@ final class MountCommand implements Callable<Integer> {
         "corfs options: backing_timeout=SECONDS (whole seconds, default " + DEFAULT_BACKING_TIMEOUT_S
             + "; 0 waits forever),",
         "ro (the same as --read-only), rw (the default),",
-        "threads=N (FUSE worker threads, 1.." + FuseMount.MAX_THREADS + ", default " + FuseMount.DEFAULT_THREADS + "),",
+        "threads=N (a fixed pool of N FUSE worker threads, 1.." + FuseMount.MAX_THREADS
+            + "; default: two per CPU, growing to " + FuseMount.MAX_THREADS + " while all are busy),",
         "single_threaded (threads=1), debug (libfuse -d), no_auto_unmount;",
         "accepted and ignored, as they belong to mount, fstab or systemd: defaults, auto, noauto, nofail,",
         "_netdev, user, users, nouser, owner, group, comment=..., x-...;",

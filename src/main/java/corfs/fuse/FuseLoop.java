@@ -32,6 +32,21 @@ import org.slf4j.LoggerFactory;
  * otherwise {@code fuse_session_process_buf}, whose callbacks run on the worker; and it stops when the
  * session is exited.
  *
+ * <h2>Pool size</h2>
+ * Fixed ({@code -o threads=N}) or, by default, <em>elastic</em>: {@link #baseThreads} workers (two per CPU,
+ * 2 to 16), and one more whenever a worker takes a request while every worker is busy (none left reading
+ * {@code /dev/fuse}), up to {@value #MAX_THREADS}, as {@code fuse_loop_mt} does; so requests that block on a
+ * slow or hung backing never leave the kernel's queue unserved, and a hot load on few CPUs is not served by
+ * more threads than it can use (16 workers on 2 CPUs tripled the p99 of 4-job random reads). A worker above
+ * the base retires after finishing a request once the pool has not been saturated for
+ * {@link #RETIRE_AFTER_NANOS}: a steady load that saturates it now and then keeps its extra worker instead of
+ * starting and ending threads (the churn that made {@code fuse_loop_mt} slow here). The kernel wakes one
+ * reader per request (an exclusive wait), so idle workers cost memory, not wake-ups.
+ *
+ * <p>Counters: {@link #alive} counts workers started and not ended (incremented before a start, decremented
+ * by the worker as it leaves); {@link #busy} those between a received request and its reply. Growth and
+ * retirement decisions are taken under this object's monitor, so the pool never exceeds its bounds.
+ *
  * <p>Lifecycle, with its state in an atomic: {@link #setUp} (mounts; NEW) → {@link #start} (RUNNING) →
  * the workers end after an unmount or {@link #exit} → {@link #teardown} (TORN_DOWN) exactly once, and only
  * when every worker has ended: {@code fuse_teardown} destroys the session the workers use, so it is
@@ -44,6 +59,10 @@ final class FuseLoop {
     static final String THREAD_PREFIX = "corfs-fuse-";
     static final int MIN_THREADS = 1;
     static final int MAX_THREADS = 64;
+    /** {@link #start}'s argument for the elastic pool sized from the CPUs (see the class comment). */
+    static final int ELASTIC = 0;
+    /** An elastic pool sheds workers above its base only after it has not been saturated for this long. */
+    static final long RETIRE_AFTER_NANOS = TimeUnit.SECONDS.toNanos(30);
     private static final int EINTR = 4;
 
     enum State { NEW, RUNNING, TORN_DOWN }
@@ -63,6 +82,13 @@ final class FuseLoop {
     private final AtomicReference<Throwable> failure = new AtomicReference<>();
     private final AtomicInteger receiveError = new AtomicInteger();
     private final List<Thread> workers = new ArrayList<>();
+    private final AtomicInteger alive = new AtomicInteger();
+    private final AtomicInteger busy = new AtomicInteger();
+    /** nanoTime at which every worker was last busy at once. */
+    private volatile long lastSaturatedNanos = System.nanoTime();
+    private int baseWorkers;
+    private int maxWorkers;
+    private int nextIndex;
     private boolean cleanupStarted;
 
     private FuseLoop(LibFuseSession lib, Runtime runtime, CorfsFilesystem fs, Pointer operations, Pointer fuse,
@@ -96,9 +122,17 @@ final class FuseLoop {
         return new FuseLoop(lib, runtime, fs, ops, fuse, mountPointOut.getPointer(0));
     }
 
-    /** Starts {@code threads} workers. Refuses a second start. */
+    /** The base of an elastic pool on this machine: two workers per CPU, 2 to 16. */
+    static int baseThreads() {
+        return Math.max(2, Math.min(16, 2 * java.lang.Runtime.getRuntime().availableProcessors()));
+    }
+
+    /**
+     * Starts {@code threads} workers, or with {@link #ELASTIC} an elastic pool of {@link #baseThreads} that
+     * grows to {@value #MAX_THREADS}. Refuses a second start.
+     */
     synchronized void start(int threads) {
-        if (threads < MIN_THREADS || threads > MAX_THREADS) {
+        if (threads != ELASTIC && (threads < MIN_THREADS || threads > MAX_THREADS)) {
             throw new IllegalArgumentException("threads must be " + MIN_THREADS + ".." + MAX_THREADS + ", not "
                     + threads);
         }
@@ -109,17 +143,59 @@ final class FuseLoop {
             throw new IllegalStateException("libfuse could not start its cleanup thread");
         }
         cleanupStarted = true;
-        for (int i = 0; i < threads; i++) {
-            Thread t = new Thread(this::work, THREAD_PREFIX + i);
-            // A worker stuck in read(/dev/fuse) after a failed unmount must not keep the JVM alive.
-            t.setDaemon(true);
-            workers.add(t);
+        baseWorkers = threads == ELASTIC ? baseThreads() : threads;
+        maxWorkers = threads == ELASTIC ? MAX_THREADS : threads;
+        for (int i = 0; i < baseWorkers; i++) {
+            addWorker();
         }
-        workers.forEach(Thread::start);
-        LOG.debug("started {} FUSE worker(s), {} byte buffers", threads, bufferSize);
+        LOG.debug("started {} FUSE worker(s) (at most {}), {} byte buffers", baseWorkers, maxWorkers, bufferSize);
+    }
+
+    /** Starts one more worker. Caller holds this monitor. */
+    private void addWorker() {
+        assert Thread.holdsLock(this);
+        Thread t = new Thread(this::work, THREAD_PREFIX + nextIndex++);
+        // A worker stuck in read(/dev/fuse) after a failed unmount must not keep the JVM alive.
+        t.setDaemon(true);
+        workers.removeIf(w -> !w.isAlive() && w.getState() == Thread.State.TERMINATED);
+        workers.add(t);
+        alive.incrementAndGet();
+        t.start();
+    }
+
+    /** A worker took a request: if none is left to read the next one, start another (within the bound). */
+    private void received() {
+        if (busy.incrementAndGet() < alive.get()) {
+            return;
+        }
+        lastSaturatedNanos = System.nanoTime();
+        if (maxWorkers > baseWorkers) {
+            synchronized (this) {
+                if (busy.get() >= alive.get() && alive.get() < maxWorkers && state.get() == State.RUNNING
+                        && lib.fuse_session_exited(session) == 0) {
+                    addWorker();
+                }
+            }
+        }
+    }
+
+    /** A worker replied: true if it should retire (above the base, and no saturation for a while). */
+    private boolean replied() {
+        busy.decrementAndGet();
+        if (alive.get() <= baseWorkers || System.nanoTime() - lastSaturatedNanos < RETIRE_AFTER_NANOS) {
+            return false;
+        }
+        synchronized (this) {
+            if (alive.get() <= baseWorkers) {
+                return false;
+            }
+            alive.decrementAndGet(); // counted out here, so two retiring workers never go below the base
+            return true;
+        }
     }
 
     private void work() {
+        boolean retired = false;
         Pointer buf = null;
         Pointer mem = null;
         Pointer chp = null;
@@ -144,13 +220,28 @@ final class FuseLoop {
                     break;
                 }
                 long ch = chp.getAddress(0);
-                lib.fuse_session_process_buf(session, buf, ch == channelAddress ? channel : chp.getPointer(0));
+                received();
+                try {
+                    lib.fuse_session_process_buf(session, buf, ch == channelAddress ? channel : chp.getPointer(0));
+                } finally {
+                    if (replied()) {
+                        retired = true;
+                    }
+                }
+                if (retired) {
+                    LOG.debug("{} retired: the pool was not saturated for {} s", Thread.currentThread().getName(),
+                            TimeUnit.NANOSECONDS.toSeconds(RETIRE_AFTER_NANOS));
+                    break;
+                }
             }
         } catch (Throwable t) {
             // Callbacks catch everything themselves; this is the loop's own failure (e.g. no memory for a buffer).
             failure.compareAndSet(null, t);
             LOG.error("FUSE worker {} failed; the others go on", Thread.currentThread().getName(), t);
         } finally {
+            if (!retired) {
+                alive.decrementAndGet();
+            }
             // The native buffers must outlive the last native call that uses them.
             Reference.reachabilityFence(buf);
             Reference.reachabilityFence(mem);
@@ -234,7 +325,8 @@ final class FuseLoop {
         return true;
     }
 
+    /** Workers running now. */
     int threads() {
-        return workers.size();
+        return alive.get();
     }
 }

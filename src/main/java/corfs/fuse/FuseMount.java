@@ -42,9 +42,12 @@ import org.slf4j.LoggerFactory;
  *   pool of 8            75K / 74K     37K / 38K     2.1 / 2.5 GB/s 0
  *   pool of 16           96K / 72K     38K / 36K     2.5 / 2.5 GB/s 0
  * </pre>
- * 4 to 16 workers are equal within the noise and 2.3-3x the old multithreaded mode; 16 is the default because
- * it was never worse and leaves workers for local clusters even when the kernel's 12 background (readahead)
- * requests all wait on a hung backing. It costs 16 idle threads and 16 buffers of 132 KiB.
+ * 4 to 16 workers were equal within the noise in IOPS and 2.3-3x the old multithreaded mode, and 16 was the
+ * default until the tail was measured (issue 12): with 4 fio jobs on 2 CPUs the p99 was 142 us with 2
+ * workers, 153 with 4, 264 with 8 and 322 with 16 (bindfs 131). Now the default is an elastic pool
+ * ({@link FuseLoop}): two workers per CPU, and one more whenever all are busy, so requests waiting on a hung
+ * backing (the kernel's 12 background readahead requests, say) never leave reads of local clusters
+ * unserved, which is what 16 fixed workers were for.
  *
  * <p>The cause of the old figures: libfuse 2's {@code fuse_loop_mt} starts and retires native threads all the time under such a load, and
  * jffi attaches each new native thread to the JVM (a new {@code java.lang.Thread}) and detaches it after
@@ -52,7 +55,7 @@ import org.slf4j.LoggerFactory;
  * ({@code java.threads.started} grew by tens of thousands a second). {@code -s} avoids that but lets one slow
  * backing read hold up every other request, which corfs must not do (a hung backing must not stop reads of
  * local clusters). The workers here are attached once; their number is {@code -o threads=N}
- * ({@value #DEFAULT_THREADS} by default, {@code single_threaded} means 1).
+ * (elastic by default, {@code single_threaded} means 1).
  *
  * <p>{@link #close()} is idempotent and bounded: unmount ({@code fusermount -u}, lazily if busy), exit the
  * session and wait for the workers (the unmount ends their reads of /dev/fuse), {@code fuse_teardown}, then
@@ -64,8 +67,11 @@ public final class FuseMount implements AutoCloseable {
     private static final long READY_TIMEOUT_MS = 10_000;
     private static final long UNMOUNT_TIMEOUT_MS = 10_000;
     private static final long LOOP_EXIT_TIMEOUT_MS = 10_000;
-    /** FUSE worker threads unless {@code -o threads=N} says otherwise; see the class comment for why. */
-    public static final int DEFAULT_THREADS = 16;
+    /**
+     * FUSE worker threads unless {@code -o threads=N} says otherwise: 0, an elastic pool (two per CPU,
+     * growing while all are busy; {@link FuseLoop}); see the class comment for why.
+     */
+    public static final int DEFAULT_THREADS = FuseLoop.ELASTIC;
     public static final int MAX_THREADS = FuseLoop.MAX_THREADS;
     static final String SETUP_THREAD = "corfs-fuse-setup";
 
@@ -78,7 +84,7 @@ public final class FuseMount implements AutoCloseable {
      * How to mount.
      *
      * @param source         what the mount table shows as the device: {@code corfs:<source>} (the first leaf's path)
-     * @param threads        FUSE worker threads, 1 to {@value #MAX_THREADS}
+     * @param threads        FUSE worker threads, 1 to {@value #MAX_THREADS}, or {@link #DEFAULT_THREADS} (elastic)
      * @param debug          libfuse debug output ({@code -d})
      * @param fuseOptions    extra {@code -o} options for libfuse, as given by the user
      * @param force          clear a dead FUSE mount at the mount point first
@@ -88,9 +94,9 @@ public final class FuseMount implements AutoCloseable {
                           boolean autoUnmount) {
         public Options {
             fuseOptions = List.copyOf(fuseOptions);
-            if (threads < FuseLoop.MIN_THREADS || threads > FuseLoop.MAX_THREADS) {
+            if (threads != FuseLoop.ELASTIC && (threads < FuseLoop.MIN_THREADS || threads > FuseLoop.MAX_THREADS)) {
                 throw new IllegalArgumentException("threads must be " + FuseLoop.MIN_THREADS + ".."
-                        + FuseLoop.MAX_THREADS + ", not " + threads);
+                        + FuseLoop.MAX_THREADS + " or elastic, not " + threads);
             }
         }
     }
@@ -150,8 +156,9 @@ public final class FuseMount implements AutoCloseable {
             List<LeafDisk> disks = session.leaves();
             CorfsFilesystem fs = new CorfsFilesystem(disks, new ControlFile(new SessionTarget(session)), readOnly);
             String[] argv = fuseArgv(mp, options);
-            LOG.info("mounting {} leaf(s) at {} with {} FUSE thread(s) ({})", disks.size(), mp, options.threads(),
-                    String.join(" ", argv));
+            LOG.info("mounting {} leaf(s) at {} with {} FUSE thread(s) ({})", disks.size(), mp,
+                    options.threads() == FuseLoop.ELASTIC ? FuseLoop.baseThreads() + " to " + MAX_THREADS
+                            : String.valueOf(options.threads()), String.join(" ", argv));
             FuseLoop loop = setUp(mp, fs, argv);
             try {
                 loop.start(options.threads());

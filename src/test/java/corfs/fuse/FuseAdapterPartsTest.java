@@ -134,7 +134,7 @@ class FuseAdapterPartsTest {
 
         @Test
         void threadBounds() {
-            assertThrows(IllegalArgumentException.class, () -> new FuseMount.Options("x", 0, false, List.of(), false, true));
+            assertThrows(IllegalArgumentException.class, () -> new FuseMount.Options("x", -1, false, List.of(), false, true));
             assertThrows(IllegalArgumentException.class,
                     () -> new FuseMount.Options("x", FuseMount.MAX_THREADS + 1, false, List.of(), false, true));
         }
