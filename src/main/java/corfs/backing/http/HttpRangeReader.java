@@ -125,6 +125,8 @@ public final class HttpRangeReader implements AutoCloseable {
     private final HttpClient.Version version;
     private final AtomicReference<CorfsException> changed = new AtomicReference<>();
     private final AtomicBoolean closed = new AtomicBoolean();
+    /** A conditional range was answered with data at least once: a 412 after that means a change. */
+    private final AtomicBoolean rangeServed = new AtomicBoolean();
     private final Set<Read> pending = ConcurrentHashMap.newKeySet();
     private final AtomicInteger onTheWire = new AtomicInteger();
     private final ConcurrentLinkedQueue<Read> waiting = new ConcurrentLinkedQueue<>();
@@ -578,8 +580,11 @@ public final class HttpRangeReader implements AutoCloseable {
     }
 
     private void markChanged(String why) {
-        CorfsException e = new BackingChangedException("backing changed: " + name + " " + why
-                + "; it is no longer the object opened (" + object.identity() + ")");
+        markChanged(new BackingChangedException("backing changed: " + name + " " + why
+                + "; it is no longer the object opened (" + object.identity() + ")"));
+    }
+
+    private void markChanged(CorfsException e) {
         if (changed.compareAndSet(null, e)) {
             LOG.warn("{}", e.getMessage());
         }
@@ -828,7 +833,18 @@ public final class HttpRangeReader implements AutoCloseable {
                     return Outcome.fail(new CorfsException(Reason.IO, name + " announced a body of " + declared
                             + " bytes for a range of " + want));
                 }
+                rangeServed.set(true);
                 return new Outcome(Outcome.Kind.DATA, null, null, 0, want);
+            }
+            if (s == 412 && !rangeServed.get()) {
+                // Before any conditional range succeeded, a 412 more likely says that the server does
+                // not honour the validators it sent itself (s3proxy's filesystem store compares
+                // whole-second Last-Modified with sub-second mtimes) than that the object changed.
+                markChanged(new BackingChangedException("precondition failed: " + name + " answered the first"
+                        + " conditional range read (If-Match/If-Unmodified-Since with the validators it sent)"
+                        + " with HTTP 412 Precondition Failed: the server does not honour its own validators,"
+                        + " or the object changed just after it was opened (" + object.identity() + ")"));
+                return new Outcome(Outcome.Kind.CHANGED, changed.get(), null, 0, 0);
             }
             if (s == 412) {
                 markChanged("(HTTP 412 Precondition Failed)");

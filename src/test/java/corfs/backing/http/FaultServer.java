@@ -8,6 +8,7 @@ import java.net.InetSocketAddress;
 import java.net.URI;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.CountDownLatch;
@@ -49,7 +50,13 @@ final class FaultServer implements AutoCloseable {
     final CountDownLatch stalled = new CountDownLatch(1);
     final AtomicInteger requests = new AtomicInteger();
     final AtomicInteger inFlight = new AtomicInteger();
+    /**
+     * The most handlers running at once. It may count one more than the client had in flight: a handler
+     * counts itself out after its body is sent, so the client may already have sent its next request.
+     */
     final AtomicInteger maxInFlight = new AtomicInteger();
+    /** The client ports of every connection that sent a request: how many connections were used. */
+    final Set<Integer> clientPorts = ConcurrentHashMap.newKeySet();
     final List<String> authorizations = new CopyOnWriteArrayList<>();
     final List<String> ranges = new CopyOnWriteArrayList<>();
     final Map<String, String> lastHeaders = new ConcurrentHashMap<>();
@@ -70,6 +77,7 @@ final class FaultServer implements AutoCloseable {
         int now = inFlight.incrementAndGet();
         maxInFlight.accumulateAndGet(now, Math::max);
         requests.incrementAndGet();
+        clientPorts.add(x.getRemoteAddress().getPort());
         try (x) {
             String auth = x.getRequestHeaders().getFirst("Authorization");
             authorizations.add(auth == null ? "-" : auth);
