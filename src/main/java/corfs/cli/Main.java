@@ -52,7 +52,7 @@ public final class Main implements Runnable {
         cl.setExecutionExceptionHandler((e, line, parsed) -> {
             Logger log = LoggerFactory.getLogger(Main.class);
             log.debug("command failed", e);
-            line.getErr().println("corfs: " + message(e));
+            line.getErr().println("corfs: " + oneLine(message(e)));
             line.getErr().flush();
             return e instanceof ExitException x ? x.code : EXIT_FAILURE;
         });
@@ -69,12 +69,43 @@ public final class Main implements Runnable {
         });
         cl.setParameterExceptionHandler((e, a) -> {
             PrintWriter err = e.getCommandLine().getErr();
-            err.println("corfs: " + e.getMessage() + " (see '"
+            err.println("corfs: " + oneLine(e.getMessage()) + " (see '"
                     + e.getCommandLine().getCommandSpec().qualifiedName() + " --help')");
             err.flush();
             return EXIT_USAGE;
         });
         return cl.execute(args);
+    }
+
+    /**
+     * {@code text} with every control character shown as an escape ({@code \n}, {@code \x1b}...): a
+     * message quoting a name the user typed (a path with a newline, an escape sequence) stays one line
+     * and cannot drive the terminal.
+     */
+    static String oneLine(String text) {
+        if (text == null || text.chars().noneMatch(Main::isControl)) {
+            return text;
+        }
+        StringBuilder sb = new StringBuilder(text.length() + 8);
+        text.chars().forEach(c -> {
+            switch (c) {
+                case '\n' -> sb.append("\\n");
+                case '\r' -> sb.append("\\r");
+                case '\t' -> sb.append("\\t");
+                default -> {
+                    if (isControl(c)) {
+                        sb.append(String.format("\\x%02x", c));
+                    } else {
+                        sb.append((char) c);
+                    }
+                }
+            }
+        });
+        return sb.toString();
+    }
+
+    private static boolean isControl(int c) {
+        return c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0);
     }
 
     /** The one-line message of a failure. */

@@ -146,4 +146,11 @@ class CliTest {
         String s = JobCommands.progressLine("a.raw", "stream", "running", 50, 100, 1 << 20, 65);
         assertTrue(s.contains("50.0%") && s.contains("1.0 MiB/s") && s.contains("ETA 1:05"), s);
     }
+
+    @Test
+    void errorMessagesStayOneLine() {
+        assertEquals("backing /tmp/no\\nfile does not exist", Main.oneLine("backing /tmp/no\nfile does not exist"));
+        assertEquals("a\\x1b[31mred\\r\\tb\\x7f", Main.oneLine("a\u001b[31mred\r\tb\u007f"));
+        assertEquals("plain: \u00e9t\u00e9", Main.oneLine("plain: \u00e9t\u00e9"));
+    }
 }
