@@ -20,7 +20,7 @@ import picocli.CommandLine.Command;
             MountCommand.class, UmountCommand.class, StatusCommand.class,
             JobCommands.Stream.class, JobCommands.Commit.class, JobCommands.Pause.class,
             JobCommands.Resume.class, JobCommands.Cancel.class, JobCommands.Speed.class,
-            HostHelpers.Mount.class, HostHelpers.Umount.class,
+            HostHelpers.Mount.class, HostHelpers.Umount.class, ProfileCommands.Profile.class,
             CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     /** Exit code of a usage error (sysexits EX_USAGE; 2 means "problems found" for check). */

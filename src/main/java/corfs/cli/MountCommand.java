@@ -71,7 +71,8 @@ final class MountCommand implements Callable<Integer> {
         "ro (the same as --read-only), rw (the default),",
         "threads=N (a fixed pool of N FUSE worker threads, 1.." + FuseMount.MAX_THREADS
             + "; default: two per CPU, growing to " + FuseMount.MAX_THREADS + " while all are busy),",
-        "single_threaded (threads=1), debug (libfuse -d), no_auto_unmount;",
+        "single_threaded (threads=1), debug (libfuse -d), no_auto_unmount,",
+        "profile=on|off (record each leaf's access profile, LEAF.corfs-profile; default on);",
         "accepted and ignored, as they belong to mount, fstab or systemd: defaults, auto, noauto, nofail,",
         "_netdev, user, users, nouser, owner, group, comment=..., x-...;",
         "anything else is passed to libfuse (e.g. allow_other, nosuid, nodev, noexec)"})
@@ -92,7 +93,7 @@ final class MountCommand implements Callable<Integer> {
 
     /** Parsed -o options. */
     record MountOptions(long backingTimeoutMillis, int threads, boolean debug, boolean autoUnmount,
-                        boolean readOnly, List<String> fuseOptions) {
+                        boolean readOnly, List<String> fuseOptions, boolean recordProfile) {
         boolean singleThreaded() {
             return threads == 1;
         }
@@ -121,6 +122,7 @@ final class MountCommand implements Callable<Integer> {
         boolean autoUnmount = true;
         boolean ro = false;
         boolean rw = false;
+        boolean profile = true;
         List<String> fuse = new ArrayList<>();
         for (String group : raw) {
             for (String o : group.split(",")) {
@@ -137,6 +139,11 @@ final class MountCommand implements Callable<Integer> {
                                 "backing_timeout must be whole seconds from 0 to 86400, not '" + v + "'");
                     }
                     timeout = TimeUnit.SECONDS.toMillis(Long.parseLong(v)); // 0: no timeout, reads wait
+                } else if (opt.equals("profile=on") || opt.equals("profile=off")) {
+                    profile = opt.equals("profile=on");
+                } else if (opt.startsWith("profile=")) {
+                    throw new Main.ExitException(Main.EXIT_USAGE, "-o profile must be on or off, not '"
+                            + opt.substring("profile=".length()) + "'");
                 } else if (opt.equals("ro")) {
                     ro = true;
                 } else if (opt.equals("rw")) {
@@ -177,7 +184,7 @@ final class MountCommand implements Callable<Integer> {
             throw new Main.ExitException(Main.EXIT_USAGE, "-o single_threaded and threads=" + threads + " contradict");
         }
         int n = single ? 1 : threads > 0 ? threads : FuseMount.DEFAULT_THREADS;
-        return new MountOptions(timeout, n, debug, autoUnmount, ro, fuse);
+        return new MountOptions(timeout, n, debug, autoUnmount, ro, fuse, profile);
     }
 
     @Override
@@ -202,7 +209,7 @@ final class MountCommand implements Callable<Integer> {
             RunFiles.secureDir(); // refuse a runtime dir someone else controls before mounting anything
             Path mp = FuseMount.checkMountPoint(mountPoint, force);
             MountSession session = MountSession.open(leaves,
-                    new MountSession.Options(readOnly, force, mo.backingTimeoutMillis()));
+                    new MountSession.Options(readOnly, force, mo.backingTimeoutMillis(), mo.recordProfile()));
             mount = FuseMount.mount(session, mp, readOnly, new FuseMount.Options(
                     leaves.get(0).toAbsolutePath().normalize().toString(), mo.threads(), mo.debug(),
                     mo.fuseOptions(), force, mo.autoUnmount()));

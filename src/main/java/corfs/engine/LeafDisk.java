@@ -45,7 +45,9 @@ import java.util.concurrent.atomic.AtomicLong;
  * </ul>
  * Durability is {@link LeafImage#flush()}'s business; {@link #flush()} is the guest's barrier.
  * What to fetch ahead of a sequential cold reader is {@link SequentialReadAhead}'s policy; it fills
- * through {@link #fill}, under the same rules as a stream step.
+ * through {@link #fill}, under the same rules as a stream step. The clusters a guest request waited for
+ * (the misses of its own range in {@code readCold}, the partial edges a write fills) are told to the
+ * {@link AccessRecorder}, if any; fills of jobs and read-ahead are not.
  *
  * <h2>Threads</h2>
  * Called from many FUSE threads and the filler thread at once. Never interrupt a thread inside it: NIO
@@ -83,11 +85,23 @@ public final class LeafDisk implements AutoCloseable {
     private final AtomicBoolean closed = new AtomicBoolean();
     private volatile long lastReadEnd = -1;
     private final SequentialReadAhead readAhead;
+    /** Null when the access profile is not recorded (read-only, -o profile=off, no backing). */
+    private final AccessRecorder recorder;
 
     /**
      * @param backing null only for a standalone leaf (every cluster local)
      */
     public LeafDisk(String name, LeafImage image, Backing backing, boolean readOnly) {
+        this(name, image, backing, readOnly, null);
+    }
+
+    /**
+     * @param backing null only for a standalone leaf (every cluster local)
+     * @param recorder told which clusters the guest waited for (see {@link AccessRecorder}); null records
+     *        nothing; ignored when the disk is read-only. The caller keeps it and closes it after this disk
+     *        serves no more I/O.
+     */
+    public LeafDisk(String name, LeafImage image, Backing backing, boolean readOnly, AccessRecorder recorder) {
         this.name = name;
         this.image = image;
         this.backing = backing;
@@ -108,6 +122,7 @@ public final class LeafDisk implements AutoCloseable {
         int inFlight = backing == null ? 1 : Math.max(1, Math.min(PREFETCH_CHUNKS, backing.maxInFlight()));
         this.readAhead = new SequentialReadAhead(name, clusters, chunkClusters(), PREFETCH_CHUNKS, inFlight,
                 this::fill, !this.readOnly && backing != null);
+        this.recorder = this.readOnly || backing == null ? null : recorder;
     }
 
     public String name() {
@@ -238,6 +253,9 @@ public final class LeafDisk implements AutoCloseable {
                     }
                 } else {
                     fillRun(c, runEnd - 1, dst, base, offset, end, true);
+                    if (recorder != null && c <= last) {
+                        recorder.record(c, Math.min(runEnd - 1, last)); // the guest's own clusters, not the window
+                    }
                 }
                 c = runEnd;
             }
@@ -350,9 +368,15 @@ public final class LeafDisk implements AutoCloseable {
     private void fillPartialEdges(long start, long end, long first, long last) throws IOException {
         if (!local.get(first) && (start != clusterStart(first) || end < clusterEnd(first))) {
             fillRun(first, first, null, 0, 0, 0, false);
+            if (recorder != null) {
+                recorder.record(first, first); // the guest's write waited for it
+            }
         }
         if (last != first && !local.get(last) && end < clusterEnd(last)) {
             fillRun(last, last, null, 0, 0, 0, false);
+            if (recorder != null) {
+                recorder.record(last, last);
+            }
         }
     }
 

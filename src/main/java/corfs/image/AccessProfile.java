@@ -70,6 +70,105 @@ public record AccessProfile(String identityToken, long backingSize, int clusterS
         }
     }
 
+    /**
+     * The profile of clusters in profile order: {@code clusters[i]} first touched {@code millis[i]} ms after
+     * mount, each cluster at most once, for {@code i < count}. Consecutive entries whose clusters are
+     * adjacent and increasing become one extent, with the time of its first cluster; the extent of the last
+     * cluster ends at the backing's size.
+     *
+     * @throws IllegalArgumentException if a cluster repeats or lies outside the backing
+     */
+    public static AccessProfile fromClusters(String identityToken, long backingSize, int clusterSize, long[] clusters,
+                                             long[] millis, int count) {
+        List<Entry> entries = new ArrayList<>();
+        int i = 0;
+        while (i < count) {
+            int j = i + 1;
+            while (j < count && clusters[j] == clusters[j - 1] + 1) {
+                j++;
+            }
+            long offset = clusters[i] * clusterSize;
+            long end = Math.min(backingSize, (clusters[j - 1] + 1) * clusterSize);
+            entries.add(new Entry(offset, end - offset, millis[i]));
+            i = j;
+        }
+        return new AccessProfile(identityToken, backingSize, clusterSize, entries);
+    }
+
+    /** Most clusters {@link #merge} expands its inputs to, all inputs together (256 MB of working memory). */
+    public static final int MAX_MERGE_CLUSTERS = 1 << 25;
+
+    /**
+     * Combines profiles of several boots of one backing: every cluster any of them touched, ordered by the
+     * median of its first-touch times over the inputs that touched it (the mean of the middle two, rounded
+     * down, for an even count; times above 2^31-1 ms count as 2^31-1), ties by offset, then merged into
+     * extents as {@link #fromClusters} does. A cluster of an extent has the extent's time.
+     *
+     * @param sources names of the inputs, for messages (same order as {@code profiles})
+     * @throws CorfsException INVALID_ARGUMENT naming the first input whose backing identity, size or cluster
+     *         size differs from the first's, or when the inputs are too large to merge
+     */
+    public static AccessProfile merge(List<AccessProfile> profiles, List<String> sources) throws CorfsException {
+        if (profiles.isEmpty() || profiles.size() != sources.size()) {
+            throw new CorfsException(Reason.INVALID_ARGUMENT, "merge needs at least one profile");
+        }
+        AccessProfile first = profiles.get(0);
+        long clusterCount = (first.backingSize() + first.clusterSize() - 1) / first.clusterSize();
+        long total = 0;
+        for (int k = 0; k < profiles.size(); k++) {
+            AccessProfile p = profiles.get(k);
+            if (!p.identityToken().equals(first.identityToken()) || p.backingSize() != first.backingSize()
+                    || p.clusterSize() != first.clusterSize()) {
+                throw new CorfsException(Reason.INVALID_ARGUMENT, "profile " + sources.get(k) + " is of another "
+                        + (p.identityToken().equals(first.identityToken()) ? "backing size or cluster size"
+                        : "backing") + " than " + sources.get(0) + ": refusing to merge them");
+            }
+            for (Entry e : p.entries()) {
+                total += (e.length() + p.clusterSize() - 1) / p.clusterSize();
+            }
+        }
+        if (clusterCount > (1L << 32) || total > MAX_MERGE_CLUSTERS) {
+            throw new CorfsException(Reason.INVALID_ARGUMENT, "the profiles name " + total + " clusters in all, more"
+                    + " than merge handles (" + MAX_MERGE_CLUSTERS + ")");
+        }
+        // (cluster << 31 | ms), sorted: each cluster's times together and ascending.
+        long[] touches = new long[(int) total];
+        int n = 0;
+        int cs = first.clusterSize();
+        for (AccessProfile p : profiles) {
+            for (Entry e : p.entries()) {
+                long ms = Math.min(Integer.MAX_VALUE, e.firstMillis());
+                for (long c = e.offset() / cs; c * cs < e.end(); c++) {
+                    touches[n++] = c << 31 | ms;
+                }
+            }
+        }
+        java.util.Arrays.sort(touches);
+        // (median << 32 | cluster), sorted: profile order, ties by offset.
+        long[] order = new long[n];
+        int m = 0;
+        for (int i = 0; i < n; ) {
+            long cluster = touches[i] >>> 31;
+            int j = i;
+            while (j < n && touches[j] >>> 31 == cluster) {
+                j++;
+            }
+            int k = j - i;
+            long lo = touches[i + (k - 1) / 2] & Integer.MAX_VALUE;
+            long hi = touches[i + k / 2] & Integer.MAX_VALUE;
+            order[m++] = ((lo + hi) / 2) << 32 | cluster;
+            i = j;
+        }
+        java.util.Arrays.sort(order, 0, m);
+        long[] clusters = new long[m];
+        long[] millis = new long[m];
+        for (int i = 0; i < m; i++) {
+            clusters[i] = order[i] & 0xffff_ffffL;
+            millis[i] = order[i] >>> 32;
+        }
+        return fromClusters(first.identityToken(), first.backingSize(), cs, clusters, millis, m);
+    }
+
     /** Bytes the profile names (what a prefetch of an empty leaf fetches at most). */
     public long totalBytes() {
         long sum = 0;

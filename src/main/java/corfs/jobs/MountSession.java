@@ -14,10 +14,12 @@ import corfs.backing.BackingSpec;
 import corfs.backing.Backings;
 import corfs.backing.Deadline;
 import corfs.backing.FileBacking;
+import corfs.engine.AccessRecorder;
 import corfs.engine.LeafDisk;
 import corfs.image.BackingChange;
 import corfs.image.LeafHeader;
 import corfs.image.LeafImage;
+import corfs.image.ProfileLog;
 import corfs.io.FileOps;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -47,27 +49,38 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * <h2>Threads</h2>
  * Two named threads per mount: the filler (jobs) and the flusher, which makes bitmap changes durable
  * once a second, like a disk with a volatile write cache committing in the background (an fsync from the
- * guest is the barrier that matters). Commands arrive on FUSE threads.
+ * guest is the barrier that matters), and appends each leaf's newly recorded access profile
+ * ({@link AccessRecorder}) to its sidecar. Commands arrive on FUSE threads.
  *
  * <h2>Closing</h2>
  * Reverse order of opening: stop the filler (running jobs stay recorded as running and resume next
- * time), stop the flusher, flush and close each leaf. Idempotent.
+ * time), stop the flusher, save each leaf's access profile, flush and close each leaf. Idempotent.
  */
 public final class MountSession implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(MountSession.class);
     private static final long FLUSH_INTERVAL_MS = 1000;
 
-    /** Options from the mount command line. */
-    public record Options(boolean readOnly, boolean force, long backingTimeoutMillis) {
+    /**
+     * Options from the mount command line. {@code recordProfile}: record each leaf's access profile
+     * ({@link AccessRecorder}; {@code -o profile=off} turns it off); a read-only mount records nothing.
+     */
+    public record Options(boolean readOnly, boolean force, long backingTimeoutMillis, boolean recordProfile) {
+        public Options(boolean readOnly, boolean force, long backingTimeoutMillis) {
+            this(readOnly, force, backingTimeoutMillis, true);
+        }
     }
 
     private final Map<String, LeafDisk> disks;
+    /** The access-profile recorders by leaf name (leaves that record nothing have none); flushed with the bits. */
+    private final Map<String, AccessRecorder> recorders;
     private final Filler filler;
     private final Thread flusher;
     private final AtomicBoolean closed = new AtomicBoolean();
 
-    private MountSession(Map<String, LeafDisk> disks, Filler filler, String mountName) {
+    private MountSession(Map<String, LeafDisk> disks, Map<String, AccessRecorder> recorders, Filler filler,
+                         String mountName) {
         this.disks = disks;
+        this.recorders = recorders;
         this.filler = filler;
         this.flusher = new Thread(this::flushLoop, "corfs-flusher-" + mountName);
         this.flusher.setDaemon(true);
@@ -83,6 +96,7 @@ public final class MountSession implements AutoCloseable {
             throw new CorfsException(Reason.INVALID_ARGUMENT, "no leaf to mount");
         }
         Map<String, LeafDisk> disks = new LinkedHashMap<>();
+        Map<String, AccessRecorder> recorders = new LinkedHashMap<>();
         try {
             for (Path leaf : leaves) {
                 String name = leaf.getFileName().toString();
@@ -93,9 +107,10 @@ public final class MountSession implements AutoCloseable {
                 if (name.equals("control")) {
                     throw new CorfsException(Reason.INVALID_ARGUMENT, "a leaf may not be named 'control'");
                 }
-                disks.put(name, openDisk(leaf, options, fileOps));
+                disks.put(name, openDisk(leaf, options, fileOps, recorders));
             }
         } catch (IOException | RuntimeException e) {
+            closeRecorders(recorders, e);
             for (LeafDisk d : disks.values()) {
                 try {
                     d.close();
@@ -107,7 +122,7 @@ public final class MountSession implements AutoCloseable {
         }
         String mountName = disks.keySet().iterator().next();
         Filler filler = new Filler(new ArrayList<>(disks.values()), fileOps, mountName);
-        MountSession session = new MountSession(disks, filler, mountName);
+        MountSession session = new MountSession(disks, recorders, filler, mountName);
         try {
             for (LeafDisk d : disks.values()) {
                 filler.restore(d);
@@ -121,7 +136,8 @@ public final class MountSession implements AutoCloseable {
         return session;
     }
 
-    private static LeafDisk openDisk(Path leaf, Options options, FileOps fileOps) throws IOException {
+    private static LeafDisk openDisk(Path leaf, Options options, FileOps fileOps,
+                                     Map<String, AccessRecorder> recorders) throws IOException {
         LeafImage image = LeafImage.open(leaf, fileOps, options.readOnly(), false, options.force());
         Backing backing = null;
         try {
@@ -161,7 +177,15 @@ public final class MountSession implements AutoCloseable {
                 }
                 backing = timeoutMillis > 0 ? new TimeoutBacking(backing, timeoutMillis) : backing;
             }
-            return new LeafDisk(leaf.getFileName().toString(), image, backing, options.readOnly());
+            String name = leaf.getFileName().toString();
+            AccessRecorder recorder = null;
+            if (probe != null && options.recordProfile() && !options.readOnly() && !image.readOnly()) {
+                recorder = openRecorder(leaf, image.header());
+            }
+            if (recorder != null) {
+                recorders.put(name, recorder); // closed by the caller if this or a later leaf is refused
+            }
+            return new LeafDisk(name, image, backing, options.readOnly(), recorder);
         } catch (IOException | RuntimeException e) {
             if (backing != null) {
                 try {
@@ -172,6 +196,29 @@ public final class MountSession implements AutoCloseable {
             }
             image.close();
             throw e;
+        }
+    }
+
+    /**
+     * The recorder of a leaf's access profile, or null (logged) when its sidecar cannot be opened or made:
+     * a profile is an optimisation, never a reason to refuse a mount.
+     */
+    private static AccessRecorder openRecorder(Path leaf, LeafHeader h) {
+        try {
+            return AccessRecorder.open(leaf, ProfileLog.Header.of(h));
+        } catch (IOException | RuntimeException e) {
+            LOG.warn("{}: not recording its access profile: {}", leaf.getFileName(), e.toString());
+            return null;
+        }
+    }
+
+    private static void closeRecorders(Map<String, AccessRecorder> recorders, Exception failure) {
+        for (AccessRecorder r : recorders.values()) {
+            try {
+                r.close();
+            } catch (IOException | RuntimeException closeFailure) {
+                failure.addSuppressed(closeFailure);
+            }
         }
     }
 
@@ -365,6 +412,9 @@ public final class MountSession implements AutoCloseable {
             if (closed.get()) {
                 return;
             }
+            for (AccessRecorder r : recorders.values()) {
+                r.flush(); // logs its own failures
+            }
             for (LeafDisk d : disks.values()) {
                 if (d.readOnly() || !d.image().hasUnflushedChanges()) {
                     continue;
@@ -395,6 +445,14 @@ public final class MountSession implements AutoCloseable {
         }
         IOException failure = null;
         for (LeafDisk d : disks.values()) {
+            AccessRecorder r = recorders.get(d.name());
+            if (r != null) {
+                try {
+                    r.close(); // the last records; FUSE serves no more I/O by now
+                } catch (IOException | RuntimeException e) {
+                    LOG.warn("{}: saving its access profile failed: {}", d.name(), e.toString());
+                }
+            }
             try {
                 d.close();
             } catch (IOException e) {

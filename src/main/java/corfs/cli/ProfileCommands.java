@@ -1,0 +1,150 @@
+package corfs.cli;
+
+import corfs.CorfsException;
+import corfs.CorfsException.Reason;
+import corfs.image.AccessProfile;
+import corfs.image.ProfileLog;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.Callable;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+/**
+ * {@code corfs profile show|export|merge}: a leaf's recorded access profile ({@link ProfileLog}) and the
+ * portable profile files ({@link AccessProfile}). They read the sidecar only, never the leaf's metadata
+ * lock, so they work on a mounted leaf (as of the mount's last flush, at most a second ago) as on one that
+ * is not. Exit codes as the other leaf commands: 0, 1 on failure, 64 on a usage error.
+ */
+final class ProfileCommands {
+    private ProfileCommands() {
+    }
+
+    @Command(name = "profile", description = "Show, export and merge recorded access profiles.",
+            subcommands = {Show.class, Export.class, Merge.class})
+    static final class Profile implements Runnable {
+        @CommandLine.Spec
+        CommandLine.Model.CommandSpec spec;
+
+        @Override
+        public void run() {
+            throw new CommandLine.ParameterException(spec.commandLine(), "a subcommand is required (show, export, merge)");
+        }
+    }
+
+    @Command(name = "show", description = {
+            "Print LEAF's recorded access profile: the extents the guest waited for, in the order it first did,",
+            "one 'OFFSET LENGTH FIRST_MS' line each (bytes; milliseconds since the mount that fetched it),",
+            "after a '#' line naming the backing identity and the totals."})
+    static final class Show implements Callable<Integer> {
+        @Option(names = "--json", description = "print JSON")
+        boolean json;
+
+        @Parameters(paramLabel = "LEAF")
+        Path leaf;
+
+        @Override
+        public Integer call() throws Exception {
+            ProfileLog.Contents c = recorded(leaf);
+            AccessProfile p = toProfile(c);
+            if (json) {
+                StringBuilder extents = new StringBuilder("[");
+                for (AccessProfile.Entry e : p.entries()) {
+                    extents.append(extents.length() == 1 ? "" : ",").append(new Json().open().put("offset", e.offset())
+                            .put("length", e.length()).put("first_ms", e.firstMillis()).close());
+                }
+                System.out.println(new Json().open().put("leaf", leaf.toString())
+                        .put("backing_identity", p.identityToken()).put("backing_size", p.backingSize())
+                        .put("cluster_size", p.clusterSize()).put("clusters", c.count())
+                        .put("bytes", p.totalBytes()).put("dropped_bytes", c.droppedBytes())
+                        .raw("extents", extents.append(']').toString()).close());
+                return 0;
+            }
+            StringBuilder out = new StringBuilder();
+            out.append("# ").append(LeafCommands.Info.printable(leaf.toString())).append(": backing_identity ")
+                    .append(p.identityToken()).append(", backing_size ").append(p.backingSize())
+                    .append(", cluster_size ").append(p.clusterSize()).append(", ").append(c.count())
+                    .append(" clusters, ").append(p.totalBytes()).append(" bytes, ").append(p.entries().size())
+                    .append(" extents");
+            if (c.droppedBytes() > 0) {
+                out.append(", ").append(c.droppedBytes()).append(" bytes of a torn or damaged tail ignored");
+            }
+            out.append('\n');
+            for (AccessProfile.Entry e : p.entries()) {
+                out.append(e.offset()).append(' ').append(e.length()).append(' ').append(e.firstMillis()).append('\n');
+            }
+            System.out.print(out);
+            System.out.flush();
+            return 0;
+        }
+    }
+
+    @Command(name = "export", description = "Write LEAF's recorded access profile to FILE, in the portable format"
+            + " that prefetch and 'profile merge' read (replaced atomically).")
+    static final class Export implements Callable<Integer> {
+        @Parameters(index = "0", paramLabel = "LEAF")
+        Path leaf;
+
+        @Parameters(index = "1", paramLabel = "FILE")
+        Path file;
+
+        @Override
+        public Integer call() throws Exception {
+            AccessProfile p = toProfile(recorded(leaf));
+            p.write(file);
+            System.out.printf("%s: exported %d extents (%d bytes) to %s%n", LeafCommands.Info.printable(leaf.toString()),
+                    p.entries().size(), p.totalBytes(), LeafCommands.Info.printable(file.toString()));
+            return 0;
+        }
+    }
+
+    @Command(name = "merge", description = {
+            "Combine exported profiles of several boots of the same backing (same identity and cluster size) into",
+            "one: every extent any of them names, ordered by the median of its first-touch times (ties by offset)."})
+    static final class Merge implements Callable<Integer> {
+        @Parameters(arity = "1..*", paramLabel = "FILE", description = "exported profiles")
+        List<Path> inputs;
+
+        @Option(names = "-o", required = true, paramLabel = "FILE", description = "the merged profile to write")
+        Path output;
+
+        @Override
+        public Integer call() throws Exception {
+            List<AccessProfile> profiles = new ArrayList<>();
+            List<String> names = new ArrayList<>();
+            for (Path in : inputs) {
+                profiles.add(AccessProfile.read(in));
+                names.add(LeafCommands.Info.printable(in.toString()));
+            }
+            AccessProfile merged = AccessProfile.merge(profiles, names);
+            merged.write(output);
+            System.out.printf("merged %d profiles into %s: %d extents (%d bytes)%n", profiles.size(),
+                    LeafCommands.Info.printable(output.toString()), merged.entries().size(), merged.totalBytes());
+            return 0;
+        }
+    }
+
+    /** The leaf's recorded profile; NOT_FOUND when the leaf or its profile does not exist. */
+    static ProfileLog.Contents recorded(Path leaf) throws java.io.IOException {
+        if (!Files.exists(leaf, LinkOption.NOFOLLOW_LINKS) && !Files.exists(leaf)) {
+            throw new CorfsException(Reason.NOT_FOUND, LeafCommands.Info.printable(leaf.toString())
+                    + ": no such leaf");
+        }
+        return ProfileLog.read(leaf);
+    }
+
+    static AccessProfile toProfile(ProfileLog.Contents c) {
+        long[] millis = new long[c.count()];
+        for (int i = 0; i < c.count(); i++) {
+            millis[i] = c.millis()[i];
+        }
+        ProfileLog.Header h = c.header();
+        return AccessProfile.fromClusters(h.identityToken(), h.backingSize(), h.clusterSize(), c.clusters(), millis,
+                c.count());
+    }
+}
