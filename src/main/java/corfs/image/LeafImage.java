@@ -245,6 +245,8 @@ public final class LeafImage implements AutoCloseable {
             Files.deleteIfExists(leafAbs);
             Files.deleteIfExists(meta);
         }
+        // A new leaf records its own access profile: one left by a leaf of this name is not about it.
+        Files.deleteIfExists(ProfileLog.pathOf(leafAbs));
         var mode = PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------"));
         Files.createFile(leafAbs, mode);
         Path tmp = meta.resolveSibling(meta.getFileName() + ".tmp");
