@@ -199,6 +199,8 @@ class ProfileIT {
             fx.clearDeadMount(mnt);
 
             List<Long> survived = shown();
+            System.out.printf("[ProfileIT] kill -9: %d reads done 3 s before, %d at the kill, %d recorded%n",
+                    doneBefore, doneAtKill, survived.size());
             assertTrue(survived.size() >= doneBefore, "lost more than the last flush: " + survived.size()
                     + " recorded, " + doneBefore + " read 3 s before the kill");
             assertTrue(survived.size() <= Math.min(order.size(), doneAtKill + 1), "recorded reads that never happened");
