@@ -37,10 +37,10 @@ final class ProfileCommands {
         }
     }
 
-    @Command(name = "show", description = {
-            "Print LEAF's recorded access profile: the extents the guest waited for, in the order it first did,",
-            "one 'OFFSET LENGTH FIRST_MS' line each (bytes; milliseconds since the mount that fetched it),",
-            "after a '#' line naming the backing identity and the totals."})
+    @Command(name = "show", description = "Print LEAF's recorded access profile: the extents the guest waited for,"
+            + " in the order it first did, one 'OFFSET LENGTH FIRST_MS' line each (bytes; milliseconds since the"
+            + " mount that fetched it), after a '#' line naming the backing identity and the totals. On a mounted"
+            + " leaf, as of the mount's last flush (at most a second ago).")
     static final class Show implements Callable<Integer> {
         @Option(names = "--json", description = "print JSON")
         boolean json;
@@ -51,7 +51,7 @@ final class ProfileCommands {
         @Override
         public Integer call() throws Exception {
             ProfileLog.Contents c = recorded(leaf);
-            AccessProfile p = toProfile(c);
+            AccessProfile p = c.toAccessProfile();
             if (json) {
                 StringBuilder extents = new StringBuilder("[");
                 for (AccessProfile.Entry e : p.entries()) {
@@ -95,7 +95,7 @@ final class ProfileCommands {
 
         @Override
         public Integer call() throws Exception {
-            AccessProfile p = toProfile(recorded(leaf));
+            AccessProfile p = recorded(leaf).toAccessProfile();
             p.write(file);
             System.out.printf("%s: exported %d extents (%d bytes) to %s%n", LeafCommands.Info.printable(leaf.toString()),
                     p.entries().size(), p.totalBytes(), LeafCommands.Info.printable(file.toString()));
@@ -103,9 +103,9 @@ final class ProfileCommands {
         }
     }
 
-    @Command(name = "merge", description = {
-            "Combine exported profiles of several boots of the same backing (same identity and cluster size) into",
-            "one: every extent any of them names, ordered by the median of its first-touch times (ties by offset)."})
+    @Command(name = "merge", description = "Combine exported profiles of several boots of the same backing (same"
+            + " identity and cluster size) into one: every cluster any of them names, ordered by the median of its"
+            + " first-touch times (ties by offset), as extents.")
     static final class Merge implements Callable<Integer> {
         @Parameters(arity = "1..*", paramLabel = "FILE", description = "exported profiles")
         List<Path> inputs;
@@ -136,15 +136,5 @@ final class ProfileCommands {
                     + ": no such leaf");
         }
         return ProfileLog.read(leaf);
-    }
-
-    static AccessProfile toProfile(ProfileLog.Contents c) {
-        long[] millis = new long[c.count()];
-        for (int i = 0; i < c.count(); i++) {
-            millis[i] = c.millis()[i];
-        }
-        ProfileLog.Header h = c.header();
-        return AccessProfile.fromClusters(h.identityToken(), h.backingSize(), h.clusterSize(), c.clusters(), millis,
-                c.count());
     }
 }

@@ -108,6 +108,16 @@ public final class ProfileLog implements AutoCloseable {
         public long validBytes() {
             return HEADER_BYTES + (long) count * RECORD_BYTES;
         }
+
+        /** In the portable form ({@link AccessProfile#fromClusters}): what {@code corfs profile export} writes. */
+        public AccessProfile toAccessProfile() {
+            long[] ms = new long[count];
+            for (int i = 0; i < count; i++) {
+                ms[i] = millis[i];
+            }
+            return AccessProfile.fromClusters(header.identityToken(), header.backingSize(), header.clusterSize(),
+                    clusters, ms, count);
+        }
     }
 
     private final Path path;

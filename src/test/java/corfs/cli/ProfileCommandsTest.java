@@ -1,0 +1,98 @@
+package corfs.cli;
+
+import corfs.image.AccessProfile;
+import corfs.image.LeafImage;
+import corfs.image.ProfileLog;
+import corfs.io.FileOps;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+@DisplayName("corfs profile show|export|merge and -o profile")
+class ProfileCommandsTest {
+    @TempDir
+    Path dir;
+
+    @Test
+    @DisplayName("-o profile=on|off; anything else is a usage error")
+    void mountOption() {
+        assertTrue(MountCommand.parseOptions(List.of()).recordProfile());
+        assertFalse(MountCommand.parseOptions(List.of("allow_other,profile=off")).recordProfile());
+        assertTrue(MountCommand.parseOptions(List.of("profile=off", "profile=on")).recordProfile());
+        Main.ExitException e = assertThrows(Main.ExitException.class,
+                () -> MountCommand.parseOptions(List.of("profile=yes")));
+        assertEquals(Main.EXIT_USAGE, e.code);
+        assertEquals(List.of(), MountCommand.parseOptions(List.of("profile=off")).fuseOptions(), "never for libfuse");
+    }
+
+    @Test
+    @DisplayName("show prints the extents in profile order after a '#' line; export and merge write the portable file")
+    void showExportMerge() throws Exception {
+        Path backing = dir.resolve("base.raw");
+        try (var raf = new java.io.RandomAccessFile(backing.toFile(), "rw")) {
+            raf.setLength(1 << 20);
+        }
+        Path leaf = dir.resolve("leaf.img");
+        LeafImage.create(leaf, backing, 65536, false);
+        ProfileLog.Header h;
+        try (LeafImage image = LeafImage.open(leaf, FileOps.system(), true, true)) {
+            h = ProfileLog.Header.of(image.header());
+        }
+        assertEquals(1, Main.run("profile", "show", leaf.toString()), "no profile yet");
+        try (ProfileLog log = ProfileLog.openForAppend(leaf, h)) {
+            log.append(new long[] {3, 4, 5, 1, 15}, new int[] {7, 8, 9, 20, 30}, 5);
+        }
+        String out = capture(() -> assertEquals(0, Main.run("profile", "show", leaf.toString())));
+        String[] lines = out.split("\n");
+        assertTrue(lines[0].startsWith("# " + leaf + ": backing_identity " + h.identityToken()) && lines[0].contains(
+                "5 clusters, 327680 bytes, 3 extents"), lines[0]);
+        assertEquals(List.of("196608 196608 7", "65536 65536 20", "983040 65536 30"), List.of(lines).subList(1, 4));
+        String json = capture(() -> assertEquals(0, Main.run("profile", "show", "--json", leaf.toString())));
+        assertTrue(json.contains("\"extents\":[{\"offset\":196608,\"length\":196608,\"first_ms\":7},"), json);
+
+        Path a = dir.resolve("a.profile");
+        capture(() -> assertEquals(0, Main.run("profile", "export", leaf.toString(), a.toString())));
+        AccessProfile exported = AccessProfile.read(a);
+        assertEquals(3, exported.entries().size());
+        Path b = dir.resolve("b.profile");
+        new AccessProfile(h.identityToken(), h.backingSize(), h.clusterSize(),
+                List.of(new AccessProfile.Entry(65536, 65536, 0), new AccessProfile.Entry(0, 65536, 1))).write(b);
+        Path m = dir.resolve("m.profile");
+        capture(() -> assertEquals(0, Main.run("profile", "merge", a.toString(), b.toString(), "-o", m.toString())));
+        // cluster 1: median of 20 and 0 is 10; cluster 0: 1; clusters 3-5: 7 (their extent's time); cluster 15: 30
+        assertEquals(List.of(new AccessProfile.Entry(0, 65536, 1), new AccessProfile.Entry(3 * 65536, 3 * 65536, 7),
+                new AccessProfile.Entry(65536, 65536, 10), new AccessProfile.Entry(15 * 65536, 65536, 30)),
+                AccessProfile.read(m).entries());
+        Path other = dir.resolve("other.profile");
+        new AccessProfile("other", h.backingSize(), h.clusterSize(), List.of()).write(other);
+        assertEquals(1, Main.run("profile", "merge", a.toString(), other.toString(), "-o", m.toString()));
+        assertEquals(Main.EXIT_USAGE, Main.run("profile"));
+        assertEquals(Main.EXIT_USAGE, Main.run("profile", "merge", a.toString()), "-o is required");
+        assertEquals(1, Main.run("profile", "show", dir.resolve("nope.img").toString()));
+        assertTrue(Files.exists(m));
+    }
+
+    private static String capture(Runnable r) {
+        PrintStream old = System.out;
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        System.setOut(new PrintStream(bytes, true, StandardCharsets.UTF_8));
+        try {
+            r.run();
+        } finally {
+            System.setOut(old);
+        }
+        return bytes.toString(StandardCharsets.UTF_8);
+    }
+}
