@@ -45,7 +45,9 @@ import java.util.concurrent.atomic.AtomicLong;
  * </ul>
  * Durability is {@link LeafImage#flush()}'s business; {@link #flush()} is the guest's barrier.
  * What to fetch ahead of a sequential cold reader is {@link SequentialReadAhead}'s policy; it fills
- * through {@link #fill}, under the same rules as a stream step.
+ * through {@link #fill}, under the same rules as a stream step. A prefetch follows the guest through a
+ * {@link GuestReadListener} ({@link #guestReads}), told of every read before it is served, and yields to
+ * the guest's copy-on-read fills ({@link #coldReadsInFlight}); it too fills through {@link #fill}.
  *
  * <h2>Threads</h2>
  * Called from many FUSE threads and the filler thread at once. Never interrupt a thread inside it: NIO
@@ -83,6 +85,13 @@ public final class LeafDisk implements AutoCloseable {
     private final AtomicBoolean closed = new AtomicBoolean();
     private volatile long lastReadEnd = -1;
     private final SequentialReadAhead readAhead;
+    /** Guest reads fetching from the backing (copy-on-read) right now: what a prefetch yields to. */
+    private final AtomicInteger coldReads = new AtomicInteger();
+    /**
+     * Told of every guest read; null when nobody follows the guest (no prefetch runs). The hot path pays
+     * this one volatile read when it is null.
+     */
+    private volatile GuestReadListener guestReads;
 
     /**
      * @param backing null only for a standalone leaf (every cluster local)
@@ -154,6 +163,26 @@ public final class LeafDisk implements AutoCloseable {
         return image.bytesIn(image.dirty());
     }
 
+    /**
+     * Installs the listener told of every guest read, or removes it ({@code null}). One at a time: a
+     * prefetch installs it when it starts and removes it when it ends. {@code expected} is the listener
+     * being replaced (null when none should be installed); false, changing nothing, when another is.
+     */
+    public boolean guestReads(GuestReadListener expected, GuestReadListener listener) {
+        synchronized (coldReads) {
+            if (guestReads != expected) {
+                return false;
+            }
+            guestReads = listener;
+            return true;
+        }
+    }
+
+    /** Guest reads fetching clusters from the backing at this moment (copy-on-read fills in flight). */
+    public int coldReadsInFlight() {
+        return coldReads.get();
+    }
+
     /** True while a guest request is being served or was served within {@code withinNanos}. */
     public boolean guestActive(long withinNanos) {
         return guestInFlight.get() > 0 || System.nanoTime() - lastGuestIoNanos.get() < withinNanos;
@@ -175,6 +204,10 @@ public final class LeafDisk implements AutoCloseable {
         int len = (int) Math.min(dst.remaining(), size - offset);
         long first = offset >>> clusterShift;
         long last = (offset + len - 1) >>> clusterShift;
+        GuestReadListener listener = guestReads;
+        if (listener != null) {
+            listener.guestRead(first, last);
+        }
         guestInFlight.incrementAndGet();
         try {
             int savedLimit = dst.limit();
@@ -184,7 +217,12 @@ public final class LeafDisk implements AutoCloseable {
                     readLeaf(dst, offset);
                     readAhead.afterLocalRead(last);
                 } else {
-                    readCold(dst, offset, len, first, last);
+                    coldReads.incrementAndGet();
+                    try {
+                        readCold(dst, offset, len, first, last);
+                    } finally {
+                        coldReads.decrementAndGet();
+                    }
                 }
             } finally {
                 dst.limit(savedLimit);

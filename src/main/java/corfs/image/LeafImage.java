@@ -267,8 +267,12 @@ public final class LeafImage implements AutoCloseable {
                 identity.size(), clusterSize);
     }
 
-    /** Names made beside a leaf: the metadata, its temporary file, the unreadable-extent ledger, the log. */
-    static final List<String> DERIVED_SUFFIXES = List.of(".corfs", ".corfs.tmp", ".corfs-unreadable", ".log");
+    /**
+     * Names made beside a leaf: the metadata, its temporary file, the unreadable-extent ledger, the
+     * pending prefetch, the log.
+     */
+    static final List<String> DERIVED_SUFFIXES = List.of(".corfs", ".corfs.tmp", ".corfs-unreadable",
+            PrefetchRecord.SUFFIX, ".log");
 
     /** The longest file name in bytes this checks for (NAME_MAX of Linux filesystems). */
     private static final int NAME_MAX = 255;
