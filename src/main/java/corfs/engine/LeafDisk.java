@@ -92,6 +92,8 @@ public final class LeafDisk implements AutoCloseable {
      * this one volatile read when it is null.
      */
     private volatile GuestReadListener guestReads;
+    /** Serialises installing and removing {@link #guestReads} (never taken on the read path). */
+    private final Object listenerLock = new Object();
 
     /**
      * @param backing null only for a standalone leaf (every cluster local)
@@ -169,7 +171,7 @@ public final class LeafDisk implements AutoCloseable {
      * being replaced (null when none should be installed); false, changing nothing, when another is.
      */
     public boolean guestReads(GuestReadListener expected, GuestReadListener listener) {
-        synchronized (coldReads) {
+        synchronized (listenerLock) {
             if (guestReads != expected) {
                 return false;
             }
