@@ -43,6 +43,10 @@ final class LeafCommands {
         @Option(names = "--force", description = "replace an existing LEAF and its metadata")
         boolean force;
 
+        @Option(names = "--prefetch", paramLabel = "FILE", description = "an access profile of this backing"
+                + " (corfs profile export) that every mount prefetches until it completes")
+        Path prefetch;
+
         @Parameters(paramLabel = "LEAF")
         Path leaf;
 
@@ -59,11 +63,14 @@ final class LeafCommands {
             java.util.Map<String, String> options = BackingOpts.parse(backingOpts);
             backing = corfs.backing.BackingSpec.fromUserInput(backing);
             BackingOpts.validate(backing, backingFormat, options);
-            String format = LeafImages.create(leaf, backing, backingFormat, options, (int) clusterSize, force);
+            String format = LeafImages.create(leaf, backing, backingFormat, options, (int) clusterSize, force, prefetch);
             LeafInfo info = LeafImages.info(leaf);
             System.out.printf("created %s (%s, cluster %s) over %s (%s%s)%n", leaf, Sizes.human(info.virtualSize()),
                     Sizes.human(info.clusterSize()), Info.printable(info.backingSpec()), format,
                     backingFormat == null ? ", detected" : "");
+            if (prefetch != null) {
+                System.out.printf("every mount prefetches %s until it completes%n", prefetch);
+            }
             return 0;
         }
     }

@@ -20,6 +20,7 @@ import picocli.CommandLine.Command;
             MountCommand.class, UmountCommand.class, StatusCommand.class,
             JobCommands.Stream.class, JobCommands.Commit.class, JobCommands.Pause.class,
             JobCommands.Resume.class, JobCommands.Cancel.class, JobCommands.Speed.class,
+            PrefetchCommand.class,
             HostHelpers.Mount.class, HostHelpers.Umount.class, ProfileCommands.Profile.class,
             CommandLine.HelpCommand.class})
 public final class Main implements Runnable {

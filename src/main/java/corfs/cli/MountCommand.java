@@ -72,7 +72,9 @@ final class MountCommand implements Callable<Integer> {
         "threads=N (a fixed pool of N FUSE worker threads, 1.." + FuseMount.MAX_THREADS
             + "; default: two per CPU, growing to " + FuseMount.MAX_THREADS + " while all are busy),",
         "single_threaded (threads=1), debug (libfuse -d), no_auto_unmount,",
-        "profile=on|off (record each leaf's access profile, LEAF.corfs-profile; default on);",
+        "profile=on|off (record each leaf's access profile, LEAF.corfs-profile; default on),",
+        "prefetch=FILE (one leaf) or prefetch=IMAGE=FILE (repeatable): prefetch the access profile FILE,",
+        "recorded for later mounts until it completes;",
         "accepted and ignored, as they belong to mount, fstab or systemd: defaults, auto, noauto, nofail,",
         "_netdev, user, users, nouser, owner, group, comment=..., x-...;",
         "anything else is passed to libfuse (e.g. allow_other, nosuid, nodev, noexec)"})
@@ -93,7 +95,8 @@ final class MountCommand implements Callable<Integer> {
 
     /** Parsed -o options. */
     record MountOptions(long backingTimeoutMillis, int threads, boolean debug, boolean autoUnmount,
-                        boolean readOnly, List<String> fuseOptions, boolean recordProfile) {
+                        boolean readOnly, List<String> fuseOptions, boolean recordProfile,
+                        List<String> prefetch) {
         boolean singleThreaded() {
             return threads == 1;
         }
@@ -124,6 +127,7 @@ final class MountCommand implements Callable<Integer> {
         boolean rw = false;
         boolean profile = true;
         List<String> fuse = new ArrayList<>();
+        List<String> prefetch = new ArrayList<>();
         for (String group : raw) {
             for (String o : group.split(",")) {
                 String opt = o.trim();
@@ -144,6 +148,12 @@ final class MountCommand implements Callable<Integer> {
                 } else if (opt.startsWith("profile=")) {
                     throw new Main.ExitException(Main.EXIT_USAGE, "-o profile must be on or off, not '"
                             + opt.substring("profile=".length()) + "'");
+                } else if (opt.startsWith("prefetch=")) {
+                    String v = opt.substring("prefetch=".length());
+                    if (v.isEmpty()) {
+                        throw new Main.ExitException(Main.EXIT_USAGE, "-o prefetch= needs a profile FILE (or IMAGE=FILE)");
+                    }
+                    prefetch.add(v);
                 } else if (opt.equals("ro")) {
                     ro = true;
                 } else if (opt.equals("rw")) {
@@ -184,7 +194,10 @@ final class MountCommand implements Callable<Integer> {
             throw new Main.ExitException(Main.EXIT_USAGE, "-o single_threaded and threads=" + threads + " contradict");
         }
         int n = single ? 1 : threads > 0 ? threads : FuseMount.DEFAULT_THREADS;
-        return new MountOptions(timeout, n, debug, autoUnmount, ro, fuse, profile);
+        if (ro && !prefetch.isEmpty()) {
+            throw new Main.ExitException(Main.EXIT_USAGE, "-o prefetch on a read-only mount: nothing could be stored");
+        }
+        return new MountOptions(timeout, n, debug, autoUnmount, ro, fuse, profile, prefetch);
     }
 
     @Override
@@ -197,6 +210,10 @@ final class MountCommand implements Callable<Integer> {
         } else if (readOnly && options.stream().anyMatch(g -> List.of(g.split(",")).contains("rw"))) {
             throw new Main.ExitException(Main.EXIT_USAGE, "--read-only and -o rw contradict");
         }
+        if (readOnly && !mo.prefetch().isEmpty()) {
+            throw new Main.ExitException(Main.EXIT_USAGE, "-o prefetch on a read-only mount: nothing could be stored");
+        }
+        prefetchOf(leaves, mo.prefetch()); // usage errors before a daemon starts (it inherits this directory)
         return foreground ? runForeground(leaves, mountPoint, mo) : startDaemon(leaves, mountPoint, mo);
     }
 
@@ -209,7 +226,8 @@ final class MountCommand implements Callable<Integer> {
             RunFiles.secureDir(); // refuse a runtime dir someone else controls before mounting anything
             Path mp = FuseMount.checkMountPoint(mountPoint, force);
             MountSession session = MountSession.open(leaves,
-                    new MountSession.Options(readOnly, force, mo.backingTimeoutMillis(), mo.recordProfile()));
+                    new MountSession.Options(readOnly, force, mo.backingTimeoutMillis(), mo.recordProfile(),
+                            prefetchOf(leaves, mo.prefetch())));
             mount = FuseMount.mount(session, mp, readOnly, new FuseMount.Options(
                     leaves.get(0).toAbsolutePath().normalize().toString(), mo.threads(), mo.debug(),
                     mo.fuseOptions(), force, mo.autoUnmount()));
@@ -249,6 +267,38 @@ final class MountCommand implements Callable<Integer> {
             // shutting down already: the hook closes and exits
         }
         return closeMount(mount, "unmount") ? 0 : Main.EXIT_FAILURE;
+    }
+
+    /**
+     * The {@code -o prefetch=} values, leaf by leaf: {@code FILE} when one leaf is mounted, {@code IMAGE=FILE}
+     * (IMAGE a leaf's file name, up to the first '=' that follows one) for any; FILE absolute, or relative
+     * to the directory corfs mount runs in. One profile per leaf.
+     */
+    static java.util.Map<String, Path> prefetchOf(List<Path> leaves, List<String> values) {
+        java.util.Map<String, Path> out = new java.util.LinkedHashMap<>();
+        for (String v : values) {
+            String image = null;
+            String file = v;
+            for (Path leaf : leaves) {
+                String name = leaf.getFileName().toString();
+                if (v.startsWith(name + "=") && v.length() > name.length() + 1) {
+                    image = name;
+                    file = v.substring(name.length() + 1);
+                    break;
+                }
+            }
+            if (image == null) {
+                if (leaves.size() != 1) {
+                    throw new Main.ExitException(Main.EXIT_USAGE, "-o prefetch=" + v + ": " + leaves.size()
+                            + " leaves are mounted; name the leaf: prefetch=IMAGE=FILE");
+                }
+                image = leaves.get(0).getFileName().toString();
+            }
+            if (out.put(image, Path.of(file).toAbsolutePath().normalize()) != null) {
+                throw new Main.ExitException(Main.EXIT_USAGE, "-o prefetch: two profiles for " + image);
+            }
+        }
+        return out;
     }
 
     private static boolean closeMount(FuseMount mount, String why) {

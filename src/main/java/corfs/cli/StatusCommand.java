@@ -6,6 +6,7 @@ import corfs.vocabulary.JobKind;
 import corfs.vocabulary.JobState;
 import corfs.vocabulary.LeafStatus;
 import corfs.vocabulary.OnError;
+import corfs.vocabulary.PrefetchState;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -106,7 +107,18 @@ final class StatusCommand implements Callable<Integer> {
                 Math.max(0, num(s, "rate")), num(s, "eta"),
                 onError.equals("-") ? null : OnError.ofWord(onError), error.equals("-") ? null : error,
                 commandError.equals("-") ? null : commandError, unreadable,
-                word(s, "backing").equals("-") ? null : word(s, "backing"));
+                word(s, "backing").equals("-") ? null : word(s, "backing"),
+                prefetchState(word(s, "prefetch")), Math.max(0, num(s, "prefetch_done")),
+                Math.max(0, num(s, "prefetch_total")));
+    }
+
+    /** An older daemon shows no prefetch field: none. */
+    private static PrefetchState prefetchState(String word) {
+        try {
+            return word.equals("-") ? PrefetchState.NONE : PrefetchState.ofWord(word);
+        } catch (IllegalArgumentException e) {
+            return PrefetchState.NONE;
+        }
     }
 
     static String describe(Map<String, String> s) {
@@ -137,6 +149,13 @@ final class StatusCommand implements Callable<Integer> {
         }
         if (!"-".equals(word(s, "unreadable"))) {
             b.append("\n  unreadable: ").append(word(s, "unreadable"));
+        }
+        String prefetch = word(s, "prefetch");
+        if (!prefetch.equals("-") && !prefetch.equals("none")) {
+            long done = num(s, "prefetch_done");
+            long total = num(s, "prefetch_total");
+            b.append("\n  prefetch: ").append(prefetch).append(", ").append(Sizes.percent(done, total))
+                    .append(" (").append(Sizes.human(done)).append(" of ").append(Sizes.human(total)).append(')');
         }
         b.append("\n  error: ").append(word(s, "error"));
         if (!"-".equals(word(s, "command_error"))) {

@@ -28,4 +28,10 @@ public sealed interface ControlCommand {
 
     /** {@code speed [IMAGE] RATE}. */
     record Speed(String image, long bytesPerSecond) implements ControlCommand { }
+
+    /** {@code prefetch [IMAGE] FILE}: prefetch the access profile in {@code file}, an absolute path. */
+    record Prefetch(String image, String file) implements ControlCommand { }
+
+    /** {@code prefetch [IMAGE] cancel}: stop the leaf's prefetch and forget it. */
+    record PrefetchCancel(String image) implements ControlCommand { }
 }

@@ -17,9 +17,11 @@ import java.util.Optional;
  * command  = ("stream" | "commit") [IMAGE] *(WS option)
  *          | ("pause" | "resume" | "cancel") [IMAGE]
  *          | "speed" [IMAGE] RATE
+ *          | "prefetch" [IMAGE] (FILE | "cancel")
  * option   = "speed=" RATE | "on_error=" ("stop" | "retry" | "skip")   ; each at most once, any order
  * RATE     = 1*DIGIT [("K" | "M" | "G" | "k" | "m" | "g") ["iB"]]      ; powers of 1024, 0 = unlimited
  * IMAGE    = any token; after stream/commit, one that does not start with "speed=" or "on_error="
+ * FILE     = a token that percent-decodes (like IMAGE) to an absolute path: it starts with "/"
  * WS       = 1*(' ' | '\t')
  * </pre>
  * Verbs, keys and on_error words are lower case. The image comes right after the verb: a bare token
@@ -28,6 +30,10 @@ import java.util.Optional;
  * {@code a=b.raw}. {@code pause}, {@code resume} and {@code cancel} take their one token as the IMAGE.
  * {@code speed} with one argument reads it as the RATE ({@code speed 10M}); with two, the first is the
  * IMAGE ({@code speed a.img 10M}).
+ * {@code prefetch} with one argument reads it as the FILE, or {@code cancel}; with two, the first is the
+ * IMAGE ({@code prefetch a.img /var/lib/profiles/a.profile}). FILE is percent-decoded like IMAGE (a path
+ * with a space is written {@code %20}) and must be absolute (the daemon's working directory is not the
+ * writer's); a decoded FILE holding NUL is rejected.
  *
  * <p>An IMAGE token is percent-decoded ({@code %XX}, UTF-8 bytes; a {@code %} not followed by two hex
  * digits stays as it is), exactly as the status encodes {@code image=} ({@link #encodeImage}), so the name
@@ -78,8 +84,9 @@ public final class ControlParser {
             case "resume" -> new ControlCommand.Resume(onlyImage(verb, args));
             case "cancel" -> new ControlCommand.Cancel(onlyImage(verb, args));
             case "speed" -> parseSpeed(args);
+            case "prefetch" -> parsePrefetch(args);
             default -> throw invalid("unknown command " + quote(verb)
-                    + " (expected stream, commit, pause, resume, cancel or speed)");
+                    + " (expected stream, commit, pause, resume, cancel, speed or prefetch)");
         });
     }
 
@@ -148,6 +155,10 @@ public final class ControlParser {
             appendOptions(b, c.speed(), c.onError());
         } else if (command instanceof ControlCommand.Speed s) {
             b.append(' ').append(s.bytesPerSecond());
+        } else if (command instanceof ControlCommand.Prefetch p) {
+            b.append(' ').append(encodeImage(p.file()));
+        } else if (command instanceof ControlCommand.PrefetchCancel) {
+            b.append(" cancel");
         }
         return b.toString();
     }
@@ -166,6 +177,8 @@ public final class ControlParser {
             return "cancel";
         } else if (command instanceof ControlCommand.Speed) {
             return "speed";
+        } else if (command instanceof ControlCommand.Prefetch || command instanceof ControlCommand.PrefetchCancel) {
+            return "prefetch";
         }
         throw new AssertionError("unknown command " + command);
     }
@@ -244,6 +257,34 @@ public final class ControlParser {
         };
     }
 
+    private static ControlCommand parsePrefetch(List<String> args) throws CorfsException {
+        if (args.isEmpty()) {
+            throw invalid("prefetch: missing FILE (usage: prefetch [IMAGE] FILE, or prefetch [IMAGE] cancel)");
+        }
+        if (args.size() > 2) {
+            throw invalid("prefetch: unexpected argument " + quote(args.get(2))
+                    + " (usage: prefetch [IMAGE] FILE, or prefetch [IMAGE] cancel)");
+        }
+        String image = args.size() == 2 ? image("prefetch", args.get(0)) : null;
+        String what = args.get(args.size() - 1);
+        if (what.equals("cancel")) {
+            return new ControlCommand.PrefetchCancel(image);
+        }
+        return new ControlCommand.Prefetch(image, decodeFile(what));
+    }
+
+    /** A FILE token: percent-decoded like an IMAGE, then required to be an absolute path without NUL. */
+    private static String decodeFile(String token) throws CorfsException {
+        String path = decodePercent("prefetch", "file", token);
+        if (!path.startsWith("/")) {
+            throw invalid("prefetch: file " + quote(token) + " is not an absolute path");
+        }
+        if (path.indexOf('\0') >= 0) {
+            throw invalid("prefetch: file " + quote(token) + " decodes to a name with NUL");
+        }
+        return path;
+    }
+
     private static String image(String verb, String token) throws CorfsException {
         return decodeImage(verb, token);
     }
@@ -280,6 +321,18 @@ public final class ControlParser {
             }
             return token;
         }
+        String name = decodePercent(verb, "image", token);
+        if (name.indexOf('\0') >= 0 || name.indexOf('/') >= 0) {
+            throw invalid(verb + ": image " + quote(token) + " decodes to a name with NUL or '/'");
+        }
+        return name;
+    }
+
+    /** {@code %XX} sequences decoded as UTF-8 bytes; a '%' not followed by two hex digits stays. */
+    private static String decodePercent(String verb, String what, String token) throws CorfsException {
+        if (token.indexOf('%') < 0) {
+            return token;
+        }
         java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
         int i = 0;
         while (i < token.length()) {
@@ -301,10 +354,7 @@ public final class ControlParser {
                     .onUnmappableCharacter(java.nio.charset.CodingErrorAction.REPORT)
                     .decode(java.nio.ByteBuffer.wrap(out.toByteArray())).toString();
         } catch (java.nio.charset.CharacterCodingException e) {
-            throw invalid(verb + ": image " + quote(token) + " does not decode to UTF-8 text");
-        }
-        if (name.indexOf('\0') >= 0 || name.indexOf('/') >= 0) {
-            throw invalid(verb + ": image " + quote(token) + " decodes to a name with NUL or '/'");
+            throw invalid(verb + ": " + what + " " + quote(token) + " does not decode to UTF-8 text");
         }
         return name;
     }

@@ -3,6 +3,7 @@ package corfs.control;
 import corfs.vocabulary.JobKind;
 import corfs.vocabulary.JobState;
 import corfs.vocabulary.LeafStatus;
+import corfs.vocabulary.PrefetchState;
 import java.util.List;
 import java.util.Locale;
 import java.util.function.ToLongFunction;
@@ -16,6 +17,8 @@ import java.util.function.ToLongFunction;
  * current one; {@code corfs_leaf_backing_info} carries the backing's redacted SPEC as a label, value 1. A
  * value that is unknown (an ETA no job has, a backing the status does not name) is left out rather than
  * invented.
+ *
+ * The prefetch is a state set too ({@code corfs_prefetch_state}), beside its done and total bytes.
  *
  * <p>What the status does not hold is not here: bytes fetched by copy-on-read, stream and prefetch, backing
  * latency and errors need counters in the daemon.
@@ -47,7 +50,11 @@ public final class PrometheusFormat {
             new Gauge("corfs_job_speed_limit_bytes_per_second", "The job's speed limit (0: unlimited).",
                     LeafStatus::speed),
             new Gauge("corfs_job_rate_bytes_per_second", "The job's observed rate.", LeafStatus::rateBytesPerSecond),
-            new Gauge("corfs_job_failed", "1 when the job's last error is set.", s -> s.error() != null ? 1 : 0));
+            new Gauge("corfs_job_failed", "1 when the job's last error is set.", s -> s.error() != null ? 1 : 0),
+            new Gauge("corfs_prefetch_done_bytes", "Bytes of the prefetch profile's extents known local.",
+                    LeafStatus::prefetchDone),
+            new Gauge("corfs_prefetch_total_bytes", "Bytes the prefetch profile names (0: no prefetch).",
+                    LeafStatus::prefetchTotal));
 
     private PrometheusFormat() {
     }
@@ -79,6 +86,13 @@ public final class PrometheusFormat {
             for (JobState st : JobState.values()) {
                 sample(b, "corfs_job_state", labels(mountPoint, s) + ",job=\"" + kind + "\",state=\""
                         + st.name().toLowerCase(Locale.ROOT) + "\"", st == s.state() ? 1 : 0);
+            }
+        }
+        header(b, "corfs_prefetch_state", "The leaf's prefetch: 1 for the current state, 0 for the others.");
+        for (LeafStatus s : leaves) {
+            for (PrefetchState st : PrefetchState.values()) {
+                sample(b, "corfs_prefetch_state", labels(mountPoint, s) + ",state=\"" + st.word() + "\"",
+                        st == s.prefetch() ? 1 : 0);
             }
         }
         return b.toString();

@@ -3,6 +3,7 @@ package corfs.control;
 import corfs.vocabulary.JobKind;
 import corfs.vocabulary.JobState;
 import corfs.vocabulary.LeafStatus;
+import corfs.vocabulary.PrefetchState;
 import corfs.vocabulary.OnError;
 import java.io.ByteArrayOutputStream;
 import java.nio.charset.StandardCharsets;
@@ -35,6 +36,10 @@ import java.util.Map;
  *   <li>{@code command_error}: why the last refused command on this leaf was refused, cleaned like
  *       {@code error} and then percent-encoded like {@code image} (it may contain spaces, and only the
  *       last field may), or {@code -}; {@link #parse} decodes it.</li>
+ *   <li>{@code prefetch}: the leaf's prefetch, a {@link PrefetchState} word (none, running, completed,
+ *       failed, cancelled), independent of the job; {@code prefetch_done} and {@code prefetch_total}: bytes
+ *       of the prefetch profile's extents known local, and in all (0 and 0 without a prefetch). Added after
+ *       {@code command_error}, so every older field keeps its place and {@code error} stays last.</li>
  *   <li>{@code error}: the job's last error with control characters (newlines included) replaced by
  *       spaces and surrounding blanks trimmed, or {@code -} if none.</li>
  * </ul>
@@ -50,7 +55,8 @@ import java.util.Map;
 public final class StatusFormat {
 
     static final String FIELDS_DOC = "image, size, cluster_size, local_bytes, dirty_bytes, standalone, backing, job,"
-            + " job_id, state, done_bytes, total_bytes, speed, rate, eta, on_error, unreadable, command_error, error";
+            + " job_id, state, done_bytes, total_bytes, speed, rate, eta, on_error, unreadable, command_error, prefetch,"
+            + " prefetch_done, prefetch_total, error";
 
     /** The field names, in the order they appear. */
     public static final List<String> FIELDS = List.of(FIELDS_DOC.split(", "));
@@ -92,6 +98,9 @@ public final class StatusFormat {
             }
             String commandError = cleanError(s.commandError());
             b.append(" command_error=").append(commandError == null ? NONE : encodeImage(commandError));
+            b.append(" prefetch=").append(s.prefetch().word())
+                    .append(" prefetch_done=").append(s.prefetchDone())
+                    .append(" prefetch_total=").append(s.prefetchTotal());
             String error = cleanError(s.error());
             b.append(" error=").append(error == null ? NONE : error).append('\n');
         }
@@ -131,6 +140,9 @@ public final class StatusFormat {
             }
             b.append("],\"command_error\":");
             jsonString(b, s.commandError());
+            b.append(",\"prefetch\":\"").append(s.prefetch().word())
+                    .append("\",\"prefetch_done\":").append(s.prefetchDone())
+                    .append(",\"prefetch_total\":").append(s.prefetchTotal());
             b.append(",\"error\":");
             jsonString(b, s.error());
             b.append('}');

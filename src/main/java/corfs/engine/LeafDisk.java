@@ -47,7 +47,9 @@ import java.util.concurrent.atomic.AtomicLong;
  * What to fetch ahead of a sequential cold reader is {@link SequentialReadAhead}'s policy; it fills
  * through {@link #fill}, under the same rules as a stream step. The clusters a guest request waited for
  * (the misses of its own range in {@code readCold}, the partial edges a write fills) are told to the
- * {@link AccessRecorder}, if any; fills of jobs and read-ahead are not.
+ * {@link AccessRecorder}, if any; fills of jobs and read-ahead are not. A prefetch follows the guest
+ * through a {@link GuestReadListener} ({@link #guestReads}), told of every read before it is served, and
+ * yields to the guest's copy-on-read fills ({@link #coldReadsInFlight}); it too fills through {@link #fill}.
  *
  * <h2>Threads</h2>
  * Called from many FUSE threads and the filler thread at once. Never interrupt a thread inside it: NIO
@@ -87,6 +89,15 @@ public final class LeafDisk implements AutoCloseable {
     private final SequentialReadAhead readAhead;
     /** Null when the access profile is not recorded (read-only, -o profile=off, no backing). */
     private final AccessRecorder recorder;
+    /** Guest reads fetching from the backing (copy-on-read) right now: what a prefetch yields to. */
+    private final AtomicInteger coldReads = new AtomicInteger();
+    /**
+     * Told of every guest read; null when nobody follows the guest (no prefetch runs). The hot path pays
+     * this one volatile read when it is null.
+     */
+    private volatile GuestReadListener guestReads;
+    /** Serialises installing and removing {@link #guestReads} (never taken on the read path). */
+    private final Object listenerLock = new Object();
 
     /**
      * @param backing null only for a standalone leaf (every cluster local)
@@ -169,6 +180,26 @@ public final class LeafDisk implements AutoCloseable {
         return image.bytesIn(image.dirty());
     }
 
+    /**
+     * Installs the listener told of every guest read, or removes it ({@code null}). One at a time: a
+     * prefetch installs it when it starts and removes it when it ends. {@code expected} is the listener
+     * being replaced (null when none should be installed); false, changing nothing, when another is.
+     */
+    public boolean guestReads(GuestReadListener expected, GuestReadListener listener) {
+        synchronized (listenerLock) {
+            if (guestReads != expected) {
+                return false;
+            }
+            guestReads = listener;
+            return true;
+        }
+    }
+
+    /** Guest reads fetching clusters from the backing at this moment (copy-on-read fills in flight). */
+    public int coldReadsInFlight() {
+        return coldReads.get();
+    }
+
     /** True while a guest request is being served or was served within {@code withinNanos}. */
     public boolean guestActive(long withinNanos) {
         return guestInFlight.get() > 0 || System.nanoTime() - lastGuestIoNanos.get() < withinNanos;
@@ -190,6 +221,10 @@ public final class LeafDisk implements AutoCloseable {
         int len = (int) Math.min(dst.remaining(), size - offset);
         long first = offset >>> clusterShift;
         long last = (offset + len - 1) >>> clusterShift;
+        GuestReadListener listener = guestReads;
+        if (listener != null) {
+            listener.guestRead(first, last);
+        }
         guestInFlight.incrementAndGet();
         try {
             int savedLimit = dst.limit();
@@ -199,7 +234,12 @@ public final class LeafDisk implements AutoCloseable {
                     readLeaf(dst, offset);
                     readAhead.afterLocalRead(last);
                 } else {
-                    readCold(dst, offset, len, first, last);
+                    coldReads.incrementAndGet();
+                    try {
+                        readCold(dst, offset, len, first, last);
+                    } finally {
+                        coldReads.decrementAndGet();
+                    }
                 }
             } finally {
                 dst.limit(savedLimit);

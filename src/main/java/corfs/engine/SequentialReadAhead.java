@@ -24,7 +24,7 @@ import java.util.concurrent.atomic.AtomicLong;
  * bounded queue ({@code chunks} tasks) are dropped: the reader then fills synchronously, nothing is lost.
  *
  * <h2>Threads, ownership, stop</h2>
- * Up to {@code inFlight} named daemon threads, {@code corfs-prefetch-<leaf>-N}, started on demand and
+ * Up to {@code inFlight} named daemon threads, {@code corfs-readahead-<leaf>-N}, started on demand and
  * retired after 5 s idle, so that many chunks are read at once (a backing with a round trip R is then not
  * read one chunk per R). They hold no lock between tasks; each task is one {@code Fill} of at most one
  * chunk, of its own clusters (the frontier hands out disjoint ranges), whose failure is logged at debug
@@ -72,7 +72,7 @@ final class SequentialReadAhead implements AutoCloseable {
         // Core threads (timing out) rather than core 0: a pool grows past its core only when the queue is full.
         this.workers = new ThreadPoolExecutor(threads, threads, 5, TimeUnit.SECONDS, new ArrayBlockingQueue<>(chunks),
                 r -> {
-                    Thread t = new Thread(r, "corfs-prefetch-" + name + "-" + count.incrementAndGet());
+                    Thread t = new Thread(r, "corfs-readahead-" + name + "-" + count.incrementAndGet());
                     t.setDaemon(true);
                     return t;
                 }, new ThreadPoolExecutor.DiscardPolicy());

@@ -35,6 +35,10 @@ final class SessionTarget implements CommandTarget {
             session.cancel(image);
         } else if (command instanceof ControlCommand.Speed s) {
             session.setSpeed(image, s.bytesPerSecond());
+        } else if (command instanceof ControlCommand.Prefetch p) {
+            session.prefetch(image, java.nio.file.Path.of(p.file()));
+        } else if (command instanceof ControlCommand.PrefetchCancel) {
+            session.cancelPrefetch(image);
         } else {
             throw new IllegalStateException("unhandled command " + command);
         }

@@ -271,10 +271,10 @@ public final class LeafImage implements AutoCloseable {
 
     /**
      * Names made beside a leaf: the metadata, its temporary file, the unreadable-extent ledger, the recorded
-     * access profile ({@link ProfileLog}), the log.
+     * access profile ({@link ProfileLog}), the pending prefetch, the log.
      */
     static final List<String> DERIVED_SUFFIXES = List.of(".corfs", ".corfs.tmp", ".corfs-unreadable", ".corfs-profile",
-            ".log");
+            PrefetchRecord.SUFFIX, ".log");
 
     /** The longest file name in bytes this checks for (NAME_MAX of Linux filesystems). */
     private static final int NAME_MAX = 255;

@@ -44,6 +44,20 @@ public final class LeafImages {
      */
     public static String create(Path leaf, String spec, String format, java.util.Map<String, String> options,
                                 int clusterSize, boolean force) throws IOException {
+        return create(leaf, spec, format, options, clusterSize, force, null);
+    }
+
+    /**
+     * {@link #create(Path, String, String, java.util.Map, int, boolean)}, recording {@code prefetch} (an
+     * access profile file, or null) as the new leaf's pending prefetch ({@link PrefetchRecord}), which
+     * every later mount runs until it completes. The profile is read before anything is made and checked
+     * against the backing's identity and size ({@link PrefetchRecord#check}); a mismatch refuses the
+     * create with nothing made. Without {@code prefetch}, a pending prefetch left by an earlier leaf of
+     * that name is removed.
+     */
+    public static String create(Path leaf, String spec, String format, java.util.Map<String, String> options,
+                                int clusterSize, boolean force, Path prefetch) throws IOException {
+        AccessProfile profile = prefetch == null ? null : AccessProfile.read(prefetch);
         spec = BackingSpec.fromUserInput(spec);
         Backings backings = new Backings(FileOps.system());
         backings.validate(spec, format, options);
@@ -57,8 +71,28 @@ public final class LeafImages {
         String opened = recordedSpec;
         OpenedBacking b = OpenedBacking.openBounded(backings, opened, format, options);
         try {
+            Path leafAbs = leaf.toAbsolutePath().normalize();
+            if (profile != null) {
+                PrefetchRecord.check(profile, prefetch.toString(), leafAbs.getFileName().toString(), b.identity,
+                        b.identity.size());
+            }
             LeafImage.create(leaf, new LeafImage.NewBacking(recordedSpec, b.format, options, b.identity, localFile),
                     clusterSize, force);
+            try {
+                PrefetchRecord.remove(leafAbs);
+                if (profile != null) {
+                    PrefetchRecord.save(leafAbs, profile);
+                }
+            } catch (IOException | RuntimeException e) {
+                for (Path made : List.of(leafAbs, LeafImage.metadataPathOf(leafAbs))) {
+                    try {
+                        Files.deleteIfExists(made);
+                    } catch (IOException cleanup) {
+                        e.addSuppressed(cleanup);
+                    }
+                }
+                throw e;
+            }
             return b.format;
         } finally {
             b.close();

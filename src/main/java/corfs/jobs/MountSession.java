@@ -53,20 +53,43 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * ({@link AccessRecorder}) to its sidecar. Commands arrive on FUSE threads.
  *
  * <h2>Closing</h2>
- * Reverse order of opening: stop the filler (running jobs stay recorded as running and resume next
- * time), stop the flusher, save each leaf's access profile, flush and close each leaf. Idempotent.
+ * Reverse order of opening: stop the prefetches (their sidecars stay, so they resume next time), stop the
+ * filler (running jobs stay recorded as running and resume next time), stop the flusher, save each leaf's
+ * access profile, flush and close each leaf. Idempotent.
+ *
+ * <h2>Prefetch</h2>
+ * Each leaf has a {@link PrefetchJob} beside its stream/commit job: {@code -o prefetch} starts one at
+ * open (a profile that does not fit the leaf refuses the mount), otherwise a pending one (its sidecar)
+ * resumes; the status carries its fields.
  */
 public final class MountSession implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(MountSession.class);
     private static final long FLUSH_INTERVAL_MS = 1000;
 
     /**
-     * Options from the mount command line. {@code recordProfile}: record each leaf's access profile
-     * ({@link AccessRecorder}; {@code -o profile=off} turns it off); a read-only mount records nothing.
+     * Options from the mount command line.
+     *
+     * @param recordProfile record each leaf's access profile ({@link AccessRecorder}; {@code -o profile=off}
+     *                      turns it off); a read-only mount records nothing
+     * @param prefetch      leaf file name to the profile it prefetches ({@code -o prefetch=}); every name must
+     *                      be one of the leaves mounted
      */
-    public record Options(boolean readOnly, boolean force, long backingTimeoutMillis, boolean recordProfile) {
+    public record Options(boolean readOnly, boolean force, long backingTimeoutMillis, boolean recordProfile,
+                          Map<String, Path> prefetch) {
+        public Options {
+            prefetch = Map.copyOf(prefetch);
+        }
+
         public Options(boolean readOnly, boolean force, long backingTimeoutMillis) {
-            this(readOnly, force, backingTimeoutMillis, true);
+            this(readOnly, force, backingTimeoutMillis, true, Map.of());
+        }
+
+        public Options(boolean readOnly, boolean force, long backingTimeoutMillis, boolean recordProfile) {
+            this(readOnly, force, backingTimeoutMillis, recordProfile, Map.of());
+        }
+
+        public Options(boolean readOnly, boolean force, long backingTimeoutMillis, Map<String, Path> prefetch) {
+            this(readOnly, force, backingTimeoutMillis, true, prefetch);
         }
     }
 
@@ -74,14 +97,20 @@ public final class MountSession implements AutoCloseable {
     /** The access-profile recorders by leaf name (leaves that record nothing have none); flushed with the bits. */
     private final Map<String, AccessRecorder> recorders;
     private final Filler filler;
+    private final Map<String, PrefetchJob> prefetches;
     private final Thread flusher;
     private final AtomicBoolean closed = new AtomicBoolean();
 
     private MountSession(Map<String, LeafDisk> disks, Map<String, AccessRecorder> recorders, Filler filler,
-                         String mountName) {
+                         String mountName, FileOps fileOps) {
         this.disks = disks;
         this.recorders = recorders;
         this.filler = filler;
+        Map<String, PrefetchJob> p = new LinkedHashMap<>();
+        for (LeafDisk d : disks.values()) {
+            p.put(d.name(), new PrefetchJob(d, fileOps));
+        }
+        this.prefetches = Collections.unmodifiableMap(p);
         this.flusher = new Thread(this::flushLoop, "corfs-flusher-" + mountName);
         this.flusher.setDaemon(true);
     }
@@ -95,6 +124,7 @@ public final class MountSession implements AutoCloseable {
         if (leaves.isEmpty()) {
             throw new CorfsException(Reason.INVALID_ARGUMENT, "no leaf to mount");
         }
+        refuseBadPrefetch(leaves, options);
         Map<String, LeafDisk> disks = new LinkedHashMap<>();
         Map<String, AccessRecorder> recorders = new LinkedHashMap<>();
         try {
@@ -122,10 +152,18 @@ public final class MountSession implements AutoCloseable {
         }
         String mountName = disks.keySet().iterator().next();
         Filler filler = new Filler(new ArrayList<>(disks.values()), fileOps, mountName);
-        MountSession session = new MountSession(disks, recorders, filler, mountName);
+        MountSession session = new MountSession(disks, recorders, filler, mountName, fileOps);
         try {
             for (LeafDisk d : disks.values()) {
                 filler.restore(d);
+            }
+            for (LeafDisk d : disks.values()) {
+                Path profile = options.prefetch().get(d.name());
+                if (profile != null) {
+                    session.prefetches.get(d.name()).start(profile);
+                } else {
+                    session.prefetches.get(d.name()).resume();
+                }
             }
         } catch (IOException | RuntimeException e) {
             session.close();
@@ -134,6 +172,22 @@ public final class MountSession implements AutoCloseable {
         filler.start();
         session.flusher.start();
         return session;
+    }
+
+    /** -o prefetch names a leaf not mounted, or asks a read-only mount: refused before anything is opened. */
+    private static void refuseBadPrefetch(List<Path> leaves, Options options) throws CorfsException {
+        if (options.prefetch().isEmpty()) {
+            return;
+        }
+        if (options.readOnly()) {
+            throw new CorfsException(Reason.READ_ONLY, "prefetch on a read-only mount: nothing could be stored");
+        }
+        for (String name : options.prefetch().keySet()) {
+            if (leaves.stream().noneMatch(l -> l.getFileName().toString().equals(name))) {
+                throw new CorfsException(Reason.INVALID_ARGUMENT, "prefetch names " + name + ", which is not a leaf"
+                        + " of this mount");
+            }
+        }
     }
 
     private static LeafDisk openDisk(Path leaf, Options options, FileOps fileOps,
@@ -360,6 +414,19 @@ public final class MountSession implements AutoCloseable {
         filler.setSpeed(resolve(image), bytesPerSecond);
     }
 
+    /**
+     * Starts prefetching the profile in {@code file} (an absolute path) on the leaf, replacing its pending
+     * or running prefetch; see {@link PrefetchJob#start}.
+     */
+    public void prefetch(String image, Path file) throws IOException {
+        prefetches.get(resolve(image)).start(file);
+    }
+
+    /** Stops the leaf's prefetch and forgets it; see {@link PrefetchJob#cancel}. */
+    public void cancelPrefetch(String image) throws IOException {
+        prefetches.get(resolve(image)).cancel();
+    }
+
     private String resolve(String image) throws CorfsException {
         if (image == null) {
             if (disks.size() != 1) {
@@ -392,7 +459,8 @@ public final class MountSession implements AutoCloseable {
     public List<LeafStatus> status() {
         List<LeafStatus> out = new ArrayList<>(disks.size());
         for (String name : disks.keySet()) {
-            out.add(filler.status(name));
+            PrefetchJob.Snapshot p = prefetches.get(name).snapshot();
+            out.add(filler.status(name).withPrefetch(p.state(), p.doneBytes(), p.totalBytes()));
         }
         return Collections.unmodifiableList(out);
     }
@@ -433,6 +501,9 @@ public final class MountSession implements AutoCloseable {
     public void close() throws IOException {
         if (!closed.compareAndSet(false, true)) {
             return;
+        }
+        for (PrefetchJob p : prefetches.values()) {
+            p.close();
         }
         filler.close();
         synchronized (this) {

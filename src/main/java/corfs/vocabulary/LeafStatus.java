@@ -26,6 +26,10 @@ import java.util.List;
  *                     the next command that succeeds)
  * @param unreadable   extents the job could not read (on_error=skip), as [offset, length] pairs
  * @param backing      the backing's SPEC with credentials removed (redacted), or null when unknown
+ * @param prefetch     the leaf's prefetch ({@link PrefetchState#NONE} when none ran in this mount); independent
+ *                     of {@code job}: a stream and a prefetch may run at once
+ * @param prefetchDone bytes of the prefetch profile's extents known local (fetched, or found local)
+ * @param prefetchTotal bytes the prefetch profile names in all (0 without a prefetch)
  */
 public record LeafStatus(
         String image,
@@ -46,5 +50,29 @@ public record LeafStatus(
         String error,
         String commandError,
         List<long[]> unreadable,
-        String backing) {
+        String backing,
+        PrefetchState prefetch,
+        long prefetchDone,
+        long prefetchTotal) {
+
+    public LeafStatus {
+        prefetch = prefetch == null ? PrefetchState.NONE : prefetch;
+    }
+
+    /** A status without a prefetch (what the job alone knows). */
+    public LeafStatus(String image, long size, int clusterSize, long localBytes, long dirtyBytes, boolean standalone,
+                      JobKind job, JobState state, long jobId, long doneBytes, long totalBytes, long speed,
+                      long rateBytesPerSecond, long etaSeconds, OnError onError, String error, String commandError,
+                      List<long[]> unreadable, String backing) {
+        this(image, size, clusterSize, localBytes, dirtyBytes, standalone, job, state, jobId, doneBytes, totalBytes,
+                speed, rateBytesPerSecond, etaSeconds, onError, error, commandError, unreadable, backing,
+                PrefetchState.NONE, 0, 0);
+    }
+
+    /** This status with the prefetch fields replaced. */
+    public LeafStatus withPrefetch(PrefetchState state, long done, long total) {
+        return new LeafStatus(image, size, clusterSize, localBytes, dirtyBytes, standalone, job, this.state, jobId,
+                doneBytes, totalBytes, speed, rateBytesPerSecond, etaSeconds, onError, error, commandError, unreadable,
+                backing, state, done, total);
+    }
 }

@@ -46,6 +46,23 @@ class CliTest {
     }
 
     @Test
+    void prefetchOption() {
+        MountCommand.MountOptions o = MountCommand.parseOptions(List.of("prefetch=/p/a.profile,allow_other"));
+        assertEquals(List.of("/p/a.profile"), o.prefetch());
+        assertEquals(List.of("allow_other"), o.fuseOptions(), "never handed to libfuse");
+        assertEquals(java.util.Map.of("a.img", java.nio.file.Path.of("/p/a.profile")),
+                MountCommand.prefetchOf(List.of(java.nio.file.Path.of("/v/a.img")), o.prefetch()));
+        List<java.nio.file.Path> two = List.of(java.nio.file.Path.of("/v/a.img"), java.nio.file.Path.of("/v/b=c.img"));
+        assertEquals(java.util.Map.of("a.img", java.nio.file.Path.of("/p/x=y"), "b=c.img", java.nio.file.Path.of("/p/b")),
+                MountCommand.prefetchOf(two, List.of("a.img=/p/x=y", "b=c.img=/p/b")));
+        assertThrows(Main.ExitException.class, () -> MountCommand.prefetchOf(two, List.of("/p/a.profile")),
+                "several leaves: IMAGE= is required");
+        assertThrows(Main.ExitException.class, () -> MountCommand.prefetchOf(two, List.of("a.img=/p/1", "a.img=/p/2")));
+        assertThrows(Main.ExitException.class, () -> MountCommand.parseOptions(List.of("prefetch=")));
+        assertThrows(Main.ExitException.class, () -> MountCommand.parseOptions(List.of("ro,prefetch=/p")));
+    }
+
+    @Test
     void exitCodes() {
         assertEquals(Main.EXIT_USAGE, Main.run("mount", "only-one"));
         assertEquals(Main.EXIT_USAGE, Main.run("frobnicate"));

@@ -66,6 +66,13 @@ class ControlParserTest {
         b.add(Arguments.of("resume %C3%A9t%C3%A9.raw", new Resume("été.raw")));
         b.add(Arguments.of("speed x=y 10M", new Speed("x=y", 10 * M)));
         b.add(Arguments.of("speed my%20disk.raw 10M", new Speed("my disk.raw", 10 * M)));
+        b.add(Arguments.of("prefetch /var/lib/boot.profile", new ControlCommand.Prefetch(null, "/var/lib/boot.profile")));
+        b.add(Arguments.of("prefetch a.img /p/my%20boot.profile", new ControlCommand.Prefetch("a.img", "/p/my boot.profile")));
+        b.add(Arguments.of("prefetch /p/a%3Db", new ControlCommand.Prefetch(null, "/p/a=b")));
+        b.add(Arguments.of("prefetch cancel", new ControlCommand.PrefetchCancel(null)));
+        b.add(Arguments.of("prefetch a.img cancel", new ControlCommand.PrefetchCancel("a.img")));
+        b.add(Arguments.of("prefetch cancel cancel", new ControlCommand.PrefetchCancel("cancel")));
+        b.add(Arguments.of("prefetch cancel /x", new ControlCommand.Prefetch("cancel", "/x")));
         return b.build();
     }
 
@@ -120,6 +127,8 @@ class ControlParserTest {
             "speed 10T", "speed 10KIB", "speed ١٢٣",
             "stream\u0000", "stream a\u0000b", "stream\r", "stream a.img\u001b[31m", "pause\u007f",
             "cancel \u0085", "stream\nstream", "pause \uD800", "pause \uDC00x",
+            "prefetch", "prefetch boot.profile", "prefetch a.img boot.profile", "prefetch a.img /p x",
+            "prefetch a/b /p", "prefetch /p%00x", "prefetch %FF/p", "prefetch a.img", "PREFETCH /p",
         })
         @DisplayName("malformed lines")
         void malformed(String line) {

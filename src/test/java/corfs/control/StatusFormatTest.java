@@ -42,7 +42,26 @@ class StatusFormatTest {
         void idleLine() {
             assertEquals("image=a.img size=1073741824 cluster_size=65536 local_bytes=0 dirty_bytes=0 standalone=no backing=/srv/base.raw"
                     + " job=none job_id=0 state=idle done_bytes=0 total_bytes=0 speed=0 rate=0 eta=- on_error=stop"
-                    + " unreadable=- command_error=- error=-\n", StatusFormat.render(List.of(idle("a.img"))));
+                    + " unreadable=- command_error=- prefetch=none prefetch_done=0 prefetch_total=0 error=-\n",
+                    StatusFormat.render(List.of(idle("a.img"))));
+        }
+
+        @Test
+        @DisplayName("the prefetch fields come after command_error, before error, in text and JSON")
+        void prefetch() {
+            LeafStatus s = idle("a.img").withPrefetch(corfs.vocabulary.PrefetchState.RUNNING, 3L << 20, 8L << 20);
+            String text = StatusFormat.render(List.of(s));
+            assertTrue(text.contains(" command_error=- prefetch=running prefetch_done=3145728 prefetch_total=8388608"
+                    + " error=-\n"), text);
+            Map<String, String> fields = StatusFormat.parse(text).get(0);
+            assertEquals("running", fields.get("prefetch"));
+            assertEquals("8388608", fields.get("prefetch_total"));
+            assertTrue(StatusFormat.renderJson(List.of(s)).contains(
+                    "\"prefetch\":\"running\",\"prefetch_done\":3145728,\"prefetch_total\":8388608,\"error\":null"));
+            String prom = PrometheusFormat.render("/mnt", List.of(s));
+            assertTrue(prom.contains("corfs_prefetch_done_bytes{mountpoint=\"/mnt\",image=\"a.img\"} 3145728\n"), prom);
+            assertTrue(prom.contains("corfs_prefetch_state{mountpoint=\"/mnt\",image=\"a.img\",state=\"running\"} 1\n"), prom);
+            assertTrue(prom.contains("corfs_prefetch_state{mountpoint=\"/mnt\",image=\"a.img\",state=\"none\"} 0\n"), prom);
         }
 
         @Test
@@ -59,7 +78,8 @@ class StatusFormatTest {
             assertEquals(2, text.split("\n").length);
             assertFalse(text.chars().anyMatch(c -> c != '\n' && Character.isISOControl(c)), text);
             assertTrue(text.contains(" unreadable=65536+65536,1073741824+1048576"
-                    + " command_error='speed%20b.raw%201.5Q':%20bad%20rate%20100%25 error=backing read failed at offset"
+                    + " command_error='speed%20b.raw%201.5Q':%20bad%20rate%20100%25 prefetch=none prefetch_done=0"
+                    + " prefetch_total=0 error=backing read failed at offset"
                     + " 65536:  Input/output error  (EIO)\n"), text);
             Map<String, String> fields = StatusFormat.parse(text).get(0);
             assertEquals("'speed b.raw 1.5Q': bad rate 100%", fields.get("command_error"), "decoded");

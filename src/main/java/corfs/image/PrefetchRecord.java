@@ -1,0 +1,107 @@
+package corfs.image;
+
+import corfs.CorfsException;
+import corfs.CorfsException.Reason;
+import corfs.backing.BackingIdentity;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.OpenOption;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.security.SecureRandom;
+import java.util.HexFormat;
+import java.util.Optional;
+import java.util.Set;
+
+/**
+ * A pending prefetch, kept beside the leaf in {@code LEAF.corfs-prefetch}: a copy of the access profile
+ * ({@link AccessProfile}'s file format) that the leaf's mounts prefetch until every cluster it names is
+ * local. {@code corfs create --prefetch FILE}, {@code mount -o prefetch=FILE} and the control command
+ * {@code prefetch [IMAGE] FILE} write it; the prefetch removes it when it completes (after the fetched
+ * clusters' bits are durable), and {@code prefetch [IMAGE] cancel} removes it. Its presence at mount is
+ * what resumes an unfinished prefetch.
+ *
+ * <p>Advisory, not crash-critical: the clusters' local bits decide what is fetched, whatever this file
+ * says. It is replaced atomically: a temporary file of unpredictable name created with O_EXCL|O_NOFOLLOW
+ * (mode 0600), forced, then renamed over it, so a link planted beside the leaf is replaced, never written
+ * through. It is read like any profile a user hands corfs ({@link AccessProfile#read}: no link followed,
+ * bounded, validated), and checked against the leaf ({@link #check}) before every use.
+ */
+public final class PrefetchRecord {
+    public static final String SUFFIX = ".corfs-prefetch";
+    private static final SecureRandom RANDOM = new SecureRandom();
+
+    private PrefetchRecord() {
+    }
+
+    public static Path pathOf(Path leaf) {
+        return leaf.resolveSibling(leaf.getFileName() + SUFFIX);
+    }
+
+    /**
+     * The pending profile, or empty when none is recorded.
+     *
+     * @throws IOException when one is there but cannot be read or is not a valid profile
+     */
+    public static Optional<AccessProfile> load(Path leaf) throws IOException {
+        Path p = pathOf(leaf);
+        if (!Files.exists(p, LinkOption.NOFOLLOW_LINKS)) {
+            return Optional.empty();
+        }
+        return Optional.of(AccessProfile.read(p));
+    }
+
+    /** Records {@code profile} as the leaf's pending prefetch, replacing any. */
+    public static void save(Path leaf, AccessProfile profile) throws IOException {
+        Path p = pathOf(leaf);
+        byte[] rnd = new byte[12];
+        RANDOM.nextBytes(rnd);
+        // The temporary name does not grow with the leaf's: LEAF.corfs-unreadable stays the longest name kept.
+        Path tmp = p.resolveSibling(".corfs-prefetch-" + HexFormat.of().formatHex(rnd) + ".tmp");
+        try {
+            try (FileChannel ch = FileChannel.open(tmp, Set.<OpenOption>of(StandardOpenOption.CREATE_NEW,
+                    StandardOpenOption.WRITE, LinkOption.NOFOLLOW_LINKS),
+                    PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------")))) {
+                ByteBuffer b = ByteBuffer.wrap(profile.toBytes());
+                while (b.hasRemaining()) {
+                    ch.write(b);
+                }
+                ch.force(true);
+            }
+            Files.move(tmp, p, StandardCopyOption.ATOMIC_MOVE);
+        } catch (IOException | RuntimeException e) {
+            Files.deleteIfExists(tmp);
+            throw e;
+        }
+    }
+
+    /** Removes the leaf's pending prefetch, if any. */
+    public static void remove(Path leaf) throws IOException {
+        Files.deleteIfExists(pathOf(leaf));
+    }
+
+    /**
+     * Refuses a profile that is not for this leaf's disk: recorded over a backing of another identity, or
+     * for a disk of another size. Messages name the profile ({@code source}) and the leaf's backing, never
+     * the profile's text.
+     *
+     * @throws CorfsException INVALID_ARGUMENT naming both where it can
+     */
+    public static void check(AccessProfile profile, String source, String leafName, BackingIdentity leafIdentity,
+                             long virtualSize) throws CorfsException {
+        if (!profile.identityToken().equals(leafIdentity.token())) {
+            throw new CorfsException(Reason.INVALID_ARGUMENT, "profile " + source + " was recorded over another"
+                    + " backing than " + leafName + "'s (" + leafIdentity.describe() + "): refusing to prefetch it");
+        }
+        if (profile.backingSize() != virtualSize) {
+            throw new CorfsException(Reason.INVALID_ARGUMENT, "profile " + source + " is for a disk of another size"
+                    + " than " + leafName + " (" + virtualSize + " bytes): refusing to prefetch it");
+        }
+    }
+}
