@@ -43,7 +43,8 @@ import java.util.function.UnaryOperator;
  *   <li>this object's monitor: every mutable field, held only for in-memory work, <b>never across
  *       I/O</b> (asserted before each I/O call). It is the innermost lock.</li>
  * </ul>
- * Lock order: commandLock, then persistLock, then the leaf image's header lock, then this monitor.
+ * Lock order: commandLock, then persistLock, then the leaf image's header lock, then this monitor, then
+ * the monitors of {@link #pacing} and of a stream step's priority queue (innermost, in-memory only).
  * Status takes none of them: it reads the immutable {@link JobSnapshot} published after every change.
  *
  * <h2>The backing's identity</h2>
