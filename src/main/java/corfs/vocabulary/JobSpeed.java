@@ -11,9 +11,9 @@ package corfs.vocabulary;
  * is (a limit at or above {@link #FIXED_MAX}, 4 EiB/s, is written as 0: both mean unlimited), and auto
  * is written as {@link #AUTO_TAG} (the ASCII bytes {@code "AUTO"} in the high 32 bits; positive) plus
  * the target in microseconds in the low 32 bits. So every leaf written before reads as the same fixed
- * limit (a value with those high bits and a target within bounds, a limit of ~4.7 EiB/s, was unlimited
+ * limit (a value with those high bits and a target within bounds, a limit of about 4.7e18 B/s, was unlimited
  * and now reads as auto: the stream still finishes), and an older corfs reads an auto job as a limit of
- * ~4.7 EiB/s, that is unlimited, instead of refusing the leaf. The metadata version does not change.
+ * about 4.7e18 B/s, that is unlimited, instead of refusing the leaf. The metadata version does not change.
  *
  * @param bytesPerSecond   the fixed limit, 0 for unlimited (0 when auto)
  * @param autoTargetMicros the queueing-delay target of auto in microseconds, 0 when fixed
