@@ -31,7 +31,8 @@ final class JobCommands {
                 description = "the leaf's file name under MOUNTPOINT (optional when only one is mounted)")
         String image;
 
-        @Option(names = "--speed", paramLabel = "RATE", description = "bytes per second, K/M/G suffixes; 0 = unlimited")
+        @Option(names = "--speed", paramLabel = "RATE", description = "bytes per second, K/M/G suffixes; 0 = unlimited;"
+                + " a stream also takes auto or auto:TARGET (auto:20ms): adapt to the backing's latency")
         String speed;
 
         @Option(names = "--on-error", paramLabel = "stop|retry|skip", description = "on a backing read error")
@@ -45,7 +46,11 @@ final class JobCommands {
 
         @Override
         public Integer call() throws Exception {
-            checkRate("--speed", speed);
+            if (verb().equals("stream")) {
+                checkSpeed("--speed", speed);
+            } else {
+                checkRate("--speed", speed);
+            }
             if (onError != null && !List.of("stop", "retry", "skip").contains(onError)) {
                 throw new Main.ExitException(Main.EXIT_USAGE, "--on-error must be stop, retry or skip, not '"
                         + onError + "'");
@@ -67,6 +72,18 @@ final class JobCommands {
             client.send(line.toString(), name);
             Map<String, String> after = client.statusOf(name);
             return follow(client, name, verb(), ownJob(before, after, verb()));
+        }
+    }
+
+    /** A bad SPEED (a RATE, auto or auto:TARGET) is a usage error (64), found before anything is sent. */
+    static void checkSpeed(String what, String speed) {
+        if (speed == null) {
+            return;
+        }
+        try {
+            ControlParser.parseSpeed(speed);
+        } catch (corfs.CorfsException e) {
+            throw new Main.ExitException(Main.EXIT_USAGE, what + ": " + e.getMessage());
         }
     }
 
@@ -167,28 +184,76 @@ final class JobCommands {
         }
     }
 
-    @Command(name = "speed", description = "Change the running job's speed limit (bytes/s, K/M/G; 0 = unlimited).")
+    @Command(name = "speed", description = "Change the running job's speed limit (bytes/s, K/M/G; 0 = unlimited;"
+            + " auto or auto:TARGET for a stream).")
     static final class Speed implements Callable<Integer> {
         @Parameters(index = "0", paramLabel = "MOUNTPOINT")
         Path mountPoint;
 
         @Parameters(index = "1..*", arity = "1..*", paramLabel = "[IMAGE] RATE", hideParamSyntax = true,
-                description = "the leaf's file name (optional when only one is mounted), then bytes per second")
+                description = "the leaf's file name (optional when only one is mounted), then bytes per second,"
+                        + " or auto[:TARGET]")
         List<String> args;
 
         @Override
         public Integer call() throws Exception {
             if (args.size() > 2) {
                 throw new Main.ExitException(Main.EXIT_USAGE, "unexpected argument '" + args.get(2)
-                        + "' (usage: corfs speed MOUNTPOINT [IMAGE] RATE)");
+                        + "' (usage: corfs speed MOUNTPOINT [IMAGE] RATE|auto[:TARGET])");
             }
             String rate = args.get(args.size() - 1);
-            checkRate("RATE", rate);
+            checkSpeed("RATE", rate);
             ControlClient client = ControlClient.of(mountPoint);
             String name = client.resolveImage(args.size() == 2 ? args.get(0) : null);
             client.send("speed" + ControlClient.imageArg(name) + " " + rate, name);
             return 0;
         }
+    }
+
+    @Command(name = "prioritize", description = "Make the running or paused stream fetch these ranges next, then"
+            + " go on where it was.")
+    static final class Prioritize implements Callable<Integer> {
+        @Parameters(index = "0", paramLabel = "MOUNTPOINT")
+        Path mountPoint;
+
+        @Parameters(index = "1..*", arity = "1..*", paramLabel = "[IMAGE] RANGE...", hideParamSyntax = true,
+                description = "the leaf's file name (optional when only one is mounted), then OFFSET[+LENGTH]"
+                        + " ranges in bytes, K/M/G suffixes; LENGTH defaults to one cluster")
+        List<String> args;
+
+        @Override
+        public Integer call() throws Exception {
+            boolean named = !ControlParser.isRange(args.get(0)); // as the control file reads it
+            List<String> ranges = args.subList(named ? 1 : 0, args.size());
+            if (ranges.isEmpty()) {
+                throw new Main.ExitException(Main.EXIT_USAGE, "missing RANGE (usage: corfs prioritize MOUNTPOINT"
+                        + " [IMAGE] OFFSET[+LENGTH]...)");
+            }
+            if (ranges.size() > ControlParser.MAX_PRIORITY_RANGES) {
+                throw new Main.ExitException(Main.EXIT_USAGE, ranges.size() + " ranges, more than "
+                        + ControlParser.MAX_PRIORITY_RANGES);
+            }
+            for (String r : ranges) {
+                try {
+                    ControlParser.parseRange(r);
+                } catch (corfs.CorfsException e) {
+                    throw new Main.ExitException(Main.EXIT_USAGE, e.getMessage());
+                }
+            }
+            ControlClient client = ControlClient.of(mountPoint);
+            String name = client.resolveImage(named ? args.get(0) : null);
+            client.send("prioritize" + rangeSafeImageArg(name) + " " + String.join(" ", ranges), name);
+            return 0;
+        }
+    }
+
+    /** The image argument for a line whose next token may be a RANGE: a leading digit is percent-encoded. */
+    static String rangeSafeImageArg(String name) {
+        String arg = ControlClient.imageArg(name);
+        if (arg.length() > 1 && Character.isDigit(arg.charAt(1))) {
+            return " %" + Integer.toHexString(arg.charAt(1)).toUpperCase(Locale.ROOT) + arg.substring(2);
+        }
+        return arg;
     }
 
     /**

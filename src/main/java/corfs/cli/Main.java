@@ -19,7 +19,7 @@ import picocli.CommandLine.Command;
             LeafCommands.Create.class, LeafCommands.SetBacking.class, LeafCommands.Info.class, LeafCommands.Map.class, LeafCommands.Check.class,
             MountCommand.class, UmountCommand.class, StatusCommand.class,
             JobCommands.Stream.class, JobCommands.Commit.class, JobCommands.Pause.class,
-            JobCommands.Resume.class, JobCommands.Cancel.class, JobCommands.Speed.class,
+            JobCommands.Resume.class, JobCommands.Cancel.class, JobCommands.Speed.class, JobCommands.Prioritize.class,
             PrefetchCommand.class,
             HostHelpers.Mount.class, HostHelpers.Umount.class, ProfileCommands.Profile.class,
             CommandLine.HelpCommand.class})

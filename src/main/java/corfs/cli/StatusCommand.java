@@ -1,8 +1,10 @@
 package corfs.cli;
 
+import corfs.control.ControlParser;
 import corfs.control.PrometheusFormat;
 import corfs.control.StatusFormat;
 import corfs.vocabulary.JobKind;
+import corfs.vocabulary.JobSpeed;
 import corfs.vocabulary.JobState;
 import corfs.vocabulary.LeafStatus;
 import corfs.vocabulary.OnError;
@@ -107,7 +109,7 @@ final class StatusCommand implements Callable<Integer> {
                 Math.max(0, num(s, "rate")), num(s, "eta"),
                 onError.equals("-") ? null : OnError.ofWord(onError), error.equals("-") ? null : error,
                 commandError.equals("-") ? null : commandError, unreadable,
-                word(s, "backing").equals("-") ? null : word(s, "backing"),
+                word(s, "backing").equals("-") ? null : word(s, "backing"), speedSetting(s), autoWindow(s),
                 prefetchState(word(s, "prefetch")), Math.max(0, num(s, "prefetch_done")),
                 Math.max(0, num(s, "prefetch_total")));
     }
@@ -118,6 +120,24 @@ final class StatusCommand implements Callable<Integer> {
             return word.equals("-") ? PrefetchState.NONE : PrefetchState.ofWord(word);
         } catch (IllegalArgumentException e) {
             return PrefetchState.NONE;
+        }
+    }
+
+    /** The {@code speed} field as set: auto (with its target) or the limit; unlimited when unreadable. */
+    static JobSpeed speedSetting(Map<String, String> s) {
+        String v = word(s, "speed");
+        try {
+            return ControlParser.parseSpeed(v);
+        } catch (corfs.CorfsException e) {
+            return JobSpeed.UNLIMITED;
+        }
+    }
+
+    private static double autoWindow(Map<String, String> s) {
+        try {
+            return Double.parseDouble(word(s, "auto_window"));
+        } catch (NumberFormatException e) {
+            return -1;
         }
     }
 
@@ -143,7 +163,8 @@ final class StatusCommand implements Callable<Integer> {
                     .append(", ").append(Sizes.percent(done, total)).append(" (").append(Sizes.human(done))
                     .append(" of ").append(Sizes.human(total)).append(')')
                     .append(", rate ").append(Sizes.human(Math.max(0, num(s, "rate")))).append("/s")
-                    .append(", speed limit ").append(speed <= 0 ? "none" : Sizes.human(speed) + "/s")
+                    .append(", speed limit ").append(speedSetting(s).isAuto() ? speedSetting(s).word() + " (window "
+                            + word(s, "auto_window") + ")" : speed <= 0 ? "none" : Sizes.human(speed) + "/s")
                     .append(", eta ").append(eta(num(s, "eta")))
                     .append(", on_error ").append(word(s, "on_error"));
         }

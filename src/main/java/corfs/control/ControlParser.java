@@ -2,6 +2,7 @@ package corfs.control;
 
 import corfs.CorfsException;
 import corfs.CorfsException.Reason;
+import corfs.vocabulary.JobSpeed;
 import corfs.vocabulary.OnError;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
@@ -16,10 +17,15 @@ import java.util.Optional;
  * line     = [WS] [command] [WS]            ; blank, or a comment starting with '#'
  * command  = ("stream" | "commit") [IMAGE] *(WS option)
  *          | ("pause" | "resume" | "cancel") [IMAGE]
- *          | "speed" [IMAGE] RATE
+ *          | "speed" [IMAGE] SPEED
+ *          | "prioritize" [IMAGE] 1*(WS RANGE)           ; at most {@value #MAX_PRIORITY_RANGES} ranges
  *          | "prefetch" [IMAGE] (FILE | "cancel")
- * option   = "speed=" RATE | "on_error=" ("stop" | "retry" | "skip")   ; each at most once, any order
- * RATE     = 1*DIGIT [("K" | "M" | "G" | "k" | "m" | "g") ["iB"]]      ; powers of 1024, 0 = unlimited
+ * option   = "speed=" SPEED | "on_error=" ("stop" | "retry" | "skip")  ; each at most once, any order
+ * SPEED    = RATE | AUTO                                  ; AUTO for stream and speed, not for commit
+ * RATE     = SIZE                                         ; bytes per second, 0 = unlimited
+ * AUTO     = "auto" [":" 1*DIGIT ("ms" | "us" | "s")]     ; queueing-delay target, 1 ms to 10 s, default 20 ms
+ * RANGE    = SIZE ["+" SIZE]                              ; OFFSET[+LENGTH] in bytes; LENGTH default: one cluster
+ * SIZE     = 1*DIGIT [("K" | "M" | "G" | "k" | "m" | "g") ["iB"]]      ; powers of 1024
  * IMAGE    = any token; after stream/commit, one that does not start with "speed=" or "on_error="
  * FILE     = a token that percent-decodes (like IMAGE) to an absolute path: it starts with "/"
  * WS       = 1*(' ' | '\t')
@@ -29,8 +35,16 @@ import java.util.Optional;
  * starts with a known key ({@code speed=}, {@code on_error=}); so {@code stream a=b.raw} names the image
  * {@code a=b.raw}. {@code pause}, {@code resume} and {@code cancel} take their one token as the IMAGE.
  * {@code speed} with one argument reads it as the RATE ({@code speed 10M}); with two, the first is the
- * IMAGE ({@code speed a.img 10M}).
- * {@code prefetch} with one argument reads it as the FILE, or {@code cancel}; with two, the first is the
+ * IMAGE ({@code speed a.img 10M}, {@code speed a.img auto:5ms}).
+ *
+ * <p>{@code prioritize} makes the running (or paused) stream fetch the clusters of its ranges that are
+ * not local, in the order given, before it goes on from where it was ({@code prioritize 1G+64M 0}). Its
+ * first token is a RANGE when it reads as one or is the only one, else the IMAGE: an image whose name reads as a RANGE is
+ * written with a character percent-encoded ({@code %31G} for {@code 1G}). A LENGTH of 0, an OFFSET+LENGTH
+ * past {@link Long#MAX_VALUE} or more than {@value #MAX_PRIORITY_RANGES} ranges are rejected here; a
+ * range past the end of the disk is rejected by the job (INVALID_ARGUMENT), before any range is queued.
+ *
+ * <p>{@code prefetch} with one argument reads it as the FILE, or {@code cancel}; with two, the first is the
  * IMAGE ({@code prefetch a.img /var/lib/profiles/a.profile}). FILE is percent-decoded like IMAGE (a path
  * with a space is written {@code %20}) and must be absolute (the daemon's working directory is not the
  * writer's); a decoded FILE holding NUL is rejected.
@@ -53,6 +67,9 @@ public final class ControlParser {
 
     /** The longest line accepted, in UTF-8 bytes, not counting the line terminator. */
     public static final int MAX_LINE_BYTES = 4096;
+
+    /** The most ranges one {@code prioritize} line may name. */
+    public static final int MAX_PRIORITY_RANGES = 64;
 
     /** Offending tokens are quoted in messages up to this many characters. */
     private static final int QUOTE_LIMIT = 40;
@@ -84,9 +101,10 @@ public final class ControlParser {
             case "resume" -> new ControlCommand.Resume(onlyImage(verb, args));
             case "cancel" -> new ControlCommand.Cancel(onlyImage(verb, args));
             case "speed" -> parseSpeed(args);
+            case "prioritize" -> parsePrioritize(args);
             case "prefetch" -> parsePrefetch(args);
             default -> throw invalid("unknown command " + quote(verb)
-                    + " (expected stream, commit, pause, resume, cancel, speed or prefetch)");
+                    + " (expected stream, commit, pause, resume, cancel, speed, prioritize or prefetch)");
         });
     }
 
@@ -101,12 +119,62 @@ public final class ControlParser {
         if (text == null || text.isEmpty()) {
             throw invalid("missing rate");
         }
+        long value = parseSize(text);
+        if (value < 0) {
+            throw value == -1 ? badRate(text) : invalid("rate " + quote(text) + " is too large");
+        }
+        return value;
+    }
+
+    /**
+     * Parses a SPEED: a RATE, or {@code auto} with an optional {@code :TARGET} ({@code auto:5ms};
+     * units ms, us, s; {@value JobSpeed#MIN_TARGET_MICROS} us to {@value JobSpeed#MAX_TARGET_MICROS} us).
+     *
+     * @throws CorfsException with {@link Reason#INVALID_ARGUMENT} for anything else
+     */
+    public static JobSpeed parseSpeed(String text) throws CorfsException {
+        if (text == null || !text.startsWith("auto")) {
+            return JobSpeed.fixed(parseRate(text));
+        }
+        if (text.equals("auto")) {
+            return JobSpeed.AUTO;
+        }
+        if (text.charAt(4) != ':') {
+            throw badAuto(text);
+        }
+        String t = text.substring(5);
+        int end = 0;
+        while (end < t.length() && t.charAt(end) >= '0' && t.charAt(end) <= '9') {
+            end++;
+        }
+        if (end == 0 || end > 9) { // nine digits: no overflow below, and nothing in bounds is longer
+            throw badAuto(text);
+        }
+        long n = Long.parseLong(t, 0, end, 10);
+        long micros = switch (t.substring(end)) {
+            case "us" -> n;
+            case "ms" -> n * 1_000;
+            case "s" -> n * 1_000_000;
+            default -> throw badAuto(text);
+        };
+        if (micros < JobSpeed.MIN_TARGET_MICROS || micros > JobSpeed.MAX_TARGET_MICROS) {
+            throw invalid("auto target " + quote(text) + " is out of bounds (1ms to 10s)");
+        }
+        return JobSpeed.auto(micros);
+    }
+
+    private static CorfsException badAuto(String text) {
+        return invalid("bad speed " + quote(text) + " (expected auto or auto:TARGET such as auto:20ms; units ms, us, s)");
+    }
+
+    /** A SIZE (digits and K/M/G suffix), or -1 when malformed, -2 when past {@link Long#MAX_VALUE}. */
+    private static long parseSize(String text) {
         int end = 0;
         while (end < text.length() && text.charAt(end) >= '0' && text.charAt(end) <= '9') {
             end++;
         }
         if (end == 0) {
-            throw badRate(text);
+            return -1;
         }
         String suffix = text.substring(end);
         int shift = switch (suffix) {
@@ -114,16 +182,19 @@ public final class ControlParser {
             case "K", "k", "KiB", "kiB" -> 10;
             case "M", "m", "MiB", "miB" -> 20;
             case "G", "g", "GiB", "giB" -> 30;
-            default -> throw badRate(text);
+            default -> -1;
         };
+        if (shift < 0) {
+            return -1;
+        }
         long value;
         try {
             value = Long.parseLong(text, 0, end, 10);
         } catch (NumberFormatException e) {
-            throw invalid("rate " + quote(text) + " is too large");
+            return -2;
         }
         if (shift > 0 && value > (Long.MAX_VALUE >> shift)) {
-            throw invalid("rate " + quote(text) + " is too large");
+            return -2;
         }
         return value << shift;
     }
@@ -147,14 +218,25 @@ public final class ControlParser {
     public static String format(ControlCommand command) {
         StringBuilder b = new StringBuilder(verb(command));
         if (command.image() != null) {
-            b.append(' ').append(encodeImage(command.image()));
+            String image = encodeImage(command.image());
+            if (command instanceof ControlCommand.Prioritize && isRange(image)) { // would read as a RANGE
+                image = "%" + HEX[image.charAt(0) >> 4] + HEX[image.charAt(0) & 0xf] + image.substring(1);
+            }
+            b.append(' ').append(image);
         }
         if (command instanceof ControlCommand.Stream s) {
-            appendOptions(b, s.speed(), s.onError());
+            appendOptions(b, s.speed() == null ? null : s.speed().word(), s.onError());
         } else if (command instanceof ControlCommand.Commit c) {
-            appendOptions(b, c.speed(), c.onError());
+            appendOptions(b, c.speed() == null ? null : c.speed().toString(), c.onError());
         } else if (command instanceof ControlCommand.Speed s) {
-            b.append(' ').append(s.bytesPerSecond());
+            b.append(' ').append(s.speed().word());
+        } else if (command instanceof ControlCommand.Prioritize p) {
+            for (ControlCommand.Range r : p.ranges()) {
+                b.append(' ').append(r.offset());
+                if (r.length() != null) {
+                    b.append('+').append(r.length());
+                }
+            }
         } else if (command instanceof ControlCommand.Prefetch p) {
             b.append(' ').append(encodeImage(p.file()));
         } else if (command instanceof ControlCommand.PrefetchCancel) {
@@ -179,11 +261,13 @@ public final class ControlParser {
             return "speed";
         } else if (command instanceof ControlCommand.Prefetch || command instanceof ControlCommand.PrefetchCancel) {
             return "prefetch";
+        } else if (command instanceof ControlCommand.Prioritize) {
+            return "prioritize";
         }
         throw new AssertionError("unknown command " + command);
     }
 
-    private static void appendOptions(StringBuilder b, Long speed, OnError onError) {
+    private static void appendOptions(StringBuilder b, String speed, OnError onError) {
         if (speed != null) {
             b.append(" speed=").append(speed);
         }
@@ -194,7 +278,7 @@ public final class ControlParser {
 
     private static ControlCommand parseStart(String verb, List<String> args) throws CorfsException {
         String image = null;
-        Long speed = null;
+        JobSpeed speed = null;
         OnError onError = null;
         for (int i = 0; i < args.size(); i++) {
             String arg = args.get(i);
@@ -214,7 +298,10 @@ public final class ControlParser {
                     if (speed != null) {
                         throw invalid(verb + ": speed given twice");
                     }
-                    speed = parseRate(value);
+                    if (!verb.equals("stream") && value.startsWith("auto")) {
+                        throw invalid(verb + ": speed " + quote(value) + " is for streams (a commit takes a RATE)");
+                    }
+                    speed = verb.equals("stream") ? parseSpeed(value) : JobSpeed.fixed(parseRate(value));
                 }
                 case "on_error" -> {
                     if (onError != null) {
@@ -228,7 +315,7 @@ public final class ControlParser {
         }
         return verb.equals("stream")
                 ? new ControlCommand.Stream(image, speed, onError)
-                : new ControlCommand.Commit(image, speed, onError);
+                : new ControlCommand.Commit(image, speed == null ? null : speed.bytesPerSecond(), onError);
     }
 
     private static OnError parseOnError(String value) throws CorfsException {
@@ -249,12 +336,80 @@ public final class ControlParser {
 
     private static ControlCommand parseSpeed(List<String> args) throws CorfsException {
         return switch (args.size()) {
-            case 0 -> throw invalid("speed: missing RATE (usage: speed [IMAGE] RATE)");
-            case 1 -> new ControlCommand.Speed(null, parseRate(args.get(0)));
-            case 2 -> new ControlCommand.Speed(image("speed", args.get(0)), parseRate(args.get(1)));
+            case 0 -> throw invalid("speed: missing RATE (usage: speed [IMAGE] RATE|auto[:TARGET])");
+            case 1 -> new ControlCommand.Speed(null, parseSpeed(args.get(0)));
+            case 2 -> new ControlCommand.Speed(image("speed", args.get(0)), parseSpeed(args.get(1)));
             default -> throw invalid("speed: unexpected argument " + quote(args.get(2))
-                    + " (usage: speed [IMAGE] RATE)");
+                    + " (usage: speed [IMAGE] RATE|auto[:TARGET])");
         };
+    }
+
+    private static ControlCommand parsePrioritize(List<String> args) throws CorfsException {
+        String image = null;
+        int from = 0;
+        if (args.size() > 1 && !isRange(args.get(0))) { // one token alone is a RANGE (an IMAGE alone is useless)
+            image = image("prioritize", args.get(0));
+            from = 1;
+        }
+        if (args.size() == from) {
+            throw invalid("prioritize: missing RANGE (usage: prioritize [IMAGE] OFFSET[+LENGTH]...)");
+        }
+        if (args.size() - from > MAX_PRIORITY_RANGES) {
+            throw invalid("prioritize: " + (args.size() - from) + " ranges, more than " + MAX_PRIORITY_RANGES);
+        }
+        List<ControlCommand.Range> ranges = new ArrayList<>();
+        for (String a : args.subList(from, args.size())) {
+            ranges.add(parseRange(a));
+        }
+        return new ControlCommand.Prioritize(image, ranges);
+    }
+
+    /** True when {@code token} is a valid RANGE: then it is not an IMAGE. */
+    public static boolean isRange(String token) {
+        try {
+            parseRange(token);
+            return true;
+        } catch (CorfsException e) {
+            return false;
+        }
+    }
+
+    /**
+     * Parses a RANGE, {@code OFFSET[+LENGTH]} (SIZEs, K/M/G suffixes): LENGTH null when left out (one
+     * cluster).
+     *
+     * @throws CorfsException with {@link Reason#INVALID_ARGUMENT} when malformed, of length 0, or when
+     *         OFFSET + LENGTH is past {@link Long#MAX_VALUE}
+     */
+    public static ControlCommand.Range parseRange(String text) throws CorfsException {
+        int plus = text.indexOf('+');
+        String off = plus < 0 ? text : text.substring(0, plus);
+        long offset = parseSize(off);
+        Long length = null;
+        if (plus >= 0) {
+            long l = parseSize(text.substring(plus + 1));
+            if (l == -1) {
+                throw badRange(text);
+            }
+            if (l == 0) {
+                throw invalid("prioritize: range " + quote(text) + " has length 0");
+            }
+            length = l;
+            if (l == -2 || (offset >= 0 && offset > Long.MAX_VALUE - l)) {
+                throw invalid("prioritize: range " + quote(text) + " ends past 2^63");
+            }
+        }
+        if (offset == -1) {
+            throw badRange(text);
+        }
+        if (offset == -2) {
+            throw invalid("prioritize: range " + quote(text) + " ends past 2^63");
+        }
+        return new ControlCommand.Range(offset, length);
+    }
+
+    private static CorfsException badRange(String text) {
+        return invalid("prioritize: bad range " + quote(text) + " (expected OFFSET[+LENGTH], sizes with K, M or G)");
     }
 
     private static ControlCommand parsePrefetch(List<String> args) throws CorfsException {

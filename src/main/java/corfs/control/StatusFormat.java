@@ -29,8 +29,11 @@ import java.util.Map;
  *   <li>{@code standalone}: {@code yes}/{@code no}; {@code job}: none/stream/commit; {@code job_id}: the
  *       job's number, unique per leaf across remounts (0: none yet); {@code state}: the {@link JobState}
  *       word.</li>
- *   <li>{@code speed}: the limit in bytes/s, 0 unlimited; {@code rate}: observed bytes/s; {@code eta}:
- *       seconds, or {@code -} when unknown.</li>
+ *   <li>{@code speed}: the limit in bytes/s, 0 unlimited, or {@code auto} / {@code auto:TARGET} (as the
+ *       control file writes it, {@code auto:5ms}); {@code rate}: observed bytes/s; {@code auto_window}:
+ *       under speed=auto the stream's window in fills with two decimals (it keeps the next whole number of
+ *       fills in flight; below 1 it spaces them out), else {@code -}; {@code eta}: seconds, or {@code -}
+ *       when unknown.</li>
  *   <li>{@code on_error}: stop/retry/skip, {@code -} when unset.</li>
  *   <li>{@code unreadable}: comma-separated {@code OFFSET+LENGTH} extents, or {@code -}.</li>
  *   <li>{@code command_error}: why the last refused command on this leaf was refused, cleaned like
@@ -55,8 +58,8 @@ import java.util.Map;
 public final class StatusFormat {
 
     static final String FIELDS_DOC = "image, size, cluster_size, local_bytes, dirty_bytes, standalone, backing, job,"
-            + " job_id, state, done_bytes, total_bytes, speed, rate, eta, on_error, unreadable, command_error, prefetch,"
-            + " prefetch_done, prefetch_total, error";
+            + " job_id, state, done_bytes, total_bytes, speed, rate, auto_window, eta, on_error, unreadable, command_error,"
+            + " prefetch, prefetch_done, prefetch_total, error";
 
     /** The field names, in the order they appear. */
     public static final List<String> FIELDS = List.of(FIELDS_DOC.split(", "));
@@ -82,8 +85,9 @@ public final class StatusFormat {
                     .append(" state=").append(stateWord(s.state()))
                     .append(" done_bytes=").append(s.doneBytes())
                     .append(" total_bytes=").append(s.totalBytes())
-                    .append(" speed=").append(s.speed())
+                    .append(" speed=").append(speedWord(s))
                     .append(" rate=").append(s.rateBytesPerSecond())
+                    .append(" auto_window=").append(autoWindow(s))
                     .append(" eta=").append(s.etaSeconds() < 0 ? NONE : Long.toString(s.etaSeconds()))
                     .append(" on_error=").append(s.onError() == null ? NONE : s.onError().word())
                     .append(" unreadable=");
@@ -127,8 +131,9 @@ public final class StatusFormat {
                     .append(",\"state\":\"").append(stateWord(s.state()))
                     .append("\",\"done_bytes\":").append(s.doneBytes())
                     .append(",\"total_bytes\":").append(s.totalBytes())
-                    .append(",\"speed\":").append(s.speed())
+                    .append(",\"speed\":").append(isAuto(s) ? "\"" + speedWord(s) + "\"" : speedWord(s))
                     .append(",\"rate\":").append(s.rateBytesPerSecond())
+                    .append(",\"auto_window\":").append(isAuto(s) ? autoWindow(s) : "null")
                     .append(",\"eta\":").append(s.etaSeconds() < 0 ? "null" : Long.toString(s.etaSeconds()))
                     .append(",\"on_error\":").append(s.onError() == null ? "null" : "\"" + s.onError().word() + "\"")
                     .append(",\"unreadable\":[");
@@ -190,6 +195,19 @@ public final class StatusFormat {
             }
         }
         return result;
+    }
+
+    private static boolean isAuto(LeafStatus s) {
+        return s.speedSetting() != null && s.speedSetting().isAuto();
+    }
+
+    /** {@code speed=}: auto's word, or the limit in bytes/s. */
+    private static String speedWord(LeafStatus s) {
+        return isAuto(s) ? s.speedSetting().word() : Long.toString(s.speed());
+    }
+
+    private static String autoWindow(LeafStatus s) {
+        return isAuto(s) && s.autoWindow() >= 0 ? String.format(java.util.Locale.ROOT, "%.2f", s.autoWindow()) : NONE;
     }
 
     private static String jobWord(JobKind job) {

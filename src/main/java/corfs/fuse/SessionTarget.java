@@ -24,9 +24,9 @@ final class SessionTarget implements CommandTarget {
     public void execute(ControlCommand command) throws IOException {
         String image = command.image();
         if (command instanceof ControlCommand.Stream s) {
-            session.startJob(image, JobKind.STREAM, s.speed(), s.onError());
+            session.startJobAt(image, JobKind.STREAM, s.speed(), s.onError());
         } else if (command instanceof ControlCommand.Commit c) {
-            session.startJob(image, JobKind.COMMIT, c.speed(), c.onError());
+            session.startJob(image, JobKind.COMMIT, c.speed(), c.onError()); // Long: a commit has no auto
         } else if (command instanceof ControlCommand.Pause) {
             session.pause(image);
         } else if (command instanceof ControlCommand.Resume) {
@@ -34,7 +34,13 @@ final class SessionTarget implements CommandTarget {
         } else if (command instanceof ControlCommand.Cancel) {
             session.cancel(image);
         } else if (command instanceof ControlCommand.Speed s) {
-            session.setSpeed(image, s.bytesPerSecond());
+            session.setSpeed(image, s.speed());
+        } else if (command instanceof ControlCommand.Prioritize p) {
+            List<long[]> ranges = new java.util.ArrayList<>(p.ranges().size());
+            for (ControlCommand.Range r : p.ranges()) {
+                ranges.add(new long[] {r.offset(), r.length() == null ? 0 : r.length()}); // 0: one cluster
+            }
+            session.prioritize(image, ranges);
         } else if (command instanceof ControlCommand.Prefetch p) {
             session.prefetch(image, java.nio.file.Path.of(p.file()));
         } else if (command instanceof ControlCommand.PrefetchCancel) {

@@ -3,6 +3,7 @@ package corfs.jobs;
 import corfs.engine.LeafDisk;
 import corfs.io.FileOps;
 import corfs.vocabulary.JobKind;
+import corfs.vocabulary.JobSpeed;
 import corfs.vocabulary.LeafStatus;
 import corfs.vocabulary.OnError;
 import org.slf4j.Logger;
@@ -78,6 +79,11 @@ public final class Filler implements AutoCloseable {
 
     /** Starts a job; returns its number (unique per leaf, one more than the last). */
     public long startJob(String image, JobKind kind, Long speed, OnError onError) throws IOException {
+        return startJobAt(image, kind, speed == null ? null : JobSpeed.fixed(speed), onError);
+    }
+
+    /** Starts a job at a speed (null: unlimited; auto: a stream only). */
+    public long startJobAt(String image, JobKind kind, JobSpeed speed, OnError onError) throws IOException {
         return job(image).start(kind, speed, onError);
     }
 
@@ -93,8 +99,13 @@ public final class Filler implements AutoCloseable {
         job(image).cancel();
     }
 
-    public void setSpeed(String image, long bytesPerSecond) throws IOException {
-        job(image).setSpeed(bytesPerSecond);
+    public void setSpeed(String image, JobSpeed speed) throws IOException {
+        job(image).setSpeed(speed);
+    }
+
+    /** See {@link MountSession#prioritize}. */
+    public void prioritize(String image, List<long[]> byteRanges) throws IOException {
+        job(image).prioritize(byteRanges);
     }
 
     /** Records why a command on this leaf was refused (shown as command_error; the job's error stays). */

@@ -8,6 +8,7 @@ import corfs.image.LeafHeader;
 import corfs.image.UnreadableLedger;
 import corfs.io.FileOps;
 import corfs.vocabulary.JobKind;
+import corfs.vocabulary.JobSpeed;
 import corfs.vocabulary.JobState;
 import corfs.vocabulary.LeafStatus;
 import corfs.vocabulary.OnError;
@@ -42,7 +43,8 @@ import java.util.function.UnaryOperator;
  *   <li>this object's monitor: every mutable field, held only for in-memory work, <b>never across
  *       I/O</b> (asserted before each I/O call). It is the innermost lock.</li>
  * </ul>
- * Lock order: commandLock, then persistLock, then the leaf image's header lock, then this monitor.
+ * Lock order: commandLock, then persistLock, then the leaf image's header lock, then this monitor, then
+ * the monitors of {@link #pacing} and of a stream step's priority queue (innermost, in-memory only).
  * Status takes none of them: it reads the immutable {@link JobSnapshot} published after every change.
  *
  * <h2>The backing's identity</h2>
@@ -50,6 +52,13 @@ import java.util.function.UnaryOperator;
  * {@code backingWritten} while any is open or its closing has not been followed by recording the
  * backing's new identity. A run is armed (may step) only after that record is durable, so the flag is
  * on disk before the first write to the backing. See {@link corfs.image.BackingChange}.
+ *
+ * <h2>Speed</h2>
+ * A fixed limit charges every step's bytes against {@link #throttleUntilNanos}. {@code speed=auto} (a
+ * stream only) gives the run's {@link StreamStep} a {@link LatencyController} ({@link #pacing}, kept
+ * across pause and resume, replaced when the target changes): it sets the fills in flight, and its rate
+ * is charged like a fixed limit. The record persists the setting ({@link JobSpeed#encode}), so a
+ * resumed job is auto again; the controller starts afresh then.
  */
 final class LeafJob {
     private static final Logger LOG = LoggerFactory.getLogger(LeafJob.class);
@@ -83,7 +92,11 @@ final class LeafJob {
     private JobKind kind = JobKind.NONE;
     private JobState state = JobState.IDLE;
     private long id;
-    private long speed;
+    private JobSpeed speed = JobSpeed.UNLIMITED;
+    /** speed=auto's controller of a stream, else null. */
+    private LatencyController pacing;
+    /** Priority ranges for a stream that has no run yet (paused at mount): handed to its next run. */
+    private final List<long[]> pendingPriority = new ArrayList<>();
     private OnError onError = OnError.STOP;
     private String error;
     private String commandError;
@@ -119,7 +132,11 @@ final class LeafJob {
             kind = rec.kind();
             state = rec.state();
             id = rec.id();
-            speed = rec.speed();
+            speed = JobSpeed.decode(rec.speed());
+            if (speed.isAuto() && rec.kind() != JobKind.STREAM) {
+                speed = JobSpeed.UNLIMITED; // only a stream paces itself
+            }
+            pacing = speed.isAuto() ? newPacing(speed) : null;
             onError = rec.onError();
             error = rec.error();
             backingWritten = rec.backingWritten();
@@ -152,6 +169,7 @@ final class LeafJob {
             }
             synchronized (this) {
                 current = run;
+                paceRun(run);
             }
             arm(run);
         }
@@ -160,8 +178,12 @@ final class LeafJob {
     // ------------------------------------------------------------------ commands (any thread)
 
     /** Starts a new job, numbered one more than the last; returns its number. */
-    long start(JobKind newKind, Long newSpeed, OnError newOnError) throws IOException {
+    long start(JobKind newKind, JobSpeed newSpeed, OnError newOnError) throws IOException {
         String image = disk.name();
+        if (newSpeed != null && newSpeed.isAuto() && newKind != JobKind.STREAM) {
+            throw new CorfsException(Reason.INVALID_ARGUMENT, image + ": speed " + newSpeed.word()
+                    + " is for streams");
+        }
         if (disk.readOnly()) {
             throw new CorfsException(Reason.READ_ONLY, image + " is mounted read-only: no " + newKind.word() + " job");
         }
@@ -187,7 +209,10 @@ final class LeafJob {
                 newId = id % MAX_JOB_ID + 1;
                 kind = newKind;
                 id = newId;
-                speed = newSpeed != null ? newSpeed : 0;
+                speed = newSpeed != null ? newSpeed : JobSpeed.UNLIMITED;
+                pacing = speed.isAuto() ? newPacing(speed) : null;
+                pendingPriority.clear();
+                paceRun(run);
                 onError = policy;
                 error = null;
                 commandError = null;
@@ -213,7 +238,7 @@ final class LeafJob {
                 throw e;
             }
             LOG.info("{}: {} job {} started (speed {}, on_error {})", image, newKind.word(), newId,
-                    speed == 0 ? "unlimited" : speed + " B/s", policy.word());
+                    speedText(), policy.word());
             return newId;
         } finally {
             commandLock.unlock();
@@ -273,6 +298,11 @@ final class LeafJob {
                 throttleUntilNanos = System.nanoTime();
                 if (run != null) {
                     current = run;
+                    paceRun(run);
+                    if (run.step instanceof StreamStep st && !pendingPriority.isEmpty()) {
+                        st.prioritize(pendingPriority);
+                        pendingPriority.clear();
+                    }
                     resetProgress();
                     rate.reset();
                 } else {
@@ -332,18 +362,77 @@ final class LeafJob {
     }
 
     void setSpeed(long bytesPerSecond) throws IOException {
+        setSpeed(JobSpeed.fixed(bytesPerSecond));
+    }
+
+    /** Sets the speed of the running or paused job: a limit, or auto (a stream only; same target: kept). */
+    void setSpeed(JobSpeed newSpeed) throws IOException {
         lockCommands();
         try {
             synchronized (this) {
                 if (!state.isActive()) {
                     throw new CorfsException(Reason.NO_JOB, disk.name() + ": no running or paused job to set the speed of");
                 }
-                speed = bytesPerSecond;
+                if (newSpeed.isAuto() && kind != JobKind.STREAM) {
+                    throw new CorfsException(Reason.INVALID_ARGUMENT, disk.name() + ": speed " + newSpeed.word()
+                            + " is for streams, and the job is a " + kind.word());
+                }
+                if (!newSpeed.equals(speed) || pacing == null) {
+                    pacing = newSpeed.isAuto() ? newPacing(newSpeed) : null;
+                }
+                speed = newSpeed;
+                if (current != null) {
+                    paceRun(current);
+                }
                 commandError = null;
                 throttleUntilNanos = System.nanoTime();
                 publish();
             }
             persist(UnaryOperator.identity());
+        } finally {
+            commandLock.unlock();
+        }
+        wakeFiller.run();
+    }
+
+    /**
+     * Makes the stream (running or paused) fetch these byte ranges next, in this order, then go on from
+     * where it was. Each is {offset, length}, length 0 meaning one cluster; every range is checked against
+     * the disk before any is queued (INVALID_ARGUMENT), and a leaf without a running or paused stream is
+     * NO_JOB. In memory only: a remount forgets them (the stream fetches everything anyway).
+     */
+    void prioritize(List<long[]> byteRanges) throws IOException {
+        long size = disk.size();
+        int cs = disk.clusterSize();
+        List<long[]> clusters = new ArrayList<>(byteRanges.size());
+        for (long[] r : byteRanges) {
+            long offset = r[0];
+            long length = r[1] == 0 ? Math.min(cs - Math.floorMod(offset, cs), Math.max(1, size - offset)) : r[1];
+            if (offset < 0 || length <= 0 || offset >= size || length > size - offset) {
+                throw new CorfsException(Reason.INVALID_ARGUMENT, disk.name() + ": range " + offset
+                        + (r[1] == 0 ? "" : "+" + r[1]) + " is not within the disk (" + size + " bytes)");
+            }
+            clusters.add(new long[] {offset / cs, (offset + length - 1) / cs});
+        }
+        lockCommands();
+        try {
+            synchronized (this) {
+                if (kind != JobKind.STREAM || !state.isActive()) {
+                    throw new CorfsException(Reason.NO_JOB, disk.name() + ": no running or paused stream to"
+                            + " prioritize (" + kind.word() + " job, state " + state.word() + ")");
+                }
+                if (current != null && current.step instanceof StreamStep st) {
+                    st.prioritize(clusters);
+                } else {
+                    pendingPriority.addAll(0, clusters);
+                    while (pendingPriority.size() > StreamStep.MAX_PRIORITY_QUEUE) {
+                        pendingPriority.remove(pendingPriority.size() - 1);
+                    }
+                }
+                commandError = null;
+                publish();
+            }
+            LOG.info("{}: stream {}: {} range(s) prioritized", disk.name(), id, clusters.size());
         } finally {
             commandLock.unlock();
         }
@@ -367,8 +456,8 @@ final class LeafJob {
         long eta = running && r > 0 ? (remaining + r - 1) / r : s.state() == JobState.COMPLETED ? 0 : -1;
         return new LeafStatus(disk.name(), disk.size(), disk.clusterSize(), disk.localBytes(), disk.dirtyBytes(),
                 disk.image().header().standalone(), s.kind(), s.state(), s.id(), s.doneBytes(), s.totalBytes(),
-                s.speed(), r, eta, s.onError(), s.error(), s.commandError(), s.unreadable(),
-                corfs.backing.BackingSpec.redact(disk.image().header().backingSpec()));
+                s.limit(), r, eta, s.onError(), s.error(), s.commandError(), s.unreadable(),
+                corfs.backing.BackingSpec.redact(disk.image().header().backingSpec()), s.speed(), s.autoWindow());
     }
 
     // ------------------------------------------------------------------ the filler thread
@@ -389,8 +478,8 @@ final class LeafJob {
             return null;
         }
         long bytes = MAX_STEP_BYTES;
-        if (speed > 0) {
-            bytes = Math.min(bytes, Math.max(speed / 20, disk.clusterSize())); // ~20 steps a second: smooth
+        if (speed.bytesPerSecond() > 0) { // not auto: its samples compare only between fills of one size
+            bytes = Math.min(bytes, Math.max(speed.bytesPerSecond() / 20, disk.clusterSize())); // ~20 steps a second
         }
         maxClusters[0] = (int) Math.max(1, bytes / disk.clusterSize());
         run.stepping = true;
@@ -442,10 +531,11 @@ final class LeafJob {
             rate.sample(now, done);
             rateNow = rate.bytesPerSecond(now);
             rateAtNanos = now;
-            if (speed > 0 && processed > 0) {
+            long limit = limit();
+            if (limit > 0 && processed > 0) {
                 // A job that fell behind (yielding to the guest) may catch up by a quarter second, no more.
                 long base = Math.max(throttleUntilNanos, now - CATCH_UP_NANOS);
-                throttleUntilNanos = base + processed * 1_000_000_000L / speed;
+                throttleUntilNanos = base + processed * 1_000_000_000L / limit;
             }
             publish();
         }
@@ -647,7 +737,8 @@ final class LeafJob {
         if (identityRecorded && openWriters == 0) {
             backingWritten = false;
         }
-        return new LeafHeader.JobRecord(kind, state, speed, onError, error, id, backingWritten || openWriters > 0);
+        return new LeafHeader.JobRecord(kind, state, speed.encode(), onError, error, id,
+                backingWritten || openWriters > 0);
     }
 
     /** Adds an unreadable extent, keeping the list sorted and merged (a stream's fills end in any order). */
@@ -776,8 +867,32 @@ final class LeafJob {
     /** Publishes the status snapshot; caller holds the monitor (in-memory only). */
     private void publish() {
         assert Thread.holdsLock(this);
-        snapshot.set(new JobSnapshot(kind, state, id, speed, onError, error, commandError, doneBytes, totalBytes,
-                rateNow, rateAtNanos, copyOf(unreadable)));
+        snapshot.set(new JobSnapshot(kind, state, id, limit(), onError, error, commandError, doneBytes, totalBytes,
+                rateNow, rateAtNanos, copyOf(unreadable), speed, pacing == null ? -1 : pacing.window()));
+    }
+
+    /** The rate to keep to now, bytes/s (0: none): the fixed limit, or auto's current rate. */
+    private long limit() {
+        assert Thread.holdsLock(this);
+        return pacing != null ? pacing.rateLimit() : speed.bytesPerSecond();
+    }
+
+    /** Gives the run's stream step the current pacing (null clears it). Caller holds the monitor. */
+    private void paceRun(Run run) {
+        assert Thread.holdsLock(this);
+        if (run.step instanceof StreamStep st) {
+            st.pace(pacing);
+        }
+    }
+
+    /** A controller for speed=auto: its target, fills of a full step. */
+    private LatencyController newPacing(JobSpeed s) {
+        long fill = Math.max(MAX_STEP_BYTES, disk.clusterSize()); // the claim's step: 1 MiB of whole clusters
+        return new LatencyController(TimeUnit.MICROSECONDS.toNanos(s.autoTargetMicros()), fill);
+    }
+
+    private String speedText() {
+        return speed.isAuto() ? speed.word() : speed.bytesPerSecond() == 0 ? "unlimited" : speed.bytesPerSecond() + " B/s";
     }
 
     private static List<long[]> copyOf(List<long[]> extents) {
@@ -793,7 +908,8 @@ final class LeafJob {
         private final JobKind kind;
         private final JobState state;
         private final long id;
-        private final long speed;
+        private final JobSpeed speed;
+        private final LatencyController pacing;
         private final OnError onError;
         private final String error;
         private final List<long[]> unreadable;
@@ -806,6 +922,7 @@ final class LeafJob {
             state = j.state;
             id = j.id;
             speed = j.speed;
+            pacing = j.pacing;
             onError = j.onError;
             error = j.error;
             unreadable = copyOf(j.unreadable);
@@ -819,6 +936,7 @@ final class LeafJob {
             j.state = state;
             j.id = id;
             j.speed = speed;
+            j.pacing = pacing;
             j.onError = onError;
             j.error = error;
             j.unreadable.clear();

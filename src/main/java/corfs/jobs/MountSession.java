@@ -1,6 +1,7 @@
 package corfs.jobs;
 
 import corfs.vocabulary.JobKind;
+import corfs.vocabulary.JobSpeed;
 import corfs.vocabulary.OnError;
 import corfs.vocabulary.JobState;
 import corfs.vocabulary.LeafStatus;
@@ -371,11 +372,16 @@ public final class MountSession implements AutoCloseable {
 
     /** Starts a job; returns its number, unique per leaf (the status's job_id). */
     public long startJob(String image, JobKind kind, Long speed, OnError onError) throws IOException {
+        return startJobAt(image, kind, speed == null ? null : JobSpeed.fixed(speed), onError);
+    }
+
+    /** Starts a job at a speed (null: unlimited; auto: a stream only, else INVALID_ARGUMENT). */
+    public long startJobAt(String image, JobKind kind, JobSpeed speed, OnError onError) throws IOException {
         String name = resolve(image);
         if (kind == JobKind.COMMIT) {
             refuseSharedBacking(name);
         }
-        return filler.startJob(name, kind, speed, onError);
+        return filler.startJobAt(name, kind, speed, onError);
     }
 
     /**
@@ -411,7 +417,21 @@ public final class MountSession implements AutoCloseable {
     }
 
     public void setSpeed(String image, long bytesPerSecond) throws IOException {
-        filler.setSpeed(resolve(image), bytesPerSecond);
+        setSpeed(image, JobSpeed.fixed(bytesPerSecond));
+    }
+
+    /** Sets the job's speed: a limit, or auto (a stream only, else INVALID_ARGUMENT). */
+    public void setSpeed(String image, JobSpeed speed) throws IOException {
+        filler.setSpeed(resolve(image), speed);
+    }
+
+    /**
+     * Makes the running or paused stream fetch these byte ranges next, in this order, then go on where it
+     * was. Each is {offset, length}; length 0 means one cluster. A range outside the disk is
+     * INVALID_ARGUMENT and queues none; no running or paused stream is NO_JOB.
+     */
+    public void prioritize(String image, List<long[]> byteRanges) throws IOException {
+        filler.prioritize(resolve(image), byteRanges);
     }
 
     /**

@@ -9,6 +9,7 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 import java.io.IOException;
+import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -29,12 +30,24 @@ import java.util.concurrent.atomic.AtomicInteger;
  *
  * <h2>Threads</h2>
  * The filler thread is the scheduler: {@link #step} (filler only) collects the fills that completed,
- * issues new ones in disk order from {@link #cursor} up to {@link #maxInFlight}, and waits (at most
+ * issues new ones, first from the priority queue ({@link #prioritize}), then in disk order from
+ * {@link #cursor}, up to {@link #maxInFlight} (or the window of its {@link #pace pacing}), and waits (at most
  * {@value #STEP_WAIT_MS} ms) for one to complete when none has. The fills run on this run's own workers,
  * {@code corfs-stream-<leaf>-N} (daemon, idle I/O class, at most {@link #maxInFlight}, retired when idle),
  * through {@link LeafDisk#fill}, whose per-cluster locks make a guest write racing a fill win. Workers are
  * never interrupted (NIO closes a channel when its thread is interrupted): {@link #awaitQuiet} and
  * {@link #close} wait for them with a bound.
+ *
+ * <h2>Priority ranges and pacing (any thread hands them over)</h2>
+ * {@link #prioritize} (a command thread, under the job's command lock) puts cluster ranges at the head of
+ * {@link #priority}, a deque guarded by its own monitor (innermost, in-memory only); the filler drains it
+ * before its cursor, range by range in order, skipping clusters that are local or in flight, and leaves
+ * the cursor where it was, so the stream then goes on from there. The queue holds at most
+ * {@value #MAX_PRIORITY_QUEUE} ranges: beyond, the oldest are dropped (the cursor still gets to them).
+ * {@link #pace} (a command thread) sets or clears the {@link LatencyController} of speed=auto, in a
+ * volatile field: the filler reads its window before issuing and gives it one latency sample per
+ * completed fill of its standard size (data, every cluster missing; not holes, not priority fills, whose
+ * sizes and extents vary): the time {@link LeafDisk#fill} took, measured on the worker.
  *
  * <h2>Invariants</h2>
  * <ul>
@@ -64,10 +77,16 @@ final class StreamStep implements JobStep {
     private static final long MAX_HOLE_STEP = 1L << 30;
     private static final long STEP_WAIT_MS = 500;
     private static final long CLOSE_WAIT_MS = 30_000;
+    /** The most priority ranges queued at once (each prioritize command names 64 at most). */
+    static final int MAX_PRIORITY_QUEUE = 1024;
     private static final AtomicInteger POOLS = new AtomicInteger();
 
-    /** One fill's outcome: its range, the missing bytes it made local, its failure, the clusters it skipped. */
-    private record Done(long first, long last, long bytes, Throwable failure, List<Skip> skips) {
+    /**
+     * One fill's outcome: its range, the missing bytes it made local, its failure, the clusters it skipped,
+     * how long {@link LeafDisk#fill} took and whether that is a latency sample for the pacing.
+     */
+    private record Done(long first, long last, long bytes, Throwable failure, List<Skip> skips, long nanos,
+                        boolean sample) {
     }
 
     private record Skip(long offset, long length, String message) {
@@ -91,6 +110,10 @@ final class StreamStep implements JobStep {
     private boolean skippedAny;
     /** Set by whoever closes the run (the filler, or the command that retired it). */
     private volatile boolean closed;
+    /** speed=auto's controller, or null for a fixed speed; see the class comment. */
+    private volatile LatencyController pacing;
+    /** Cluster ranges {first, last} to issue before the cursor, head first; guarded by itself. */
+    private final ArrayDeque<long[]> priority = new ArrayDeque<>();
 
     StreamStep(LeafDisk disk, OnError onError, Skipped skipped, FileOps fileOps) {
         this.disk = disk;
@@ -119,6 +142,45 @@ final class StreamStep implements JobStep {
 
     int maxInFlight() {
         return maxInFlight;
+    }
+
+    /** Sets (or, with null, clears) the pacing of speed=auto. Any thread. */
+    void pace(LatencyController controller) {
+        pacing = controller;
+    }
+
+    /**
+     * Queues cluster ranges {first, last} (valid, first &lt;= last &lt; clusters) to be issued next, in
+     * this order and before any queued earlier. Any thread; in-memory only.
+     */
+    void prioritize(List<long[]> clusterRanges) {
+        synchronized (priority) {
+            for (int i = clusterRanges.size() - 1; i >= 0; i--) {
+                long[] r = clusterRanges.get(i);
+                assert r[0] >= 0 && r[0] <= r[1] && r[1] < disk.clusters() : r[0] + ".." + r[1];
+                priority.addFirst(new long[] {r[0], r[1]});
+            }
+            while (priority.size() > MAX_PRIORITY_QUEUE) {
+                priority.removeLast();
+            }
+        }
+    }
+
+    /** The priority ranges not issued yet (tests, and a resume that needs a new run). */
+    List<long[]> pendingPriority() {
+        synchronized (priority) {
+            List<long[]> out = new ArrayList<>(priority.size());
+            for (long[] r : priority) {
+                out.add(r.clone());
+            }
+            return out;
+        }
+    }
+
+    /** Fills in flight allowed now: the backing's limit, or less under speed=auto. */
+    private int window() {
+        LatencyController p = pacing;
+        return p == null ? maxInFlight : Math.min(maxInFlight, p.inFlight());
     }
 
     @Override
@@ -163,8 +225,13 @@ final class StreamStep implements JobStep {
         completed.drainTo(batch);
         long bytes = 0;
         Done failed = null;
+        LatencyController p = pacing;
+        long now = System.nanoTime();
         for (Done d : batch) {
             inFlight.remove(d.first());
+            if (p != null && d.sample() && d.failure() == null && d.skips().isEmpty() && d.bytes() == p.fillBytes()) {
+                p.sample(now, d.nanos());
+            }
             for (Skip s : d.skips()) {
                 skippedAny = true;
                 skipped.unreadable(s.offset(), s.length(), s.message());
@@ -196,12 +263,17 @@ final class StreamStep implements JobStep {
         throw new IOException(t);
     }
 
-    /** Issues fills in disk order from the cursor until {@link #maxInFlight} are in flight or none is left. */
+    /**
+     * Issues fills, the priority ranges first, then in disk order from the cursor, until the window is in
+     * flight or none is left.
+     */
     private void issue(int maxClusters) {
         ClusterBitmap local = disk.image().local();
         long clusters = disk.clusters();
         int cs = disk.clusterSize();
-        while (inFlight.size() < maxInFlight && !closed) {
+        int window = window();
+        issuePriority(maxClusters, window);
+        while (inFlight.size() < window && !closed) {
             long first = local.nextClear(cursor, clusters);
             if (first >= clusters) {
                 cursor = clusters;
@@ -229,12 +301,51 @@ final class StreamStep implements JobStep {
             if (next != null) {
                 last = Math.min(last, next - 1);
             }
-            submit(first, last);
+            submit(first, last, first < dataUntil);
             cursor = last + 1;
         }
     }
 
-    private void submit(long first, long last) {
+    /** Issues the priority ranges' clusters that are neither local nor in flight, head first. */
+    private void issuePriority(int maxClusters, int window) {
+        ClusterBitmap local = disk.image().local();
+        while (inFlight.size() < window && !closed) {
+            long first;
+            long last;
+            synchronized (priority) {
+                long[] r = priority.peekFirst();
+                if (r == null) {
+                    return;
+                }
+                first = local.nextClear(r[0], r[1] + 1);
+                Map.Entry<Long, Long> covering = first > r[1] ? null : inFlight.floorEntry(first);
+                if (covering != null && covering.getValue() >= first) {
+                    r[0] = covering.getValue() + 1; // in flight already: on past it
+                    if (r[0] > r[1]) {
+                        priority.removeFirst();
+                    }
+                    continue;
+                }
+                if (first > r[1]) {
+                    priority.removeFirst();
+                    continue;
+                }
+                last = Math.min(r[1], first + Math.max(1, maxClusters) - 1);
+                last = Math.min(last, local.nextSet(first, last + 1) - 1);
+                Long next = inFlight.higherKey(first);
+                if (next != null) {
+                    last = Math.min(last, next - 1);
+                }
+                r[0] = last + 1;
+                if (r[0] > r[1]) {
+                    priority.removeFirst();
+                }
+            }
+            submit(first, last, false);
+        }
+    }
+
+    private void submit(long first, long last, boolean data) {
         ClusterBitmap local = disk.image().local();
         int cs = disk.clusterSize();
         long clusters = disk.clusters();
@@ -246,7 +357,7 @@ final class StreamStep implements JobStep {
         inFlight.put(first, last);
         running.incrementAndGet();
         try {
-            workers.execute(() -> fill(first, last, bytes));
+            workers.execute(() -> fill(first, last, bytes, data));
         } catch (RuntimeException e) { // rejected: the pool is shut down (cannot happen while not closed)
             inFlight.remove(first);
             quietOne();
@@ -254,23 +365,27 @@ final class StreamStep implements JobStep {
         }
     }
 
-    /** A worker's fill of [first, last]; its outcome goes to the queue, whatever happens. */
-    private void fill(long first, long last, long bytes) {
+    /**
+     * A worker's fill of [first, last]; its outcome goes to the queue, whatever happens. {@code data}: the
+     * backing said data for the whole range, so the fill's time is a latency sample.
+     */
+    private void fill(long first, long last, long bytes, boolean data) {
         Done done;
         try {
             Filler.yieldToGuest(disk);
+            long started = System.nanoTime();
             try {
                 disk.fill(first, last);
-                done = new Done(first, last, bytes, null, List.of());
+                done = new Done(first, last, bytes, null, List.of(), System.nanoTime() - started, data);
             } catch (BackingReadException e) {
                 if (onError != OnError.SKIP) {
                     throw e;
                 }
                 done = new Done(first, last, Math.min(disk.size(), (last + 1) * disk.clusterSize())
-                        - first * disk.clusterSize(), null, isolate(first, last));
+                        - first * disk.clusterSize(), null, isolate(first, last), 0, false);
             }
         } catch (Throwable t) {
-            done = new Done(first, last, 0, t, List.of());
+            done = new Done(first, last, 0, t, List.of(), 0, false);
         }
         completed.add(done);
         quietOne();

@@ -17,7 +17,8 @@ import java.util.List;
  *                     one; a resume keeps it); 0 when the leaf never had a numbered job
  * @param doneBytes    bytes the job has processed
  * @param totalBytes   bytes the job has to process in all (done plus remaining)
- * @param speed        speed limit in bytes per second, 0 for unlimited
+ * @param speed        the rate kept to in bytes per second, 0 for unlimited: the fixed limit, or under
+ *                     speed=auto the controller's current rate
  * @param rateBytesPerSecond observed rate over the last seconds, 0 when idle
  * @param etaSeconds   estimated seconds to completion, -1 when unknown
  * @param onError      what the job does on a backing error
@@ -26,6 +27,9 @@ import java.util.List;
  *                     the next command that succeeds)
  * @param unreadable   extents the job could not read (on_error=skip), as [offset, length] pairs
  * @param backing      the backing's SPEC with credentials removed (redacted), or null when unknown
+ * @param speedSetting the speed as set: a limit, or auto with its target
+ * @param autoWindow   under speed=auto, the stream's window in fills (fractional; below 1 the fills are
+ *                     spaced out), else -1
  * @param prefetch     the leaf's prefetch ({@link PrefetchState#NONE} when none ran in this mount); independent
  *                     of {@code job}: a stream and a prefetch may run at once
  * @param prefetchDone bytes of the prefetch profile's extents known local (fetched, or found local)
@@ -51,6 +55,8 @@ public record LeafStatus(
         String commandError,
         List<long[]> unreadable,
         String backing,
+        JobSpeed speedSetting,
+        double autoWindow,
         PrefetchState prefetch,
         long prefetchDone,
         long prefetchTotal) {
@@ -59,20 +65,30 @@ public record LeafStatus(
         prefetch = prefetch == null ? PrefetchState.NONE : prefetch;
     }
 
-    /** A status without a prefetch (what the job alone knows). */
+    /** A status without speed=auto and without a prefetch: the setting is the fixed {@code speed}. */
     public LeafStatus(String image, long size, int clusterSize, long localBytes, long dirtyBytes, boolean standalone,
                       JobKind job, JobState state, long jobId, long doneBytes, long totalBytes, long speed,
                       long rateBytesPerSecond, long etaSeconds, OnError onError, String error, String commandError,
                       List<long[]> unreadable, String backing) {
         this(image, size, clusterSize, localBytes, dirtyBytes, standalone, job, state, jobId, doneBytes, totalBytes,
                 speed, rateBytesPerSecond, etaSeconds, onError, error, commandError, unreadable, backing,
-                PrefetchState.NONE, 0, 0);
+                JobSpeed.fixed(Math.max(0, speed)), -1);
+    }
+
+    /** A status without a prefetch (what the job alone knows). */
+    public LeafStatus(String image, long size, int clusterSize, long localBytes, long dirtyBytes, boolean standalone,
+                      JobKind job, JobState state, long jobId, long doneBytes, long totalBytes, long speed,
+                      long rateBytesPerSecond, long etaSeconds, OnError onError, String error, String commandError,
+                      List<long[]> unreadable, String backing, JobSpeed speedSetting, double autoWindow) {
+        this(image, size, clusterSize, localBytes, dirtyBytes, standalone, job, state, jobId, doneBytes, totalBytes,
+                speed, rateBytesPerSecond, etaSeconds, onError, error, commandError, unreadable, backing,
+                speedSetting, autoWindow, PrefetchState.NONE, 0, 0);
     }
 
     /** This status with the prefetch fields replaced. */
     public LeafStatus withPrefetch(PrefetchState state, long done, long total) {
         return new LeafStatus(image, size, clusterSize, localBytes, dirtyBytes, standalone, job, this.state, jobId,
                 doneBytes, totalBytes, speed, rateBytesPerSecond, etaSeconds, onError, error, commandError, unreadable,
-                backing, state, done, total);
+                backing, speedSetting, autoWindow, state, done, total);
     }
 }

@@ -102,6 +102,12 @@ class CliTest {
             {"stream", "/nonexistent-corfs-mount", "--on-error", "ignore"},
             {"speed", "/nonexistent-corfs-mount", "1M", "extra"},
             {"speed", "/nonexistent-corfs-mount", "img", "fast"},
+            {"speed", "/nonexistent-corfs-mount", "img", "auto:0ms"},
+            {"stream", "/nonexistent-corfs-mount", "--speed", "auto:5"},
+            {"commit", "/nonexistent-corfs-mount", "--speed", "auto"},
+            {"prioritize", "/nonexistent-corfs-mount", "img"},
+            {"prioritize", "/nonexistent-corfs-mount", "img", "0+0"},
+            {"prioritize", "/nonexistent-corfs-mount", "1G+1x"},
             {"create", "--cluster-size", "3K", "--backing", backing.toString(), leaf},
             {"create", "--cluster-size", "4M", "--backing", backing.toString(), leaf},
             {"create", "--cluster-size", "-4K", "--backing", backing.toString(), leaf},
@@ -115,6 +121,18 @@ class CliTest {
     }
 
     @Test
+    @DisplayName("issue 10: prioritize encodes an image named like a range, so the daemon reads it as the IMAGE")
+    void prioritizeImageArg() throws Exception {
+        assertEquals(" %31G", JobCommands.rangeSafeImageArg("1G"));
+        assertEquals(" a.raw", JobCommands.rangeSafeImageArg("a.raw"));
+        assertEquals(" my%20disk", JobCommands.rangeSafeImageArg("my disk"));
+        assertEquals("", JobCommands.rangeSafeImageArg(null));
+        corfs.control.ControlCommand c = corfs.control.ControlParser.parse("prioritize"
+                + JobCommands.rangeSafeImageArg("4096") + " 0").orElseThrow();
+        assertEquals("4096", c.image());
+    }
+
+    @Test
     @DisplayName("issue 7: help and messages read well")
     void helpTexts() {
         Run none = capture();
@@ -123,6 +141,8 @@ class CliTest {
         Run speed = capture("speed", "--help");
         assertTrue(speed.out().contains("speed [-hV] MOUNTPOINT [IMAGE] RATE\n"), speed.out());
         assertFalse(speed.out().contains("[["), speed.out());
+        Run prioritize = capture("prioritize", "--help");
+        assertTrue(prioritize.out().contains("prioritize [-hV] MOUNTPOINT [IMAGE] RANGE...\n"), prioritize.out());
         Run mount = capture("mount", "--help");
         assertTrue(mount.out().replaceAll("\\s+", " ").contains("adopt a copied data file"), mount.out());
     }

@@ -9,10 +9,14 @@ import corfs.CorfsException;
 import corfs.control.ControlCommand.Cancel;
 import corfs.control.ControlCommand.Commit;
 import corfs.control.ControlCommand.Pause;
+import corfs.control.ControlCommand.Prioritize;
+import corfs.control.ControlCommand.Range;
 import corfs.control.ControlCommand.Resume;
 import corfs.control.ControlCommand.Speed;
 import corfs.control.ControlCommand.Stream;
+import corfs.vocabulary.JobSpeed;
 import corfs.vocabulary.OnError;
+import java.util.List;
 import java.util.Optional;
 import java.util.stream.Stream.Builder;
 import org.junit.jupiter.api.DisplayName;
@@ -73,6 +77,29 @@ class ControlParserTest {
         b.add(Arguments.of("prefetch a.img cancel", new ControlCommand.PrefetchCancel("a.img")));
         b.add(Arguments.of("prefetch cancel cancel", new ControlCommand.PrefetchCancel("cancel")));
         b.add(Arguments.of("prefetch cancel /x", new ControlCommand.Prefetch("cancel", "/x")));
+        // Issue 10: speed=auto[:TARGET] for a stream, and prioritize.
+        b.add(Arguments.of("stream speed=auto", new Stream(null, JobSpeed.AUTO, null)));
+        b.add(Arguments.of("stream a.img speed=auto:5ms on_error=retry",
+                new Stream("a.img", JobSpeed.auto(5_000), OnError.RETRY)));
+        b.add(Arguments.of("stream speed=auto:20ms", new Stream(null, JobSpeed.AUTO, null)));
+        b.add(Arguments.of("stream speed=auto:1ms", new Stream(null, JobSpeed.auto(1_000), null)));
+        b.add(Arguments.of("stream speed=auto:10s", new Stream(null, JobSpeed.auto(10_000_000), null)));
+        b.add(Arguments.of("stream speed=auto:1500us", new Stream(null, JobSpeed.auto(1_500), null)));
+        b.add(Arguments.of("stream auto", new Stream("auto", null, null)));
+        b.add(Arguments.of("speed auto", new Speed(null, JobSpeed.AUTO)));
+        b.add(Arguments.of("speed a.img auto:250ms", new Speed("a.img", JobSpeed.auto(250_000))));
+        b.add(Arguments.of("speed auto auto:2s", new Speed("auto", JobSpeed.auto(2_000_000))));
+        b.add(Arguments.of("prioritize 0", new Prioritize(null, List.of(new Range(0, null)))));
+        b.add(Arguments.of("prioritize 1G+64M 4096 0+1", new Prioritize(null,
+                List.of(new Range(G, 64 * M), new Range(4096, null), new Range(0, 1L)))));
+        b.add(Arguments.of("prioritize a.img 10M+1K", new Prioritize("a.img", List.of(new Range(10 * M, K)))));
+        b.add(Arguments.of("prioritize %31G 0", new Prioritize("1G", List.of(new Range(0, null)))));
+        b.add(Arguments.of("prioritize 1.raw 0", new Prioritize("1.raw", List.of(new Range(0, null)))));
+        b.add(Arguments.of("prioritize 9223372036854775806+1", new Prioritize(null,
+                List.of(new Range(Long.MAX_VALUE - 1, 1L)))));
+        b.add(Arguments.of("prioritize x " + "0 ".repeat(ControlParser.MAX_PRIORITY_RANGES).strip(),
+                new Prioritize("x", java.util.Collections.nCopies(ControlParser.MAX_PRIORITY_RANGES,
+                        new Range(0, null)))));
         return b.build();
     }
 
@@ -125,6 +152,17 @@ class ControlParserTest {
             "speed a.img speed=10M", "speed speed=10M", "speed 0x10", "speed +5", "speed 1e6",
             "stream a%00b", "pause a%2Fb", "cancel %FF.raw", "speed %C3 1M", "stream ..%2F..%2Fetc", "stream ../x", "pause a/b",
             "speed 10T", "speed 10KIB", "speed ١٢٣",
+            "stream speed=Auto", "stream speed=auto:", "stream speed=auto:5", "stream speed=auto:5m",
+            "stream speed=auto:5MS", "stream speed=auto:0ms", "stream speed=auto:999us", "stream speed=auto:11s",
+            "stream speed=auto:-5ms", "stream speed=auto:1.5ms", "stream speed=auto:99999999999999999999ms",
+            "stream speed=auto:5ms:5ms", "stream speed=autox", "stream speed=auto5ms", "commit speed=auto",
+            "commit a.img speed=auto:5ms", "speed auto:", "speed a.img auto:0s", "speed auto:20 ms",
+            "prioritize", "prioritize a.img", "prioritize 0+0", "prioritize a.img 0+0", "prioritize a.img -1",
+            "prioritize a.img 1.5M", "prioritize a.img 0+", "prioritize a.img +4096", "prioritize a.img 0++1",
+            "prioritize a.img 0+1+2", "prioritize a.img 0x10", "prioritize a.img 10T", "prioritize a.img 1M-2",
+            "prioritize a.img 9223372036854775807+1", "prioritize a.img 8589934592G",
+            "prioritize a.img 1+9223372036854775807", "prioritize a.img 99999999999999999999",
+            "prioritize a.img 0 x", "prioritize 0 0+0", "prioritize a.img b.img 0",
             "stream\u0000", "stream a\u0000b", "stream\r", "stream a.img\u001b[31m", "pause\u007f",
             "cancel \u0085", "stream\nstream", "pause \uD800", "pause \uDC00x",
             "prefetch", "prefetch boot.profile", "prefetch a.img boot.profile", "prefetch a.img /p x",
@@ -135,6 +173,17 @@ class ControlParserTest {
             CorfsException e = assertThrows(CorfsException.class, () -> ControlParser.parse(line));
             assertEquals(CorfsException.Reason.INVALID_ARGUMENT, e.reason());
             assertFalse(e.getMessage().isBlank());
+        }
+
+        @Test
+        @DisplayName("prioritize: more ranges than the limit; speed=auto on a commit says why")
+        void prioritizeLimits() {
+            assertInvalid("prioritize x " + "0 ".repeat(ControlParser.MAX_PRIORITY_RANGES + 1).strip(),
+                    "more than " + ControlParser.MAX_PRIORITY_RANGES);
+            assertInvalid("prioritize 0+0", "length 0");
+            assertInvalid("prioritize a 1+9223372036854775807", "past 2^63");
+            assertInvalid("commit speed=auto", "for streams");
+            assertInvalid("stream speed=auto:11s", "out of bounds");
         }
 
         @Test

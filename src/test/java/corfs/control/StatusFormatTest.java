@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import corfs.vocabulary.JobKind;
+import corfs.vocabulary.JobSpeed;
 import corfs.vocabulary.JobState;
 import corfs.vocabulary.LeafStatus;
 import corfs.vocabulary.OnError;
@@ -41,7 +42,7 @@ class StatusFormatTest {
         @DisplayName("an idle leaf renders every field in order")
         void idleLine() {
             assertEquals("image=a.img size=1073741824 cluster_size=65536 local_bytes=0 dirty_bytes=0 standalone=no backing=/srv/base.raw"
-                    + " job=none job_id=0 state=idle done_bytes=0 total_bytes=0 speed=0 rate=0 eta=- on_error=stop"
+                    + " job=none job_id=0 state=idle done_bytes=0 total_bytes=0 speed=0 rate=0 auto_window=- eta=- on_error=stop"
                     + " unreadable=- command_error=- prefetch=none prefetch_done=0 prefetch_total=0 error=-\n",
                     StatusFormat.render(List.of(idle("a.img"))));
         }
@@ -62,6 +63,27 @@ class StatusFormatTest {
             assertTrue(prom.contains("corfs_prefetch_done_bytes{mountpoint=\"/mnt\",image=\"a.img\"} 3145728\n"), prom);
             assertTrue(prom.contains("corfs_prefetch_state{mountpoint=\"/mnt\",image=\"a.img\",state=\"running\"} 1\n"), prom);
             assertTrue(prom.contains("corfs_prefetch_state{mountpoint=\"/mnt\",image=\"a.img\",state=\"none\"} 0\n"), prom);
+        }
+
+        @Test
+        @DisplayName("speed=auto: the setting as the control file writes it, the window, the rate kept to in JSON too")
+        void auto() {
+            LeafStatus r = running();
+            LeafStatus s = new LeafStatus(r.image(), r.size(), r.clusterSize(), r.localBytes(), r.dirtyBytes(), false,
+                    r.job(), r.state(), r.jobId(), r.doneBytes(), r.totalBytes(), 3L << 20, r.rateBytesPerSecond(),
+                    r.etaSeconds(), r.onError(), null, null, List.of(), null, JobSpeed.auto(5_000), 2.5);
+            Map<String, String> f = StatusFormat.parse(StatusFormat.render(List.of(s))).get(0);
+            assertEquals("auto:5ms", f.get("speed"));
+            assertEquals("2.50", f.get("auto_window"));
+            assertEquals(StatusFormat.FIELDS, new ArrayList<>(f.keySet()));
+            String json = StatusFormat.renderJson(List.of(s, idle("a")));
+            assertTrue(json.contains("\"speed\":\"auto:5ms\",\"rate\":" + (99L << 20) + ",\"auto_window\":2.50,"), json);
+            assertTrue(json.contains("\"speed\":0,\"rate\":0,\"auto_window\":null,"), json);
+            LeafStatus d = new LeafStatus("a", 1, 4096, 0, 0, false, JobKind.STREAM, JobState.PAUSED, 1, 0, 1, 0, 0, -1,
+                    OnError.STOP, null, null, List.of(), null, JobSpeed.AUTO, 0.01);
+            Map<String, String> g = StatusFormat.parse(StatusFormat.render(List.of(d))).get(0);
+            assertEquals("auto", g.get("speed"));
+            assertEquals("0.01", g.get("auto_window"));
         }
 
         @Test

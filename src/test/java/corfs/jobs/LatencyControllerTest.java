@@ -1,0 +1,244 @@
+package corfs.jobs;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.PriorityQueue;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Nested;
+import org.junit.jupiter.api.Test;
+
+/**
+ * {@link LatencyController} against a simulated server: one FIFO queue served at a rate (bytes/s),
+ * plus a fixed propagation delay, so the latency of a fill is what waits before it, its own transfer and
+ * the path. The simulated stream keeps the controller's fills in flight and its rate, as
+ * {@link StreamStep} and {@link LeafJob} do, and feeds it every completion.
+ */
+@DisplayName("LatencyController: LEDBAT pacing against a simulated server")
+class LatencyControllerTest {
+    private static final long MS = 1_000_000L;
+    private static final long S = 1_000 * MS;
+    private static final long MIB = 1 << 20;
+    private static final long TARGET = 20 * MS;
+
+    /** The simulated server and stream; time in ns. */
+    static final class Sim {
+        final LatencyController c = new LatencyController(TARGET, MIB);
+        double bytesPerSecond;
+        long path;
+        long now;
+        long serverFreeAt;
+        long nextAllowed;
+        /** {completion time, issue time} of the fills in flight. */
+        final PriorityQueue<long[]> inFlight = new PriorityQueue<>((a, b) -> Long.compare(a[0], b[0]));
+        long fills;
+        double delaySum;
+        long delayCount;
+        long minInFlightCap = Long.MAX_VALUE;
+        long minRate = Long.MAX_VALUE;
+
+        Sim(double bytesPerSecond, long path) {
+            this.bytesPerSecond = bytesPerSecond;
+            this.path = path;
+        }
+
+        /** Runs for {@code duration}; returns the fills completed in it. */
+        long run(long duration) {
+            long until = now + duration;
+            long before = fills;
+            delaySum = 0;
+            delayCount = 0;
+            while (now < until) {
+                while (inFlight.size() < c.inFlight() && now >= nextAllowed) {
+                    long start = Math.max(now, serverFreeAt);
+                    serverFreeAt = start + (long) (MIB * 1e9 / bytesPerSecond);
+                    inFlight.add(new long[] {serverFreeAt + path, now});
+                    long rate = c.rateLimit();
+                    nextAllowed = rate == 0 ? now : Math.max(nextAllowed, now - 250 * MS) + MIB * S / rate;
+                }
+                long next = inFlight.isEmpty() ? Long.MAX_VALUE : inFlight.peek()[0];
+                if (inFlight.size() < c.inFlight()) {
+                    next = Math.min(next, nextAllowed);
+                }
+                now = Math.min(Math.max(next, now), until);
+                while (!inFlight.isEmpty() && inFlight.peek()[0] <= now) {
+                    long[] f = inFlight.poll();
+                    long latency = f[0] - f[1];
+                    c.sample(f[0], latency);
+                    fills++;
+                    delaySum += latency - baseLatency();
+                    delayCount++;
+                    minInFlightCap = Math.min(minInFlightCap, c.inFlight());
+                    long r = c.rateLimit();
+                    minRate = Math.min(minRate, r == 0 ? Long.MAX_VALUE : r);
+                }
+            }
+            return fills - before;
+        }
+
+        long baseLatency() {
+            return (long) (MIB * 1e9 / bytesPerSecond) + path;
+        }
+
+        double meanDelay() {
+            return delayCount == 0 ? 0 : delaySum / delayCount;
+        }
+    }
+
+    @Test
+    @DisplayName("converges: the delay it adds stays near the target and the server stays busy")
+    void converges() {
+        Sim sim = new Sim(100.0 * MIB, 5 * MS); // 10 ms a fill, 15 ms base
+        sim.run(30 * S);
+        long fills = sim.run(30 * S);
+        double delay = sim.meanDelay();
+        assertTrue(delay <= 1.5 * TARGET && delay >= 0.25 * TARGET, "mean queueing delay " + delay / MS + " ms; "
+                + sim.c);
+        assertTrue(fills >= 0.9 * 30 * 100, fills + " fills in 30 s: the server idles; " + sim.c);
+    }
+
+    @Test
+    @DisplayName("an idle, fast path: the window opens to the maximum (unlimited)")
+    void opensOnAnUncongestedPath() {
+        Sim sim = new Sim(10_000.0 * MIB, 20 * MS); // transfers are nothing next to the path
+        sim.run(20 * S);
+        assertEquals(LatencyController.MAX_WINDOW, sim.c.window(), 1e-9, sim.c.toString());
+        assertEquals(0, sim.c.rateLimit());
+        assertEquals(8, sim.c.inFlight());
+    }
+
+    @Test
+    @DisplayName("backs off when the service rate drops, never below the floor, and recovers when it rises")
+    void backsOffAndRecovers() {
+        Sim sim = new Sim(100.0 * MIB, 5 * MS);
+        sim.run(30 * S);
+        double before = sim.c.window();
+        assertTrue(before >= 2, sim.c.toString());
+
+        sim.bytesPerSecond = 10.0 * MIB; // the server slows (others load it)
+        sim.minInFlightCap = Long.MAX_VALUE;
+        sim.minRate = Long.MAX_VALUE;
+        long slowFills = sim.run(60 * S);
+        double slowed = sim.c.window();
+        assertTrue(slowed < before / 4 && slowed < 1, "window " + before + " -> " + slowed);
+        assertTrue(sim.c.rateLimit() > 0 && sim.c.rateLimit() < 10 * MIB, sim.c.toString());
+        assertTrue(slowFills >= 60 / 8 - 1, "at the floor it still fetches: " + slowFills + " fills in 60 s");
+        assertTrue(sim.minInFlightCap >= 1);
+        assertTrue(sim.minRate >= LatencyController.MIN_RATE, "rate " + sim.minRate);
+
+        sim.bytesPerSecond = 100.0 * MIB; // the load is gone
+        sim.run(60 * S);
+        long fills = sim.run(10 * S);
+        assertTrue(sim.c.window() >= 2, "recovered window " + sim.c);
+        assertTrue(fills >= 0.8 * 10 * 100, fills + " fills in the last 10 s; " + sim.c);
+    }
+
+    @Test
+    @DisplayName("the base expires when the path changes: a slower path is the new normal within the window")
+    void baseExpiresOnAPathChange() {
+        Sim sim = new Sim(100.0 * MIB, 5 * MS);
+        sim.run(30 * S);
+        sim.path = 200 * MS; // a longer path, not a queue
+        sim.run(30 * S);
+        assertTrue(sim.c.window() < 1, "first read as queueing: " + sim.c);
+        long history = LatencyController.BASE_BUCKETS * LatencyController.BASE_BUCKET_SECONDS * S;
+        sim.run(history + 60 * S);
+        long base = sim.c.baseNanos();
+        assertTrue(base >= 200 * MS && base <= 220 * MS, "base " + base / MS + " ms");
+        assertTrue(sim.c.window() >= 2, sim.c.toString());
+    }
+
+    @Nested
+    @DisplayName("the rules, sample by sample")
+    class Rules {
+        @Test
+        @DisplayName("halves at most once per round trip, and by target/delay when just above")
+        void decreaseOncePerRoundTrip() {
+            LatencyController c = new LatencyController(TARGET, MIB);
+            c.sample(0, 10 * MS); // base 10 ms
+            for (int i = 0; i < 3; i++) {
+                c.sample(S, 210 * MS); // current (min of the last 4) is still 10 ms
+            }
+            double w = c.window();
+            c.sample(S, 210 * MS);
+            c.sample(S + MS, 210 * MS);
+            c.sample(S + 2 * MS, 210 * MS);
+            assertEquals(w / 2, c.window(), 1e-9, "one halving in one round trip");
+            c.sample(S + 300 * MS, 210 * MS);
+            assertEquals(w / 4, c.window(), 1e-9);
+            LatencyController d = new LatencyController(TARGET, MIB);
+            d.sample(0, 10 * MS);
+            for (int i = 0; i < 3; i++) {
+                d.sample(S, 35 * MS);
+            }
+            double dw = d.window();
+            d.sample(S + 1, 35 * MS); // 25 ms of delay: x 20/25, once
+            d.sample(S + 2, 35 * MS);
+            assertEquals(dw * 0.8, d.window(), 1e-9);
+        }
+
+        @Test
+        @DisplayName("grows by off_target/window per sample, at most doubling, up to the maximum")
+        void additiveIncrease() {
+            LatencyController c = new LatencyController(TARGET, MIB);
+            c.sample(0, 10 * MS);
+            double w0 = LatencyController.INITIAL_WINDOW;
+            assertEquals(w0 + 1 / w0, c.window(), 1e-9);
+            c.sample(MS, 20 * MS); // current stays 10 ms: no delay
+            for (int i = 0; i < 1000; i++) {
+                c.sample(2 * MS + i, 10 * MS);
+            }
+            assertEquals(LatencyController.MAX_WINDOW, c.window(), 1e-9);
+        }
+
+        @Test
+        @DisplayName("never below the floor: at least one fill in flight and MIN_RATE")
+        void floor() {
+            LatencyController c = new LatencyController(TARGET, MIB);
+            c.sample(0, MS);
+            for (int i = 1; i < 10_000; i++) {
+                c.sample(i * MS, 100 * MS); // 99 ms of delay, far over the target, within the base history
+            }
+            assertEquals(LatencyController.MIN_WINDOW, c.window(), 1e-12);
+            assertEquals(1, c.inFlight());
+            assertEquals(Math.max(LatencyController.MIN_RATE, (long) (LatencyController.MIN_WINDOW * MIB * 1e9 / MS)),
+                    c.rateLimit(), 1);
+            LatencyController slow = new LatencyController(TARGET, MIB); // a long base: the rate's own floor
+            slow.sample(0, S);
+            for (int i = 1; i < 100; i++) { // 250 s: within the base history
+                slow.sample(i * 5 * S / 2, 2 * S);
+            }
+            assertEquals(LatencyController.MIN_RATE, slow.rateLimit());
+            assertEquals(1, slow.inFlight());
+        }
+
+        @Test
+        @DisplayName("rate: window fills per base latency; unlimited before any sample")
+        void rate() {
+            LatencyController c = new LatencyController(TARGET, MIB);
+            assertEquals(0, c.rateLimit());
+            assertEquals(2, c.inFlight());
+            c.sample(0, 100 * MS);
+            assertEquals((long) (c.window() * MIB * 10), c.rateLimit(), 2);
+        }
+
+        @Test
+        @DisplayName("a gap longer than the base history starts the base afresh")
+        void gapResetsBase() {
+            LatencyController c = new LatencyController(TARGET, MIB);
+            c.sample(0, 5 * MS);
+            c.sample(S, 50 * MS);
+            assertEquals(5 * MS, c.baseNanos());
+            c.sample(3600 * S, 50 * MS);
+            assertEquals(50 * MS, c.baseNanos());
+        }
+
+        @Test
+        @DisplayName("refuses a target or fill size that is not positive")
+        void arguments() {
+            assertThrows(IllegalArgumentException.class, () -> new LatencyController(0, MIB));
+            assertThrows(IllegalArgumentException.class, () -> new LatencyController(TARGET, 0));
+        }
+    }
+}
