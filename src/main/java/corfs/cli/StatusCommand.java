@@ -106,7 +106,7 @@ final class StatusCommand implements Callable<Integer> {
                 Math.max(0, num(s, "rate")), num(s, "eta"),
                 onError.equals("-") ? null : OnError.ofWord(onError), error.equals("-") ? null : error,
                 commandError.equals("-") ? null : commandError, unreadable,
-                word(s, "backing").equals("-") ? null : word(s, "backing"));
+                word(s, "backing").equals("-") ? null : word(s, "backing"), StatusFormat.counters(s));
     }
 
     static String describe(Map<String, String> s) {

@@ -5,6 +5,8 @@ import corfs.vocabulary.OnError;
 import corfs.vocabulary.JobState;
 import corfs.vocabulary.LeafStatus;
 import corfs.backing.TimeoutBacking;
+import corfs.backing.BackingMeter;
+import corfs.backing.MeteredBacking;
 
 import corfs.CorfsException;
 import corfs.CorfsException.Reason;
@@ -160,6 +162,7 @@ public final class MountSession implements AutoCloseable {
                     }
                 }
                 backing = timeoutMillis > 0 ? new TimeoutBacking(backing, timeoutMillis) : backing;
+                backing = new MeteredBacking(backing, new BackingMeter()); // outermost: what callers wait
             }
             return new LeafDisk(leaf.getFileName().toString(), image, backing, options.readOnly());
         } catch (IOException | RuntimeException e) {
@@ -344,8 +347,8 @@ public final class MountSession implements AutoCloseable {
     /** The status of every leaf, in mount order. */
     public List<LeafStatus> status() {
         List<LeafStatus> out = new ArrayList<>(disks.size());
-        for (String name : disks.keySet()) {
-            out.add(filler.status(name));
+        for (Map.Entry<String, LeafDisk> e : disks.entrySet()) {
+            out.add(filler.status(e.getKey()).withCounters(e.getValue().counters()));
         }
         return Collections.unmodifiableList(out);
     }

@@ -26,6 +26,8 @@ import java.util.List;
  *                     the next command that succeeds)
  * @param unreadable   extents the job could not read (on_error=skip), as [offset, length] pairs
  * @param backing      the backing's SPEC with credentials removed (redacted), or null when unknown
+ * @param counters     the daemon's counters of this leaf since it was mounted ({@link LeafCounters#NONE}
+ *                     when unknown)
  */
 public record LeafStatus(
         String image,
@@ -46,5 +48,27 @@ public record LeafStatus(
         String error,
         String commandError,
         List<long[]> unreadable,
-        String backing) {
+        String backing,
+        LeafCounters counters) {
+
+    public LeafStatus {
+        counters = counters == null ? LeafCounters.NONE : counters;
+    }
+
+    /** A status without counters (they are added by {@link #withCounters}). */
+    public LeafStatus(String image, long size, int clusterSize, long localBytes, long dirtyBytes, boolean standalone,
+                      JobKind job, JobState state, long jobId, long doneBytes, long totalBytes, long speed,
+                      long rateBytesPerSecond, long etaSeconds, OnError onError, String error, String commandError,
+                      List<long[]> unreadable, String backing) {
+        this(image, size, clusterSize, localBytes, dirtyBytes, standalone, job, state, jobId, doneBytes, totalBytes,
+                speed, rateBytesPerSecond, etaSeconds, onError, error, commandError, unreadable, backing,
+                LeafCounters.NONE);
+    }
+
+    /** This status with {@code c} as its counters. */
+    public LeafStatus withCounters(LeafCounters c) {
+        return new LeafStatus(image, size, clusterSize, localBytes, dirtyBytes, standalone, job, state, jobId,
+                doneBytes, totalBytes, speed, rateBytesPerSecond, etaSeconds, onError, error, commandError,
+                unreadable, backing, c);
+    }
 }
