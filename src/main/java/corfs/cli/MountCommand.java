@@ -83,6 +83,10 @@ final class MountCommand implements Callable<Integer> {
     @Option(names = "--report-ready", hidden = true)
     boolean reportReady;
 
+    /** Set by the parent for a daemon whose stderr is the journal it inherited (no --log file). */
+    @Option(names = "--journal", hidden = true)
+    boolean journal;
+
     /** Set by the mount(8) helper: a helper prints nothing on success. */
     boolean quiet;
 
@@ -92,7 +96,7 @@ final class MountCommand implements Callable<Integer> {
 
     /** Parsed -o options. */
     record MountOptions(long backingTimeoutMillis, int threads, boolean debug, boolean autoUnmount,
-                        boolean readOnly, List<String> fuseOptions) {
+                        boolean readOnly, List<String> fuseOptions, String metricsFile) {
         boolean singleThreaded() {
             return threads == 1;
         }
@@ -122,6 +126,7 @@ final class MountCommand implements Callable<Integer> {
         boolean ro = false;
         boolean rw = false;
         List<String> fuse = new ArrayList<>();
+        String metricsFile = null;
         for (String group : raw) {
             for (String o : group.split(",")) {
                 String opt = o.trim();
@@ -137,6 +142,8 @@ final class MountCommand implements Callable<Integer> {
                                 "backing_timeout must be whole seconds from 0 to 86400, not '" + v + "'");
                     }
                     timeout = TimeUnit.SECONDS.toMillis(Long.parseLong(v)); // 0: no timeout, reads wait
+                } else if (opt.startsWith("metrics_file=")) {
+                    metricsFile = opt.substring("metrics_file=".length());
                 } else if (opt.equals("ro")) {
                     ro = true;
                 } else if (opt.equals("rw")) {
@@ -177,7 +184,7 @@ final class MountCommand implements Callable<Integer> {
             throw new Main.ExitException(Main.EXIT_USAGE, "-o single_threaded and threads=" + threads + " contradict");
         }
         int n = single ? 1 : threads > 0 ? threads : FuseMount.DEFAULT_THREADS;
-        return new MountOptions(timeout, n, debug, autoUnmount, ro, fuse);
+        return new MountOptions(timeout, n, debug, autoUnmount, ro, fuse, metricsFile);
     }
 
     @Override
@@ -190,6 +197,13 @@ final class MountCommand implements Callable<Integer> {
         } else if (readOnly && options.stream().anyMatch(g -> List.of(g.split(",")).contains("rw"))) {
             throw new Main.ExitException(Main.EXIT_USAGE, "--read-only and -o rw contradict");
         }
+        if (mo.metricsFile() != null) {
+            try {
+                MetricsFile.check(mo.metricsFile()); // the daemon checks again: say so before starting it
+            } catch (corfs.CorfsException e) {
+                throw new Main.ExitException(Main.EXIT_USAGE, e.getMessage());
+            }
+        }
         return foreground ? runForeground(leaves, mountPoint, mo) : startDaemon(leaves, mountPoint, mo);
     }
 
@@ -197,7 +211,9 @@ final class MountCommand implements Callable<Integer> {
 
     private int runForeground(List<Path> leaves, Path mountPoint, MountOptions mo) throws Exception {
         PrintStream readyPipe = System.out;
+        DaemonLog.tagLines(mountPoint, leaves.stream().map(l -> l.getFileName().toString()).toList());
         FuseMount mount;
+        MetricsFile metrics = null;
         try {
             RunFiles.secureDir(); // refuse a runtime dir someone else controls before mounting anything
             Path mp = FuseMount.checkMountPoint(mountPoint, force);
@@ -206,6 +222,15 @@ final class MountCommand implements Callable<Integer> {
             mount = FuseMount.mount(session, mp, readOnly, new FuseMount.Options(
                     leaves.get(0).toAbsolutePath().normalize().toString(), mo.threads(), mo.debug(),
                     mo.fuseOptions(), force, mo.autoUnmount()));
+            if (mo.metricsFile() != null) {
+                try {
+                    metrics = MetricsFile.start(MetricsFile.check(mo.metricsFile()), mount.mountPoint(), session);
+                } catch (IOException | RuntimeException e) {
+                    closeMount(mount, "a failed start");
+                    throw new corfs.CorfsException(corfs.CorfsException.Reason.IO, "metrics file " + mo.metricsFile()
+                            + ": " + Main.message(e), e);
+                }
+            }
         } catch (Throwable t) {
             if (reportReady) {
                 readyPipe.println(ERROR + " " + Main.message(t).replace('\n', ' '));
@@ -220,7 +245,9 @@ final class MountCommand implements Callable<Integer> {
             LOG.warn("cannot write the pid file {}: {}", RunFiles.pidFile(mp), e.toString());
         }
         // SIGTERM/SIGINT: unmount, flush, close, then exit 0 (not the JVM's 143/130) when all went well.
+        MetricsFile lastMetrics = metrics;
         Thread hook = new Thread(() -> {
+            closeQuietly(lastMetrics);
             boolean ok = closeMount(mount, "signal");
             System.err.flush();
             Runtime.getRuntime().halt(ok ? 0 : 1);
@@ -241,7 +268,14 @@ final class MountCommand implements Callable<Integer> {
         } catch (IllegalStateException e) {
             // shutting down already: the hook closes and exits
         }
+        closeQuietly(metrics); // the last content: the mount's final counters
         return closeMount(mount, "unmount") ? 0 : Main.EXIT_FAILURE;
+    }
+
+    private static void closeQuietly(MetricsFile metrics) {
+        if (metrics != null) {
+            metrics.close();
+        }
     }
 
     private static boolean closeMount(FuseMount mount, String why) {
@@ -264,7 +298,7 @@ final class MountCommand implements Callable<Integer> {
      */
     private void detachStdout() {
         try {
-            if (log != null) {
+            if (log != null || journal) {
                 if (Libc.get().dup2(2, 1) < 0) {
                     throw new IOException("dup2: " + Libc.message(Libc.errno()));
                 }
@@ -284,6 +318,7 @@ final class MountCommand implements Callable<Integer> {
     private int startDaemon(List<Path> leaves, Path mountPoint, MountOptions mo) throws Exception {
         Path logFile = (log != null ? log : leaves.get(0).resolveSibling(leaves.get(0).getFileName() + ".log"))
                 .toAbsolutePath();
+        boolean toJournal = log == null && DaemonLog.stderrIsJournal(); // under systemd: the journal, not LEAF.log
         List<String> cmd = new ArrayList<>();
         cmd.add("setsid");
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
@@ -298,8 +333,12 @@ final class MountCommand implements Callable<Integer> {
         cmd.add("mount");
         cmd.add("-f");
         cmd.add("--report-ready");
-        cmd.add("--log");
-        cmd.add(logFile.toString());
+        if (toJournal) {
+            cmd.add("--journal");
+        } else {
+            cmd.add("--log");
+            cmd.add(logFile.toString());
+        }
         if (readOnly) {
             cmd.add("--read-only");
         }
@@ -318,18 +357,27 @@ final class MountCommand implements Callable<Integer> {
         RunFiles.secureDir(); // the daemon would refuse it too: say so before starting it
         long logStart;
         Process child;
-        int logFd = openLog(logFile);
-        try {
-            // The daemon's stderr is the file just opened (through /proc/self/fd), never the path again.
-            File opened = new File("/proc/self/fd/" + logFd);
-            logStart = opened.length();
+        int logFd = toJournal ? -1 : openLog(logFile);
+        if (toJournal) {
+            logStart = 0;
             child = new ProcessBuilder(cmd)
                     .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
                     .redirectOutput(ProcessBuilder.Redirect.PIPE)
-                    .redirectError(ProcessBuilder.Redirect.appendTo(opened))
+                    .redirectError(ProcessBuilder.Redirect.INHERIT)
                     .start();
-        } finally {
-            Libc.get().close(logFd);
+        } else {
+            try {
+                // The daemon's stderr is the file just opened (through /proc/self/fd), never the path again.
+                File opened = new File("/proc/self/fd/" + logFd);
+                logStart = opened.length();
+                child = new ProcessBuilder(cmd)
+                        .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
+                        .redirectOutput(ProcessBuilder.Redirect.PIPE)
+                        .redirectError(ProcessBuilder.Redirect.appendTo(opened))
+                        .start();
+            } finally {
+                Libc.get().close(logFd);
+            }
         }
         BlockingQueue<String> lines = new ArrayBlockingQueue<>(16);
         Thread reader = new Thread(() -> {
@@ -353,26 +401,27 @@ final class MountCommand implements Callable<Integer> {
         // so a slow backing is reported by the daemon's own message, not by this wait.
         long readyWaitS = DAEMON_READY_TIMEOUT_S + leaves.size() * TimeUnit.MILLISECONDS.toSeconds(mo.backingTimeoutMillis());
         String line = lines.poll(readyWaitS, TimeUnit.SECONDS);
+        String where = toJournal ? "the journal" : logFile.toString();
         if (line == null) {
             child.destroy();
             throw new Main.ExitException(Main.EXIT_FAILURE, "the mount did not become ready within "
-                    + readyWaitS + " s; see " + logFile);
+                    + readyWaitS + " s; see " + where);
         }
         if (line.startsWith(READY)) {
             if (quiet) {
                 return 0;
             }
             System.out.printf("mounted at %s (daemon pid %d, log %s)%n", line.substring(READY.length()).trim(),
-                    child.pid(), logFile);
+                    child.pid(), where);
             return 0;
         }
         if (line.startsWith(ERROR)) {
             throw new Main.ExitException(Main.EXIT_FAILURE, line.substring(ERROR.length()).trim()
-                    + libfuseSaid(logFile, logStart));
+                    + (toJournal ? " (see the journal)" : libfuseSaid(logFile, logStart)));
         }
         int code = child.waitFor(5, TimeUnit.SECONDS) ? child.exitValue() : -1;
         throw new Main.ExitException(Main.EXIT_FAILURE, "the mount daemon exited"
-                + (code >= 0 ? " with code " + code : "") + " before it was ready; see " + logFile);
+                + (code >= 0 ? " with code " + code : "") + " before it was ready; see " + where);
     }
 
     /**

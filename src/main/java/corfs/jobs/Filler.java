@@ -5,6 +5,7 @@ import corfs.io.FileOps;
 import corfs.vocabulary.JobKind;
 import corfs.vocabulary.LeafStatus;
 import corfs.vocabulary.OnError;
+import corfs.vocabulary.LogLeaf;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -147,7 +148,9 @@ public final class Filler implements AutoCloseable {
                 }
                 roundRobin = (roundRobin + i + 1) % all.size();
                 yieldToGuest(job.disk);
-                job.step(run, maxClusters[0]);
+                try (LogLeaf tag = LogLeaf.tag(job.disk.name())) {
+                    job.step(run, maxClusters[0]);
+                }
                 stepped = true;
             }
             if (stepped) {

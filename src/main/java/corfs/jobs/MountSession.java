@@ -4,6 +4,7 @@ import corfs.vocabulary.JobKind;
 import corfs.vocabulary.OnError;
 import corfs.vocabulary.JobState;
 import corfs.vocabulary.LeafStatus;
+import corfs.vocabulary.LogLeaf;
 import corfs.backing.TimeoutBacking;
 import corfs.backing.BackingMeter;
 import corfs.backing.MeteredBacking;
@@ -95,7 +96,9 @@ public final class MountSession implements AutoCloseable {
                 if (name.equals("control")) {
                     throw new CorfsException(Reason.INVALID_ARGUMENT, "a leaf may not be named 'control'");
                 }
-                disks.put(name, openDisk(leaf, options, fileOps));
+                try (LogLeaf tag = LogLeaf.tag(name)) {
+                    disks.put(name, openDisk(leaf, options, fileOps));
+                }
             }
         } catch (IOException | RuntimeException e) {
             for (LeafDisk d : disks.values()) {
@@ -277,7 +280,9 @@ public final class MountSession implements AutoCloseable {
         if (kind == JobKind.COMMIT) {
             refuseSharedBacking(name);
         }
-        return filler.startJob(name, kind, speed, onError);
+        try (LogLeaf tag = LogLeaf.tag(name)) {
+            return filler.startJob(name, kind, speed, onError);
+        }
     }
 
     /**
@@ -301,19 +306,31 @@ public final class MountSession implements AutoCloseable {
     }
 
     public void pause(String image) throws IOException {
-        filler.pause(resolve(image));
+        String name = resolve(image);
+        try (LogLeaf tag = LogLeaf.tag(name)) {
+            filler.pause(name);
+        }
     }
 
     public void resume(String image) throws IOException {
-        filler.resume(resolve(image));
+        String name = resolve(image);
+        try (LogLeaf tag = LogLeaf.tag(name)) {
+            filler.resume(name);
+        }
     }
 
     public void cancel(String image) throws IOException {
-        filler.cancel(resolve(image));
+        String name = resolve(image);
+        try (LogLeaf tag = LogLeaf.tag(name)) {
+            filler.cancel(name);
+        }
     }
 
     public void setSpeed(String image, long bytesPerSecond) throws IOException {
-        filler.setSpeed(resolve(image), bytesPerSecond);
+        String name = resolve(image);
+        try (LogLeaf tag = LogLeaf.tag(name)) {
+            filler.setSpeed(name, bytesPerSecond);
+        }
     }
 
     private String resolve(String image) throws CorfsException {
@@ -372,7 +389,7 @@ public final class MountSession implements AutoCloseable {
                 if (d.readOnly() || !d.image().hasUnflushedChanges()) {
                     continue;
                 }
-                try {
+                try (LogLeaf tag = LogLeaf.tag(d.name())) {
                     d.flush();
                 } catch (IOException | RuntimeException e) {
                     LOG.warn("{}: background flush failed: {}", d.name(), e.toString());
@@ -398,7 +415,7 @@ public final class MountSession implements AutoCloseable {
         }
         IOException failure = null;
         for (LeafDisk d : disks.values()) {
-            try {
+            try (LogLeaf tag = LogLeaf.tag(d.name())) {
                 d.close();
             } catch (IOException e) {
                 LOG.warn("{}: close failed: {}", d.name(), e.toString());
