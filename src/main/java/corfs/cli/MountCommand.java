@@ -53,6 +53,13 @@ final class MountCommand implements Callable<Integer> {
     static final String ERROR = "ERROR";
     private static final long DAEMON_READY_TIMEOUT_S = 30;
     private static final long DEFAULT_BACKING_TIMEOUT_S = 30;
+    /**
+     * JVM options the launchers give a command's JVM (quick start, little work) that the daemon they start
+     * does not inherit: it serves I/O for hours, with the tiered compiler and the default collector. The
+     * class-data-sharing archive options are inherited: the daemon starts faster with them too.
+     */
+    static final java.util.Set<String> COMMAND_JVM_ONLY = java.util.Set.of("-XX:TieredStopAtLevel=1",
+            "-XX:+UseSerialGC");
 
     @Option(names = {"-f", "--foreground"}, description = "stay in the foreground, logging to stderr")
     boolean foreground;
@@ -323,6 +330,9 @@ final class MountCommand implements Callable<Integer> {
         cmd.add("setsid");
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         for (String a : java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments()) {
+            if (COMMAND_JVM_ONLY.contains(a)) {
+                continue; // the launcher's choices for a short-lived command, not for the daemon
+            }
             if (a.startsWith("-X") || a.startsWith("-D") || a.startsWith("-ea") || a.startsWith("-da")) {
                 cmd.add(a);
             }
