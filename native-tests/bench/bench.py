@@ -1000,8 +1000,48 @@ class Bench:
                         "MiB", "lower", s, rss1 if rss1 is not None else float("nan"),
                         extra={"rss_after_mount_mib": rss0, "read_s": round(read_s, 2),
                                "vmhwm_mib": int(hwm) / 1024 if hwm else None})
+            if s == "corfs":
+                self.scale_fast_start(inst)
             inst.stop()
         os.unlink(huge)
+
+    def scale_fast_start(self, inst, rounds=5):
+        """Issue 11's fast start on the scale row's leaf: mount-ready and `corfs status` times, the plain JVM
+        (java -jar, as the snapshot's wrapper runs it) against the launchers' options (the class-data-sharing
+        archive of this jar, made here by corfs.cli.CdsTraining; C1 and the serial GC for the command JVM,
+        which the daemon drops). Rounds alternate the two so that both see the same load; medians."""
+        jar = os.path.join(self.work, "corfs.jar")
+        jsa = os.path.join(self.work, "corfs.jsa")
+        if not os.path.exists(jsa):
+            sh(["java", f"-XX:ArchiveClassesAtExit={jsa}", "-Xlog:cds=off", "-Xlog:cds+dynamic=off",
+                "-cp", jar, "corfs.cli.CdsTraining"], timeout=300)
+        fast = (f"-XX:SharedArchiveFile={jsa} -Xshare:auto -Xlog:cds=off -Xlog:cds+dynamic=off "
+                "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
+        saved = os.environ.get("CORFS_JAVA_OPTS")
+        times = {"plain": ([], []), "fast": ([], [])}
+        try:
+            for _ in range(rounds):
+                for name, opts in (("plain", ""), ("fast", fast)):
+                    os.environ["CORFS_JAVA_OPTS"] = opts
+                    inst.unmount()
+                    inst.mount(inst.opts)
+                    t = time.monotonic()
+                    sh([self.corfs, "status", inst.mnt], timeout=60)
+                    times[name][0].append(inst.mount_s)
+                    times[name][1].append(time.monotonic() - t)
+        finally:
+            if saved is None:
+                os.environ.pop("CORFS_JAVA_OPTS", None)
+            else:
+                os.environ["CORFS_JAVA_OPTS"] = saved
+        for i, (key, label) in enumerate((("scale_ready", "mount ready, fast start"),
+                                          ("scale_status", "`corfs status`, fast start"))):
+            plain = statistics.median(times["plain"][i])
+            quick = statistics.median(times["fast"][i])
+            self.record(key, f"{human(os.path.getsize(inst.backing))} image: {label}", "s", "lower", "corfs", quick,
+                        extra={"plain_median_s": round(plain, 3), "fast_over_plain": round(quick / plain, 2),
+                               "plain_s": [round(x, 3) for x in times["plain"][i]],
+                               "fast_s": [round(x, 3) for x in times["fast"][i]]})
 
     # --- workload 8: network backings (issue 8) ---------------------------------------------
     def start_server(self, name, cmd, port, cwd=None):

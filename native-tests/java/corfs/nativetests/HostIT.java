@@ -132,6 +132,39 @@ class HostIT {
     }
 
     @Test
+    @DisplayName("fast start: install makes a class-data-sharing archive the launcher uses; one writable by others"
+            + " is not used, a stale one is ignored silently; uninstall removes it")
+    void cdsArchive() {
+        assertTimeoutPreemptively(TEST_TIMEOUT, () -> {
+            Path prefix = install();
+            Path jsa = prefix.resolve("share/corfs/corfs.jsa");
+            assertTrue(Files.isRegularFile(jsa), "no archive installed");
+            assertTrue(Files.readString(prefix.resolve("share/corfs/install-manifest")).contains("file " + jsa + "\n"));
+            Path classLog = fx.dir().resolve("classes.log");
+            java.util.function.Supplier<Long> archived = () -> {
+                Result v = fx.run(TOOL, Map.of("CORFS_JAVA_OPTS", "-Xlog:class+load:file=" + classLog),
+                        prefix.resolve("bin/corfs").toString(), "--version").assertOk();
+                assertEquals(4, v.stdout().lines().count(), "nothing but the version report: " + v);
+                assertEquals("", v.stderr(), v.toString());
+                try {
+                    return Files.readString(classLog).lines().filter(l -> l.contains("shared objects file (top)")).count();
+                } catch (java.io.IOException e) {
+                    throw new java.io.UncheckedIOException(e);
+                }
+            };
+            assertTrue(archived.get() > 300, "corfs's classes come from the archive");
+            fx.run(TOOL, "chmod", "g+w", jsa.toString()).assertOk();
+            assertEquals(0L, archived.get(), "an archive others may write is not used");
+            fx.run(TOOL, "chmod", "0644", jsa.toString()).assertOk();
+            fx.run(TOOL, "sh", "-c", "chmod u+w \"$0\" && printf stale > \"$0\"", jsa.toString()).assertOk();
+            assertEquals(0L, archived.get(), "a stale archive is ignored");
+            fx.run(TOOL, fx.repo().resolve("scripts/install").toString(), "--uninstall", "--prefix",
+                    prefix.toString()).assertOk();
+            assertFalse(Files.exists(prefix, LinkOption.NOFOLLOW_LINKS), "uninstall left " + listing(prefix));
+        });
+    }
+
+    @Test
     @DisplayName("install refuses to overwrite what it did not install, and changes nothing then")
     void refusesForeignFiles() throws Exception {
         Path prefix = fx.dir().resolve("prefix");

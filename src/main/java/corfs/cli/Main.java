@@ -38,6 +38,7 @@ public final class Main implements Runnable {
     }
 
     public static void main(String[] args) {
+        DaemonLog.configure(); // before any logger exists: no timestamps of ours when stderr is the journal
         // Offline commands log only warnings; a mount (the daemon) logs its events. Set before any logger exists.
         boolean mount = args.length > 0 && (args[0].equals("mount") || args[0].equals(HostHelpers.MOUNT_HELPER));
         if (!mount && System.getProperty(LOG_LEVEL) == null) {

@@ -53,6 +53,13 @@ final class MountCommand implements Callable<Integer> {
     static final String ERROR = "ERROR";
     private static final long DAEMON_READY_TIMEOUT_S = 30;
     private static final long DEFAULT_BACKING_TIMEOUT_S = 30;
+    /**
+     * JVM options the launchers give a command's JVM (quick start, little work) that the daemon they start
+     * does not inherit: it serves I/O for hours, with the tiered compiler and the default collector. The
+     * class-data-sharing archive options are inherited: the daemon starts faster with them too.
+     */
+    static final java.util.Set<String> COMMAND_JVM_ONLY = java.util.Set.of("-XX:TieredStopAtLevel=1",
+            "-XX:+UseSerialGC");
 
     @Option(names = {"-f", "--foreground"}, description = "stay in the foreground, logging to stderr")
     boolean foreground;
@@ -86,6 +93,10 @@ final class MountCommand implements Callable<Integer> {
     @Option(names = "--report-ready", hidden = true)
     boolean reportReady;
 
+    /** Set by the parent for a daemon whose stderr is the journal it inherited (no --log file). */
+    @Option(names = "--journal", hidden = true)
+    boolean journal;
+
     /** Set by the mount(8) helper: a helper prints nothing on success. */
     boolean quiet;
 
@@ -96,7 +107,7 @@ final class MountCommand implements Callable<Integer> {
     /** Parsed -o options. */
     record MountOptions(long backingTimeoutMillis, int threads, boolean debug, boolean autoUnmount,
                         boolean readOnly, List<String> fuseOptions, boolean recordProfile,
-                        List<String> prefetch) {
+                        List<String> prefetch, String metricsFile) {
         boolean singleThreaded() {
             return threads == 1;
         }
@@ -128,6 +139,7 @@ final class MountCommand implements Callable<Integer> {
         boolean profile = true;
         List<String> fuse = new ArrayList<>();
         List<String> prefetch = new ArrayList<>();
+        String metricsFile = null;
         for (String group : raw) {
             for (String o : group.split(",")) {
                 String opt = o.trim();
@@ -154,6 +166,8 @@ final class MountCommand implements Callable<Integer> {
                         throw new Main.ExitException(Main.EXIT_USAGE, "-o prefetch= needs a profile FILE (or IMAGE=FILE)");
                     }
                     prefetch.add(v);
+                } else if (opt.startsWith("metrics_file=")) {
+                    metricsFile = opt.substring("metrics_file=".length());
                 } else if (opt.equals("ro")) {
                     ro = true;
                 } else if (opt.equals("rw")) {
@@ -197,7 +211,7 @@ final class MountCommand implements Callable<Integer> {
         if (ro && !prefetch.isEmpty()) {
             throw new Main.ExitException(Main.EXIT_USAGE, "-o prefetch on a read-only mount: nothing could be stored");
         }
-        return new MountOptions(timeout, n, debug, autoUnmount, ro, fuse, profile, prefetch);
+        return new MountOptions(timeout, n, debug, autoUnmount, ro, fuse, profile, prefetch, metricsFile);
     }
 
     @Override
@@ -214,6 +228,13 @@ final class MountCommand implements Callable<Integer> {
             throw new Main.ExitException(Main.EXIT_USAGE, "-o prefetch on a read-only mount: nothing could be stored");
         }
         prefetchOf(leaves, mo.prefetch()); // usage errors before a daemon starts (it inherits this directory)
+        if (mo.metricsFile() != null) {
+            try {
+                MetricsFile.check(mo.metricsFile()); // the daemon checks again: say so before starting it
+            } catch (corfs.CorfsException e) {
+                throw new Main.ExitException(Main.EXIT_USAGE, e.getMessage());
+            }
+        }
         return foreground ? runForeground(leaves, mountPoint, mo) : startDaemon(leaves, mountPoint, mo);
     }
 
@@ -221,7 +242,9 @@ final class MountCommand implements Callable<Integer> {
 
     private int runForeground(List<Path> leaves, Path mountPoint, MountOptions mo) throws Exception {
         PrintStream readyPipe = System.out;
+        DaemonLog.tagLines(mountPoint, leaves.stream().map(l -> l.getFileName().toString()).toList());
         FuseMount mount;
+        MetricsFile metrics = null;
         try {
             RunFiles.secureDir(); // refuse a runtime dir someone else controls before mounting anything
             Path mp = FuseMount.checkMountPoint(mountPoint, force);
@@ -231,6 +254,15 @@ final class MountCommand implements Callable<Integer> {
             mount = FuseMount.mount(session, mp, readOnly, new FuseMount.Options(
                     leaves.get(0).toAbsolutePath().normalize().toString(), mo.threads(), mo.debug(),
                     mo.fuseOptions(), force, mo.autoUnmount()));
+            if (mo.metricsFile() != null) {
+                try {
+                    metrics = MetricsFile.start(MetricsFile.check(mo.metricsFile()), mount.mountPoint(), session);
+                } catch (IOException | RuntimeException e) {
+                    closeMount(mount, "a failed start");
+                    throw new corfs.CorfsException(corfs.CorfsException.Reason.IO, "metrics file " + mo.metricsFile()
+                            + ": " + Main.message(e), e);
+                }
+            }
         } catch (Throwable t) {
             if (reportReady) {
                 readyPipe.println(ERROR + " " + Main.message(t).replace('\n', ' '));
@@ -245,7 +277,9 @@ final class MountCommand implements Callable<Integer> {
             LOG.warn("cannot write the pid file {}: {}", RunFiles.pidFile(mp), e.toString());
         }
         // SIGTERM/SIGINT: unmount, flush, close, then exit 0 (not the JVM's 143/130) when all went well.
+        MetricsFile lastMetrics = metrics;
         Thread hook = new Thread(() -> {
+            closeQuietly(lastMetrics);
             boolean ok = closeMount(mount, "signal");
             System.err.flush();
             Runtime.getRuntime().halt(ok ? 0 : 1);
@@ -266,6 +300,7 @@ final class MountCommand implements Callable<Integer> {
         } catch (IllegalStateException e) {
             // shutting down already: the hook closes and exits
         }
+        closeQuietly(metrics); // the last content: the mount's final counters
         return closeMount(mount, "unmount") ? 0 : Main.EXIT_FAILURE;
     }
 
@@ -301,6 +336,12 @@ final class MountCommand implements Callable<Integer> {
         return out;
     }
 
+    private static void closeQuietly(MetricsFile metrics) {
+        if (metrics != null) {
+            metrics.close();
+        }
+    }
+
     private static boolean closeMount(FuseMount mount, String why) {
         try {
             mount.close();
@@ -321,7 +362,7 @@ final class MountCommand implements Callable<Integer> {
      */
     private void detachStdout() {
         try {
-            if (log != null) {
+            if (log != null || journal) {
                 if (Libc.get().dup2(2, 1) < 0) {
                     throw new IOException("dup2: " + Libc.message(Libc.errno()));
                 }
@@ -341,10 +382,14 @@ final class MountCommand implements Callable<Integer> {
     private int startDaemon(List<Path> leaves, Path mountPoint, MountOptions mo) throws Exception {
         Path logFile = (log != null ? log : leaves.get(0).resolveSibling(leaves.get(0).getFileName() + ".log"))
                 .toAbsolutePath();
+        boolean toJournal = log == null && DaemonLog.stderrIsJournal(); // under systemd: the journal, not LEAF.log
         List<String> cmd = new ArrayList<>();
         cmd.add("setsid");
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
         for (String a : java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments()) {
+            if (COMMAND_JVM_ONLY.contains(a)) {
+                continue; // the launcher's choices for a short-lived command, not for the daemon
+            }
             if (a.startsWith("-X") || a.startsWith("-D") || a.startsWith("-ea") || a.startsWith("-da")) {
                 cmd.add(a);
             }
@@ -355,8 +400,12 @@ final class MountCommand implements Callable<Integer> {
         cmd.add("mount");
         cmd.add("-f");
         cmd.add("--report-ready");
-        cmd.add("--log");
-        cmd.add(logFile.toString());
+        if (toJournal) {
+            cmd.add("--journal");
+        } else {
+            cmd.add("--log");
+            cmd.add(logFile.toString());
+        }
         if (readOnly) {
             cmd.add("--read-only");
         }
@@ -375,18 +424,27 @@ final class MountCommand implements Callable<Integer> {
         RunFiles.secureDir(); // the daemon would refuse it too: say so before starting it
         long logStart;
         Process child;
-        int logFd = openLog(logFile);
-        try {
-            // The daemon's stderr is the file just opened (through /proc/self/fd), never the path again.
-            File opened = new File("/proc/self/fd/" + logFd);
-            logStart = opened.length();
+        int logFd = toJournal ? -1 : openLog(logFile);
+        if (toJournal) {
+            logStart = 0;
             child = new ProcessBuilder(cmd)
                     .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
                     .redirectOutput(ProcessBuilder.Redirect.PIPE)
-                    .redirectError(ProcessBuilder.Redirect.appendTo(opened))
+                    .redirectError(ProcessBuilder.Redirect.INHERIT)
                     .start();
-        } finally {
-            Libc.get().close(logFd);
+        } else {
+            try {
+                // The daemon's stderr is the file just opened (through /proc/self/fd), never the path again.
+                File opened = new File("/proc/self/fd/" + logFd);
+                logStart = opened.length();
+                child = new ProcessBuilder(cmd)
+                        .redirectInput(ProcessBuilder.Redirect.from(new File("/dev/null")))
+                        .redirectOutput(ProcessBuilder.Redirect.PIPE)
+                        .redirectError(ProcessBuilder.Redirect.appendTo(opened))
+                        .start();
+            } finally {
+                Libc.get().close(logFd);
+            }
         }
         BlockingQueue<String> lines = new ArrayBlockingQueue<>(16);
         Thread reader = new Thread(() -> {
@@ -410,26 +468,27 @@ final class MountCommand implements Callable<Integer> {
         // so a slow backing is reported by the daemon's own message, not by this wait.
         long readyWaitS = DAEMON_READY_TIMEOUT_S + leaves.size() * TimeUnit.MILLISECONDS.toSeconds(mo.backingTimeoutMillis());
         String line = lines.poll(readyWaitS, TimeUnit.SECONDS);
+        String where = toJournal ? "the journal" : logFile.toString();
         if (line == null) {
             child.destroy();
             throw new Main.ExitException(Main.EXIT_FAILURE, "the mount did not become ready within "
-                    + readyWaitS + " s; see " + logFile);
+                    + readyWaitS + " s; see " + where);
         }
         if (line.startsWith(READY)) {
             if (quiet) {
                 return 0;
             }
             System.out.printf("mounted at %s (daemon pid %d, log %s)%n", line.substring(READY.length()).trim(),
-                    child.pid(), logFile);
+                    child.pid(), where);
             return 0;
         }
         if (line.startsWith(ERROR)) {
             throw new Main.ExitException(Main.EXIT_FAILURE, line.substring(ERROR.length()).trim()
-                    + libfuseSaid(logFile, logStart));
+                    + (toJournal ? " (see the journal)" : libfuseSaid(logFile, logStart)));
         }
         int code = child.waitFor(5, TimeUnit.SECONDS) ? child.exitValue() : -1;
         throw new Main.ExitException(Main.EXIT_FAILURE, "the mount daemon exited"
-                + (code >= 0 ? " with code " + code : "") + " before it was ready; see " + logFile);
+                + (code >= 0 ? " with code " + code : "") + " before it was ready; see " + where);
     }
 
     /**

@@ -111,7 +111,7 @@ final class StatusCommand implements Callable<Integer> {
                 commandError.equals("-") ? null : commandError, unreadable,
                 word(s, "backing").equals("-") ? null : word(s, "backing"), speedSetting(s), autoWindow(s),
                 prefetchState(word(s, "prefetch")), Math.max(0, num(s, "prefetch_done")),
-                Math.max(0, num(s, "prefetch_total")));
+                Math.max(0, num(s, "prefetch_total")), StatusFormat.counters(s));
     }
 
     /** An older daemon shows no prefetch field: none. */

@@ -2,6 +2,7 @@ package corfs.control;
 
 import corfs.vocabulary.JobKind;
 import corfs.vocabulary.JobState;
+import corfs.vocabulary.LeafCounters;
 import corfs.vocabulary.LeafStatus;
 import corfs.vocabulary.PrefetchState;
 import java.util.List;
@@ -20,8 +21,12 @@ import java.util.function.ToLongFunction;
  *
  * The prefetch is a state set too ({@code corfs_prefetch_state}), beside its done and total bytes.
  *
- * <p>What the status does not hold is not here: bytes fetched by copy-on-read, stream and prefetch, backing
- * latency and errors need counters in the daemon.
+ * <p>The daemon's counters ({@link LeafCounters}) are counters here: {@code corfs_leaf_fetched_bytes_total}
+ * with a {@code purpose} label (copy_on_read, read_ahead, stream, prefetch), {@code
+ * corfs_backing_errors_total} with a {@code kind} label (timeout, io), and the backing call latency as the
+ * histogram {@code corfs_backing_call_duration_seconds} ({@code _bucket} with cumulative counts per
+ * {@code le}, {@code _sum}, {@code _count}). They start at zero at each mount, which Prometheus's
+ * {@code rate()} takes as a counter reset.
  *
  * <p>Stateless and thread-safe.
  */
@@ -95,12 +100,60 @@ public final class PrometheusFormat {
                         st == s.prefetch() ? 1 : 0);
             }
         }
+        renderCounters(b, mountPoint, leaves);
         return b.toString();
     }
 
+    private static final String[] PURPOSES = {"copy_on_read", "read_ahead", "stream", "prefetch"};
+
+    private static void renderCounters(StringBuilder b, String mountPoint, List<LeafStatus> leaves) {
+        header(b, "corfs_leaf_fetched_bytes_total", "Bytes read from the backing since the mount, by purpose.",
+                "counter");
+        for (LeafStatus s : leaves) {
+            LeafCounters c = s.counters();
+            long[] v = {c.fetchedCopyOnRead(), c.fetchedReadAhead(), c.fetchedStream(), c.fetchedPrefetch()};
+            for (int i = 0; i < PURPOSES.length; i++) {
+                sample(b, "corfs_leaf_fetched_bytes_total", labels(mountPoint, s) + ",purpose=\"" + PURPOSES[i] + "\"",
+                        v[i]);
+            }
+        }
+        header(b, "corfs_backing_errors_total", "Failed backing calls since the mount, by kind (timeout, io).",
+                "counter");
+        for (LeafStatus s : leaves) {
+            sample(b, "corfs_backing_errors_total", labels(mountPoint, s) + ",kind=\"timeout\"", s.counters().timeouts());
+            sample(b, "corfs_backing_errors_total", labels(mountPoint, s) + ",kind=\"io\"", s.counters().ioErrors());
+        }
+        String h = "corfs_backing_call_duration_seconds";
+        header(b, h, "Time of backing reads and allocation questions, as the caller waited.", "histogram");
+        double[] bounds = LeafCounters.LATENCY_BOUNDS_SECONDS;
+        for (LeafStatus s : leaves) {
+            long[] buckets = s.counters().latencyBuckets();
+            String l = labels(mountPoint, s);
+            long cumulative = 0;
+            for (int i = 0; i < bounds.length; i++) {
+                cumulative += buckets[i];
+                sample(b, h + "_bucket", l + ",le=\"" + le(bounds[i]) + "\"", cumulative);
+            }
+            cumulative += buckets[bounds.length];
+            sample(b, h + "_bucket", l + ",le=\"+Inf\"", cumulative);
+            b.append(h).append("_sum{").append(l).append("} ")
+                    .append(java.math.BigDecimal.valueOf(s.counters().latencySumNanos(), 9).toPlainString()).append('\n');
+            sample(b, h + "_count", l, cumulative);
+        }
+    }
+
+    /** A bucket bound as Prometheus clients write it ({@code 0.005}, {@code 1.0}). */
+    private static String le(double bound) {
+        return new java.math.BigDecimal(Double.toString(bound)).stripTrailingZeros().toPlainString();
+    }
+
     private static void header(StringBuilder b, String name, String help) {
+        header(b, name, help, "gauge");
+    }
+
+    private static void header(StringBuilder b, String name, String help, String type) {
         b.append("# HELP ").append(name).append(' ').append(help).append('\n');
-        b.append("# TYPE ").append(name).append(" gauge\n");
+        b.append("# TYPE ").append(name).append(' ').append(type).append('\n');
     }
 
     private static void sample(StringBuilder b, String name, String labels, long value) {

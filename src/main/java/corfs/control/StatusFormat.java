@@ -2,6 +2,7 @@ package corfs.control;
 
 import corfs.vocabulary.JobKind;
 import corfs.vocabulary.JobState;
+import corfs.vocabulary.LeafCounters;
 import corfs.vocabulary.LeafStatus;
 import corfs.vocabulary.PrefetchState;
 import corfs.vocabulary.OnError;
@@ -43,6 +44,14 @@ import java.util.Map;
  *       failed, cancelled), independent of the job; {@code prefetch_done} and {@code prefetch_total}: bytes
  *       of the prefetch profile's extents known local, and in all (0 and 0 without a prefetch). Added after
  *       {@code command_error}, so every older field keeps its place and {@code error} stays last.</li>
+ *   <li>Counters of the daemon since the mount (all only grow; zeros for a leaf without backing):
+ *       {@code fetched}: bytes read from the backing by purpose, as
+ *       {@code copy_on_read:N,read_ahead:N,stream:N,prefetch:N}; {@code backing_calls}: backing reads and
+ *       allocation questions; {@code backing_ns}: their total time in nanoseconds; {@code backing_latency}:
+ *       those calls per latency bucket, comma-separated, not cumulative, one count per bound of
+ *       {@link LeafCounters#LATENCY_BOUNDS_SECONDS} and a last one for slower calls; {@code backing_errors}:
+ *       failed backing calls as {@code timeout:N,io:N}. {@link #counters} reads them back (zeros when
+ *       absent, as from an older daemon).</li>
  *   <li>{@code error}: the job's last error with control characters (newlines included) replaced by
  *       spaces and surrounding blanks trimmed, or {@code -} if none.</li>
  * </ul>
@@ -59,7 +68,8 @@ public final class StatusFormat {
 
     static final String FIELDS_DOC = "image, size, cluster_size, local_bytes, dirty_bytes, standalone, backing, job,"
             + " job_id, state, done_bytes, total_bytes, speed, rate, auto_window, eta, on_error, unreadable, command_error,"
-            + " prefetch, prefetch_done, prefetch_total, error";
+            + " prefetch, prefetch_done, prefetch_total, fetched, backing_calls, backing_ns, backing_latency,"
+            + " backing_errors, error";
 
     /** The field names, in the order they appear. */
     public static final List<String> FIELDS = List.of(FIELDS_DOC.split(", "));
@@ -105,6 +115,7 @@ public final class StatusFormat {
             b.append(" prefetch=").append(s.prefetch().word())
                     .append(" prefetch_done=").append(s.prefetchDone())
                     .append(" prefetch_total=").append(s.prefetchTotal());
+            appendCounters(b, s.counters());
             String error = cleanError(s.error());
             b.append(" error=").append(error == null ? NONE : error).append('\n');
         }
@@ -148,6 +159,20 @@ public final class StatusFormat {
             b.append(",\"prefetch\":\"").append(s.prefetch().word())
                     .append("\",\"prefetch_done\":").append(s.prefetchDone())
                     .append(",\"prefetch_total\":").append(s.prefetchTotal());
+            LeafCounters c = s.counters();
+            b.append(",\"fetched\":{\"copy_on_read\":").append(c.fetchedCopyOnRead())
+                    .append(",\"read_ahead\":").append(c.fetchedReadAhead())
+                    .append(",\"stream\":").append(c.fetchedStream())
+                    .append(",\"prefetch\":").append(c.fetchedPrefetch())
+                    .append("},\"backing_calls\":").append(c.backingCalls())
+                    .append(",\"backing_ns\":").append(c.latencySumNanos())
+                    .append(",\"backing_latency\":[");
+            long[] buckets = c.latencyBuckets();
+            for (int j = 0; j < buckets.length; j++) {
+                b.append(j == 0 ? "" : ",").append(buckets[j]);
+            }
+            b.append("],\"backing_errors\":{\"timeout\":").append(c.timeouts())
+                    .append(",\"io\":").append(c.ioErrors()).append('}');
             b.append(",\"error\":");
             jsonString(b, s.error());
             b.append('}');
@@ -208,6 +233,71 @@ public final class StatusFormat {
 
     private static String autoWindow(LeafStatus s) {
         return isAuto(s) && s.autoWindow() >= 0 ? String.format(java.util.Locale.ROOT, "%.2f", s.autoWindow()) : NONE;
+    }
+
+    private static void appendCounters(StringBuilder b, LeafCounters c) {
+        b.append(" fetched=copy_on_read:").append(c.fetchedCopyOnRead())
+                .append(",read_ahead:").append(c.fetchedReadAhead())
+                .append(",stream:").append(c.fetchedStream())
+                .append(",prefetch:").append(c.fetchedPrefetch())
+                .append(" backing_calls=").append(c.backingCalls())
+                .append(" backing_ns=").append(c.latencySumNanos())
+                .append(" backing_latency=");
+        long[] buckets = c.latencyBuckets();
+        for (int i = 0; i < buckets.length; i++) {
+            b.append(i == 0 ? "" : ",").append(buckets[i]);
+        }
+        b.append(" backing_errors=timeout:").append(c.timeouts()).append(",io:").append(c.ioErrors());
+    }
+
+    /**
+     * The counters of one parsed line ({@link #parse}); a field that is absent or malformed counts zeros, so a
+     * status from an older daemon reads as no counters rather than failing.
+     */
+    public static LeafCounters counters(Map<String, String> line) {
+        Map<String, Long> fetched = pairs(line.get("fetched"));
+        Map<String, Long> errors = pairs(line.get("backing_errors"));
+        long[] buckets = new long[LeafCounters.LATENCY_BOUNDS_SECONDS.length + 1];
+        String latency = line.get("backing_latency");
+        if (latency != null) {
+            String[] parts = latency.split(",", -1);
+            if (parts.length == buckets.length) {
+                for (int i = 0; i < parts.length; i++) {
+                    buckets[i] = number(parts[i]);
+                }
+            }
+        }
+        return new LeafCounters(fetched.getOrDefault("copy_on_read", 0L), fetched.getOrDefault("read_ahead", 0L),
+                fetched.getOrDefault("stream", 0L), fetched.getOrDefault("prefetch", 0L), buckets,
+                line.get("backing_ns") == null ? 0 : number(line.get("backing_ns")),
+                errors.getOrDefault("timeout", 0L), errors.getOrDefault("io", 0L));
+    }
+
+    /** {@code key:N,key:N} as a map; malformed entries are skipped. */
+    private static Map<String, Long> pairs(String value) {
+        Map<String, Long> out = new LinkedHashMap<>();
+        if (value == null) {
+            return out;
+        }
+        for (String e : value.split(",")) {
+            int colon = e.indexOf(':');
+            if (colon > 0) {
+                out.put(e.substring(0, colon), number(e.substring(colon + 1)));
+            }
+        }
+        return out;
+    }
+
+    /** A non-negative decimal count, 0 when it is not one. */
+    private static long number(String v) {
+        if (v.isEmpty() || v.length() > 19 || !v.chars().allMatch(ch -> ch >= '0' && ch <= '9')) {
+            return 0;
+        }
+        try {
+            return Long.parseLong(v);
+        } catch (NumberFormatException e) {
+            return 0;
+        }
     }
 
     private static String jobWord(JobKind job) {

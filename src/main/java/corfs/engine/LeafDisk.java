@@ -4,9 +4,12 @@ import corfs.CorfsException;
 import corfs.CorfsException.Reason;
 import corfs.backing.Allocation;
 import corfs.backing.Backing;
+import corfs.backing.BackingMeter;
+import corfs.backing.MeteredBacking;
 import corfs.image.ClusterBitmap;
 import corfs.image.LeafImage;
 import corfs.io.IoFailures;
+import corfs.vocabulary.LeafCounters;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -16,6 +19,7 @@ import java.nio.channels.FileChannel;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.LongAdder;
 
 /**
  * The virtual disk of one leaf: the backing overlaid with the leaf, with copy-on-read. This is the one
@@ -86,6 +90,8 @@ public final class LeafDisk implements AutoCloseable {
     private final AtomicBoolean storeFailureLogged = new AtomicBoolean();
     private final AtomicBoolean closed = new AtomicBoolean();
     private volatile long lastReadEnd = -1;
+    /** Bytes read from the backing, by {@link FetchPurpose} ordinal; only grow. */
+    private final LongAdder[] fetched = new LongAdder[FetchPurpose.values().length];
     private final SequentialReadAhead readAhead;
     /** Null when the access profile is not recorded (read-only, -o profile=off, no backing). */
     private final AccessRecorder recorder;
@@ -132,7 +138,10 @@ public final class LeafDisk implements AutoCloseable {
         }
         int inFlight = backing == null ? 1 : Math.max(1, Math.min(PREFETCH_CHUNKS, backing.maxInFlight()));
         this.readAhead = new SequentialReadAhead(name, clusters, chunkClusters(), PREFETCH_CHUNKS, inFlight,
-                this::fill, !this.readOnly && backing != null);
+                (f, l) -> fill(f, l, FetchPurpose.READ_AHEAD), !this.readOnly && backing != null);
+        for (int i = 0; i < fetched.length; i++) {
+            fetched[i] = new LongAdder();
+        }
         this.recorder = this.readOnly || backing == null ? null : recorder;
     }
 
@@ -198,6 +207,24 @@ public final class LeafDisk implements AutoCloseable {
     /** Guest reads fetching clusters from the backing at this moment (copy-on-read fills in flight). */
     public int coldReadsInFlight() {
         return coldReads.get();
+    }
+
+    /** Bytes read from the backing for {@code purpose} since this disk was opened (data, not holes). */
+    public long fetchedBytes(FetchPurpose purpose) {
+        return fetched[purpose.ordinal()].sum();
+    }
+
+    /**
+     * The counters as the status shows them: fetched bytes by purpose, and the backing's latency and errors
+     * when its backing is a {@link MeteredBacking} (as a mount opens it), zeros otherwise.
+     */
+    public LeafCounters counters() {
+        long cor = fetchedBytes(FetchPurpose.COPY_ON_READ);
+        long ra = fetchedBytes(FetchPurpose.READ_AHEAD);
+        long st = fetchedBytes(FetchPurpose.STREAM);
+        long pf = fetchedBytes(FetchPurpose.PREFETCH);
+        BackingMeter meter = backing instanceof MeteredBacking m ? m.meter() : new BackingMeter();
+        return meter.snapshotInto(cor, ra, st, pf);
     }
 
     /** True while a guest request is being served or was served within {@code withinNanos}. */
@@ -292,7 +319,7 @@ public final class LeafDisk implements AutoCloseable {
                         readLeaf(slice, from);
                     }
                 } else {
-                    fillRun(c, runEnd - 1, dst, base, offset, end, true);
+                    fillRun(c, runEnd - 1, dst, base, offset, end, true, FetchPurpose.COPY_ON_READ);
                     if (recorder != null && c <= last) {
                         recorder.record(c, Math.min(runEnd - 1, last)); // the guest's own clusters, not the window
                     }
@@ -407,13 +434,13 @@ public final class LeafDisk implements AutoCloseable {
     /** Fills the first and last cluster of [start, end) when they are partly covered and not local. */
     private void fillPartialEdges(long start, long end, long first, long last) throws IOException {
         if (!local.get(first) && (start != clusterStart(first) || end < clusterEnd(first))) {
-            fillRun(first, first, null, 0, 0, 0, false);
+            fillRun(first, first, null, 0, 0, 0, false, FetchPurpose.COPY_ON_READ);
             if (recorder != null) {
                 recorder.record(first, first); // the guest's write waited for it
             }
         }
         if (last != first && !local.get(last) && end < clusterEnd(last)) {
-            fillRun(last, last, null, 0, 0, 0, false);
+            fillRun(last, last, null, 0, 0, 0, false, FetchPurpose.COPY_ON_READ);
             if (recorder != null) {
                 recorder.record(last, last);
             }
@@ -494,10 +521,11 @@ public final class LeafDisk implements AutoCloseable {
      * <p>If {@code dst} is not null, the part of each fetched cluster that lies in [reqStart, reqEnd) is
      * copied to {@code dst} at {@code dstBase + (offset - reqStart)}: the read is served from the fetched
      * bytes. With {@code serveDespiteStoreFailure}, a failure to store (a full leaf filesystem) still
-     * serves the read, leaving the clusters not local; otherwise it throws.
+     * serves the read, leaving the clusters not local; otherwise it throws. Bytes read from the backing
+     * are counted under {@code purpose}.
      */
     private void fillRun(long first, long last, ByteBuffer dst, int dstBase, long reqStart, long reqEnd,
-                         boolean serveDespiteStoreFailure) throws IOException {
+                         boolean serveDespiteStoreFailure, FetchPurpose purpose) throws IOException {
         assert !local.get(first) && local.nextSet(first, last + 1) > last : "fill of local clusters";
         long pos = clusterStart(first);
         long stop = clusterEnd(last);
@@ -532,6 +560,7 @@ public final class LeafDisk implements AutoCloseable {
                 } catch (IOException | RuntimeException e) {
                     throw new BackingReadException(pos, n, e);
                 }
+                fetched[purpose.ordinal()].add(n);
                 buf.flip();
                 storeFetched(buf, pos, serveDespiteStoreFailure);
                 serve(buf, pos, dst, dstBase, reqStart, reqEnd);
@@ -694,15 +723,24 @@ public final class LeafDisk implements AutoCloseable {
     // ------------------------------------------------------------------ job steps
 
     /**
-     * Stream step: makes every cluster in [first, last] local, fetching the missing ones.
+     * Stream step: makes every cluster in [first, last] local, fetching the missing ones; the bytes count
+     * as {@link FetchPurpose#STREAM}.
      */
     public void fill(long first, long last) throws IOException {
+        fill(first, last, FetchPurpose.STREAM);
+    }
+
+    /**
+     * Makes every cluster in [first, last] local, fetching the missing ones (the stream's, read-ahead's and
+     * prefetch's step); the bytes read from the backing count under {@code purpose}.
+     */
+    public void fill(long first, long last, FetchPurpose purpose) throws IOException {
         checkWritable();
         try (ClusterRangeLock.Held held = locks.lock(first, last)) {
             long c = local.nextClear(first, last + 1);
             while (c <= last) {
                 long runEnd = local.nextSet(c, last + 1);
-                fillRun(c, runEnd - 1, null, 0, 0, 0, false);
+                fillRun(c, runEnd - 1, null, 0, 0, 0, false, purpose);
                 c = runEnd <= last ? local.nextClear(runEnd, last + 1) : last + 1;
             }
         }

@@ -6,6 +6,7 @@ import corfs.vocabulary.JobKind;
 import corfs.vocabulary.JobSpeed;
 import corfs.vocabulary.LeafStatus;
 import corfs.vocabulary.OnError;
+import corfs.vocabulary.LogLeaf;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -158,7 +159,9 @@ public final class Filler implements AutoCloseable {
                 }
                 roundRobin = (roundRobin + i + 1) % all.size();
                 yieldToGuest(job.disk);
-                job.step(run, maxClusters[0]);
+                try (LogLeaf tag = LogLeaf.tag(job.disk.name())) {
+                    job.step(run, maxClusters[0]);
+                }
                 stepped = true;
             }
             if (stepped) {

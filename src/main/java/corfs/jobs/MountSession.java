@@ -5,7 +5,10 @@ import corfs.vocabulary.JobSpeed;
 import corfs.vocabulary.OnError;
 import corfs.vocabulary.JobState;
 import corfs.vocabulary.LeafStatus;
+import corfs.vocabulary.LogLeaf;
 import corfs.backing.TimeoutBacking;
+import corfs.backing.BackingMeter;
+import corfs.backing.MeteredBacking;
 
 import corfs.CorfsException;
 import corfs.CorfsException.Reason;
@@ -138,7 +141,9 @@ public final class MountSession implements AutoCloseable {
                 if (name.equals("control")) {
                     throw new CorfsException(Reason.INVALID_ARGUMENT, "a leaf may not be named 'control'");
                 }
-                disks.put(name, openDisk(leaf, options, fileOps, recorders));
+                try (LogLeaf tag = LogLeaf.tag(name)) {
+                    disks.put(name, openDisk(leaf, options, fileOps, recorders));
+                }
             }
         } catch (IOException | RuntimeException e) {
             closeRecorders(recorders, e);
@@ -231,6 +236,7 @@ public final class MountSession implements AutoCloseable {
                     }
                 }
                 backing = timeoutMillis > 0 ? new TimeoutBacking(backing, timeoutMillis) : backing;
+                backing = new MeteredBacking(backing, new BackingMeter()); // outermost: what callers wait
             }
             String name = leaf.getFileName().toString();
             AccessRecorder recorder = null;
@@ -381,7 +387,9 @@ public final class MountSession implements AutoCloseable {
         if (kind == JobKind.COMMIT) {
             refuseSharedBacking(name);
         }
-        return filler.startJobAt(name, kind, speed, onError);
+        try (LogLeaf tag = LogLeaf.tag(name)) {
+            return filler.startJobAt(name, kind, speed, onError);
+        }
     }
 
     /**
@@ -405,15 +413,24 @@ public final class MountSession implements AutoCloseable {
     }
 
     public void pause(String image) throws IOException {
-        filler.pause(resolve(image));
+        String name = resolve(image);
+        try (LogLeaf tag = LogLeaf.tag(name)) {
+            filler.pause(name);
+        }
     }
 
     public void resume(String image) throws IOException {
-        filler.resume(resolve(image));
+        String name = resolve(image);
+        try (LogLeaf tag = LogLeaf.tag(name)) {
+            filler.resume(name);
+        }
     }
 
     public void cancel(String image) throws IOException {
-        filler.cancel(resolve(image));
+        String name = resolve(image);
+        try (LogLeaf tag = LogLeaf.tag(name)) {
+            filler.cancel(name);
+        }
     }
 
     public void setSpeed(String image, long bytesPerSecond) throws IOException {
@@ -422,7 +439,10 @@ public final class MountSession implements AutoCloseable {
 
     /** Sets the job's speed: a limit, or auto (a stream only, else INVALID_ARGUMENT). */
     public void setSpeed(String image, JobSpeed speed) throws IOException {
-        filler.setSpeed(resolve(image), speed);
+        String name = resolve(image);
+        try (LogLeaf tag = LogLeaf.tag(name)) {
+            filler.setSpeed(name, speed);
+        }
     }
 
     /**
@@ -431,7 +451,10 @@ public final class MountSession implements AutoCloseable {
      * INVALID_ARGUMENT and queues none; no running or paused stream is NO_JOB.
      */
     public void prioritize(String image, List<long[]> byteRanges) throws IOException {
-        filler.prioritize(resolve(image), byteRanges);
+        String name = resolve(image);
+        try (LogLeaf tag = LogLeaf.tag(name)) {
+            filler.prioritize(name, byteRanges);
+        }
     }
 
     /**
@@ -439,12 +462,18 @@ public final class MountSession implements AutoCloseable {
      * or running prefetch; see {@link PrefetchJob#start}.
      */
     public void prefetch(String image, Path file) throws IOException {
-        prefetches.get(resolve(image)).start(file);
+        String name = resolve(image);
+        try (LogLeaf tag = LogLeaf.tag(name)) {
+            prefetches.get(name).start(file);
+        }
     }
 
     /** Stops the leaf's prefetch and forgets it; see {@link PrefetchJob#cancel}. */
     public void cancelPrefetch(String image) throws IOException {
-        prefetches.get(resolve(image)).cancel();
+        String name = resolve(image);
+        try (LogLeaf tag = LogLeaf.tag(name)) {
+            prefetches.get(name).cancel();
+        }
     }
 
     private String resolve(String image) throws CorfsException {
@@ -478,9 +507,10 @@ public final class MountSession implements AutoCloseable {
     /** The status of every leaf, in mount order. */
     public List<LeafStatus> status() {
         List<LeafStatus> out = new ArrayList<>(disks.size());
-        for (String name : disks.keySet()) {
-            PrefetchJob.Snapshot p = prefetches.get(name).snapshot();
-            out.add(filler.status(name).withPrefetch(p.state(), p.doneBytes(), p.totalBytes()));
+        for (Map.Entry<String, LeafDisk> e : disks.entrySet()) {
+            PrefetchJob.Snapshot p = prefetches.get(e.getKey()).snapshot();
+            out.add(filler.status(e.getKey()).withPrefetch(p.state(), p.doneBytes(), p.totalBytes())
+                    .withCounters(e.getValue().counters()));
         }
         return Collections.unmodifiableList(out);
     }
@@ -507,7 +537,7 @@ public final class MountSession implements AutoCloseable {
                 if (d.readOnly() || !d.image().hasUnflushedChanges()) {
                     continue;
                 }
-                try {
+                try (LogLeaf tag = LogLeaf.tag(d.name())) {
                     d.flush();
                 } catch (IOException | RuntimeException e) {
                     LOG.warn("{}: background flush failed: {}", d.name(), e.toString());
@@ -536,15 +566,15 @@ public final class MountSession implements AutoCloseable {
         }
         IOException failure = null;
         for (LeafDisk d : disks.values()) {
-            AccessRecorder r = recorders.get(d.name());
-            if (r != null) {
-                try {
-                    r.close(); // the last records; FUSE serves no more I/O by now
-                } catch (IOException | RuntimeException e) {
-                    LOG.warn("{}: saving its access profile failed: {}", d.name(), e.toString());
+            try (LogLeaf tag = LogLeaf.tag(d.name())) {
+                AccessRecorder r = recorders.get(d.name());
+                if (r != null) {
+                    try {
+                        r.close(); // the last records; FUSE serves no more I/O by now
+                    } catch (IOException | RuntimeException e) {
+                        LOG.warn("{}: saving its access profile failed: {}", d.name(), e.toString());
+                    }
                 }
-            }
-            try {
                 d.close();
             } catch (IOException e) {
                 LOG.warn("{}: close failed: {}", d.name(), e.toString());

@@ -198,7 +198,7 @@ final class PrefetchRun implements GuestReadListener, AutoCloseable {
                 Throwable failed = null;
                 try {
                     fills.incrementAndGet();
-                    disk.fill(plan.chunkFirst[k], plan.chunkLast[k]);
+                    disk.fill(plan.chunkFirst[k], plan.chunkLast[k], corfs.engine.FetchPurpose.PREFETCH);
                 } catch (Throwable t) {
                     failed = t;
                 }

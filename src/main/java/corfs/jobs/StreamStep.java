@@ -1,6 +1,7 @@
 package corfs.jobs;
 
 import corfs.engine.BackingReadException;
+import corfs.engine.FetchPurpose;
 import corfs.engine.LeafDisk;
 import corfs.image.ClusterBitmap;
 import corfs.io.FileOps;
@@ -375,7 +376,7 @@ final class StreamStep implements JobStep {
             Filler.yieldToGuest(disk);
             long started = System.nanoTime();
             try {
-                disk.fill(first, last);
+                disk.fill(first, last, FetchPurpose.STREAM);
                 done = new Done(first, last, bytes, null, List.of(), System.nanoTime() - started, data);
             } catch (BackingReadException e) {
                 if (onError != OnError.SKIP) {
@@ -397,7 +398,7 @@ final class StreamStep implements JobStep {
         List<Skip> skips = new ArrayList<>();
         for (long c = first; c <= last; c++) {
             try {
-                disk.fill(c, c);
+                disk.fill(c, c, FetchPurpose.STREAM);
             } catch (BackingReadException single) {
                 long off = c * cs;
                 Skip prev = skips.isEmpty() ? null : skips.get(skips.size() - 1);

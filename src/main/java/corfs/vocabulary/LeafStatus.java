@@ -34,6 +34,8 @@ import java.util.List;
  *                     of {@code job}: a stream and a prefetch may run at once
  * @param prefetchDone bytes of the prefetch profile's extents known local (fetched, or found local)
  * @param prefetchTotal bytes the prefetch profile names in all (0 without a prefetch)
+ * @param counters     the daemon's counters of this leaf since it was mounted ({@link LeafCounters#NONE}
+ *                     when unknown)
  */
 public record LeafStatus(
         String image,
@@ -59,13 +61,15 @@ public record LeafStatus(
         double autoWindow,
         PrefetchState prefetch,
         long prefetchDone,
-        long prefetchTotal) {
+        long prefetchTotal,
+        LeafCounters counters) {
 
     public LeafStatus {
         prefetch = prefetch == null ? PrefetchState.NONE : prefetch;
+        counters = counters == null ? LeafCounters.NONE : counters;
     }
 
-    /** A status without speed=auto and without a prefetch: the setting is the fixed {@code speed}. */
+    /** A status without speed=auto, a prefetch or counters: the setting is the fixed {@code speed}. */
     public LeafStatus(String image, long size, int clusterSize, long localBytes, long dirtyBytes, boolean standalone,
                       JobKind job, JobState state, long jobId, long doneBytes, long totalBytes, long speed,
                       long rateBytesPerSecond, long etaSeconds, OnError onError, String error, String commandError,
@@ -75,20 +79,27 @@ public record LeafStatus(
                 JobSpeed.fixed(Math.max(0, speed)), -1);
     }
 
-    /** A status without a prefetch (what the job alone knows). */
+    /** A status without a prefetch or counters (what the job alone knows). */
     public LeafStatus(String image, long size, int clusterSize, long localBytes, long dirtyBytes, boolean standalone,
                       JobKind job, JobState state, long jobId, long doneBytes, long totalBytes, long speed,
                       long rateBytesPerSecond, long etaSeconds, OnError onError, String error, String commandError,
                       List<long[]> unreadable, String backing, JobSpeed speedSetting, double autoWindow) {
         this(image, size, clusterSize, localBytes, dirtyBytes, standalone, job, state, jobId, doneBytes, totalBytes,
                 speed, rateBytesPerSecond, etaSeconds, onError, error, commandError, unreadable, backing,
-                speedSetting, autoWindow, PrefetchState.NONE, 0, 0);
+                speedSetting, autoWindow, PrefetchState.NONE, 0, 0, LeafCounters.NONE);
     }
 
     /** This status with the prefetch fields replaced. */
     public LeafStatus withPrefetch(PrefetchState state, long done, long total) {
         return new LeafStatus(image, size, clusterSize, localBytes, dirtyBytes, standalone, job, this.state, jobId,
                 doneBytes, totalBytes, speed, rateBytesPerSecond, etaSeconds, onError, error, commandError, unreadable,
-                backing, speedSetting, autoWindow, state, done, total);
+                backing, speedSetting, autoWindow, state, done, total, counters);
+    }
+
+    /** This status with {@code c} as its counters. */
+    public LeafStatus withCounters(LeafCounters c) {
+        return new LeafStatus(image, size, clusterSize, localBytes, dirtyBytes, standalone, job, state, jobId,
+                doneBytes, totalBytes, speed, rateBytesPerSecond, etaSeconds, onError, error, commandError,
+                unreadable, backing, speedSetting, autoWindow, prefetch, prefetchDone, prefetchTotal, c);
     }
 }

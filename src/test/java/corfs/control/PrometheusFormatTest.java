@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import corfs.vocabulary.JobKind;
 import corfs.vocabulary.JobState;
+import corfs.vocabulary.LeafCounters;
 import corfs.vocabulary.LeafStatus;
 import corfs.vocabulary.OnError;
 import java.util.List;
@@ -41,6 +42,31 @@ class PrometheusFormatTest {
         assertTrue(lines.contains("corfs_leaf_backing_info{mountpoint=\"/mnt/v\",image=\"a.raw\","
                 + "backing=\"/srv/images/base.raw\"} 1"), text);
         assertTrue(text.endsWith("\n"));
+    }
+
+    @Test
+    @DisplayName("counters are _total counters, the latency a cumulative histogram with _sum and _count")
+    void counters() {
+        long[] buckets = new long[LeafCounters.LATENCY_BOUNDS_SECONDS.length + 1];
+        buckets[0] = 5;
+        buckets[3] = 2;
+        buckets[buckets.length - 1] = 1;
+        LeafCounters c = new LeafCounters(65536, 1L << 20, 3L << 30, 7, buckets, 12_345_678_901L, 1, 2);
+        String text = PrometheusFormat.render("/mnt/v", List.of(leaf("a.raw", JobState.RUNNING, 12, null).withCounters(c)));
+        List<String> lines = text.lines().toList();
+        String l = "{mountpoint=\"/mnt/v\",image=\"a.raw\"";
+        assertTrue(lines.contains("# TYPE corfs_leaf_fetched_bytes_total counter"), text);
+        assertTrue(lines.contains("corfs_leaf_fetched_bytes_total" + l + ",purpose=\"copy_on_read\"} 65536"), text);
+        assertTrue(lines.contains("corfs_leaf_fetched_bytes_total" + l + ",purpose=\"stream\"} 3221225472"), text);
+        assertTrue(lines.contains("corfs_backing_errors_total" + l + ",kind=\"timeout\"} 1"), text);
+        assertTrue(lines.contains("corfs_backing_errors_total" + l + ",kind=\"io\"} 2"), text);
+        assertTrue(lines.contains("# TYPE corfs_backing_call_duration_seconds histogram"), text);
+        assertTrue(lines.contains("corfs_backing_call_duration_seconds_bucket" + l + ",le=\"0.00005\"} 5"), text);
+        assertTrue(lines.contains("corfs_backing_call_duration_seconds_bucket" + l + ",le=\"0.0005\"} 7"), text);
+        assertTrue(lines.contains("corfs_backing_call_duration_seconds_bucket" + l + ",le=\"10\"} 7"), text);
+        assertTrue(lines.contains("corfs_backing_call_duration_seconds_bucket" + l + ",le=\"+Inf\"} 8"), text);
+        assertTrue(lines.contains("corfs_backing_call_duration_seconds_sum" + l + "} 12.345678901"), text);
+        assertTrue(lines.contains("corfs_backing_call_duration_seconds_count" + l + "} 8"), text);
     }
 
     @Test

@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import corfs.vocabulary.JobKind;
 import corfs.vocabulary.JobSpeed;
 import corfs.vocabulary.JobState;
+import corfs.vocabulary.LeafCounters;
 import corfs.vocabulary.LeafStatus;
 import corfs.vocabulary.OnError;
 import java.util.ArrayList;
@@ -43,7 +44,10 @@ class StatusFormatTest {
         void idleLine() {
             assertEquals("image=a.img size=1073741824 cluster_size=65536 local_bytes=0 dirty_bytes=0 standalone=no backing=/srv/base.raw"
                     + " job=none job_id=0 state=idle done_bytes=0 total_bytes=0 speed=0 rate=0 auto_window=- eta=- on_error=stop"
-                    + " unreadable=- command_error=- prefetch=none prefetch_done=0 prefetch_total=0 error=-\n",
+                    + " unreadable=- command_error=- prefetch=none prefetch_done=0 prefetch_total=0"
+                    + " fetched=copy_on_read:0,read_ahead:0,stream:0,prefetch:0"
+                    + " backing_calls=0 backing_ns=0 backing_latency=0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0"
+                    + " backing_errors=timeout:0,io:0 error=-\n",
                     StatusFormat.render(List.of(idle("a.img"))));
         }
 
@@ -53,12 +57,12 @@ class StatusFormatTest {
             LeafStatus s = idle("a.img").withPrefetch(corfs.vocabulary.PrefetchState.RUNNING, 3L << 20, 8L << 20);
             String text = StatusFormat.render(List.of(s));
             assertTrue(text.contains(" command_error=- prefetch=running prefetch_done=3145728 prefetch_total=8388608"
-                    + " error=-\n"), text);
+                    + " fetched="), text);
             Map<String, String> fields = StatusFormat.parse(text).get(0);
             assertEquals("running", fields.get("prefetch"));
             assertEquals("8388608", fields.get("prefetch_total"));
             assertTrue(StatusFormat.renderJson(List.of(s)).contains(
-                    "\"prefetch\":\"running\",\"prefetch_done\":3145728,\"prefetch_total\":8388608,\"error\":null"));
+                    "\"prefetch\":\"running\",\"prefetch_done\":3145728,\"prefetch_total\":8388608,\"fetched\":"));
             String prom = PrometheusFormat.render("/mnt", List.of(s));
             assertTrue(prom.contains("corfs_prefetch_done_bytes{mountpoint=\"/mnt\",image=\"a.img\"} 3145728\n"), prom);
             assertTrue(prom.contains("corfs_prefetch_state{mountpoint=\"/mnt\",image=\"a.img\",state=\"running\"} 1\n"), prom);
@@ -87,6 +91,23 @@ class StatusFormatTest {
         }
 
         @Test
+        @DisplayName("the counters read back as rendered; a line without them (an older daemon) reads as zeros")
+        void counters() {
+            long[] buckets = new long[LeafCounters.LATENCY_BOUNDS_SECONDS.length + 1];
+            buckets[0] = 5;
+            buckets[3] = 2;
+            buckets[buckets.length - 1] = 1;
+            LeafCounters c = new LeafCounters(65536, 1L << 20, 3L << 30, 7, buckets, 12_345_678_901L, 1, 2);
+            String text = StatusFormat.render(List.of(running().withCounters(c)));
+            assertTrue(text.contains(" fetched=copy_on_read:65536,read_ahead:1048576,stream:3221225472,prefetch:7"
+                    + " backing_calls=8 backing_ns=12345678901 backing_latency=5,0,0,2,0,0,0,0,0,0,0,0,0,0,0,0,0,1"
+                    + " backing_errors=timeout:1,io:2 error="), text);
+            assertEquals(c, StatusFormat.counters(StatusFormat.parse(text).get(0)));
+            assertEquals(LeafCounters.NONE, StatusFormat.counters(StatusFormat.parse(
+                    "image=a size=1 backing_latency=1,2 fetched=stream:x error=-\n").get(0)));
+        }
+
+        @Test
         @DisplayName("keys appear in the documented order")
         void order() {
             Map<String, String> fields = StatusFormat.parse(StatusFormat.render(List.of(running()))).get(0);
@@ -101,7 +122,8 @@ class StatusFormatTest {
             assertFalse(text.chars().anyMatch(c -> c != '\n' && Character.isISOControl(c)), text);
             assertTrue(text.contains(" unreadable=65536+65536,1073741824+1048576"
                     + " command_error='speed%20b.raw%201.5Q':%20bad%20rate%20100%25 prefetch=none prefetch_done=0"
-                    + " prefetch_total=0 error=backing read failed at offset"
+                    + " prefetch_total=0 fetched="), text);
+            assertTrue(text.contains(" backing_errors=timeout:0,io:0 error=backing read failed at offset"
                     + " 65536:  Input/output error  (EIO)\n"), text);
             Map<String, String> fields = StatusFormat.parse(text).get(0);
             assertEquals("'speed b.raw 1.5Q': bad rate 100%", fields.get("command_error"), "decoded");
