@@ -208,6 +208,8 @@ class BootBench:
             # (c) cold, prefetching the profile
             if profile:
                 pbytes = profile_bytes(profile)
+                self.record("boot_profile_link", "boot: profile bytes / link rate", "s", "profile",
+                            pbytes / LINK_BYTES_PER_S, extra=dict(profile_bytes=pbytes))
                 try:
                     c = self.corfs(self.uri, "prefetch", opts=[f"prefetch={profile}"], need="-o prefetch=FILE")
                     r = self.replay(c.path)
@@ -218,8 +220,6 @@ class BootBench:
                              prefetch_total=st.get("prefetch_total"))
                     self.record(key, label, unit, "prefetch", r["total_s"], extra=r)
                     self.record(lat_key, "boot replay, read p99", "us", "prefetch", r["p99_us"])
-                    self.record("boot_profile_link", "boot: profile bytes / link rate", "s", "prefetch",
-                                pbytes / LINK_BYTES_PER_S, extra=dict(profile_bytes=pbytes))
                 except Skip as s:
                     self.skip(key, label, unit, "prefetch", str(s))
             # (d) qemu-storage-daemon: qcow2 overlay over the same server, copy-on-read, FUSE export
@@ -377,7 +377,7 @@ class BootBench:
 
         (n1, o1, b1), (n2, o2, b2), (n3, o3, b3), (n4, o4, b4), (n5, o5, b5) = TARGETS
         a, c, d = (self.value("boot_replay", v) for v in ("local", "prefetch", "qsd"))
-        link = self.value("boot_profile_link", "prefetch")
+        link = self.value("boot_profile_link", "profile")
         add(n1, o1, b1, c / max(a, link) if c and a and link is not None else None, need("boot_replay", "prefetch"))
         add(n2, o2, b2, d / c if c and d else None, need("boot_replay", "prefetch", "qsd"))
         idle, auto = self.value("contention_p99", "none"), self.value("contention_p99", "auto")
