@@ -33,7 +33,8 @@ GiB = 1 << 30
 TiB = 1 << 40
 SYSTEMS = ["corfs", "corfs-s", "qsd", "bindfs", "plain"]
 PEERS = ["qsd", "bindfs", "plain"]
-WORKLOADS = ["cold", "hot", "rand", "write", "stream", "latency", "scale", "net", "qcow2"]
+WORKLOADS = ["cold", "hot", "rand", "write", "stream", "latency", "scale", "net", "qcow2", "boot", "contention",
+             "profcost"]
 
 PROFILES = {
     # dense: backing size for workloads 1-4 and 6; sparse_*: workload 5; rand_s: fio runtime
@@ -541,6 +542,9 @@ class Bench:
         self.corfs_jar = None
         self.mount_times = {}   # system -> mount-ready seconds of every mount in the run
         self.servers = []       # network servers of workload 8 (stopped at its end)
+        sys.modules.setdefault("bench", sys.modules[__name__])  # bench_boot shares REG, Corfs, ...
+        import bench_boot        # issue 10's rows (boot replay, contention, recording cost)
+        self.issue10 = bench_boot.BootBench(self)
 
     # --- bookkeeping -----------------------------------------------------------------------
     def order(self, systems):
@@ -1204,10 +1208,14 @@ class Bench:
         self.setup()
         steps = dict(cold=self.w_cold, hot=self.w_hot, rand=self.w_rand, write=self.w_write,
                      stream=self.w_stream, latency=self.w_latency, scale=self.w_scale, net=self.w_net,
-                     qcow2=self.w_qcow2)
+                     qcow2=self.w_qcow2, boot=self.issue10.w_boot, contention=self.issue10.w_contention,
+                     profcost=self.issue10.w_profcost)
         for w in WORKLOADS:
             if w in self.args.only:
                 t = time.monotonic()
+                if w in ("boot", "contention", "profcost") and not self.corfs_ok:
+                    self.notes.append(f"{w}: skipped, corfs n/a")
+                    continue
                 try:
                     steps[w]()
                 except (KeyboardInterrupt, SystemExit):
@@ -1220,6 +1228,7 @@ class Bench:
                     # the hot leaves were written to: drop them
                     for s in list(self.hot):
                         self.hot.pop(s).stop()
+        self.issue10.stop_link()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1368,6 +1377,9 @@ def main():
     ap.add_argument("--bindfs-opts", default="", help="extra -o options for bindfs")
     ap.add_argument("--corfs", default=None, help="corfs launcher (default REPO/bin/corfs)")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (images) at the end")
+    ap.add_argument("--boot-think-scale", type=float, default=0.1,
+                    help="boot/contention: replay the trace's think times times this (default 0.1: "
+                         "recorded under TCG, ~10x slower than KVM)")
     ap.add_argument("--repo", default=os.path.abspath(os.path.join(os.path.dirname(__file__),
                                                                    "..", "..")))
     ap.add_argument("--no-build", action="store_true", help="(handled by ./run)")
@@ -1425,9 +1437,10 @@ def main():
                 shutil.rmtree(work, ignore_errors=True)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
     elapsed = time.monotonic() - t0
-    if not bench.rows:
+    if not bench.rows and not bench.issue10.rows:
         return rc or 1
     targets = evaluate(bench)
+    targets10 = bench.issue10.evaluate() if bench.issue10.rows else []
     result = dict(
         date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         profile=args.profile, elapsed_s=round(elapsed), sizes=bench.p,
@@ -1441,7 +1454,8 @@ def main():
                      loadavg_end=[round(x, 2) for x in os.getloadavg()]),
         rows=[{k: r[k] for k in ("key", "label", "unit", "better", "values", "samples",
                                  "extra")} for r in bench.rows],
-        targets=targets, notes=bench.notes)
+        targets=targets, notes=bench.notes,
+        issue10=dict(rows=bench.issue10.rows, targets=targets10))
     os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
     with open(json_path, "w") as f:
         json.dump(result, f, indent=1, default=str)
@@ -1458,6 +1472,14 @@ def main():
     for t in targets:
         val = f"{t['ratio']}x" if t.get("ratio") is not None else fmt(t.get("value"))
         print(f"  {t['result']:<5} {t['target']:<42} {val}")
+    if bench.issue10.rows:
+        print()
+        print(bench.issue10.report())
+        print()
+        for t in targets10:
+            short = t["result"] if t["result"] in ("PASS", "MISS", "n/a") else "skip"
+            val = f"{t['ratio']}x" if t.get("ratio") is not None else ("" if short == "n/a" else t["result"])
+            print(f"  {short:<5} {t['target']:<50} {val}")
     for n in bench.notes:
         print(f"  note: {n}")
     print(f"\nJSON: {json_path}")

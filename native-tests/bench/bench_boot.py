@@ -1,0 +1,414 @@
+"""Issue 10's benchmark rows, driven by bench.py (workloads boot, contention, profcost).
+
+  boot        replay of the boot trace (boot.trace, see boottrace.py) over nbdkit on loopback with
+              --filter=delay delay-read=5ms --filter=rate rate=200M: (a) an all-local leaf, (b) a cold
+              leaf (copy-on-read only), (c) a cold leaf mounted with -o prefetch=PROFILE, PROFILE being
+              `corfs profile export` of (b)'s leaf, (d) qemu-storage-daemon's copy-on-read qcow2 overlay
+              over the same server (FUSE export)
+  contention  three corfs mounts streaming from that server while a fourth replays the trace: the
+              replay's p99 with no stream, with three speed=auto streams, with three unlimited ones;
+              and one speed=auto stream vs one unlimited stream on the otherwise idle server
+  profcost    the hot 4 KiB random-read row (fio, 4 jobs, O_DIRECT) with the default mount (profile
+              recording on) and with -o profile=off, alternating, median of several runs
+
+A variant whose feature is not on this corfs yet (profile export, -o prefetch, -o profile=off,
+speed=auto) is tried, and when corfs refuses it the row reads "skipped (needs X)"; everything else
+still runs. Every server and mount goes through bench.REG / bench.servers and is stopped in the
+workload's `finally` (and again by bench.py's own cleanup).
+"""
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+import boottrace
+from bench import REG, Corfs, MiB, GiB, Qsd, drop_caches, fmt, human, log, run_dd, run_fio, sh, wait_until
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TRACE = os.path.join(HERE, "boot.trace")
+IMAGE_SIZE = 2 * GiB
+# The link: 5 ms per read request (a WAN round trip, or a busy object store) and 200 Mbit/s for the
+# whole server (nbdkit's rate filter is in bits per second and shared by all connections). At 25 MB/s
+# the 2 GiB image takes ~86 s to stream while a boot touches a few percent of it: the link, not the
+# disk, decides how long a cold boot takes, and three streams can saturate it.
+LINK_DELAY = "5ms"
+LINK_RATE = "200M"
+LINK_BYTES_PER_S = 200e6 / 8
+THINK_SCALE = 0.1
+
+PROFILES = {
+    # boot_reads: trace prefix replayed (None: all); stream_row: image of the auto-vs-unlimited stream (at
+    # least ~10 s of the link: nbdkit's rate filter lets 2 s worth through in a burst);
+    # cost_reps/cost_s: profcost repetitions and fio seconds; contention_lead_s: streams run before the replay
+    "quick": dict(boot_reads=400, stream_row=256 * MiB, cost_reps=3, cost_s=2, contention_lead_s=1),
+    "default": dict(boot_reads=None, stream_row=1 * GiB, cost_reps=5, cost_s=6, contention_lead_s=2),
+    "big": dict(boot_reads=None, stream_row=2 * GiB, cost_reps=7, cost_s=10, contention_lead_s=3),
+}
+
+# (name, row key, value, peer, op, bound)  value/peer: a variant of the row, or a function of the rows
+TARGETS = [
+    ("boot (c) prefetch <= 1.5x max(local, profile/link)", "<=", 1.5),
+    ("boot (c) prefetch >= 5x faster than qsd (d)", ">=", 5.0),
+    ("replay p99, 3 auto streams <= 2x no streams", "<=", 2.0),
+    ("1 auto stream <= 1.25x unlimited stream time", "<=", 1.25),
+    ("hot randread 4K, recording on vs off within 3%", "within", 0.03),
+]
+
+
+class Skip(Exception):
+    """A corfs feature this row needs is not there: the row reads 'skipped (needs ...)'."""
+
+
+def refused(text):
+    """True when corfs's error says it does not know the option or subcommand (libfuse's "unknown option"
+    for an -o it passed on, picocli's "Unmatched argument"/"Unknown subcommand"), not some other failure."""
+    t = text.lower()
+    return any(w in t for w in ("unknown option", "unmatched argument", "unknown subcommand", "unknown command"))
+
+
+class BootBench:
+    def __init__(self, bench):
+        self.b = bench
+        self.p = PROFILES[bench.args.profile]
+        self.rows = []       # dict(key, label, unit, values{variant: number or "skipped (...)"}, extra)
+        self.skips = {}      # feature -> first reason seen
+        self.trace = None
+        self.server = None
+        self.uri = None
+        self.dir = None
+        # The trace's think times were recorded under TCG, which runs guest code ~10x slower than KVM:
+        # replays sleep a tenth of them by default (--boot-think-scale).
+        self.think_scale = getattr(bench.args, "boot_think_scale", THINK_SCALE)
+
+    # --- bookkeeping -------------------------------------------------------------------------------
+    def record(self, key, label, unit, variant, value, extra=None):
+        r = next((r for r in self.rows if r["key"] == key), None)
+        if r is None:
+            r = dict(key=key, label=label, unit=unit, values={}, samples={}, extra={})
+            self.rows.append(r)
+        if isinstance(value, str):
+            r["values"][variant] = value
+        else:
+            r["samples"].setdefault(variant, []).append(value)
+            r["values"][variant] = statistics.median(r["samples"][variant])
+        if extra:
+            r["extra"].setdefault(variant, {}).update(extra)
+        log(f"  {label:<44} {variant:<10} {value if isinstance(value, str) else fmt(value)} "
+            f"{'' if isinstance(value, str) else unit}")
+
+    def skip(self, key, label, unit, variant, need):
+        self.skips.setdefault(need, True)
+        self.record(key, label, unit, variant, f"skipped (needs {need})")
+
+    def value(self, key, variant):
+        r = next((r for r in self.rows if r["key"] == key), None)
+        v = r["values"].get(variant) if r else None
+        return v if isinstance(v, (int, float)) else None
+
+    # --- the server and the trace --------------------------------------------------------------------
+    def load_trace(self):
+        if self.trace is None:
+            t = boottrace.Trace.read(TRACE)
+            n = self.p["boot_reads"]
+            self.trace = t.head(n) if n else t
+            self.trace_path = os.path.join(self.b.work, "boot.trace")
+            self.trace.write(self.trace_path)
+            log(f"boot trace: {len(self.trace.reads)} of {len(t.reads)} reads, "
+                f"{human(self.trace.total_bytes())} ({human(self.trace.touched_bytes())} distinct), think "
+                f"{self.trace.think_s():.1f} s (replayed x{self.think_scale}); {t.source}")
+        return self.trace
+
+    def start_link(self):
+        """nbdkit serving dir/ (boot.raw: the 2 GiB image; stream.raw: the stream row's image) behind the
+        delay and rate filters; the export name picks the file."""
+        if self.server is not None and self.server.poll() is None:
+            return
+        if not shutil.which("nbdkit"):
+            raise Skip("nbdkit")
+        self.dir = os.path.join(self.b.bdir, "link")
+        os.makedirs(self.dir, exist_ok=True)
+        img = os.path.join(self.dir, "boot.raw")
+        if not os.path.exists(img):
+            log(f"making the {human(IMAGE_SIZE)} boot image (random data)")
+            from bench import make_random_file
+            make_random_file(img, IMAGE_SIZE)
+        with socket.create_server(("127.0.0.1", 0)) as s:
+            port = s.getsockname()[1]
+        self.server = self.b.start_server(
+            "nbdkit-link", ["nbdkit", "-f", "-r", "-i", "127.0.0.1", "-p", str(port),
+                            "--filter=delay", "--filter=rate", "file", f"dir={self.dir}",
+                            f"delay-read={LINK_DELAY}", f"rate={LINK_RATE}"], port)
+        self.port = port
+        self.uri = f"nbd://127.0.0.1:{port}/boot.raw"
+
+    def stop_link(self):
+        if self.server is not None:
+            self.b.stop_server(self.server)
+            self.server = None
+
+    def replay(self, path, timeout=3600):
+        """The trace replayed against `path` in a child (so a hang is bounded); boottrace's stats."""
+        import json
+        p = sh([sys.executable, os.path.join(HERE, "boottrace.py"), "replay", "--json",
+                "--think-scale", str(self.think_scale), self.trace_path, path], timeout=timeout)
+        return json.loads(p.stdout)
+
+    def corfs(self, backing, tag, opts=(), need=None):
+        """A mounted corfs leaf; Skip(need) when corfs refuses `opts` as unknown."""
+        w = os.path.join(self.b.work, f"boot-{tag}")
+        try:
+            return Corfs(self.b, backing, w, opts=opts)
+        except RuntimeError as e:
+            for it in [i for i in REG.items if isinstance(i, Corfs) and i.dir == w]:
+                it.stop()
+            shutil.rmtree(w, ignore_errors=True)
+            if need and refused(str(e)):
+                raise Skip(need) from None
+            raise
+
+    # --- workload: boot replay -------------------------------------------------------------------------
+    def w_boot(self):
+        trace = self.load_trace()
+        self.start_link()
+        log(f"boot replay: {len(trace.reads)} reads over nbdkit delay-read={LINK_DELAY} rate={LINK_RATE} "
+            f"(bits/s): (a) local, (b) cold, (c) cold + prefetch of (b)'s profile, (d) qsd")
+        key, label, unit = "boot_replay", "boot replay, total time", "s"
+        img = os.path.join(self.dir, "boot.raw")
+        lat_key = "boot_replay_p99"
+        profile = None
+        try:
+            # (a) all local: a leaf over the local copy of the image, streamed to standalone
+            a = self.corfs(img, "local")
+            self.b.corfs_stream(a)
+            drop_caches()
+            r = self.replay(a.path)
+            a.stop()
+            self.record(key, label, unit, "local", r["total_s"], extra=r)
+            self.record(lat_key, "boot replay, read p99", "us", "local", r["p99_us"])
+            # (b) cold, copy-on-read only; its leaf records the profile (c) uses
+            bleaf = self.corfs(self.uri, "cold")
+            drop_caches()
+            r = self.replay(bleaf.path)
+            self.record(key, label, unit, "cold", r["total_s"], extra=r)
+            self.record(lat_key, "boot replay, read p99", "us", "cold", r["p99_us"])
+            bleaf.unmount()
+            profile = os.path.join(self.b.work, "boot.profile")
+            p = sh([self.b.corfs, "profile", "export", bleaf.leaf, profile], check=False, timeout=120)
+            bleaf.stop()
+            if p.returncode != 0 or not os.path.exists(profile):
+                profile = None
+                why = (p.stderr or p.stdout).strip()
+                if refused(why):
+                    self.skip(key, label, unit, "prefetch", "corfs profile export")
+                else:
+                    raise RuntimeError(f"corfs profile export: exit {p.returncode}: {why[-300:]}")
+            # (c) cold, prefetching the profile
+            if profile:
+                pbytes = profile_bytes(profile)
+                self.record("boot_profile_link", "boot: profile bytes / link rate", "s", "profile",
+                            pbytes / LINK_BYTES_PER_S, extra=dict(profile_bytes=pbytes))
+                try:
+                    c = self.corfs(self.uri, "prefetch", opts=[f"prefetch={profile}"], need="-o prefetch=FILE")
+                    r = self.replay(c.path)
+                    st = c.status()
+                    c.stop()
+                    r.update(profile_bytes=pbytes, profile_link_s=round(pbytes / LINK_BYTES_PER_S, 3),
+                             prefetch=st.get("prefetch"), prefetch_done=st.get("prefetch_done"),
+                             prefetch_total=st.get("prefetch_total"))
+                    self.record(key, label, unit, "prefetch", r["total_s"], extra=r)
+                    self.record(lat_key, "boot replay, read p99", "us", "prefetch", r["p99_us"])
+                except Skip as s:
+                    self.skip(key, label, unit, "prefetch", str(s))
+            # (d) qemu-storage-daemon: qcow2 overlay over the same server, copy-on-read, FUSE export
+            if self.b.args.systems and "qsd" not in self.b.args.systems:
+                self.record(key, label, unit, "qsd", "skipped (--systems)")
+            else:
+                q = Qsd(self.b, self.uri, os.path.join(self.b.work, "boot-qsd")).start()
+                drop_caches()
+                r = self.replay(q.path)
+                q.stop()
+                self.record(key, label, unit, "qsd", r["total_s"], extra=r)
+                self.record(lat_key, "boot replay, read p99", "us", "qsd", r["p99_us"])
+        finally:
+            for it in [i for i in REG.items if getattr(i, "dir", "").startswith(os.path.join(self.b.work, "boot-"))]:
+                it.stop()
+
+    # --- workload: contention ----------------------------------------------------------------------------
+    def w_contention(self):
+        self.load_trace()
+        self.start_link()
+        lead = self.p["contention_lead_s"]
+        log(f"contention: replay on a 4th mount while 3 mounts stream from the same server "
+            f"(none / speed=auto / unlimited); then 1 auto vs 1 unlimited stream of {human(self.p['stream_row'])}")
+        key, label = "contention_p99", "replay read p99 beside 3 streams"
+        try:
+            for mode in ("none", "auto", "unlimited"):
+                streams = []
+                try:
+                    r_leaf = self.corfs(self.uri, f"replay-{mode}")
+                    drop_caches()
+                    if mode != "none":
+                        for i in range(3):
+                            s = self.corfs(self.uri, f"streamer{i}")
+                            streams.append(s)
+                            try:
+                                s.command("stream speed=auto" if mode == "auto" else "stream")
+                            except OSError as e:
+                                if mode == "auto":
+                                    raise Skip("speed=auto") from e
+                                raise
+                        time.sleep(lead)
+                    r = self.replay(r_leaf.path)
+                    rates = [s.status() for s in streams]
+                    r["streams"] = [dict(state=st.get("state"), rate=st.get("rate"), speed=st.get("speed"),
+                                         done_bytes=st.get("done_bytes")) for st in rates]
+                    self.record(key, label, "us", mode, r["p99_us"], extra=r)
+                    self.record("contention_total", "replay total beside 3 streams", "s", mode, r["total_s"])
+                except Skip as s:
+                    self.skip(key, label, "us", mode, str(s))
+                finally:
+                    for s in streams:
+                        try:
+                            if s.status().get("state") in ("running", "paused"):
+                                s.command("cancel")
+                        except OSError:
+                            pass
+                    for it in [i for i in REG.items if getattr(i, "dir", "").startswith(
+                            os.path.join(self.b.work, "boot-"))]:
+                        it.stop()
+            # one stream alone on the idle server: speed=auto vs unlimited
+            size = self.p["stream_row"]
+            small = os.path.join(self.dir, "stream.raw")
+            if not os.path.exists(small):
+                with open(os.path.join(self.dir, "boot.raw"), "rb") as f, open(small, "wb") as g:
+                    g.write(f.read(size))
+            uri = f"nbd://127.0.0.1:{self.port}/stream.raw"
+            skey, slabel = "contention_stream", f"1 stream of {human(size)} alone"
+            for mode in ("unlimited", "auto"):
+                inst = self.corfs(uri, f"alone-{mode}")
+                try:
+                    drop_caches()
+                    try:
+                        secs, st = self.stream(inst, "stream speed=auto" if mode == "auto" else "stream")
+                        self.record(skey, slabel, "s", mode, secs, extra=dict(rate=st.get("rate"),
+                                                                             speed=st.get("speed")))
+                    except Skip as s:
+                        self.skip(skey, slabel, "s", mode, str(s))
+                finally:
+                    inst.stop()
+        finally:
+            for it in [i for i in REG.items if getattr(i, "dir", "").startswith(os.path.join(self.b.work, "boot-"))]:
+                it.stop()
+
+    def stream(self, inst, command, timeout=3600):
+        t = time.monotonic()
+        try:
+            inst.command(command)
+        except OSError as e:
+            if "auto" in command:
+                raise Skip("speed=auto") from e
+            raise
+        last = {}
+        while time.monotonic() - t < timeout:
+            last = inst.status()
+            if last.get("state") == "completed":
+                return time.monotonic() - t, last
+            if last.get("state") in ("failed", "cancelled"):
+                raise RuntimeError(f"corfs stream {last.get('state')}: {last.get('error')}")
+            time.sleep(0.05)
+        raise RuntimeError(f"corfs stream did not complete in {timeout}s: {last}")
+
+    # --- workload: the cost of recording the profile ---------------------------------------------------------
+    def w_profcost(self):
+        b = self.b
+        size, secs, reps = b.p["dense"], self.p["cost_s"], self.p["cost_reps"]
+        log(f"profcost: hot 4K randread, fio 4 jobs O_DIRECT {secs}s, default mount (recording) vs "
+            f"-o profile=off, {reps} rounds alternating")
+        key, label = "profcost", "hot randread 4K 4jobs O_DIRECT"
+        inst = self.corfs(b.dense, "profcost")
+        try:
+            run_dd(inst.path, size)                  # all local: the hot row
+            variants = [("recording", []), ("profile=off", ["profile=off"])]
+            for rep in range(reps):
+                for name, opts in (variants if rep % 2 == 0 else variants[::-1]):
+                    if name in self.skips_for(key):
+                        continue
+                    try:
+                        inst.remount(opts)
+                    except RuntimeError as e:
+                        if opts and refused(str(e)):
+                            self.skip(key, label, "IOPS", name, "-o profile=off")
+                            inst.remount([])
+                            continue
+                        raise
+                    run_dd(inst.path, size)          # warm the new daemon's JIT and the page cache
+                    r = run_fio(inst.path, rw="randread", bs="4k", size=size, time_based=1, runtime=secs,
+                                ramp_time=1, numjobs=4, direct=1)
+                    self.record(key, label, "IOPS", name, r["iops"], extra=dict(p99_us=r["p99_us"]))
+        finally:
+            inst.stop()
+
+    def skips_for(self, key):
+        r = next((r for r in self.rows if r["key"] == key), None)
+        return {v for v, x in r["values"].items() if isinstance(x, str)} if r else set()
+
+    # --- targets and report ------------------------------------------------------------------------------------
+    def evaluate(self):
+        out = []
+
+        def add(name, op, bound, ratio, why=None):
+            if ratio is None:
+                out.append(dict(target=name, ratio=None, bound=bound, op=op, result=why or "n/a"))
+                return
+            ok = ratio <= bound if op == "<=" else ratio >= bound if op == ">=" else abs(ratio - 1) <= bound
+            out.append(dict(target=name, ratio=round(ratio, 3), bound=bound, op=op,
+                            result="PASS" if ok else "MISS"))
+
+        def need(key, *variants):
+            r = next((r for r in self.rows if r["key"] == key), None)
+            for v in variants:
+                x = r["values"].get(v) if r else None
+                if isinstance(x, str):
+                    return x
+            return None
+
+        (n1, o1, b1), (n2, o2, b2), (n3, o3, b3), (n4, o4, b4), (n5, o5, b5) = TARGETS
+        a, c, d = (self.value("boot_replay", v) for v in ("local", "prefetch", "qsd"))
+        link = self.value("boot_profile_link", "profile")
+        add(n1, o1, b1, c / max(a, link) if c and a and link is not None else None, need("boot_replay", "prefetch"))
+        add(n2, o2, b2, d / c if c and d else None, need("boot_replay", "prefetch", "qsd"))
+        idle, auto = self.value("contention_p99", "none"), self.value("contention_p99", "auto")
+        add(n3, o3, b3, auto / idle if auto and idle else None, need("contention_p99", "auto"))
+        un, au = self.value("contention_stream", "unlimited"), self.value("contention_stream", "auto")
+        add(n4, o4, b4, au / un if au and un else None, need("contention_stream", "auto"))
+        rec, off = self.value("profcost", "recording"), self.value("profcost", "profile=off")
+        add(n5, o5, b5, rec / off if rec and off else None, need("profcost", "profile=off"))
+        return out
+
+    def report(self):
+        if not self.rows:
+            return ""
+        lines = [f"issue 10 rows (link: nbdkit delay-read={LINK_DELAY} rate={LINK_RATE} bit/s; boot trace think "
+                 f"time x{self.think_scale})"]
+        for r in self.rows:
+            cells = [f"{v} {x}" if isinstance(x, str) else f"{v} {fmt(x)}" for v, x in r["values"].items()]
+            lines.append(f"  {r['label'] + ' (' + r['unit'] + ')':<46} " + " | ".join(cells))
+            for v, s in r["samples"].items():
+                if len(s) > 1:
+                    lines.append(f"  {'':<46}   {v}: median {fmt(statistics.median(s))}, spread {fmt(min(s))}.."
+                                 f"{fmt(max(s))} ({(max(s) - min(s)) / statistics.median(s) * 100:.1f}%), n={len(s)}")
+        return "\n".join(lines)
+
+
+def profile_bytes(path):
+    """Bytes an exported access profile names (corfs.image.AccessProfile format 1: OFFSET LENGTH FIRST_MS)."""
+    total = 0
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3 and all(p.isdigit() for p in parts):
+                total += int(parts[1])
+    return total
