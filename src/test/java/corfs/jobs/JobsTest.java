@@ -192,30 +192,38 @@ class JobsTest {
         }
 
         @Test
-        @DisplayName("the speed limit holds within 10% (8 MiB/s on a dense 64 MiB backing)")
+        @DisplayName("the speed limit holds: never ahead of the limit by more than its documented burst")
         void speedLimit() {
             assertTimeoutPreemptively(Duration.ofSeconds(60), () -> {
                 Path backing = dir.resolve("base.raw");
                 JobTesting.denseBacking(backing, 64 << 20, 11);
                 Path leaf = leafOver("leaf.img", backing);
-                long speed = 8L << 20;
+                long speed = 2L << 20;
                 try (MountSession s = MountSession.open(List.of(leaf), OPTIONS, FileOps.system())) {
-                    s.startJob(null, JobKind.STREAM, speed, null);
                     long t0 = System.nanoTime();
-                    Thread.sleep(1000);
-                    long t1 = System.nanoTime();
-                    long d1 = status(s).doneBytes();
-                    Thread.sleep(2500);
-                    long t2 = System.nanoTime();
-                    LeafStatus st = status(s);
-                    long d2 = st.doneBytes();
-                    assertEquals(JobState.RUNNING, st.state(), describe(st));
-                    double rate = (d2 - d1) * 1e9 / (t2 - t1);
-                    double overall = d2 * 1e9 / (t2 - t0);
-                    System.out.printf("JobsTest speed limit: %.2f MiB/s measured from 1 s to 3.5 s, %.2f MiB/s overall, limit 8 MiB/s%n",
-                            rate / (1 << 20), overall / (1 << 20));
-                    assertEquals(speed, rate, speed * 0.10, "rate between the samples");
-                    assertEquals(speed, overall, speed * 0.10, "overall rate from the start: a new job gets no burst credit");
+                    s.startJob(null, JobKind.STREAM, speed, null);
+                    long maxAhead = 0;
+                    long done = 0;
+                    long elapsed = 0;
+                    while (elapsed < 3_500_000_000L) {
+                        Thread.sleep(100);
+                        LeafStatus st = status(s);
+                        elapsed = System.nanoTime() - t0; // after the status: the allowance only grows
+                        done = st.doneBytes();
+                        assertEquals(JobState.RUNNING, st.state(), describe(st));
+                        maxAhead = Math.max(maxAhead, done - speed * elapsed / 1_000_000_000L);
+                    }
+                    // The limit charges completed fills: at most MAX_IN_FLIGHT steps of speed/20 may complete
+                    // beyond it at once, and a job that fell behind catches up by a quarter second, no more.
+                    long step = Math.max(speed / 20, 65536);
+                    long burst = StreamStep.MAX_IN_FLIGHT * step + speed / 4;
+                    System.out.printf("JobsTest speed limit: %.2f MiB/s over %.1f s (limit 2 MiB/s), at most %d KiB"
+                            + " ahead of it (allowed %d KiB)%n", done * 1e9 / elapsed / (1 << 20), elapsed / 1e9,
+                            maxAhead >> 10, burst >> 10);
+                    assertTrue(maxAhead <= burst, "ran " + maxAhead + " bytes ahead of the limit, more than the "
+                            + burst + "-byte burst it allows");
+                    // Slower is no failure of the limit (a loaded machine), but no progress at all would be.
+                    assertTrue(done > speed / 4, "streamed only " + done + " bytes in 3.5 s at a 2 MiB/s limit");
                     s.cancel(null);
                 }
             });
