@@ -21,8 +21,9 @@ import java.util.BitSet;
  * halves it (not below the minimum): the guest waited for the backing, so the prefetch should leave the
  * link to the guest's own fetches rather than run far ahead of it. A guest that reads nothing leaves the
  * link idle: {@link #growIfIdle} doubles the window after {@link #IDLE_GROW_NANOS} without a first touch,
- * so a prefetch started before the guest (or during a long pause of the boot) carries on, a doubling a
- * second, instead of stopping at the first window.
+ * so a prefetch started before the guest (or during a long pause of the boot) carries on, five doublings
+ * a second (8 MiB to 256 MiB in one idle second: a boot's first idle second, the kernel starting, is when
+ * the link is all the prefetch's), instead of stopping at the first window.
  *
  * <p>Thread-safe: guest reads (FUSE threads) and the prefetch workers call it; every method takes this
  * object's monitor briefly and does no I/O (the local bitmap is memory).
@@ -30,7 +31,7 @@ import java.util.BitSet;
 final class PrefetchWindow {
     static final long MIN_WINDOW = 8L << 20;
     static final long MAX_WINDOW = 1L << 30;
-    static final long IDLE_GROW_NANOS = 1_000_000_000L;
+    static final long IDLE_GROW_NANOS = 200_000_000L;
 
     private final PrefetchPlan plan;
     private final BitSet touched;
