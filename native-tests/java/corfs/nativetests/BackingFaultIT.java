@@ -284,6 +284,41 @@ class BackingFaultIT {
     }
 
     @Test
+    @DisplayName("an elastic pool that grew and shrank again keeps serving: the mount is not taken for unmounted")
+    void poolShrinksAndStaysMounted() {
+        assertTimeoutPreemptively(TEST_TIMEOUT, () -> {
+            Path backing = fx.makeBacking("plain.raw", SIZE, 41);
+            fillData(backing);
+            Path leaf = fx.createLeaf(backing, "pool.raw", "--cluster-size", "64K");
+            Path mnt = fx.newMountPoint("pool-mnt");
+            // Workers above the base retire 300 ms after the last saturation instead of 30 s.
+            fx.corfsWithEnv(java.util.Map.of("CORFS_JAVA_OPTS", "-Dcorfs.fuse.retire_after_ms=300"),
+                    "mount", "--log", fx.dir().resolve("pool.log").toString(), leaf.toString(), mnt.toString())
+                    .assertOk();
+            Path img = mnt.resolve("pool.raw");
+            for (int round = 0; round < 2; round++) {
+                // A burst of parallel readers grows the pool past its base ...
+                List<Process> readers = new java.util.ArrayList<>();
+                for (int i = 0; i < 32; i++) {
+                    readers.add(new ProcessBuilder("sh", "-c", "for k in 1 2 3 4 5 6 7 8; do dd if=" + img
+                            + " of=/dev/null bs=1M count=1 iflag=direct status=none || exit 1; done")
+                            .redirectErrorStream(true).start());
+                }
+                for (Process p : readers) {
+                    assertTrue(p.waitFor(60, java.util.concurrent.TimeUnit.SECONDS), "a reader hung");
+                    assertEquals(0, p.exitValue(), "a reader of the burst failed");
+                }
+                Thread.sleep(1000); // ... and quiet lets the workers above it retire, the first ones included
+                for (int i = 0; i < 100; i++) {
+                    directRead(img, (long) (i % 16) * MIB, CLUSTER, fx.dir().resolve("q.bin")).assertOk();
+                }
+                assertTrue(CorfsFixture.isMounted(mnt), "the mount went away after the pool shrank (round " + round + ")");
+            }
+            fx.umount(mnt);
+        });
+    }
+
+    @Test
     @DisplayName("a full leaf filesystem: reads still return the backing, writes get ENOSPC, stream fails, check clean")
     void fullLeafFilesystem() {
         assertTimeoutPreemptively(TEST_TIMEOUT, () -> {

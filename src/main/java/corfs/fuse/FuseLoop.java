@@ -61,8 +61,12 @@ final class FuseLoop {
     static final int MAX_THREADS = 64;
     /** {@link #start}'s argument for the elastic pool sized from the CPUs (see the class comment). */
     static final int ELASTIC = 0;
-    /** An elastic pool sheds workers above its base only after it has not been saturated for this long. */
-    static final long RETIRE_AFTER_NANOS = TimeUnit.SECONDS.toNanos(30);
+    /**
+     * An elastic pool sheds workers above its base only after it has not been saturated for this long
+     * (30 s; the system property {@code corfs.fuse.retire_after_ms} changes it, for tests).
+     */
+    static final long RETIRE_AFTER_NANOS = TimeUnit.MILLISECONDS.toNanos(
+            Math.max(1, Long.getLong("corfs.fuse.retire_after_ms", 30_000)));
     private static final int EINTR = 4;
 
     enum State { NEW, RUNNING, TORN_DOWN }
@@ -266,18 +270,29 @@ final class FuseLoop {
 
     /** Waits up to {@code millis} in all for every worker to end; true if they have. */
     boolean awaitExit(long millis) throws InterruptedException {
-        List<Thread> all;
-        synchronized (this) {
-            all = List.copyOf(workers);
-        }
+        // Not the workers of one moment: in an elastic pool those may all have retired while others,
+        // started later, still serve the mount. Only a worker can start another, so once none is alive
+        // none can appear.
         long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(Math.max(1, millis));
-        for (Thread t : all) {
-            long left = TimeUnit.NANOSECONDS.toMillis(deadline - System.nanoTime());
-            if (left <= 0 || !join(t, left)) {
-                return false;
+        while (true) {
+            List<Thread> all;
+            synchronized (this) {
+                all = List.copyOf(workers);
+            }
+            boolean anyAlive = false;
+            for (Thread t : all) {
+                if (t.isAlive()) {
+                    anyAlive = true;
+                    long left = TimeUnit.NANOSECONDS.toMillis(deadline - System.nanoTime());
+                    if (left <= 0 || !join(t, left)) {
+                        return false;
+                    }
+                }
+            }
+            if (!anyAlive) {
+                return true;
             }
         }
-        return true;
     }
 
     private static boolean join(Thread t, long millis) throws InterruptedException {
