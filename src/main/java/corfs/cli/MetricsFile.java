@@ -88,6 +88,11 @@ final class MetricsFile implements AutoCloseable {
         if (Files.isDirectory(p, LinkOption.NOFOLLOW_LINKS)) {
             throw new CorfsException(Reason.INVALID_ARGUMENT, "-o metrics_file=" + value + " is a directory");
         }
+        try {
+            corfs.io.ReplaceTarget.check(p, "-o metrics_file", true);
+        } catch (IOException e) {
+            throw e instanceof CorfsException c ? c : new CorfsException(Reason.IO, "-o metrics_file=" + value + ": " + e);
+        }
         return p;
     }
 
@@ -134,6 +139,7 @@ final class MetricsFile implements AutoCloseable {
     /** One atomic replacement of the file with the mount's Prometheus text now. */
     synchronized void write() throws IOException {
         byte[] text = PrometheusFormat.render(mountPoint, session.status()).getBytes(StandardCharsets.UTF_8);
+        corfs.io.ReplaceTarget.check(path, "metrics_file", true); // a FIFO or device put there since: leave it
         byte[] rnd = new byte[12];
         RANDOM.nextBytes(rnd);
         Path tmp = path.resolveSibling("." + path.getFileName() + "." + HexFormat.of().formatHex(rnd) + ".tmp");

@@ -85,7 +85,8 @@ final class ProfileCommands {
     }
 
     @Command(name = "export", description = "Write LEAF's recorded access profile to FILE, in the portable format"
-            + " that prefetch and 'profile merge' read (replaced atomically).")
+            + " that prefetch and 'profile merge' read (replaced atomically; an existing FILE must be a regular"
+            + " file; '-' writes to standard output).")
     static final class Export implements Callable<Integer> {
         @Parameters(index = "0", paramLabel = "LEAF")
         Path leaf;
@@ -96,7 +97,9 @@ final class ProfileCommands {
         @Override
         public Integer call() throws Exception {
             AccessProfile p = recorded(leaf).toAccessProfile();
-            p.write(file);
+            if (writeOut(p, file)) {
+                return 0;
+            }
             System.out.printf("%s: exported %d extents (%d bytes) to %s%n", LeafCommands.Info.printable(leaf.toString()),
                     p.entries().size(), p.totalBytes(), LeafCommands.Info.printable(file.toString()));
             return 0;
@@ -110,7 +113,8 @@ final class ProfileCommands {
         @Parameters(arity = "1..*", paramLabel = "FILE", description = "exported profiles")
         List<Path> inputs;
 
-        @Option(names = "-o", required = true, paramLabel = "FILE", description = "the merged profile to write")
+        @Option(names = "-o", required = true, paramLabel = "FILE", description = "the merged profile to write"
+                + " ('-': standard output)")
         Path output;
 
         @Override
@@ -122,7 +126,9 @@ final class ProfileCommands {
                 names.add(LeafCommands.Info.printable(in.toString()));
             }
             AccessProfile merged = AccessProfile.merge(profiles, names);
-            merged.write(output);
+            if (writeOut(merged, output)) {
+                return 0;
+            }
             System.out.printf("merged %d profiles into %s: %d extents (%d bytes)%n", profiles.size(),
                     LeafCommands.Info.printable(output.toString()), merged.entries().size(), merged.totalBytes());
             return 0;
@@ -136,5 +142,20 @@ final class ProfileCommands {
                     + ": no such leaf");
         }
         return ProfileLog.read(leaf);
+    }
+
+    /** Writes {@code p} to {@code file}, or to standard output for "-" (then true: nothing else to print). */
+    private static boolean writeOut(AccessProfile p, Path file) throws java.io.IOException {
+        if (file.toString().equals("-")) {
+            System.out.write(p.toBytes());
+            System.out.flush();
+            return true;
+        }
+        if (java.nio.file.Files.isDirectory(file, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+            throw new corfs.CorfsException(corfs.CorfsException.Reason.INVALID_ARGUMENT,
+                    LeafCommands.Info.printable(file.toString()) + " is a directory: give a file name");
+        }
+        p.write(file);
+        return false;
     }
 }

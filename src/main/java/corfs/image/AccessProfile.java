@@ -49,9 +49,13 @@ import java.util.Set;
  */
 public record AccessProfile(String identityToken, long backingSize, int clusterSize, List<Entry> entries) {
     public static final String MAGIC = "corfs-profile 1";
-    /** More than a boot ever touches (16 M extents, ~450 MB of text): a bigger file is refused. */
-    public static final int MAX_ENTRIES = 1 << 24;
-    public static final long MAX_FILE_BYTES = 512L << 20;
+    /**
+     * Far more than a boot touches (a real one: 1,307 reads), and small enough that a profile a user (or
+     * another user, through a sidecar) hands a daemon with a 256 MiB heap cannot exhaust it: 16 M extents
+     * took 5 GB of heap. A bigger file is refused.
+     */
+    public static final int MAX_ENTRIES = 1 << 18;
+    public static final long MAX_FILE_BYTES = 16L << 20;
     private static final SecureRandom RANDOM = new SecureRandom();
 
     /** One extent of the profile: {@code length} bytes at {@code offset}, first touched {@code firstMillis} after mount. */
@@ -290,9 +294,11 @@ public record AccessProfile(String identityToken, long backingSize, int clusterS
 
     /**
      * Writes the profile to {@code file}, replacing it atomically: a temporary file of unpredictable name
-     * in the same directory, created with O_EXCL|O_NOFOLLOW (mode 0644), forced, then renamed over it.
+     * in the same directory, created with O_EXCL|O_NOFOLLOW (mode 0644), forced, then renamed over it. An
+     * existing {@code file} must be a regular file ({@link corfs.io.ReplaceTarget}: not a link, a device...).
      */
     public void write(Path file) throws IOException {
+        corfs.io.ReplaceTarget.check(file, "profile", false);
         Path dir = file.toAbsolutePath().getParent();
         byte[] rnd = new byte[12];
         RANDOM.nextBytes(rnd);

@@ -54,6 +54,10 @@ public final class PrefetchRecord {
         if (!Files.exists(p, LinkOption.NOFOLLOW_LINKS)) {
             return Optional.empty();
         }
+        String untrusted = Files.isRegularFile(p, LinkOption.NOFOLLOW_LINKS) ? Sidecars.untrusted(p, leaf) : null;
+        if (untrusted != null) {
+            throw new CorfsException(Reason.INVALID_ARGUMENT, "pending prefetch " + p + " is not used: " + untrusted);
+        }
         return Optional.of(AccessProfile.read(p));
     }
 

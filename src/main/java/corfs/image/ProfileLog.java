@@ -153,6 +153,10 @@ public final class ProfileLog implements AutoCloseable {
         if (!Files.isRegularFile(p, LinkOption.NOFOLLOW_LINKS)) {
             throw new CorfsException(Reason.INVALID_ARGUMENT, "profile " + p + " is not a regular file");
         }
+        String untrusted = Sidecars.untrusted(p, leaf);
+        if (untrusted != null) {
+            throw new CorfsException(Reason.INVALID_ARGUMENT, "profile " + p + " is not used: " + untrusted);
+        }
         try (FileChannel ch = FileChannel.open(p, Set.<OpenOption>of(StandardOpenOption.READ, LinkOption.NOFOLLOW_LINKS))) {
             ByteBuffer hb = ByteBuffer.allocate(HEADER_BYTES);
             readAt(ch, hb, 0);
@@ -180,6 +184,8 @@ public final class ProfileLog implements AutoCloseable {
         }
         if (!Files.isRegularFile(p, LinkOption.NOFOLLOW_LINKS)) {
             why = "it is not a regular file";
+        } else if ((why = Sidecars.untrusted(p, leaf)) != null) {
+            // someone else's file: started anew below (the entry replaced, nothing written into it)
         } else {
             FileChannel ch = FileChannel.open(p, Set.<OpenOption>of(StandardOpenOption.READ, StandardOpenOption.WRITE,
                     LinkOption.NOFOLLOW_LINKS));

@@ -71,13 +71,24 @@ class AccessProfileTest {
     }
 
     @Test
-    void writeReplacesAPlantedLinkInsteadOfWritingThroughIt() throws Exception {
+    void writeRefusesALinkOrAnythingButARegularFileAndWritesNothingThrough() throws Exception {
         Path victim = dir.resolve("victim");
         Files.writeString(victim, "keep");
         Path target = dir.resolve("out.profile");
         Files.createSymbolicLink(target, victim);
-        sample().write(target);
+        CorfsException e = assertThrows(CorfsException.class, () -> sample().write(target));
+        assertTrue(e.getMessage().contains("symbolic link"), e.getMessage());
         assertEquals("keep", Files.readString(victim));
-        assertEquals(sample(), AccessProfile.read(target));
+        assertTrue(Files.isSymbolicLink(target));
+        Path fifo = dir.resolve("fifo");
+        assertEquals(0, new ProcessBuilder("mkfifo", fifo.toString()).start().waitFor());
+        assertThrows(CorfsException.class, () -> sample().write(fifo));
+        assertTrue(Files.isOther(fifo) || !Files.isRegularFile(fifo), "the FIFO was replaced");
+        assertThrows(CorfsException.class, () -> sample().write(Path.of("/dev/null")));
+        assertTrue(Files.readAttributes(Path.of("/dev/null"), java.nio.file.attribute.BasicFileAttributes.class).isOther());
+        Path regular = dir.resolve("old.profile");
+        Files.writeString(regular, "old");
+        sample().write(regular); // a regular file is replaced
+        assertEquals(sample(), AccessProfile.read(regular));
     }
 }

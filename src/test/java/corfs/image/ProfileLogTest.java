@@ -199,4 +199,27 @@ class ProfileLogTest {
             assertTrue(s.noneMatch(f -> f.getFileName().toString().endsWith(".tmp")), "no temporary file left");
         }
     }
+
+    @Test
+    void aSidecarOthersMayWriteOrOwnIsNotUsed() throws Exception {
+        write(5);
+        Path p = ProfileLog.pathOf(leaf());
+        Files.setPosixFilePermissions(p, PosixFilePermissions.fromString("rw-rw-rw-"));
+        CorfsException e = assertThrows(CorfsException.class, () -> ProfileLog.read(leaf()));
+        assertTrue(e.getMessage().contains("others may write it"), e.getMessage());
+        try (ProfileLog log = ProfileLog.openForAppend(leaf(), HEADER)) {
+            assertEquals(0, log.loaded().count(), "a planted profile was adopted");
+        }
+        assertEquals("rw-------", PosixFilePermissions.toString(Files.getPosixFilePermissions(p)), "not replaced");
+        if ("root".equals(System.getProperty("user.name"))) {
+            write(3);
+            Files.setAttribute(p, "unix:uid", 65534, java.nio.file.LinkOption.NOFOLLOW_LINKS);
+            e = assertThrows(CorfsException.class, () -> ProfileLog.read(leaf()));
+            assertTrue(e.getMessage().contains("owned by uid 65534"), e.getMessage());
+            try (ProfileLog log = ProfileLog.openForAppend(leaf(), HEADER)) {
+                assertEquals(0, log.loaded().count(), "another user's profile was adopted");
+            }
+            assertEquals(0, (int) (Integer) Files.getAttribute(p, "unix:uid", java.nio.file.LinkOption.NOFOLLOW_LINKS));
+        }
+    }
 }

@@ -335,6 +335,13 @@ class PrefetchTest {
                 try (MountSession s = MountSession.open(List.of(leaf), new MountSession.Options(false, false, 0))) {
                     assertEquals(PrefetchState.NONE, status(s).prefetch());
                 }
+                // A pending prefetch others may write (planted in a shared directory) is not run.
+                PrefetchRecord.save(leaf, p);
+                Files.setPosixFilePermissions(PrefetchRecord.pathOf(leaf),
+                        java.nio.file.attribute.PosixFilePermissions.fromString("rw-rw-rw-"));
+                try (MountSession s = MountSession.open(List.of(leaf), new MountSession.Options(false, false, 0))) {
+                    assertEquals(PrefetchState.FAILED, status(s).prefetch(), "a planted prefetch ran");
+                }
             });
         }
 
