@@ -80,6 +80,22 @@ final class LatencyController {
         return fillBytes;
     }
 
+    /**
+     * A fill failed or timed out at {@code now}: no latency to measure, and the likeliest cause is a queue
+     * past any target (a slow or stalled server), so the window halves, as TCP and LEDBAT do on a loss,
+     * at most once per base round trip (a burst of failures of one window halves it once), never below
+     * {@link #MIN_WINDOW}.
+     */
+    synchronized void lost(long now) {
+        long rtt = samples == 0 ? targetNanos : base();
+        if (decreased && now - lastDecrease < rtt) {
+            return;
+        }
+        window = Math.max(MIN_WINDOW, window / 2);
+        lastDecrease = now;
+        decreased = true;
+    }
+
     /** One fill of {@link #fillBytes} completed at {@code now} after {@code latencyNanos} of backing read. */
     synchronized void sample(long now, long latencyNanos) {
         long latency = Math.max(1, latencyNanos);

@@ -232,6 +232,8 @@ final class StreamStep implements JobStep {
             inFlight.remove(d.first());
             if (p != null && d.sample() && d.failure() == null && d.skips().isEmpty() && d.bytes() == p.fillBytes()) {
                 p.sample(now, d.nanos());
+            } else if (p != null && (d.failure() != null || !d.skips().isEmpty())) {
+                p.lost(now); // a read that failed or timed out is the strongest sign of a queue: back off
             }
             for (Skip s : d.skips()) {
                 skippedAny = true;

@@ -153,6 +153,26 @@ class LatencyControllerTest {
     @DisplayName("the rules, sample by sample")
     class Rules {
         @Test
+        @DisplayName("a failed or timed-out fill halves the window, once per round trip, down to the floor")
+        void lossBacksOff() {
+            LatencyController c = new LatencyController(TARGET, MIB);
+            c.sample(0, 10 * MS);
+            double w = c.window();
+            c.lost(S);
+            assertEquals(w / 2, c.window(), 1e-9);
+            c.lost(S + MS); // the same burst of failures
+            assertEquals(w / 2, c.window(), 1e-9);
+            for (int i = 1; i <= 40; i++) {
+                c.lost(S + i * S);
+            }
+            assertEquals(LatencyController.MIN_WINDOW, c.window(), 1e-12, "never below the floor");
+            LatencyController fresh = new LatencyController(TARGET, MIB); // no sample yet: still backs off
+            double f = fresh.window();
+            fresh.lost(S);
+            assertEquals(f / 2, fresh.window(), 1e-9);
+        }
+
+        @Test
         @DisplayName("halves at most once per round trip, and by target/delay when just above")
         void decreaseOncePerRoundTrip() {
             LatencyController c = new LatencyController(TARGET, MIB);
