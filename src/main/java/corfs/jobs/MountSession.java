@@ -465,6 +465,7 @@ public final class MountSession implements AutoCloseable {
         String name = resolve(image);
         try (LogLeaf tag = LogLeaf.tag(name)) {
             prefetches.get(name).start(file);
+            filler.recordCommandError(name, null); // a command that succeeds clears the last refusal
         }
     }
 
@@ -473,6 +474,7 @@ public final class MountSession implements AutoCloseable {
         String name = resolve(image);
         try (LogLeaf tag = LogLeaf.tag(name)) {
             prefetches.get(name).cancel();
+            filler.recordCommandError(name, null);
         }
     }
 

@@ -335,6 +335,16 @@ class PrefetchTest {
                 try (MountSession s = MountSession.open(List.of(leaf), new MountSession.Options(false, false, 0))) {
                     assertEquals(PrefetchState.NONE, status(s).prefetch());
                 }
+                // A prefetch command that succeeds clears the last refusal shown in the status.
+                try (MountSession s = MountSession.open(List.of(leaf), new MountSession.Options(false, false, 0))) {
+                    s.recordError("leaf.img", "prefetch: missing FILE");
+                    assertEquals("prefetch: missing FILE", status(s).commandError());
+                    Path file = leaf.resolveSibling("ok.profile");
+                    p.write(file);
+                    s.prefetch("leaf.img", file);
+                    assertEquals(null, status(s).commandError());
+                    await(s, x -> x.prefetch() == PrefetchState.COMPLETED, 30_000, "prefetch completed");
+                }
                 // A pending prefetch others may write (planted in a shared directory) is not run.
                 PrefetchRecord.save(leaf, p);
                 Files.setPosixFilePermissions(PrefetchRecord.pathOf(leaf),
