@@ -284,38 +284,86 @@ class BackingFaultIT {
     }
 
     @Test
-    @DisplayName("an elastic pool that grew and shrank again keeps serving: the mount is not taken for unmounted")
-    void poolShrinksAndStaysMounted() {
+    @DisplayName("an elastic pool grows while every worker waits on the backing, shrinks again, and keeps serving")
+    void poolGrowsOnStallShrinksAndStaysMounted() {
         assertTimeoutPreemptively(TEST_TIMEOUT, () -> {
-            Path backing = fx.makeBacking("plain.raw", SIZE, 41);
-            fillData(backing);
-            Path leaf = fx.createLeaf(backing, "pool.raw", "--cluster-size", "64K");
-            Path mnt = fx.newMountPoint("pool-mnt");
-            // Workers above the base retire 300 ms after the last saturation instead of 30 s.
-            fx.corfsWithEnv(java.util.Map.of("CORFS_JAVA_OPTS", "-Dcorfs.fuse.retire_after_ms=300"),
-                    "mount", "--log", fx.dir().resolve("pool.log").toString(), leaf.toString(), mnt.toString())
-                    .assertOk();
-            Path img = mnt.resolve("pool.raw");
+            Faulty f = new Faulty();
+            // Workers above the base retire 300 ms after the last stall instead of 30 s.
+            fx.corfsWithEnv(Map.of("CORFS_JAVA_OPTS", "-Dcorfs.fuse.retire_after_ms=300"),
+                    "mount", "--log", fx.dir().resolve("pool.log").toString(), "-o", "backing_timeout=30",
+                    f.leaf.toString(), f.mnt.toString()).assertOk();
+            assertReadsBacking(f, 0, CLUSTER);
+            int base = fuseWorkers(f.mnt);
+            assertTrue(base >= 2, "an elastic pool starts with at least 2 workers, not " + base);
             for (int round = 0; round < 2; round++) {
-                // A burst of parallel readers grows the pool past its base ...
+                f.faults.set("hang");
                 List<Process> readers = new java.util.ArrayList<>();
-                for (int i = 0; i < 32; i++) {
-                    readers.add(new ProcessBuilder("sh", "-c", "for k in 1 2 3 4 5 6 7 8; do dd if=" + img
-                            + " of=/dev/null bs=1M count=1 iflag=direct status=none || exit 1; done")
-                            .redirectErrorStream(true).start());
+                try {
+                    // More cold readers than the base: every worker ends up waiting on the backing.
+                    for (int i = 0; i < base + 4; i++) {
+                        long offset = (2L + round * 16 + i) * 4 * CLUSTER; // far apart: no read-ahead
+                        readers.add(new ProcessBuilder("dd", "if=" + f.img, "of=/dev/null", "bs=" + CLUSTER,
+                                "iflag=direct,skip_bytes", "skip=" + offset, "count=1", "status=none")
+                                .redirectErrorStream(true).start());
+                    }
+                    int grown = base;
+                    for (int i = 0; i < 200 && grown <= base; i++) {
+                        Thread.sleep(100);
+                        grown = fuseWorkers(f.mnt);
+                    }
+                    assertTrue(grown > base, "the pool did not grow past its " + base
+                            + " workers while all of them waited on a hanging backing");
+                } finally {
+                    f.faults.set("ok");
                 }
                 for (Process p : readers) {
                     assertTrue(p.waitFor(60, java.util.concurrent.TimeUnit.SECONDS), "a reader hung");
-                    assertEquals(0, p.exitValue(), "a reader of the burst failed");
+                    assertEquals(0, p.exitValue(), "a reader failed after the backing recovered");
                 }
-                Thread.sleep(1000); // ... and quiet lets the workers above it retire, the first ones included
-                for (int i = 0; i < 100; i++) {
-                    directRead(img, (long) (i % 16) * MIB, CLUSTER, fx.dir().resolve("q.bin")).assertOk();
+                Thread.sleep(1000); // quiet: workers above the base retire at their next reply, the first ones included
+                for (int i = 0; i < 100; i++) { // of clusters made local above: no read-ahead runs ahead
+                    assertReadsBacking(f, (2L + round * 16 + i % (base + 4)) * 4 * CLUSTER, CLUSTER);
                 }
-                assertTrue(CorfsFixture.isMounted(mnt), "the mount went away after the pool shrank (round " + round + ")");
+                assertTrue(CorfsFixture.isMounted(f.mnt), "the mount went away after the pool shrank (round " + round + ")");
             }
-            fx.umount(mnt);
+            fx.umount(f.mnt);
+            fx.corfs("check", f.leaf.toString()).assertOk();
         });
+    }
+
+    /** FUSE workers ({@code corfs-fuse-N} threads) of the daemon serving {@code mnt}. */
+    private static int fuseWorkers(Path mnt) throws Exception {
+        String want = mnt.toString();
+        try (var procs = Files.list(Path.of("/proc"))) {
+            for (Path proc : (Iterable<Path>) procs::iterator) {
+                if (!proc.getFileName().toString().chars().allMatch(Character::isDigit)) {
+                    continue;
+                }
+                List<String> args;
+                try {
+                    args = List.of(new String(Files.readAllBytes(proc.resolve("cmdline"))).split("\0"));
+                } catch (java.io.IOException gone) {
+                    continue;
+                }
+                if (!args.contains("--report-ready") || !args.contains(want)) {
+                    continue;
+                }
+                int n = 0;
+                try (var tasks = Files.list(proc.resolve("task"))) {
+                    for (Path t : (Iterable<Path>) tasks::iterator) {
+                        try {
+                            if (Files.readString(t.resolve("comm")).trim().matches("corfs-fuse-[0-9]+")) {
+                                n++;
+                            }
+                        } catch (java.io.IOException gone) {
+                            // the thread ended
+                        }
+                    }
+                }
+                return n;
+            }
+        }
+        throw new AssertionError("no corfs daemon serving " + mnt);
     }
 
     @Test

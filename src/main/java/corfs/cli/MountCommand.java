@@ -77,7 +77,7 @@ final class MountCommand implements Callable<Integer> {
             + "; 0 waits forever),",
         "ro (the same as --read-only), rw (the default),",
         "threads=N (a fixed pool of N FUSE worker threads, 1.." + FuseMount.MAX_THREADS
-            + "; default: two per CPU, growing to " + FuseMount.MAX_THREADS + " while all are busy),",
+            + "; default: one per CPU, growing to " + FuseMount.MAX_THREADS + " while all wait on the backing),",
         "single_threaded (threads=1), debug (libfuse -d), no_auto_unmount,",
         "profile=on|off (record each leaf's access profile, LEAF.corfs-profile; default on),",
         "prefetch=FILE (one leaf) or prefetch=IMAGE=FILE (repeatable): prefetch the access profile FILE,",

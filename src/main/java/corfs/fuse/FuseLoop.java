@@ -16,7 +16,7 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * libfuse 2's session loop run on a fixed pool of named Java threads ({@code corfs-fuse-0..N-1}) instead of
+ * libfuse 2's session loop run on a pool of named Java threads ({@code corfs-fuse-0..N-1}) instead of
  * {@code fuse_loop_mt}'s native threads.
  *
  * <p>Why: {@code fuse_loop_mt} starts a native worker whenever none is idle and retires it when more than
@@ -33,19 +33,26 @@ import org.slf4j.LoggerFactory;
  * session is exited.
  *
  * <h2>Pool size</h2>
- * Fixed ({@code -o threads=N}) or, by default, <em>elastic</em>: {@link #baseThreads} workers (two per CPU,
- * 2 to 16), and one more whenever a worker takes a request while every worker is busy (none left reading
- * {@code /dev/fuse}), up to {@value #MAX_THREADS}, as {@code fuse_loop_mt} does; so requests that block on a
- * slow or hung backing never leave the kernel's queue unserved, and a hot load on few CPUs is not served by
- * more threads than it can use (16 workers on 2 CPUs tripled the p99 of 4-job random reads). A worker above
- * the base retires after finishing a request once the pool has not been saturated for
- * {@link #RETIRE_AFTER_NANOS}: a steady load that saturates it now and then keeps its extra worker instead of
- * starting and ending threads (the churn that made {@code fuse_loop_mt} slow here). The kernel wakes one
- * reader per request (an exclusive wait), so idle workers cost memory, not wake-ups.
+ * Fixed ({@code -o threads=N}) or, by default, <em>elastic</em>: {@link #baseThreads} workers (one per CPU,
+ * 2 to 16) and one more whenever every worker has been inside its current request for
+ * {@link #STALL_NANOS} or longer, up to {@value #MAX_THREADS}. A stalled pool means requests blocked on a slow
+ * or hung backing: then requests for local data would wait in the kernel's queue, so a worker is added (one
+ * per check, every {@link #WATCH_BUSY_NANOS}). A pool that is merely saturated by CPU work is not grown:
+ * on 2 CPUs, 4 fio jobs of 4 KiB reads served by a pool that grew whenever all workers were busy (like
+ * {@code fuse_loop_mt}) got 0.7x the IOPS and 4x the p99 of a single worker, which takes queued requests
+ * back to back without sleeping between them. The stall check runs on one named thread,
+ * {@code corfs-fuse-watch-N}, only in an elastic pool; it reads each worker's {@link Worker#busySince}
+ * (a volatile the worker writes as it takes and as it finishes a request: the hot path's whole cost). A
+ * worker above the base retires after finishing a request once the pool has not stalled for
+ * {@link #RETIRE_AFTER_NANOS}: a load that stalls now and then keeps its extra workers instead of starting
+ * and ending threads (the churn that made {@code fuse_loop_mt} slow here). The kernel wakes one reader per
+ * request (an exclusive wait), so idle workers cost memory, not wake-ups.
  *
  * <p>Counters: {@link #alive} counts workers started and not ended (incremented before a start, decremented
  * by the worker as it leaves); {@link #busy} those between a received request and its reply. Growth and
- * retirement decisions are taken under this object's monitor, so the pool never exceeds its bounds.
+ * retirement decisions are taken under this object's monitor, so the pool never exceeds its bounds. The
+ * watcher touches only Java state (never libfuse after {@link #teardown}: it checks the state under the
+ * monitor, which teardown holds) and ends when the loop is no longer running or no worker is alive.
  *
  * <p>Lifecycle, with its state in an atomic: {@link #setUp} (mounts; NEW) → {@link #start} (RUNNING) →
  * the workers end after an unmount or {@link #exit} → {@link #teardown} (TORN_DOWN) exactly once, and only
@@ -61,13 +68,30 @@ final class FuseLoop {
     static final int MAX_THREADS = 64;
     /** {@link #start}'s argument for the elastic pool sized from the CPUs (see the class comment). */
     static final int ELASTIC = 0;
+    private static final AtomicInteger WATCHERS = new AtomicInteger();
     /**
      * An elastic pool sheds workers above its base only after it has not been saturated for this long
      * (30 s; the system property {@code corfs.fuse.retire_after_ms} changes it, for tests).
      */
     static final long RETIRE_AFTER_NANOS = TimeUnit.MILLISECONDS.toNanos(
             Math.max(1, Long.getLong("corfs.fuse.retire_after_ms", 30_000)));
+    /** An elastic pool grows when every worker has been in its current request this long (2 ms). */
+    static final long STALL_NANOS = TimeUnit.MILLISECONDS.toNanos(2);
+    /** How often the watcher checks for a stall while some worker is busy (1 ms), and while none is (20 ms). */
+    static final long WATCH_BUSY_NANOS = TimeUnit.MILLISECONDS.toNanos(1);
+    static final long WATCH_IDLE_NANOS = TimeUnit.MILLISECONDS.toNanos(20);
+    private static final long IDLE = Long.MIN_VALUE;
     private static final int EINTR = 4;
+
+    /** One worker: its thread and when it took its current request ({@link #IDLE} between requests). */
+    private static final class Worker {
+        final Thread thread;
+        volatile long busySince = IDLE;
+
+        Worker(Thread thread) {
+            this.thread = thread;
+        }
+    }
 
     enum State { NEW, RUNNING, TORN_DOWN }
 
@@ -85,11 +109,13 @@ final class FuseLoop {
     private final AtomicReference<State> state = new AtomicReference<>(State.NEW);
     private final AtomicReference<Throwable> failure = new AtomicReference<>();
     private final AtomicInteger receiveError = new AtomicInteger();
-    private final List<Thread> workers = new ArrayList<>();
+    /** Guarded by this monitor. */
+    private final List<Worker> workers = new ArrayList<>();
     private final AtomicInteger alive = new AtomicInteger();
     private final AtomicInteger busy = new AtomicInteger();
-    /** nanoTime at which every worker was last busy at once. */
-    private volatile long lastSaturatedNanos = System.nanoTime();
+    /** nanoTime of the last stall the watcher saw (every worker in one request for {@link #STALL_NANOS}). */
+    private volatile long lastStallNanos = System.nanoTime();
+    private Thread watcher;
     private int baseWorkers;
     private int maxWorkers;
     private int nextIndex;
@@ -126,9 +152,9 @@ final class FuseLoop {
         return new FuseLoop(lib, runtime, fs, ops, fuse, mountPointOut.getPointer(0));
     }
 
-    /** The base of an elastic pool on this machine: two workers per CPU, 2 to 16. */
+    /** The base of an elastic pool on this machine: one worker per CPU, 2 to 16. */
     static int baseThreads() {
-        return Math.max(2, Math.min(16, 2 * java.lang.Runtime.getRuntime().availableProcessors()));
+        return Math.max(2, Math.min(16, java.lang.Runtime.getRuntime().availableProcessors()));
     }
 
     /**
@@ -152,41 +178,39 @@ final class FuseLoop {
         for (int i = 0; i < baseWorkers; i++) {
             addWorker();
         }
+        if (maxWorkers > baseWorkers) {
+            watcher = new Thread(this::watch, "corfs-fuse-watch-" + WATCHERS.getAndIncrement());
+            watcher.setDaemon(true);
+            watcher.start();
+        }
         LOG.debug("started {} FUSE worker(s) (at most {}), {} byte buffers", baseWorkers, maxWorkers, bufferSize);
     }
 
     /** Starts one more worker. Caller holds this monitor. */
     private void addWorker() {
         assert Thread.holdsLock(this);
-        Thread t = new Thread(this::work, THREAD_PREFIX + nextIndex++);
+        Worker[] self = new Worker[1];
+        Thread t = new Thread(() -> work(self[0]), THREAD_PREFIX + nextIndex++);
+        self[0] = new Worker(t);
         // A worker stuck in read(/dev/fuse) after a failed unmount must not keep the JVM alive.
         t.setDaemon(true);
-        workers.removeIf(w -> !w.isAlive() && w.getState() == Thread.State.TERMINATED);
-        workers.add(t);
+        workers.removeIf(w -> w.thread.getState() == Thread.State.TERMINATED);
+        workers.add(self[0]);
         alive.incrementAndGet();
         t.start();
     }
 
-    /** A worker took a request: if none is left to read the next one, start another (within the bound). */
-    private void received() {
-        if (busy.incrementAndGet() < alive.get()) {
-            return;
-        }
-        lastSaturatedNanos = System.nanoTime();
-        if (maxWorkers > baseWorkers) {
-            synchronized (this) {
-                if (busy.get() >= alive.get() && alive.get() < maxWorkers && state.get() == State.RUNNING
-                        && lib.fuse_session_exited(session) == 0) {
-                    addWorker();
-                }
-            }
-        }
+    /** The worker took a request. */
+    private void received(Worker me) {
+        me.busySince = System.nanoTime();
+        busy.incrementAndGet();
     }
 
-    /** A worker replied: true if it should retire (above the base, and no saturation for a while). */
-    private boolean replied() {
+    /** The worker replied: true if it should retire (above the base, and no stall for a while). */
+    private boolean replied(Worker me) {
+        me.busySince = IDLE;
         busy.decrementAndGet();
-        if (alive.get() <= baseWorkers || System.nanoTime() - lastSaturatedNanos < RETIRE_AFTER_NANOS) {
+        if (alive.get() <= baseWorkers || System.nanoTime() - lastStallNanos < RETIRE_AFTER_NANOS) {
             return false;
         }
         synchronized (this) {
@@ -198,7 +222,52 @@ final class FuseLoop {
         }
     }
 
-    private void work() {
+    /** The elastic pool's watcher: adds a worker whenever the pool stalls (see the class comment). */
+    private void watch() {
+        try {
+            while (true) {
+                long pause = busy.get() > 0 ? WATCH_BUSY_NANOS : WATCH_IDLE_NANOS;
+                Thread.sleep(pause / 1_000_000, (int) (pause % 1_000_000));
+                synchronized (this) {
+                    if (state.get() != State.RUNNING || alive.get() == 0) {
+                        return;
+                    }
+                    if (alive.get() < maxWorkers && stalled(System.nanoTime())
+                            && lib.fuse_session_exited(session) == 0) {
+                        lastStallNanos = System.nanoTime();
+                        addWorker();
+                    }
+                }
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        } catch (Throwable t) {
+            LOG.error("the FUSE pool's watcher failed; the pool no longer grows", t);
+        }
+        LOG.debug("{} ended", Thread.currentThread().getName());
+    }
+
+    /** True if every live worker has been in its current request for {@link #STALL_NANOS}. Holds the monitor. */
+    private boolean stalled(long now) {
+        assert Thread.holdsLock(this);
+        if (busy.get() < alive.get()) {
+            return false;
+        }
+        int inRequest = 0;
+        for (Worker w : workers) {
+            if (!w.thread.isAlive()) {
+                continue;
+            }
+            long since = w.busySince;
+            if (since == IDLE || now - since < STALL_NANOS) {
+                return false;
+            }
+            inRequest++;
+        }
+        return inRequest > 0;
+    }
+
+    private void work(Worker me) {
         boolean retired = false;
         Pointer buf = null;
         Pointer mem = null;
@@ -224,16 +293,16 @@ final class FuseLoop {
                     break;
                 }
                 long ch = chp.getAddress(0);
-                received();
+                received(me);
                 try {
                     lib.fuse_session_process_buf(session, buf, ch == channelAddress ? channel : chp.getPointer(0));
                 } finally {
-                    if (replied()) {
+                    if (replied(me)) {
                         retired = true;
                     }
                 }
                 if (retired) {
-                    LOG.debug("{} retired: the pool was not saturated for {} s", Thread.currentThread().getName(),
+                    LOG.debug("{} retired: the pool has not stalled for {} s", Thread.currentThread().getName(),
                             TimeUnit.NANOSECONDS.toSeconds(RETIRE_AFTER_NANOS));
                     break;
                 }
@@ -260,8 +329,8 @@ final class FuseLoop {
 
     /** True while at least one worker runs. */
     synchronized boolean isRunning() {
-        for (Thread t : workers) {
-            if (t.isAlive()) {
+        for (Worker w : workers) {
+            if (w.thread.isAlive()) {
                 return true;
             }
         }
@@ -271,13 +340,16 @@ final class FuseLoop {
     /** Waits up to {@code millis} in all for every worker to end; true if they have. */
     boolean awaitExit(long millis) throws InterruptedException {
         // Not the workers of one moment: in an elastic pool those may all have retired while others,
-        // started later, still serve the mount. Only a worker can start another, so once none is alive
-        // none can appear.
+        // started later, still serve the mount. Only the watcher starts workers after start(), and only
+        // while one is alive and the session has not exited (workers end for good only once it has), so
+        // once none is alive none can appear.
         long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(Math.max(1, millis));
         while (true) {
-            List<Thread> all;
+            List<Thread> all = new ArrayList<>();
             synchronized (this) {
-                all = List.copyOf(workers);
+                for (Worker w : workers) {
+                    all.add(w.thread);
+                }
             }
             boolean anyAlive = false;
             for (Thread t : all) {

@@ -45,9 +45,11 @@ import org.slf4j.LoggerFactory;
  * 4 to 16 workers were equal within the noise in IOPS and 2.3-3x the old multithreaded mode, and 16 was the
  * default until the tail was measured (issue 12): with 4 fio jobs on 2 CPUs the p99 was 142 us with 2
  * workers, 153 with 4, 264 with 8 and 322 with 16 (bindfs 131). Now the default is an elastic pool
- * ({@link FuseLoop}): two workers per CPU, and one more whenever all are busy, so requests waiting on a hung
- * backing (the kernel's 12 background readahead requests, say) never leave reads of local clusters
- * unserved, which is what 16 fixed workers were for.
+ * ({@link FuseLoop}): one worker per CPU (2 to 16), and one more whenever every worker has waited 2 ms in
+ * one request, so requests waiting on a hung backing (the kernel's 12 background readahead requests, say)
+ * never leave reads of local clusters unserved, which is what 16 fixed workers were for, while a pool
+ * that is only busy with CPU work stays small (growing whenever all were busy cost 0.7x the IOPS and 4x
+ * the p99 of one worker).
  *
  * <p>The cause of the old figures: libfuse 2's {@code fuse_loop_mt} starts and retires native threads all the time under such a load, and
  * jffi attaches each new native thread to the JVM (a new {@code java.lang.Thread}) and detaches it after
@@ -68,8 +70,8 @@ public final class FuseMount implements AutoCloseable {
     private static final long UNMOUNT_TIMEOUT_MS = 10_000;
     private static final long LOOP_EXIT_TIMEOUT_MS = 10_000;
     /**
-     * FUSE worker threads unless {@code -o threads=N} says otherwise: 0, an elastic pool (two per CPU,
-     * growing while all are busy; {@link FuseLoop}); see the class comment for why.
+     * FUSE worker threads unless {@code -o threads=N} says otherwise: 0, an elastic pool (one per CPU,
+     * growing while all wait on slow requests; {@link FuseLoop}); see the class comment for why.
      */
     public static final int DEFAULT_THREADS = FuseLoop.ELASTIC;
     public static final int MAX_THREADS = FuseLoop.MAX_THREADS;
