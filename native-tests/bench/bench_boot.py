@@ -6,7 +6,8 @@
               `corfs profile export` of (b)'s leaf, (d) qemu-storage-daemon's copy-on-read qcow2 overlay
               over the same server (FUSE export)
   contention  three corfs mounts streaming from that server while a fourth replays the trace: the
-              replay's p99 with no stream, with three speed=auto streams, with three unlimited ones;
+              replay's p99 with no stream, with no stream after the rate filter's burst credit was spent
+              (drained), with three speed=auto streams, with three unlimited ones;
               and one speed=auto stream vs one unlimited stream on the otherwise idle server
   profcost    the hot 4 KiB random-read row (fio, 4 jobs, O_DIRECT) with the default mount (profile
               recording on) and with -o profile=off, alternating, median of several runs
@@ -242,15 +243,25 @@ class BootBench:
         self.start_link()
         lead = self.p["contention_lead_s"]
         log(f"contention: replay on a 4th mount while 3 mounts stream from the same server "
-            f"(none / speed=auto / unlimited); then 1 auto vs 1 unlimited stream of {human(self.p['stream_row'])}")
+            f"(none / drained / speed=auto / unlimited); then 1 auto vs 1 unlimited stream of {human(self.p['stream_row'])}")
         key, label = "contention_p99", "replay read p99 beside 3 streams"
         try:
-            for mode in ("none", "auto", "unlimited"):
+            # "drained": no stream during the replay either, but the rate filter's burst credit (2 s of the
+            # link, ~50 MB, more than the replay fetches) spent first by one unlimited stream cancelled just
+            # before, as the streams of the other variants spend it in their lead: it tells what the streams
+            # cost from what the lost credit costs.
+            for mode in ("none", "drained", "auto", "unlimited"):
                 streams = []
                 try:
                     r_leaf = self.corfs(self.uri, f"replay-{mode}")
                     drop_caches()
-                    if mode != "none":
+                    if mode == "drained":
+                        d = self.corfs(self.uri, "drainer")
+                        d.command("stream")
+                        time.sleep(lead)
+                        d.command("cancel")
+                        wait_until(lambda: d.status().get("state") != "running", 30)
+                    elif mode != "none":
                         for i in range(3):
                             s = self.corfs(self.uri, f"streamer{i}")
                             streams.append(s)

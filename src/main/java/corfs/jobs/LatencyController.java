@@ -1,23 +1,34 @@
 package corfs.jobs;
 
 /**
- * The pacing of a {@code speed=auto} stream: LEDBAT (RFC 6817) adapted from packets to fills. Each fill
- * of the standard size (a full step of data, so that samples compare) gives one latency sample: the time
- * its backing read took. From them:
+ * The pacing of a {@code speed=auto} stream: LEDBAT (RFC 6817) adapted from packets to fills. It sets two
+ * things: the <b>fill size</b> (the bytes of one fill, a power-of-two fraction of the largest step, at
+ * least one cluster) and the <b>window</b> (fills in flight, and their rate). Each completed data fill of
+ * a fill size ({@link #sample}) gives one latency sample: the time its backing read took.
  * <ul>
  *   <li><b>base</b>: the minimum latency over a sliding window of {@value #BASE_BUCKETS} buckets of
  *       {@value #BASE_BUCKET_SECONDS} s each (RFC 6817's base history): what a fill costs with no queue
  *       at the server. A bucket with no sample is empty, so after a path change (a slower link, a moved
- *       server) the old minimum expires within the window and the new one becomes the base.</li>
- *   <li><b>current</b>: the minimum of the last {@value #CURRENT_SAMPLES} samples (a low-pass that drops
- *       one-off spikes).</li>
+ *       server) the old minimum expires within the window and the new one becomes the base. Samples
+ *       compare only with fills of the same size or larger: a base is kept per fill size, and the base of
+ *       a size is the minimum over that size and every larger one (a larger fill with no queue is an upper
+ *       bound of a smaller one's cost; a smaller fill is never the base of a larger one, which would read
+ *       its extra transfer as queue).</li>
+ *   <li><b>current</b>: the minimum of the last {@value #CURRENT_SAMPLES} samples of the current fill
+ *       size (a low-pass that drops one-off spikes; it starts afresh when the size changes, so a smaller
+ *       fill is not read as less queue).</li>
  *   <li><b>queueing delay</b> = current - base: what the queue in front of the server adds, our fills'
- *       and everyone else's.</li>
+ *       and everyone else's. A base measured while the server had no queue at all (a rate limiter's
+ *       burst) counts a fill's own transfer as queue too: rightly, a guest read waits behind it. For a
+ *       fill under {@link #REFERENCE_FILL} the delay is scaled up by {@code REFERENCE_FILL / fill}: a
+ *       server that shares its bandwidth per request (nbdkit's rate filter, fair queueing) shows a small
+ *       request only its share of the queue, so a smaller fill would read as less queue.</li>
  * </ul>
- * The output is a <b>window</b> {@code w} in fills, {@link #MIN_WINDOW} to {@link #MAX_WINDOW}: the
- * stream keeps {@code ceil(w)} fills in flight (1 to 8) and at most {@code w} fills per base latency
- * ({@link #rateLimit}, never below {@link #MIN_RATE}; unlimited at the maximum window). So below one fill in
- * flight the stream still goes on, spaced out: it always finishes.
+ * The <b>window</b> {@code w} is in fills, {@link #MIN_WINDOW} to {@link #MAX_WINDOW}: the stream keeps
+ * {@code ceil(w)} fills in flight (1 to 8) and at most {@code w} fills per current latency
+ * ({@link #rateLimit}, as LEDBAT sends a window per round trip; never below {@link #MIN_RATE};
+ * unlimited at the maximum window). So below one fill in flight the stream still goes on, a fill in
+ * flight a fraction {@code w} of the time: it always finishes.
  * <ul>
  *   <li>While the queueing delay is under the target: additive increase, {@code GAIN * off_target / w}
  *       per sample (so {@code GAIN * off_target} fills per round trip), with {@code off_target =
@@ -26,6 +37,17 @@ package corfs.jobs;
  *   <li>Above it: multiplicative decrease by {@code target / delay}, at most halving, at most once per
  *       round trip (the samples of fills issued before the decrease do not count again).</li>
  * </ul>
+ * The <b>fill size</b> is the window's gear: the bytes in flight ({@code w * fill}, LEDBAT's window in
+ * bytes) are held as a count of one to eight fills where the sizes allow. When the window falls below
+ * {@value #SHRINK_BELOW}, one fill in flight adds more queue than the target, so the fill halves (down
+ * to one cluster); when eight fills in flight stay under the target, it doubles (up to the largest step);
+ * the window scales the other way, so the bytes in flight do not jump. A fill is what a guest read
+ * queues behind: at 25 MB/s a 1 MiB fill alone is 40 ms, twice the default target, however small the
+ * window, and three streams at the floor would still each hold one in the server's queue. So the fills
+ * settle where one of them takes about the target at the rate it is served: {@code rate * target}, the
+ * rate being the stream's share of the link. Not the stream's own measured throughput: on a long path
+ * with no queue (200 ms, eight fills in flight) that is far below the link, and sizing from it would
+ * shrink the fills for nobody's sake.
  *
  * <p>Pure logic: time comes in as arguments (nanoseconds of any monotonic clock), so a test drives it
  * with a simulated server. Thread-safe: every method holds this object's monitor, the innermost lock
@@ -37,47 +59,74 @@ final class LatencyController {
     static final double MIN_WINDOW = 1.0 / 1024;
     static final double INITIAL_WINDOW = 2;
     static final double GAIN = 1;
-    /** The floor of the rate: a stream at the floor still fetches a 1 MiB fill every 8 s. */
+    /** The floor of the rate: a stream at the floor still fetches 128 KiB a second (a 1 MiB fill every 8 s). */
     static final long MIN_RATE = 128 << 10;
     static final int BASE_BUCKETS = 5;
     static final long BASE_BUCKET_SECONDS = 60;
     static final int CURRENT_SAMPLES = 4;
+    /** Below this window (in fills) even one fill in flight is more queue than the target: fills halve. */
+    static final double SHRINK_BELOW = 1;
+    /** Delays of smaller fills are scaled up to this size (see the class comment). */
+    static final long REFERENCE_FILL = 256 << 10;
     private static final long BASE_BUCKET_NANOS = BASE_BUCKET_SECONDS * 1_000_000_000L;
 
     private final long targetNanos;
-    private final long fillBytes;
+    private final long maxFillBytes;
+    /** Fill sizes: maxFillBytes &gt;&gt; k for k = 0 .. sizes - 1, the last at least the minimum. */
+    private final int sizes;
 
     // ---- guarded by this monitor
     private double window = INITIAL_WINDOW;
-    /** Minimum latency of each base bucket, oldest first; Long.MAX_VALUE: no sample in it. */
-    private final long[] baseMin = new long[BASE_BUCKETS];
+    /** The current fill size: maxFillBytes &gt;&gt; fillShift. */
+    private int fillShift;
+    /** Per fill size (index k), the minimum latency of each base bucket, oldest first; MAX_VALUE: none. */
+    private final long[][] baseMin;
     /** Start of the newest base bucket; valid once {@link #samples} &gt; 0. */
     private long bucketStart;
+    /** The last samples of the current fill size, {@link #recentCount} of them (at most CURRENT_SAMPLES). */
     private final long[] recent = new long[CURRENT_SAMPLES];
+    private int recentCount;
     private long samples;
     private long lastDecrease;
     private boolean decreased;
     private long queueingDelay;
+    private long current;
 
     /**
-     * @param targetNanos the queueing delay to stay under, &gt; 0
-     * @param fillBytes   the size of a sampled fill, &gt; 0: what one unit of window is
+     * @param targetNanos  the queueing delay to stay under, &gt; 0
+     * @param minFillBytes the smallest fill (a cluster), &gt; 0
+     * @param maxFillBytes the largest fill (the largest step), &gt;= minFillBytes: the first fills' size
      */
-    LatencyController(long targetNanos, long fillBytes) {
-        if (targetNanos <= 0 || fillBytes <= 0) {
-            throw new IllegalArgumentException("target " + targetNanos + " ns, fill " + fillBytes + " bytes");
+    LatencyController(long targetNanos, long minFillBytes, long maxFillBytes) {
+        if (targetNanos <= 0 || minFillBytes <= 0 || maxFillBytes < minFillBytes) {
+            throw new IllegalArgumentException("target " + targetNanos + " ns, fills " + minFillBytes + " to "
+                    + maxFillBytes + " bytes");
         }
         this.targetNanos = targetNanos;
-        this.fillBytes = fillBytes;
-        java.util.Arrays.fill(baseMin, Long.MAX_VALUE);
+        this.maxFillBytes = maxFillBytes;
+        int n = 1;
+        while (n < 63 && (maxFillBytes >> n) >= minFillBytes) {
+            n++;
+        }
+        this.sizes = n;
+        this.baseMin = new long[n][BASE_BUCKETS];
+        for (long[] b : baseMin) {
+            java.util.Arrays.fill(b, Long.MAX_VALUE);
+        }
+    }
+
+    /** A controller whose fills have one size only. */
+    LatencyController(long targetNanos, long fillBytes) {
+        this(targetNanos, fillBytes, fillBytes);
     }
 
     long targetNanos() {
         return targetNanos;
     }
 
-    long fillBytes() {
-        return fillBytes;
+    /** The size of the fills to issue now, bytes: the largest step at first, then sized from the rate. */
+    synchronized long fillBytes() {
+        return maxFillBytes >> fillShift;
     }
 
     /**
@@ -87,7 +136,10 @@ final class LatencyController {
      * {@link #MIN_WINDOW}.
      */
     synchronized void lost(long now) {
-        long rtt = samples == 0 ? targetNanos : base();
+        long rtt = samples == 0 ? targetNanos : base(fillShift);
+        if (rtt == Long.MAX_VALUE) {
+            rtt = targetNanos;
+        }
         if (decreased && now - lastDecrease < rtt) {
             return;
         }
@@ -96,17 +148,30 @@ final class LatencyController {
         decreased = true;
     }
 
-    /** One fill of {@link #fillBytes} completed at {@code now} after {@code latencyNanos} of backing read. */
-    synchronized void sample(long now, long latencyNanos) {
+    /**
+     * One data fill of {@code bytes}, every one of them missing, completed at {@code now} after
+     * {@code latencyNanos} of backing read. A size that is not one of the fill sizes (a fill cut short by
+     * a hole or the end of the disk) is no sample: returns false and changes nothing.
+     */
+    synchronized boolean sample(long now, long latencyNanos, long bytes) {
+        int k = shiftOf(bytes);
+        if (k < 0) {
+            return false;
+        }
         long latency = Math.max(1, latencyNanos);
-        updateBase(now, latency);
-        recent[(int) (samples % CURRENT_SAMPLES)] = latency;
+        updateBase(now, latency, k);
         samples++;
-        long current = Long.MAX_VALUE;
-        for (int i = 0; i < Math.min(samples, CURRENT_SAMPLES); i++) {
+        if (k != fillShift) {
+            return true; // issued at an earlier size: it counts for the base, not for the window
+        }
+        recent[recentCount % CURRENT_SAMPLES] = latency;
+        recentCount++;
+        current = Long.MAX_VALUE;
+        for (int i = 0; i < Math.min(recentCount, CURRENT_SAMPLES); i++) {
             current = Math.min(current, recent[i]);
         }
-        queueingDelay = Math.max(0, current - base());
+        long fill = maxFillBytes >> k;
+        queueingDelay = Math.max(0, current - base(k)) * Math.max(1, Math.min(REFERENCE_FILL, maxFillBytes) / fill);
         if (queueingDelay <= targetNanos) {
             double offTarget = (double) (targetNanos - queueingDelay) / targetNanos;
             double increase = Math.min(GAIN * offTarget / window, window);
@@ -117,33 +182,78 @@ final class LatencyController {
             lastDecrease = now;
             decreased = true;
         }
+        resize();
         assert window >= MIN_WINDOW && window <= MAX_WINDOW : window;
+        return true;
     }
 
-    private void updateBase(long now, long latency) {
+    /** The index of a fill size, or -1. */
+    private int shiftOf(long bytes) {
+        for (int k = 0; k < sizes; k++) {
+            if (maxFillBytes >> k == bytes) {
+                return k;
+            }
+        }
+        return -1;
+    }
+
+    /**
+     * Changes gear (see the class comment): below {@link #SHRINK_BELOW} fills the fill halves, at the
+     * maximum window it doubles, within one cluster to the largest step; the window scales the other way,
+     * so the bytes in flight stay the same. Only on a sample of the current size, so at most once per round
+     * trip: the fills in flight are of the old size, and their samples do not move the window.
+     */
+    private void resize() {
+        int k = fillShift;
+        if (window < SHRINK_BELOW && k < sizes - 1) {
+            k++;
+        } else if (window >= MAX_WINDOW && queueingDelay <= targetNanos && k > 0) {
+            k--;
+        }
+        if (k != fillShift) {
+            window = Math.max(MIN_WINDOW, Math.min(MAX_WINDOW, window * Math.pow(2, k - fillShift)));
+            fillShift = k;
+            recentCount = 0; // samples of another size do not compare
+        }
+    }
+
+    private void updateBase(long now, long latency, int k) {
         if (samples == 0) {
             bucketStart = now;
         } else if (now - bucketStart >= BASE_BUCKET_NANOS) {
             long elapsed = Math.min(BASE_BUCKETS, (now - bucketStart) / BASE_BUCKET_NANOS);
-            System.arraycopy(baseMin, (int) elapsed, baseMin, 0, BASE_BUCKETS - (int) elapsed);
-            java.util.Arrays.fill(baseMin, BASE_BUCKETS - (int) elapsed, BASE_BUCKETS, Long.MAX_VALUE);
+            for (long[] b : baseMin) {
+                System.arraycopy(b, (int) elapsed, b, 0, BASE_BUCKETS - (int) elapsed);
+                java.util.Arrays.fill(b, BASE_BUCKETS - (int) elapsed, BASE_BUCKETS, Long.MAX_VALUE);
+            }
             bucketStart += elapsed * BASE_BUCKET_NANOS;
             if (now - bucketStart >= BASE_BUCKET_NANOS) { // a gap longer than the whole history
                 bucketStart = now;
             }
         }
-        baseMin[BASE_BUCKETS - 1] = Math.min(baseMin[BASE_BUCKETS - 1], latency);
+        baseMin[k][BASE_BUCKETS - 1] = Math.min(baseMin[k][BASE_BUCKETS - 1], latency);
     }
 
-    private long base() {
+    /**
+     * The base of fill size k: the minimum over its buckets and those of every larger size; when none of
+     * them has a sample (the size grew to one not sampled in the history), the minimum over the smaller
+     * sizes, a lower bound that reads the larger fill's extra transfer as queue until it has a base of
+     * its own. MAX_VALUE before any sample.
+     */
+    private long base(int k) {
         long b = Long.MAX_VALUE;
-        for (long m : baseMin) {
-            b = Math.min(b, m);
+        for (int j = 0; j < sizes; j++) {
+            if (j == k + 1 && b != Long.MAX_VALUE) {
+                break;
+            }
+            for (long m : baseMin[j]) {
+                b = Math.min(b, m);
+            }
         }
         return b;
     }
 
-    /** The window in fills, {@link #MIN_WINDOW} to {@link #MAX_WINDOW}. */
+    /** The window in fills of the current size, {@link #MIN_WINDOW} to {@link #MAX_WINDOW}. */
     synchronized double window() {
         return window;
     }
@@ -154,14 +264,17 @@ final class LatencyController {
     }
 
     /**
-     * The rate to keep to, bytes/s: window fills per base latency, at least {@link #MIN_RATE}; 0
-     * (unlimited) at the maximum window or before the first sample.
+     * The rate to keep to, bytes/s: window fills per current latency (the latency the fills see now, the
+     * base when none of the current size was sampled yet), at least {@link #MIN_RATE}; 0 (unlimited) at
+     * the maximum window or before the first sample.
      */
     synchronized long rateLimit() {
-        if (samples == 0 || window >= MAX_WINDOW) {
+        long base = base(fillShift);
+        if (samples == 0 || window >= MAX_WINDOW || base == Long.MAX_VALUE) {
             return 0;
         }
-        double perSecond = window * fillBytes * 1e9 / base();
+        long latency = recentCount > 0 ? Math.max(base, current) : base;
+        double perSecond = window * fillBytes() * 1e9 / latency;
         return Math.max(MIN_RATE, (long) Math.min(perSecond, (double) Long.MAX_VALUE / 2));
     }
 
@@ -170,14 +283,17 @@ final class LatencyController {
         return queueingDelay;
     }
 
-    /** The base latency, ns, or -1 before the first sample. */
+    /** The base latency of the current fill size, ns, or -1 before a sample of it or a larger size. */
     synchronized long baseNanos() {
-        return samples == 0 ? -1 : base();
+        long b = base(fillShift);
+        return samples == 0 || b == Long.MAX_VALUE ? -1 : b;
     }
 
     @Override
     public synchronized String toString() {
-        return String.format(java.util.Locale.ROOT, "window %.3f, base %d us, delay %d us, target %d us",
-                window, samples == 0 ? -1 : base() / 1000, queueingDelay / 1000, targetNanos / 1000);
+        return String.format(java.util.Locale.ROOT,
+                "window %.3f, fill %d KiB, base %d us, current %d us, delay %d us, target %d us",
+                window, fillBytes() >> 10, baseNanos() / 1000, recentCount == 0 ? -1 : current / 1000,
+                queueingDelay / 1000, targetNanos / 1000);
     }
 }

@@ -56,9 +56,9 @@ import java.util.function.UnaryOperator;
  * <h2>Speed</h2>
  * A fixed limit charges every step's bytes against {@link #throttleUntilNanos}. {@code speed=auto} (a
  * stream only) gives the run's {@link StreamStep} a {@link LatencyController} ({@link #pacing}, kept
- * across pause and resume, replaced when the target changes): it sets the fills in flight, and its rate
- * is charged like a fixed limit. The record persists the setting ({@link JobSpeed#encode}), so a
- * resumed job is auto again; the controller starts afresh then.
+ * across pause and resume, replaced when the target changes): it sets the size of the fills (the claim's
+ * step), the fills in flight, and its rate, which is charged like a fixed limit. The record persists the
+ * setting ({@link JobSpeed#encode}), so a resumed job is auto again; the controller starts afresh then.
  */
 final class LeafJob {
     private static final Logger LOG = LoggerFactory.getLogger(LeafJob.class);
@@ -478,7 +478,9 @@ final class LeafJob {
             return null;
         }
         long bytes = MAX_STEP_BYTES;
-        if (speed.bytesPerSecond() > 0) { // not auto: its samples compare only between fills of one size
+        if (pacing != null) {
+            bytes = pacing.fillBytes(); // auto: the controller sizes the fills (see LatencyController)
+        } else if (speed.bytesPerSecond() > 0) {
             bytes = Math.min(bytes, Math.max(speed.bytesPerSecond() / 20, disk.clusterSize())); // ~20 steps a second
         }
         maxClusters[0] = (int) Math.max(1, bytes / disk.clusterSize());
@@ -885,10 +887,10 @@ final class LeafJob {
         }
     }
 
-    /** A controller for speed=auto: its target, fills of a full step. */
+    /** A controller for speed=auto: its target, fills of one cluster to a full step (1 MiB of whole clusters). */
     private LatencyController newPacing(JobSpeed s) {
-        long fill = Math.max(MAX_STEP_BYTES, disk.clusterSize()); // the claim's step: 1 MiB of whole clusters
-        return new LatencyController(TimeUnit.MICROSECONDS.toNanos(s.autoTargetMicros()), fill);
+        long max = Math.max(MAX_STEP_BYTES, disk.clusterSize());
+        return new LatencyController(TimeUnit.MICROSECONDS.toNanos(s.autoTargetMicros()), disk.clusterSize(), max);
     }
 
     private String speedText() {

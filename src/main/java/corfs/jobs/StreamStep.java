@@ -47,8 +47,9 @@ import java.util.concurrent.atomic.AtomicInteger;
  * {@value #MAX_PRIORITY_QUEUE} ranges: beyond, the oldest are dropped (the cursor still gets to them).
  * {@link #pace} (a command thread) sets or clears the {@link LatencyController} of speed=auto, in a
  * volatile field: the filler reads its window before issuing and gives it one latency sample per
- * completed fill of its standard size (data, every cluster missing; not holes, not priority fills, whose
- * sizes and extents vary): the time {@link LeafDisk#fill} took, measured on the worker.
+ * completed data fill of one of its fill sizes (every cluster missing; not holes, not priority fills, not a
+ * fill cut short by the backing's extent or the disk's end): the time {@link LeafDisk#fill} took, measured on
+ * the worker, with its size (the controller sizes the fills; the claim's step is that size).
  *
  * <h2>Invariants</h2>
  * <ul>
@@ -230,8 +231,11 @@ final class StreamStep implements JobStep {
         long now = System.nanoTime();
         for (Done d : batch) {
             inFlight.remove(d.first());
-            if (p != null && d.sample() && d.failure() == null && d.skips().isEmpty() && d.bytes() == p.fillBytes()) {
-                p.sample(now, d.nanos());
+            if (p != null && d.sample() && d.failure() == null && d.skips().isEmpty()
+                    && d.bytes() == (d.last() - d.first() + 1) * disk.clusterSize()) { // every cluster missing
+                if (p.sample(now, d.nanos(), d.bytes()) && LOG.isDebugEnabled()) {
+                    LOG.debug("{}: auto sample {} KiB in {} us; {}", disk.name(), d.bytes() >> 10, d.nanos() / 1000, p);
+                }
             } else if (p != null && (d.failure() != null || !d.skips().isEmpty())) {
                 p.lost(now); // a read that failed or timed out is the strongest sign of a queue: back off
             }

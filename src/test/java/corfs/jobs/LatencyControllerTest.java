@@ -24,21 +24,27 @@ class LatencyControllerTest {
 
     /** The simulated server and stream; time in ns. */
     static final class Sim {
-        final LatencyController c = new LatencyController(TARGET, MIB);
+        final LatencyController c;
         double bytesPerSecond;
         long path;
         long now;
         long serverFreeAt;
         long nextAllowed;
-        /** {completion time, issue time} of the fills in flight. */
+        /** {completion time, issue time, bytes} of the fills in flight. */
         final PriorityQueue<long[]> inFlight = new PriorityQueue<>((a, b) -> Long.compare(a[0], b[0]));
         long fills;
+        long bytes;
         double delaySum;
         long delayCount;
         long minInFlightCap = Long.MAX_VALUE;
         long minRate = Long.MAX_VALUE;
 
         Sim(double bytesPerSecond, long path) {
+            this(new LatencyController(TARGET, MIB), bytesPerSecond, path);
+        }
+
+        Sim(LatencyController c, double bytesPerSecond, long path) {
+            this.c = c;
             this.bytesPerSecond = bytesPerSecond;
             this.path = path;
         }
@@ -51,11 +57,12 @@ class LatencyControllerTest {
             delayCount = 0;
             while (now < until) {
                 while (inFlight.size() < c.inFlight() && now >= nextAllowed) {
+                    long size = c.fillBytes();
                     long start = Math.max(now, serverFreeAt);
-                    serverFreeAt = start + (long) (MIB * 1e9 / bytesPerSecond);
-                    inFlight.add(new long[] {serverFreeAt + path, now});
+                    serverFreeAt = start + (long) (size * 1e9 / bytesPerSecond);
+                    inFlight.add(new long[] {serverFreeAt + path, now, size});
                     long rate = c.rateLimit();
-                    nextAllowed = rate == 0 ? now : Math.max(nextAllowed, now - 250 * MS) + MIB * S / rate;
+                    nextAllowed = rate == 0 ? now : Math.max(nextAllowed, now - 250 * MS) + size * S / rate;
                 }
                 long next = inFlight.isEmpty() ? Long.MAX_VALUE : inFlight.peek()[0];
                 if (inFlight.size() < c.inFlight()) {
@@ -65,9 +72,10 @@ class LatencyControllerTest {
                 while (!inFlight.isEmpty() && inFlight.peek()[0] <= now) {
                     long[] f = inFlight.poll();
                     long latency = f[0] - f[1];
-                    c.sample(f[0], latency);
+                    c.sample(f[0], latency, f[2]);
                     fills++;
-                    delaySum += latency - baseLatency();
+                    bytes += f[2];
+                    delaySum += latency - baseLatency(f[2]);
                     delayCount++;
                     minInFlightCap = Math.min(minInFlightCap, c.inFlight());
                     long r = c.rateLimit();
@@ -77,8 +85,8 @@ class LatencyControllerTest {
             return fills - before;
         }
 
-        long baseLatency() {
-            return (long) (MIB * 1e9 / bytesPerSecond) + path;
+        long baseLatency(long size) {
+            return (long) (size * 1e9 / bytesPerSecond) + path;
         }
 
         double meanDelay() {
@@ -156,7 +164,7 @@ class LatencyControllerTest {
         @DisplayName("a failed or timed-out fill halves the window, once per round trip, down to the floor")
         void lossBacksOff() {
             LatencyController c = new LatencyController(TARGET, MIB);
-            c.sample(0, 10 * MS);
+            c.sample(0, 10 * MS, MIB);
             double w = c.window();
             c.lost(S);
             assertEquals(w / 2, c.window(), 1e-9);
@@ -176,25 +184,25 @@ class LatencyControllerTest {
         @DisplayName("halves at most once per round trip, and by target/delay when just above")
         void decreaseOncePerRoundTrip() {
             LatencyController c = new LatencyController(TARGET, MIB);
-            c.sample(0, 10 * MS); // base 10 ms
+            c.sample(0, 10 * MS, MIB); // base 10 ms
             for (int i = 0; i < 3; i++) {
-                c.sample(S, 210 * MS); // current (min of the last 4) is still 10 ms
+                c.sample(S, 210 * MS, MIB); // current (min of the last 4) is still 10 ms
             }
             double w = c.window();
-            c.sample(S, 210 * MS);
-            c.sample(S + MS, 210 * MS);
-            c.sample(S + 2 * MS, 210 * MS);
+            c.sample(S, 210 * MS, MIB);
+            c.sample(S + MS, 210 * MS, MIB);
+            c.sample(S + 2 * MS, 210 * MS, MIB);
             assertEquals(w / 2, c.window(), 1e-9, "one halving in one round trip");
-            c.sample(S + 300 * MS, 210 * MS);
+            c.sample(S + 300 * MS, 210 * MS, MIB);
             assertEquals(w / 4, c.window(), 1e-9);
             LatencyController d = new LatencyController(TARGET, MIB);
-            d.sample(0, 10 * MS);
+            d.sample(0, 10 * MS, MIB);
             for (int i = 0; i < 3; i++) {
-                d.sample(S, 35 * MS);
+                d.sample(S, 35 * MS, MIB);
             }
             double dw = d.window();
-            d.sample(S + 1, 35 * MS); // 25 ms of delay: x 20/25, once
-            d.sample(S + 2, 35 * MS);
+            d.sample(S + 1, 35 * MS, MIB); // 25 ms of delay: x 20/25, once
+            d.sample(S + 2, 35 * MS, MIB);
             assertEquals(dw * 0.8, d.window(), 1e-9);
         }
 
@@ -202,12 +210,12 @@ class LatencyControllerTest {
         @DisplayName("grows by off_target/window per sample, at most doubling, up to the maximum")
         void additiveIncrease() {
             LatencyController c = new LatencyController(TARGET, MIB);
-            c.sample(0, 10 * MS);
+            c.sample(0, 10 * MS, MIB);
             double w0 = LatencyController.INITIAL_WINDOW;
             assertEquals(w0 + 1 / w0, c.window(), 1e-9);
-            c.sample(MS, 20 * MS); // current stays 10 ms: no delay
+            c.sample(MS, 20 * MS, MIB); // current stays 10 ms: no delay
             for (int i = 0; i < 1000; i++) {
-                c.sample(2 * MS + i, 10 * MS);
+                c.sample(2 * MS + i, 10 * MS, MIB);
             }
             assertEquals(LatencyController.MAX_WINDOW, c.window(), 1e-9);
         }
@@ -216,18 +224,18 @@ class LatencyControllerTest {
         @DisplayName("never below the floor: at least one fill in flight and MIN_RATE")
         void floor() {
             LatencyController c = new LatencyController(TARGET, MIB);
-            c.sample(0, MS);
+            c.sample(0, MS, MIB);
             for (int i = 1; i < 10_000; i++) {
-                c.sample(i * MS, 100 * MS); // 99 ms of delay, far over the target, within the base history
+                c.sample(i * MS, 100 * MS, MIB); // 99 ms of delay, far over the target, within the base history
             }
             assertEquals(LatencyController.MIN_WINDOW, c.window(), 1e-12);
             assertEquals(1, c.inFlight());
-            assertEquals(Math.max(LatencyController.MIN_RATE, (long) (LatencyController.MIN_WINDOW * MIB * 1e9 / MS)),
-                    c.rateLimit(), 1);
+            assertEquals(Math.max(LatencyController.MIN_RATE, (long) (LatencyController.MIN_WINDOW * MIB * 1e9 / (100 * MS))),
+                    c.rateLimit(), 1, "window fills per current latency (100 ms), not per base");
             LatencyController slow = new LatencyController(TARGET, MIB); // a long base: the rate's own floor
-            slow.sample(0, S);
+            slow.sample(0, S, MIB);
             for (int i = 1; i < 100; i++) { // 250 s: within the base history
-                slow.sample(i * 5 * S / 2, 2 * S);
+                slow.sample(i * 5 * S / 2, 2 * S, MIB);
             }
             assertEquals(LatencyController.MIN_RATE, slow.rateLimit());
             assertEquals(1, slow.inFlight());
@@ -239,7 +247,7 @@ class LatencyControllerTest {
             LatencyController c = new LatencyController(TARGET, MIB);
             assertEquals(0, c.rateLimit());
             assertEquals(2, c.inFlight());
-            c.sample(0, 100 * MS);
+            c.sample(0, 100 * MS, MIB);
             assertEquals((long) (c.window() * MIB * 10), c.rateLimit(), 2);
         }
 
@@ -247,18 +255,121 @@ class LatencyControllerTest {
         @DisplayName("a gap longer than the base history starts the base afresh")
         void gapResetsBase() {
             LatencyController c = new LatencyController(TARGET, MIB);
-            c.sample(0, 5 * MS);
-            c.sample(S, 50 * MS);
+            c.sample(0, 5 * MS, MIB);
+            c.sample(S, 50 * MS, MIB);
             assertEquals(5 * MS, c.baseNanos());
-            c.sample(3600 * S, 50 * MS);
+            c.sample(3600 * S, 50 * MS, MIB);
             assertEquals(50 * MS, c.baseNanos());
         }
 
         @Test
-        @DisplayName("refuses a target or fill size that is not positive")
+        @DisplayName("refuses a target or fill size that is not positive, or a largest fill below the smallest")
         void arguments() {
             assertThrows(IllegalArgumentException.class, () -> new LatencyController(0, MIB));
             assertThrows(IllegalArgumentException.class, () -> new LatencyController(TARGET, 0));
+            assertThrows(IllegalArgumentException.class, () -> new LatencyController(TARGET, MIB, MIB / 2));
+        }
+    }
+
+    @Nested
+    @DisplayName("the fill size: the window's gear")
+    class FillSize {
+        private static final long CLUSTER = 64 << 10;
+
+        /** Samples of the current fill size, one per round trip, each {@code latency} long; returns the time. */
+        private long feed(LatencyController c, long now, long latency, int count) {
+            for (int i = 0; i < count; i++) {
+                now += latency;
+                c.sample(now, latency, c.fillBytes());
+            }
+            return now;
+        }
+
+        @Test
+        @DisplayName("halves while even one fill in flight is over the target, down to one cluster, keeping the bytes in flight")
+        void shrinks() {
+            LatencyController c = new LatencyController(TARGET, CLUSTER, MIB);
+            assertEquals(MIB, c.fillBytes(), "the largest step first");
+            c.sample(0, 5 * MS, MIB); // base 5 ms
+            long now = MS;
+            long fill = c.fillBytes();
+            while (c.fillBytes() == fill) {
+                double before = c.window() * c.fillBytes();
+                now = feed(c, now, 65 * MS, 1); // 60 ms over the base: the window falls
+                if (c.fillBytes() != fill) {
+                    assertEquals(fill / 2, c.fillBytes(), "one halving at a time");
+                    double after = c.window() * c.fillBytes();
+                    assertTrue(after <= before + 1e-6 && c.window() >= 1 - 1e-9,
+                            "bytes in flight " + before + " -> " + after + "; " + c);
+                    fill = c.fillBytes();
+                }
+                if (fill == CLUSTER) {
+                    break;
+                }
+            }
+            now = feed(c, now, 65 * MS, 200);
+            assertEquals(CLUSTER, c.fillBytes(), "never below a cluster: " + c);
+            assertEquals(LatencyController.MIN_WINDOW, c.window(), 1e-12);
+            assertTrue(c.rateLimit() >= LatencyController.MIN_RATE);
+        }
+
+        @Test
+        @DisplayName("doubles when eight fills in flight stay under the target, up to the largest step")
+        void grows() {
+            LatencyController c = new LatencyController(TARGET, CLUSTER, MIB);
+            c.sample(0, 5 * MS, MIB);
+            long now = feed(c, MS, 200 * MS, 40);
+            assertEquals(CLUSTER, c.fillBytes(), c.toString());
+            now = feed(c, now, 5 * MS, 1000); // the queue is gone
+            assertEquals(MIB, c.fillBytes(), c.toString());
+            assertEquals(LatencyController.MAX_WINDOW, c.window(), 1e-9);
+            assertEquals(0, c.rateLimit(), "unlimited again");
+        }
+
+        @Test
+        @DisplayName("a smaller fill is not read as less queue: its delay is scaled up to the reference size")
+        void normalised() {
+            LatencyController c = new LatencyController(TARGET, CLUSTER, MIB);
+            c.sample(0, 5 * MS, MIB);
+            long now = feed(c, MS, 200 * MS, 40);
+            assertEquals(CLUSTER, c.fillBytes(), c.toString());
+            feed(c, now, 11 * MS, LatencyController.CURRENT_SAMPLES);
+            long scale = LatencyController.REFERENCE_FILL / CLUSTER;
+            assertEquals(6 * MS * scale, c.queueingDelayNanos(), c.toString());
+            assertTrue(c.queueingDelayNanos() > TARGET, "6 ms of a 64 KiB fill is 24 ms of a 256 KiB one: over");
+        }
+
+        @Test
+        @DisplayName("the base of a size is the minimum of it and the larger sizes, never of a smaller one")
+        void basePerSize() {
+            LatencyController c = new LatencyController(TARGET, CLUSTER, MIB);
+            c.sample(0, 40 * MS, MIB);
+            c.sample(MS, 20 * MS, MIB / 2); // issued at another size: its own base, no window change
+            assertEquals(40 * MS, c.baseNanos(), "1 MiB fills compare with 1 MiB fills");
+            long now = feed(c, 2 * MS, 400 * MS, 40);
+            assertTrue(c.fillBytes() < MIB / 2, c.toString());
+            assertEquals(20 * MS, c.baseNanos(), "a smaller size takes the larger sizes' minimum as its bound");
+            c.sample(now + 1, 3 * MS, CLUSTER);
+            assertEquals(3 * MS, c.baseNanos(), c.toString());
+            assertTrue(c.sample(now + 2, 3 * MS, 3 * CLUSTER) == false, "not a fill size: no sample");
+        }
+
+        @Test
+        @DisplayName("a FIFO server at 25 MB/s behind 5 ms: smaller fills, the server as busy, less queue than 1 MiB fills")
+        void slowLink() {
+            Sim sized = new Sim(new LatencyController(TARGET, CLUSTER, MIB), 25e6, 5 * MS);
+            Sim fixed = new Sim(new LatencyController(TARGET, MIB), 25e6, 5 * MS);
+            for (Sim sim : new Sim[] {sized, fixed}) {
+                sim.run(30 * S);
+                sim.bytes = 0;
+                sim.run(30 * S);
+            }
+            assertTrue(sized.c.fillBytes() < MIB, sized.c.toString());
+            assertTrue(sized.bytes / 30.0 >= 0.8 * 25e6, "server busy: " + sized.bytes / 30.0 + " B/s; " + sized.c);
+            double queue = sized.meanDelay() + sized.baseLatency(sized.c.fillBytes()) - 5 * MS;
+            double queueFixed = fixed.meanDelay() + fixed.baseLatency(MIB) - 5 * MS;
+            assertTrue(queue < queueFixed, "time a fill waits and transfers: " + queue / MS + " ms against "
+                    + queueFixed / MS + " ms with 1 MiB fills; " + sized.c + "; " + fixed.c);
         }
     }
 }
