@@ -20,7 +20,6 @@ import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.util.ArrayList;
-import java.util.EnumSet;
 import java.util.List;
 import java.util.UUID;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -349,7 +348,7 @@ public final class LeafImage implements AutoCloseable {
             ch.force(true);
         }
         Files.move(tmp, meta, StandardCopyOption.ATOMIC_MOVE);
-        syncDirectory(meta.getParent());
+        corfs.io.AtomicReplace.syncDirectory(meta.getParent());
     }
 
     /**
@@ -999,14 +998,6 @@ public final class LeafImage implements AutoCloseable {
         long pos = position;
         while (src.hasRemaining()) {
             pos += ch.write(src, pos);
-        }
-    }
-
-    private static void syncDirectory(Path dir) {
-        try (FileChannel ch = FileChannel.open(dir, EnumSet.of(StandardOpenOption.READ))) {
-            ch.force(true);
-        } catch (IOException e) {
-            LOG.debug("fsync of directory {} not possible: {}", dir, e.toString());
         }
     }
 

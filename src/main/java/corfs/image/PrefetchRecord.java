@@ -1,23 +1,15 @@
 package corfs.image;
 
+import corfs.io.AtomicReplace;
 import corfs.CorfsException;
 import corfs.CorfsException.Reason;
 import corfs.backing.BackingIdentity;
 
 import java.io.IOException;
-import java.nio.ByteBuffer;
-import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
-import java.nio.file.OpenOption;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
-import java.nio.file.attribute.PosixFilePermissions;
-import java.security.SecureRandom;
-import java.util.HexFormat;
 import java.util.Optional;
-import java.util.Set;
 
 /**
  * A pending prefetch, kept beside the leaf in {@code LEAF.corfs-prefetch}: a copy of the access profile
@@ -35,7 +27,8 @@ import java.util.Set;
  */
 public final class PrefetchRecord {
     public static final String SUFFIX = ".corfs-prefetch";
-    private static final SecureRandom RANDOM = new SecureRandom();
+    /** The temporary name does not grow with the leaf's: LEAF.corfs-unreadable stays the longest name kept. */
+    private static final AtomicReplace REPLACE = AtomicReplace.durable(".corfs-prefetch-", "rw-------");
 
     private PrefetchRecord() {
     }
@@ -63,26 +56,7 @@ public final class PrefetchRecord {
 
     /** Records {@code profile} as the leaf's pending prefetch, replacing any. */
     public static void save(Path leaf, AccessProfile profile) throws IOException {
-        Path p = pathOf(leaf);
-        byte[] rnd = new byte[12];
-        RANDOM.nextBytes(rnd);
-        // The temporary name does not grow with the leaf's: LEAF.corfs-unreadable stays the longest name kept.
-        Path tmp = p.resolveSibling(".corfs-prefetch-" + HexFormat.of().formatHex(rnd) + ".tmp");
-        try {
-            try (FileChannel ch = FileChannel.open(tmp, Set.<OpenOption>of(StandardOpenOption.CREATE_NEW,
-                    StandardOpenOption.WRITE, LinkOption.NOFOLLOW_LINKS),
-                    PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------")))) {
-                ByteBuffer b = ByteBuffer.wrap(profile.toBytes());
-                while (b.hasRemaining()) {
-                    ch.write(b);
-                }
-                ch.force(true);
-            }
-            Files.move(tmp, p, StandardCopyOption.ATOMIC_MOVE);
-        } catch (IOException | RuntimeException e) {
-            Files.deleteIfExists(tmp);
-            throw e;
-        }
+        REPLACE.write(pathOf(leaf), profile.toBytes());
     }
 
     /** Removes the leaf's pending prefetch, if any. */
