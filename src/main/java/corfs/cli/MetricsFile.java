@@ -1,10 +1,13 @@
 package corfs.cli;
 
-import corfs.io.AtomicReplace;
 import corfs.CorfsException;
 import corfs.CorfsException.Reason;
 import corfs.control.PrometheusFormat;
+import corfs.io.AtomicReplace;
 import corfs.jobs.MountSession;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -14,8 +17,6 @@ import java.nio.file.attribute.PosixFilePermission;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.util.Set;
 import java.util.concurrent.atomic.AtomicBoolean;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
 /**
  * {@code -o metrics_file=PATH}: the daemon rewrites PATH with the Prometheus text of its mount

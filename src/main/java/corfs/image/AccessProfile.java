@@ -1,8 +1,8 @@
 package corfs.image;
 
-import corfs.io.AtomicReplace;
 import corfs.CorfsException;
 import corfs.CorfsException.Reason;
+import corfs.io.AtomicReplace;
 
 import java.io.IOException;
 import java.io.InputStream;

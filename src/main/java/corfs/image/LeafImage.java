@@ -935,8 +935,11 @@ public final class LeafImage implements AutoCloseable {
         if (readOnly) {
             throw new CorfsException(Reason.READ_ONLY, "leaf " + dataPath + " is open read-only");
         }
+        LeafHeader updated;
+        BackingIdentity before;
         synchronized (headerLock) {
-            LeafHeader updated = change.apply(header);
+            before = header.backingIdentity();
+            updated = change.apply(header);
             long generation = headerGeneration + 1;
             for (int s = 0; s < 2; s++) {
                 writeFully(metadata, MetadataFormat.encodeHeader(updated, generation), (long) s * MetadataFormat.SLOT_SIZE);
@@ -950,8 +953,13 @@ public final class LeafImage implements AutoCloseable {
                         MetadataFormat.VERSION);
             }
             metadataVersion = MetadataFormat.VERSION;
-            return updated;
         }
+        if (!java.util.Objects.equals(before, updated.backingIdentity())) {
+            // set-backing, a commit, a mount recording a commit's identity: a pending prefetch recorded over
+            // the old identity would be refused at every mount from now on
+            PrefetchRecord.dropStale(dataPath, updated.backingIdentity());
+        }
+        return updated;
     }
 
     @Override

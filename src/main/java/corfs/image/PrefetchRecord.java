@@ -1,9 +1,11 @@
 package corfs.image;
 
-import corfs.io.AtomicReplace;
 import corfs.CorfsException;
 import corfs.CorfsException.Reason;
 import corfs.backing.BackingIdentity;
+import corfs.io.AtomicReplace;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -29,6 +31,8 @@ public final class PrefetchRecord {
     public static final String SUFFIX = ".corfs-prefetch";
     /** The temporary name does not grow with the leaf's: LEAF.corfs-unreadable stays the longest name kept. */
     private static final AtomicReplace REPLACE = AtomicReplace.durable(".corfs-prefetch-", "rw-------");
+
+    private static final Logger LOG = LoggerFactory.getLogger(PrefetchRecord.class);
 
     private PrefetchRecord() {
     }
@@ -57,6 +61,32 @@ public final class PrefetchRecord {
     /** Records {@code profile} as the leaf's pending prefetch, replacing any. */
     public static void save(Path leaf, AccessProfile profile) throws IOException {
         REPLACE.write(pathOf(leaf), profile.toBytes());
+    }
+
+    /**
+     * Removes the leaf's pending prefetch when it was recorded over another backing identity than
+     * {@code now} (the leaf's backing changed: set-backing, a commit), logging it: every later mount would
+     * refuse it. A record that cannot be read or is not trusted is left for the mount to report. Never
+     * throws: the change of identity is already recorded, and this is advisory.
+     *
+     * @return true when a record was dropped
+     */
+    public static boolean dropStale(Path leaf, BackingIdentity now) {
+        Path p = pathOf(leaf);
+        try {
+            Optional<AccessProfile> pending = load(leaf);
+            if (pending.isEmpty() || now == null || pending.get().identityToken().equals(now.token())) {
+                return false;
+            }
+            remove(leaf);
+            LOG.info("{}: dropped the pending prefetch {}: it was recorded over the previous backing, the leaf's"
+                    + " backing is now {}", leaf.getFileName(), p.getFileName(), now.describe());
+            return true;
+        } catch (IOException | RuntimeException e) {
+            LOG.warn("{}: the pending prefetch {} was not checked against the new backing identity: {}",
+                    leaf.getFileName(), p.getFileName(), e.getMessage());
+            return false;
+        }
     }
 
     /** Removes the leaf's pending prefetch, if any. */

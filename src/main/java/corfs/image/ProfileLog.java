@@ -1,9 +1,9 @@
 package corfs.image;
 
-import corfs.io.AtomicReplace;
 import corfs.CorfsException;
 import corfs.CorfsException.Reason;
 import corfs.backing.BackingIdentity;
+import corfs.io.AtomicReplace;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 

@@ -1,6 +1,7 @@
 package corfs.image;
 
 import corfs.io.AtomicReplace;
+
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -9,8 +10,8 @@ import java.nio.file.OpenOption;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
-import java.util.Set;
 import java.util.List;
+import java.util.Set;
 
 /**
  * The extents a job could not read from the backing (on_error=skip), kept beside the leaf in
