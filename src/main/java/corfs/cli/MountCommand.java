@@ -76,7 +76,8 @@ final class MountCommand implements Callable<Integer> {
     @Option(names = "-o", paramLabel = "OPTIONS", description = {
         "comma-separated options, -o may be repeated;",
         "corfs options: backing_timeout=SECONDS (whole seconds, default " + DEFAULT_BACKING_TIMEOUT_S
-            + "; 0 waits forever),",
+            + "; 0 waits forever; an NBD read waits this long for a server that went away to come back,"
+            + " unless the leaf has its own timeout option),",
         "ro (the same as --read-only), rw (the default),",
         "threads=N (a fixed pool of N FUSE worker threads, 1.." + FuseMount.MAX_THREADS
             + "; default: two per CPU, growing to " + FuseMount.MAX_THREADS + " while all are busy),",
