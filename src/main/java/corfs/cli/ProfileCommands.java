@@ -3,6 +3,7 @@ package corfs.cli;
 import corfs.CorfsException;
 import corfs.CorfsException.Reason;
 import corfs.image.AccessProfile;
+import corfs.image.LeafImage;
 import corfs.image.ProfileLog;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
@@ -140,11 +141,12 @@ final class ProfileCommands {
         }
     }
 
-    /** The leaf's recorded profile; NOT_FOUND when the leaf or its profile does not exist. */
+    /** The leaf's recorded profile; NOT_FOUND when it is not a corfs leaf (as info says) or has no profile. */
     static ProfileLog.Contents recorded(Path leaf) throws java.io.IOException {
-        if (!Files.exists(leaf, LinkOption.NOFOLLOW_LINKS) && !Files.exists(leaf)) {
-            throw new CorfsException(Reason.NOT_FOUND, LeafCommands.Info.printable(leaf.toString())
-                    + ": no such leaf");
+        try {
+            LeafImage.requireLeaf(leaf);
+        } catch (CorfsException e) {
+            throw new CorfsException(e.reason(), LeafCommands.Info.printable(e.getMessage()));
         }
         return ProfileLog.read(leaf);
     }

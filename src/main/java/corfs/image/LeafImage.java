@@ -418,6 +418,18 @@ public final class LeafImage implements AutoCloseable {
      * Opens a leaf read-only for {@link LeafImages#check}, accepting a data file of the wrong size, so
      * that check can say which local clusters lie beyond its end.
      */
+    /**
+     * The metadata path of {@code leaf}, which must be a corfs leaf: NOT_FOUND naming both when its
+     * metadata is missing. What every command taking a LEAF says for a path that is not one.
+     */
+    public static Path requireLeaf(Path leaf) throws CorfsException {
+        Path meta = metadataPathOf(leaf.toAbsolutePath().normalize());
+        if (!Files.exists(meta)) {
+            throw new CorfsException(Reason.NOT_FOUND, leaf + " is not a corfs leaf: " + meta + " is missing");
+        }
+        return meta;
+    }
+
     static LeafImage openForCheck(Path leaf) throws IOException {
         return open(leaf, FileOps.system(), true, true, false, true);
     }
@@ -425,10 +437,7 @@ public final class LeafImage implements AutoCloseable {
     private static LeafImage open(Path leaf, FileOps fileOps, boolean readOnly, boolean inspectOnly,
                                   boolean acceptReplacedData, boolean acceptDataSize) throws IOException {
         Path leafAbs = leaf.toAbsolutePath().normalize();
-        Path meta = metadataPathOf(leafAbs);
-        if (!Files.exists(meta)) {
-            throw new CorfsException(Reason.NOT_FOUND, leaf + " is not a corfs leaf: " + meta + " is missing");
-        }
+        Path meta = requireLeaf(leaf);
         boolean writable = !readOnly && !inspectOnly;
         FileChannel metadata = writable
                 ? fileOps.openChannel(meta, StandardOpenOption.READ, StandardOpenOption.WRITE)
@@ -602,10 +611,7 @@ public final class LeafImage implements AutoCloseable {
      */
     public static List<String> repair(Path leaf) throws IOException {
         Path leafAbs = leaf.toAbsolutePath().normalize();
-        Path meta = metadataPathOf(leafAbs);
-        if (!Files.exists(meta)) {
-            throw new CorfsException(Reason.NOT_FOUND, leaf + " is not a corfs leaf: " + meta + " is missing");
-        }
+        Path meta = requireLeaf(leaf);
         List<String> actions = new ArrayList<>();
         boolean standaloneBefore;
         try (FileChannel ch = FileChannel.open(meta, StandardOpenOption.READ, StandardOpenOption.WRITE)) {

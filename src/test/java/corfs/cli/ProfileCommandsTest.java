@@ -82,6 +82,8 @@ class ProfileCommandsTest {
         assertEquals(Main.EXIT_USAGE, Main.run("profile"));
         assertEquals(Main.EXIT_USAGE, Main.run("profile", "merge", a.toString()), "-o is required");
         assertEquals(1, Main.run("profile", "show", dir.resolve("nope.img").toString()));
+        String notLeaf = captureErr(() -> assertEquals(1, Main.run("profile", "show", backing.toString())));
+        assertTrue(notLeaf.contains("is not a corfs leaf"), "as info says: " + notLeaf);
         assertTrue(Files.exists(m));
     }
 
