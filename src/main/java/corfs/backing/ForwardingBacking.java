@@ -4,9 +4,10 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 
 /**
- * A backing that passes every call to another: the base of decorators ({@link MeteredBacking}, the tests'
- * delay, gate and fault backings), which override only the calls they change. A decorator that forwards
- * {@link #close()} owns its inner backing; one that must not close it overrides {@code close}.
+ * A backing that passes every call to another: the base of decorators ({@link MeteredBacking},
+ * {@link TimeoutBacking}, the tests' delay, gate and fault backings), which override only the calls they
+ * change. A decorator that forwards {@link #close()} owns its inner backing; one that must not close it
+ * overrides {@code close}.
  */
 public abstract class ForwardingBacking implements Backing {
     /** The backing decorated; never null. */

@@ -42,15 +42,8 @@ class ProfileCommandsTest {
     @DisplayName("show prints the extents in profile order after a '#' line; export and merge write the portable file")
     void showExportMerge() throws Exception {
         Path backing = dir.resolve("base.raw");
-        try (var raf = new java.io.RandomAccessFile(backing.toFile(), "rw")) {
-            raf.setLength(1 << 20);
-        }
         Path leaf = dir.resolve("leaf.img");
-        LeafImage.create(leaf, backing, 65536, false);
-        ProfileLog.Header h;
-        try (LeafImage image = LeafImage.open(leaf, FileOps.system(), true, true)) {
-            h = ProfileLog.Header.of(image.header());
-        }
+        ProfileLog.Header h = newLeaf(backing, leaf);
         assertEquals(1, Main.run("profile", "show", leaf.toString()), "no profile yet");
         try (ProfileLog log = ProfileLog.openForAppend(leaf, h)) {
             log.append(new long[] {3, 4, 5, 1, 15}, new int[] {7, 8, 9, 20, 30}, 5);
@@ -91,15 +84,8 @@ class ProfileCommandsTest {
     @DisplayName("show and export warn (stderr, JSON identity_is_current) when the leaf's backing identity changed since")
     void staleIdentityWarned() throws Exception {
         Path backing = dir.resolve("base.raw");
-        try (var raf = new java.io.RandomAccessFile(backing.toFile(), "rw")) {
-            raf.setLength(1 << 20);
-        }
         Path leaf = dir.resolve("leaf.img");
-        LeafImage.create(leaf, backing, 65536, false);
-        ProfileLog.Header h;
-        try (LeafImage image = LeafImage.open(leaf, FileOps.system(), true, true)) {
-            h = ProfileLog.Header.of(image.header());
-        }
+        ProfileLog.Header h = newLeaf(backing, leaf);
         try (ProfileLog log = ProfileLog.openForAppend(leaf, h)) {
             log.append(new long[] {3}, new int[] {7}, 1);
         }
@@ -120,6 +106,17 @@ class ProfileCommandsTest {
         capture(() -> err[0] = captureErr(() -> assertEquals(0, Main.run("profile", "export", leaf.toString(),
                 out.toString()))));
         assertTrue(err[0].contains("another backing identity"), err[0]);
+    }
+
+    /** A leaf over a new 1 MiB backing (clusters of 64 KiB), no profile yet; the header its profile has. */
+    private static ProfileLog.Header newLeaf(Path backing, Path leaf) throws Exception {
+        try (var raf = new java.io.RandomAccessFile(backing.toFile(), "rw")) {
+            raf.setLength(1 << 20);
+        }
+        LeafImage.create(leaf, backing, 65536, false);
+        try (LeafImage image = LeafImage.open(leaf, FileOps.system(), true, true)) {
+            return ProfileLog.Header.of(image.header());
+        }
     }
 
     private static String captureErr(Runnable r) {
