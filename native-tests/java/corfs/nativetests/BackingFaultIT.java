@@ -74,19 +74,13 @@ class BackingFaultIT {
         }
     }
 
+    /** No holes or zero clusters: every cluster is a real read of the backing. */
     private static void fillData(Path file) throws Exception {
-        Random r = new Random(5);
-        byte[] b = new byte[MIB];
-        for (long pos = 0; pos < SIZE; pos += MIB) {
-            r.nextBytes(b);
-            CorfsFixture.pwrite(file, pos, b);
-        }
+        CorfsFixture.fillRandom(file, SIZE, 5);
     }
 
-    /** {@code dd iflag=direct} of one range of the exposed file; the bytes (if it worked) in {@code out}. */
     private Result directRead(Path img, long offset, int length, Path out) {
-        return fx.run(Duration.ofSeconds(60), "dd", "if=" + img, "of=" + out, "bs=" + CLUSTER,
-                "iflag=direct,skip_bytes,count_bytes", "skip=" + offset, "count=" + length, "status=none");
+        return fx.directRead(img, offset, length, out);
     }
 
     private void assertReadsBacking(Faulty f, long offset, int length) throws Exception {

@@ -36,18 +36,11 @@ class BackingSeamIT {
     final CorfsFixture fx = new CorfsFixture();
 
     private static void fillData(Path file) throws Exception {
-        Random r = new Random(5);
-        byte[] b = new byte[MIB];
-        for (long pos = 0; pos < SIZE; pos += MIB) {
-            r.nextBytes(b);
-            CorfsFixture.pwrite(file, pos, b);
-        }
+        CorfsFixture.fillRandom(file, SIZE, 5);
     }
 
     private Result directRead(Path img, long offset, int length) {
-        return fx.run(Duration.ofSeconds(60), "dd", "if=" + img, "of=" + fx.dir().resolve("read.bin"),
-                "bs=" + CLUSTER, "iflag=direct,skip_bytes,count_bytes", "skip=" + offset, "count=" + length,
-                "status=none");
+        return fx.directRead(img, offset, length, fx.dir().resolve("read.bin"));
     }
 
     @Test

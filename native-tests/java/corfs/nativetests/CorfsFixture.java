@@ -672,6 +672,28 @@ public final class CorfsFixture implements BeforeEachCallback, AfterEachCallback
         }
     }
 
+    /**
+     * Fills the first {@code size} bytes of {@code file} with random data of {@code seed}, 1 MiB at a time:
+     * no holes or zero clusters, so every cluster is a real read of a backing made of it.
+     */
+    public static void fillRandom(Path file, long size, long seed) throws IOException {
+        Random r = new Random(seed);
+        byte[] b = new byte[1 << 20];
+        for (long pos = 0; pos < size; pos += b.length) {
+            r.nextBytes(b);
+            pwrite(file, pos, b);
+        }
+    }
+
+    /**
+     * {@code dd iflag=direct} of {@code length} bytes at {@code offset} of an exposed file, in 64 KiB
+     * requests, so that each reaches the daemon; the bytes (if it worked) in {@code out}.
+     */
+    public Result directRead(Path img, long offset, int length, Path out) {
+        return run(Duration.ofSeconds(60), "dd", "if=" + img, "of=" + out, "bs=65536",
+                "iflag=direct,skip_bytes,count_bytes", "skip=" + offset, "count=" + length, "status=none");
+    }
+
     /** Writes {@code data} at {@code offset} of {@code file} in place (the model side of a dd). */
     public static void pwrite(Path file, long offset, byte[] data) throws IOException {
         try (FileChannel ch = FileChannel.open(file, StandardOpenOption.WRITE)) {

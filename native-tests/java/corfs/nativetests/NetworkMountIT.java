@@ -143,6 +143,39 @@ class NetworkMountIT {
     }
 
     @Test
+    @DisplayName("NBD, -o backing_timeout=0: a read waits through an outage longer than NBD's default 30 s, then reads")
+    void noTimeoutWaitsForTheServer() {
+        assertTimeoutPreemptively(GUARD, () -> {
+            Path img = image("source.raw", 4);
+            int port = LocalServers.freePort();
+            LocalServers.Server server = qemuNbd(img, port, true);
+            Path leaf = fx.dir().resolve("disk.raw");
+            fx.corfs("create", "--backing", nbd(port), leaf.toString()).assertOk(); // no timeout of its own
+            Path mnt = fx.newMountPoint("mnt");
+            fx.mount(mnt, List.of("-o", "backing_timeout=0"), leaf);
+            Path exposed = mnt.resolve("disk.raw");
+            servers.kill(server);
+            Path out = fx.dir().resolve("block.out");
+            long block = SIZE / 65536 - 2;
+            java.util.concurrent.CompletableFuture<Result> read = java.util.concurrent.CompletableFuture.supplyAsync(
+                    () -> fx.run(Duration.ofMinutes(3), "dd", "if=" + exposed, "of=" + out, "bs=64K", "count=1",
+                            "skip=" + block, "iflag=direct", "status=none"));
+            CorfsFixture.sleep(35_000); // longer than the 30 s an NBD read used to wait for its reconnect
+            assertFalse(read.isDone(), "with backing_timeout=0 the read still waits: "
+                    + (read.isDone() ? read.get() : ""));
+            servers.restart(server, Duration.ofSeconds(20));
+            read.get(2, java.util.concurrent.TimeUnit.MINUTES).assertOk();
+            byte[] want = new byte[65536];
+            try (RandomAccessFile f = new RandomAccessFile(img.toFile(), "r")) {
+                f.seek(block * 65536);
+                f.readFully(want);
+            }
+            org.junit.jupiter.api.Assertions.assertArrayEquals(want, Files.readAllBytes(out));
+            fx.umount(mnt);
+        });
+    }
+
+    @Test
     @DisplayName("NBD server killed mid-stream: on_error=retry carries on by itself, stop fails and resume continues")
     void streamsRideOutAServerRestart() {
         assertTimeoutPreemptively(GUARD, () -> {

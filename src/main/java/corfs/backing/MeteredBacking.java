@@ -11,38 +11,17 @@ import java.nio.ByteBuffer;
  * out call counts its deadline, and nothing is counted twice. Everything else passes through uncounted
  * (identity, the commit's writer). Adds no lock and no allocation to a call.
  */
-public final class MeteredBacking implements Backing {
-    private final Backing inner;
+public final class MeteredBacking extends ForwardingBacking {
     private final BackingMeter meter;
 
     public MeteredBacking(Backing inner, BackingMeter meter) {
-        this.inner = inner;
+        super(inner);
         this.meter = meter;
     }
 
     /** Where this backing's calls are counted. */
     public BackingMeter meter() {
         return meter;
-    }
-
-    @Override
-    public String location() {
-        return inner.location();
-    }
-
-    @Override
-    public long size() {
-        return inner.size();
-    }
-
-    @Override
-    public BackingIdentity identity() throws IOException {
-        return inner.identity();
-    }
-
-    @Override
-    public int maxInFlight() {
-        return inner.maxInFlight();
     }
 
     @Override
@@ -77,16 +56,6 @@ public final class MeteredBacking implements Backing {
         } else {
             meter.failed();
         }
-    }
-
-    @Override
-    public Writer openWriter() throws IOException {
-        return inner.openWriter();
-    }
-
-    @Override
-    public void close() throws IOException {
-        inner.close();
     }
 
     @Override

@@ -40,13 +40,12 @@ import java.util.concurrent.atomic.AtomicInteger;
  * refuses everything but {@code close}, and the commit fails (its dirty bits stay set).</li>
  * </ul>
  */
-public final class TimeoutBacking implements Backing {
+public final class TimeoutBacking extends ForwardingBacking {
     private static final Logger LOG = LoggerFactory.getLogger(TimeoutBacking.class);
     /** Default worker count: above the FUSE thread default (16) plus the filler and prefetch threads. */
     public static final int DEFAULT_WORKERS = 32;
     private static final AtomicInteger THREADS = new AtomicInteger();
 
-    private final Backing inner;
     private final long timeoutMillis;
     private final int workerCount;
     private final ThreadPoolExecutor workers;
@@ -60,10 +59,10 @@ public final class TimeoutBacking implements Backing {
     }
 
     public TimeoutBacking(Backing inner, long timeoutMillis, int workerCount) {
+        super(inner);
         if (timeoutMillis <= 0 || workerCount <= 0) {
             throw new IllegalArgumentException("timeout " + timeoutMillis + " ms, " + workerCount + " workers");
         }
-        this.inner = inner;
         this.timeoutMillis = timeoutMillis;
         this.workerCount = workerCount;
         this.permits = new Semaphore(workerCount);
@@ -75,16 +74,6 @@ public final class TimeoutBacking implements Backing {
                     return t;
                 });
         this.workers.allowCoreThreadTimeOut(true);
-    }
-
-    @Override
-    public String location() {
-        return inner.location();
-    }
-
-    @Override
-    public long size() {
-        return inner.size();
     }
 
     @Override

@@ -20,7 +20,8 @@ import picocli.CommandLine.Parameters;
  * {@code corfs umount} so that both paths share every check, the readiness wait and the flush wait.
  *
  * <p>SOURCE is one leaf, or several separated by colons ({@code /vm/a.raw:/vm/b.raw}, as mergerfs lists its
- * branches): an fstab field cannot hold a space, and a leaf path never needs a colon (use a symlink). Exit
+ * branches): an fstab field cannot hold a space. A colon in a leaf's path is written {@code \:} (see
+ * {@link #leaves}). Exit
  * codes follow mount(8): 0 success, 1 a bad invocation, 32 the mount (or unmount) failed.
  */
 final class HostHelpers {
@@ -44,15 +45,44 @@ final class HostHelpers {
         return corfsExit == 0 ? 0 : corfsExit == Main.EXIT_USAGE ? MOUNT_USAGE : MOUNT_FAILURE;
     }
 
-    /** The leaves a SOURCE names: split at colons, none empty. */
+    /**
+     * The leaves a SOURCE names: split at colons, none empty. {@code \:} is a colon inside a leaf's path and
+     * {@code \\} a backslash (fstab's own {@code \040} escapes are undone by mount(8) before the helper
+     * runs). A colon left unescaped in the name of a file that exists is refused, naming the escape: split,
+     * it would name other files (or none) than the one meant.
+     */
     static List<Path> leaves(String source) {
+        List<String> parts = new ArrayList<>();
+        StringBuilder cur = new StringBuilder();
+        for (int i = 0; i < source.length(); i++) {
+            char c = source.charAt(i);
+            if (c == '\\' && i + 1 < source.length() && (source.charAt(i + 1) == ':' || source.charAt(i + 1) == '\\')) {
+                cur.append(source.charAt(++i));
+            } else if (c == ':') {
+                parts.add(cur.toString());
+                cur.setLength(0);
+            } else {
+                cur.append(c);
+            }
+        }
+        parts.add(cur.toString());
         List<Path> out = new ArrayList<>();
-        for (String part : source.split(":", -1)) {
+        for (String part : parts) {
             if (part.isEmpty()) {
                 throw new Main.ExitException(Main.EXIT_USAGE, "source '" + source + "': an empty leaf path (leaves are"
                         + " separated by single colons: /vm/a.raw:/vm/b.raw)");
             }
             out.add(Path.of(part));
+        }
+        for (int from = 0; from < parts.size(); from++) {
+            for (int to = from + 1; to < parts.size(); to++) {
+                String joined = String.join(":", parts.subList(from, to + 1));
+                if (java.nio.file.Files.isRegularFile(Path.of(joined))) {
+                    throw new Main.ExitException(Main.EXIT_USAGE, "source '" + source + "': ':' separates leaves,"
+                            + " so this is not the file " + joined + "; write a colon in a leaf's path as '\\:' ("
+                            + joined.replace("\\", "\\\\").replace(":", "\\:") + ")");
+                }
+            }
         }
         return out;
     }
@@ -131,6 +161,10 @@ final class HostHelpers {
                     if (o.startsWith("log=")) {
                         if (o.length() == "log=".length()) {
                             throw new Main.ExitException(Main.EXIT_USAGE, "-o log= needs a file");
+                        }
+                        if (mount.log != null) {
+                            throw new Main.ExitException(Main.EXIT_USAGE, "-o log is given twice (log=" + mount.log
+                                    + ", " + o + "): give it once");
                         }
                         mount.log = Path.of(o.substring("log=".length()));
                     } else if (!o.isEmpty()) {

@@ -153,9 +153,7 @@ final class JobCommands {
 
         @Override
         public Integer call() throws Exception {
-            ControlClient client = ControlClient.of(mountPoint);
-            String name = client.resolveImage(image);
-            client.send(verb() + ControlClient.imageArg(name), name);
+            sendCommand(mountPoint, image, verb(), "", false);
             return 0;
         }
     }
@@ -203,9 +201,7 @@ final class JobCommands {
             }
             String rate = args.get(args.size() - 1);
             checkSpeed("RATE", rate);
-            ControlClient client = ControlClient.of(mountPoint);
-            String name = client.resolveImage(args.size() == 2 ? args.get(0) : null);
-            client.send("speed" + ControlClient.imageArg(name) + " " + rate, name);
+            sendCommand(mountPoint, args.size() == 2 ? args.get(0) : null, "speed", rate, false);
             return 0;
         }
     }
@@ -240,11 +236,22 @@ final class JobCommands {
                     throw new Main.ExitException(Main.EXIT_USAGE, e.getMessage());
                 }
             }
-            ControlClient client = ControlClient.of(mountPoint);
-            String name = client.resolveImage(named ? args.get(0) : null);
-            client.send("prioritize" + rangeSafeImageArg(name) + " " + String.join(" ", ranges), name);
+            sendCommand(mountPoint, named ? args.get(0) : null, "prioritize", String.join(" ", ranges), true);
             return 0;
         }
+    }
+
+    /**
+     * Sends {@code VERB [IMAGE] ARGS} to the mount's control file: {@code image} resolved on the mount
+     * (null: the only leaf), named on the line as the control file reads it ({@code rangeFollows}: ARGS
+     * start with a RANGE, so a leading digit of the name is encoded), and the answer checked.
+     */
+    static void sendCommand(Path mountPoint, String image, String verb, String args, boolean rangeFollows)
+            throws java.io.IOException {
+        ControlClient client = ControlClient.of(mountPoint);
+        String name = client.resolveImage(image);
+        String imageArg = rangeFollows ? rangeSafeImageArg(name) : ControlClient.imageArg(name);
+        client.send(verb + imageArg + (args.isEmpty() ? "" : " " + args), name);
     }
 
     /** The image argument for a line whose next token may be a RANGE: a leading digit is percent-encoded. */

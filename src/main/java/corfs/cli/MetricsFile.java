@@ -3,26 +3,20 @@ package corfs.cli;
 import corfs.CorfsException;
 import corfs.CorfsException.Reason;
 import corfs.control.PrometheusFormat;
+import corfs.io.AtomicReplace;
 import corfs.jobs.MountSession;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
 import java.io.IOException;
-import java.nio.ByteBuffer;
-import java.nio.channels.SeekableByteChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
-import java.nio.file.OpenOption;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
-import java.nio.file.attribute.PosixFileAttributeView;
 import java.nio.file.attribute.PosixFilePermission;
 import java.nio.file.attribute.PosixFilePermissions;
-import java.security.SecureRandom;
-import java.util.HexFormat;
 import java.util.Set;
 import java.util.concurrent.atomic.AtomicBoolean;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
 /**
  * {@code -o metrics_file=PATH}: the daemon rewrites PATH with the Prometheus text of its mount
@@ -45,7 +39,6 @@ import org.slf4j.LoggerFactory;
 final class MetricsFile implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(MetricsFile.class);
     static final long INTERVAL_MS = 10_000;
-    private static final SecureRandom RANDOM = new SecureRandom();
     private static final Set<PosixFilePermission> MODE_0644 = PosixFilePermissions.fromString("rw-r--r--");
 
     private final Path path;
@@ -139,27 +132,9 @@ final class MetricsFile implements AutoCloseable {
     /** One atomic replacement of the file with the mount's Prometheus text now. */
     synchronized void write() throws IOException {
         byte[] text = PrometheusFormat.render(mountPoint, session.status()).getBytes(StandardCharsets.UTF_8);
-        corfs.io.ReplaceTarget.check(path, "metrics_file", true); // a FIFO or device put there since: leave it
-        byte[] rnd = new byte[12];
-        RANDOM.nextBytes(rnd);
-        Path tmp = path.resolveSibling("." + path.getFileName() + "." + HexFormat.of().formatHex(rnd) + ".tmp");
-        try {
-            try (SeekableByteChannel ch = Files.newByteChannel(tmp, Set.<OpenOption>of(StandardOpenOption.CREATE_NEW,
-                    StandardOpenOption.WRITE, LinkOption.NOFOLLOW_LINKS),
-                    PosixFilePermissions.asFileAttribute(MODE_0644))) {
-                // the umask may have taken bits away: set 0644 on the file just made (O_NOFOLLOW + fchmod)
-                Files.getFileAttributeView(tmp, PosixFileAttributeView.class, LinkOption.NOFOLLOW_LINKS)
-                        .setPermissions(MODE_0644);
-                ByteBuffer b = ByteBuffer.wrap(text);
-                while (b.hasRemaining()) {
-                    ch.write(b);
-                }
-            }
-            Files.move(tmp, path, StandardCopyOption.ATOMIC_MOVE);
-        } catch (IOException | RuntimeException e) {
-            Files.deleteIfExists(tmp);
-            throw e;
-        }
+        // a FIFO or device put there since: leave it. Rewritten every few seconds: not forced.
+        new AtomicReplace("." + path.getFileName() + ".", MODE_0644, true, false, "metrics_file", true)
+                .write(path, text);
     }
 
     /** Stops the thread and writes the last content. Idempotent. */

@@ -38,6 +38,8 @@ import picocli.CommandLine.Parameters;
             "",
             "  mount -t fuse.corfs /var/lib/vms/vm1.raw /mnt/vm1 -o backing_timeout=60",
             "  mount -t fuse.corfs /vms/a.raw:/vms/b.raw /mnt/vms     (several leaves: colon-separated)",
+            "  mount -t fuse.corfs '/vms/10\\:00.raw' /mnt/t          (a colon in a leaf's path is written \\:,"
+                + " a backslash before a colon or a backslash \\\\)",
             "",
             "and an fstab line such as",
             "",
@@ -74,7 +76,8 @@ final class MountCommand implements Callable<Integer> {
     @Option(names = "-o", paramLabel = "OPTIONS", description = {
         "comma-separated options, -o may be repeated;",
         "corfs options: backing_timeout=SECONDS (whole seconds, default " + DEFAULT_BACKING_TIMEOUT_S
-            + "; 0 waits forever),",
+            + "; 0 waits forever; an NBD read waits this long for a server that went away to come back,"
+            + " unless the leaf has its own timeout option),",
         "ro (the same as --read-only), rw (the default),",
         "threads=N (a fixed pool of N FUSE worker threads, 1.." + FuseMount.MAX_THREADS
             + "; default: one per CPU, growing to " + FuseMount.MAX_THREADS + " while all wait on the backing),",
@@ -84,7 +87,8 @@ final class MountCommand implements Callable<Integer> {
         "recorded for later mounts until it completes;",
         "accepted and ignored, as they belong to mount, fstab or systemd: defaults, auto, noauto, nofail,",
         "_netdev, user, users, nouser, owner, group, comment=..., x-...;",
-        "anything else is passed to libfuse (e.g. allow_other, nosuid, nodev, noexec)"})
+        "anything else is passed to libfuse (e.g. allow_other, nosuid, nodev, noexec);",
+        "backing_timeout, profile, threads, metrics_file (and the helper's log) may be given once"})
     List<String> options = new ArrayList<>();
 
     @Option(names = "--log", paramLabel = "FILE", description = "daemon log file (default: <first LEAF>.log)")
@@ -128,6 +132,22 @@ final class MountCommand implements Callable<Integer> {
                 || opt.startsWith("user=");
     }
 
+    /** corfs's options that take one value: given twice, they are refused (not "the last one wins"). */
+    static final List<String> SINGLE_VALUED = List.of("backing_timeout", "profile", "metrics_file", "threads");
+
+    /** Refuses a second {@code KEY=} of a {@link #SINGLE_VALUED} option, naming both values. */
+    private static void onlyOnce(java.util.Map<String, String> given, String opt) {
+        int eq = opt.indexOf('=');
+        String key = eq < 0 ? opt : opt.substring(0, eq);
+        if (eq > 0 && SINGLE_VALUED.contains(key)) {
+            String before = given.putIfAbsent(key, opt);
+            if (before != null) {
+                throw new Main.ExitException(Main.EXIT_USAGE, "-o " + key + " is given twice (" + before + ", "
+                        + opt + "): give it once");
+            }
+        }
+    }
+
     static MountOptions parseOptions(List<String> raw) {
         long timeout = TimeUnit.SECONDS.toMillis(DEFAULT_BACKING_TIMEOUT_S);
         boolean single = false;
@@ -140,12 +160,14 @@ final class MountCommand implements Callable<Integer> {
         List<String> fuse = new ArrayList<>();
         List<String> prefetch = new ArrayList<>();
         String metricsFile = null;
+        java.util.Map<String, String> given = new java.util.HashMap<>();
         for (String group : raw) {
             for (String o : group.split(",")) {
                 String opt = o.trim();
                 if (opt.isEmpty() || isHostOption(opt)) {
                     continue;
                 }
+                onlyOnce(given, opt);
                 if (opt.startsWith("backing_timeout=")) {
                     String v = opt.substring("backing_timeout=".length());
                     // Whole seconds in plain digits: "1e-9", "5d" or "0x1p3" would silently mean something else.

@@ -3,6 +3,7 @@ package corfs.cli;
 import corfs.CorfsException;
 import corfs.CorfsException.Reason;
 import corfs.image.AccessProfile;
+import corfs.image.LeafImage;
 import corfs.image.ProfileLog;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
@@ -40,7 +41,9 @@ final class ProfileCommands {
     @Command(name = "show", description = "Print LEAF's recorded access profile: the extents the guest waited for,"
             + " in the order it first did, one 'OFFSET LENGTH FIRST_MS' line each (bytes; milliseconds since the"
             + " mount that fetched it), after a '#' line naming the backing identity and the totals. On a mounted"
-            + " leaf, as of the mount's last flush (at most a second ago).")
+            + " leaf, as of the mount's last flush (at most a second ago). A profile recorded over another backing"
+            + " identity than the leaf's now (after set-backing or a commit) is shown with a warning on stderr"
+            + " (JSON: identity_is_current false); export warns the same way.")
     static final class Show implements Callable<Integer> {
         @Option(names = "--json", description = "print JSON")
         boolean json;
@@ -52,6 +55,7 @@ final class ProfileCommands {
         public Integer call() throws Exception {
             ProfileLog.Contents c = recorded(leaf);
             AccessProfile p = c.toAccessProfile();
+            String leafIdentity = leafIdentityIfOther(leaf, p);
             if (json) {
                 StringBuilder extents = new StringBuilder("[");
                 for (AccessProfile.Entry e : p.entries()) {
@@ -62,6 +66,7 @@ final class ProfileCommands {
                         .put("backing_identity", p.identityToken()).put("backing_size", p.backingSize())
                         .put("cluster_size", p.clusterSize()).put("clusters", c.count())
                         .put("bytes", p.totalBytes()).put("dropped_bytes", c.droppedBytes())
+                        .put("identity_is_current", leafIdentity == null)
                         .raw("extents", extents.append(']').toString()).close());
                 return 0;
             }
@@ -97,6 +102,7 @@ final class ProfileCommands {
         @Override
         public Integer call() throws Exception {
             AccessProfile p = recorded(leaf).toAccessProfile();
+            leafIdentityIfOther(leaf, p);
             if (writeOut(p, file)) {
                 return 0;
             }
@@ -135,13 +141,36 @@ final class ProfileCommands {
         }
     }
 
-    /** The leaf's recorded profile; NOT_FOUND when the leaf or its profile does not exist. */
+    /** The leaf's recorded profile; NOT_FOUND when it is not a corfs leaf (as info says) or has no profile. */
     static ProfileLog.Contents recorded(Path leaf) throws java.io.IOException {
-        if (!Files.exists(leaf, LinkOption.NOFOLLOW_LINKS) && !Files.exists(leaf)) {
-            throw new CorfsException(Reason.NOT_FOUND, LeafCommands.Info.printable(leaf.toString())
-                    + ": no such leaf");
+        try {
+            LeafImage.requireLeaf(leaf);
+        } catch (CorfsException e) {
+            throw new CorfsException(e.reason(), LeafCommands.Info.printable(e.getMessage()));
         }
         return ProfileLog.read(leaf);
+    }
+
+    /**
+     * The leaf's recorded backing identity when {@code p} was recorded over another one (after set-backing or
+     * a commit, before a mount starts a new profile), warning on stderr that the profile describes the
+     * previous backing; null when it is the same, or when the leaf's metadata cannot be read (the profile
+     * is shown as it is).
+     */
+    static String leafIdentityIfOther(Path leaf, AccessProfile p) {
+        corfs.backing.BackingIdentity now;
+        try {
+            now = corfs.image.LeafImages.info(leaf).backingIdentity();
+        } catch (java.io.IOException | RuntimeException e) {
+            return null;
+        }
+        if (now.token().equals(p.identityToken())) {
+            return null;
+        }
+        System.err.println("corfs: warning: " + LeafCommands.Info.printable(leaf.toString()) + ": this profile was"
+                + " recorded over another backing identity than the leaf's now (" + now.describe() + "), before a"
+                + " set-backing or a commit; the leaf's next mount starts a new profile");
+        return now.token();
     }
 
     /** Writes {@code p} to {@code file}, or to standard output for "-" (then true: nothing else to print). */

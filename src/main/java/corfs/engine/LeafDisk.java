@@ -61,6 +61,8 @@ import java.util.concurrent.atomic.LongAdder;
  */
 public final class LeafDisk implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(LeafDisk.class);
+    /** The counters of a backing that is not metered: never fed, so zeros (shared, not one per status call). */
+    private static final BackingMeter NO_METER = new BackingMeter();
     private static final long[] NONE = {};
     /** Largest backing read of one fill step; also the readahead window of a sequential cold read. */
     static final int FILL_CHUNK = 1 << 20;
@@ -223,7 +225,7 @@ public final class LeafDisk implements AutoCloseable {
         long ra = fetchedBytes(FetchPurpose.READ_AHEAD);
         long st = fetchedBytes(FetchPurpose.STREAM);
         long pf = fetchedBytes(FetchPurpose.PREFETCH);
-        BackingMeter meter = backing instanceof MeteredBacking m ? m.meter() : new BackingMeter();
+        BackingMeter meter = backing instanceof MeteredBacking m ? m.meter() : NO_METER;
         return meter.snapshotInto(cor, ra, st, pf);
     }
 

@@ -2,10 +2,10 @@ package corfs.image;
 
 import corfs.CorfsException;
 import corfs.CorfsException.Reason;
+import corfs.io.AtomicReplace;
 
 import java.io.IOException;
 import java.io.InputStream;
-import java.nio.ByteBuffer;
 import java.nio.channels.Channels;
 import java.nio.channels.SeekableByteChannel;
 import java.nio.charset.StandardCharsets;
@@ -13,12 +13,8 @@ import java.nio.file.Files;
 import java.nio.file.LinkOption;
 import java.nio.file.OpenOption;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
-import java.nio.file.attribute.PosixFilePermissions;
-import java.security.SecureRandom;
 import java.util.ArrayList;
-import java.util.HexFormat;
 import java.util.List;
 import java.util.Set;
 
@@ -56,7 +52,8 @@ public record AccessProfile(String identityToken, long backingSize, int clusterS
      */
     public static final int MAX_ENTRIES = 1 << 18;
     public static final long MAX_FILE_BYTES = 16L << 20;
-    private static final SecureRandom RANDOM = new SecureRandom();
+    private static final AtomicReplace EXPORT = AtomicReplace.durable(".corfs-profile-", "rw-r--r--")
+            .refusing("profile", false);
 
     /** One extent of the profile: {@code length} bytes at {@code offset}, first touched {@code firstMillis} after mount. */
     public record Entry(long offset, long length, long firstMillis) {
@@ -298,26 +295,7 @@ public record AccessProfile(String identityToken, long backingSize, int clusterS
      * existing {@code file} must be a regular file ({@link corfs.io.ReplaceTarget}: not a link, a device...).
      */
     public void write(Path file) throws IOException {
-        corfs.io.ReplaceTarget.check(file, "profile", false);
-        Path dir = file.toAbsolutePath().getParent();
-        byte[] rnd = new byte[12];
-        RANDOM.nextBytes(rnd);
-        Path tmp = dir.resolve(".corfs-profile-" + HexFormat.of().formatHex(rnd) + ".tmp");
-        try {
-            try (var ch = java.nio.channels.FileChannel.open(tmp, Set.<OpenOption>of(StandardOpenOption.CREATE_NEW,
-                    StandardOpenOption.WRITE, LinkOption.NOFOLLOW_LINKS),
-                    PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-r--r--")))) {
-                ByteBuffer b = ByteBuffer.wrap(toBytes());
-                while (b.hasRemaining()) {
-                    ch.write(b);
-                }
-                ch.force(true);
-            }
-            Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE);
-        } catch (IOException | RuntimeException e) {
-            Files.deleteIfExists(tmp);
-            throw e;
-        }
+        EXPORT.write(file, toBytes());
     }
 
     private static void validate(String token, long backingSize, int clusterSize, List<Entry> entries, String what)

@@ -20,7 +20,6 @@ import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.util.ArrayList;
-import java.util.EnumSet;
 import java.util.List;
 import java.util.UUID;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -349,7 +348,7 @@ public final class LeafImage implements AutoCloseable {
             ch.force(true);
         }
         Files.move(tmp, meta, StandardCopyOption.ATOMIC_MOVE);
-        syncDirectory(meta.getParent());
+        corfs.io.AtomicReplace.syncDirectory(meta.getParent());
     }
 
     /**
@@ -419,6 +418,18 @@ public final class LeafImage implements AutoCloseable {
      * Opens a leaf read-only for {@link LeafImages#check}, accepting a data file of the wrong size, so
      * that check can say which local clusters lie beyond its end.
      */
+    /**
+     * The metadata path of {@code leaf}, which must be a corfs leaf: NOT_FOUND naming both when its
+     * metadata is missing. What every command taking a LEAF says for a path that is not one.
+     */
+    public static Path requireLeaf(Path leaf) throws CorfsException {
+        Path meta = metadataPathOf(leaf.toAbsolutePath().normalize());
+        if (!Files.exists(meta)) {
+            throw new CorfsException(Reason.NOT_FOUND, leaf + " is not a corfs leaf: " + meta + " is missing");
+        }
+        return meta;
+    }
+
     static LeafImage openForCheck(Path leaf) throws IOException {
         return open(leaf, FileOps.system(), true, true, false, true);
     }
@@ -426,10 +437,7 @@ public final class LeafImage implements AutoCloseable {
     private static LeafImage open(Path leaf, FileOps fileOps, boolean readOnly, boolean inspectOnly,
                                   boolean acceptReplacedData, boolean acceptDataSize) throws IOException {
         Path leafAbs = leaf.toAbsolutePath().normalize();
-        Path meta = metadataPathOf(leafAbs);
-        if (!Files.exists(meta)) {
-            throw new CorfsException(Reason.NOT_FOUND, leaf + " is not a corfs leaf: " + meta + " is missing");
-        }
+        Path meta = requireLeaf(leaf);
         boolean writable = !readOnly && !inspectOnly;
         FileChannel metadata = writable
                 ? fileOps.openChannel(meta, StandardOpenOption.READ, StandardOpenOption.WRITE)
@@ -603,10 +611,7 @@ public final class LeafImage implements AutoCloseable {
      */
     public static List<String> repair(Path leaf) throws IOException {
         Path leafAbs = leaf.toAbsolutePath().normalize();
-        Path meta = metadataPathOf(leafAbs);
-        if (!Files.exists(meta)) {
-            throw new CorfsException(Reason.NOT_FOUND, leaf + " is not a corfs leaf: " + meta + " is missing");
-        }
+        Path meta = requireLeaf(leaf);
         List<String> actions = new ArrayList<>();
         boolean standaloneBefore;
         try (FileChannel ch = FileChannel.open(meta, StandardOpenOption.READ, StandardOpenOption.WRITE)) {
@@ -936,8 +941,11 @@ public final class LeafImage implements AutoCloseable {
         if (readOnly) {
             throw new CorfsException(Reason.READ_ONLY, "leaf " + dataPath + " is open read-only");
         }
+        LeafHeader updated;
+        BackingIdentity before;
         synchronized (headerLock) {
-            LeafHeader updated = change.apply(header);
+            before = header.backingIdentity();
+            updated = change.apply(header);
             long generation = headerGeneration + 1;
             for (int s = 0; s < 2; s++) {
                 writeFully(metadata, MetadataFormat.encodeHeader(updated, generation), (long) s * MetadataFormat.SLOT_SIZE);
@@ -951,8 +959,13 @@ public final class LeafImage implements AutoCloseable {
                         MetadataFormat.VERSION);
             }
             metadataVersion = MetadataFormat.VERSION;
-            return updated;
         }
+        if (!java.util.Objects.equals(before, updated.backingIdentity())) {
+            // set-backing, a commit, a mount recording a commit's identity: a pending prefetch recorded over
+            // the old identity would be refused at every mount from now on
+            PrefetchRecord.dropStale(dataPath, updated.backingIdentity());
+        }
+        return updated;
     }
 
     @Override
@@ -999,14 +1012,6 @@ public final class LeafImage implements AutoCloseable {
         long pos = position;
         while (src.hasRemaining()) {
             pos += ch.write(src, pos);
-        }
-    }
-
-    private static void syncDirectory(Path dir) {
-        try (FileChannel ch = FileChannel.open(dir, EnumSet.of(StandardOpenOption.READ))) {
-            ch.force(true);
-        } catch (IOException e) {
-            LOG.debug("fsync of directory {} not possible: {}", dir, e.toString());
         }
     }
 

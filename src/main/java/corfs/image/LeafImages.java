@@ -11,6 +11,7 @@ import corfs.io.FileOps;
 
 import java.io.IOException;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -164,7 +165,11 @@ public final class LeafImages {
                     verdict = "forced: identity differs, content " + compared;
                 }
                 String finalSpec = recordedSpec;
-                image.updateHeader(x -> x.withBacking(finalSpec, format, options, b.identity));
+                boolean pending = Files.exists(PrefetchRecord.pathOf(image.dataPath()), LinkOption.NOFOLLOW_LINKS);
+                image.updateHeader(x -> x.withBacking(finalSpec, format, options, b.identity)); // drops a stale one
+                if (pending && !Files.exists(PrefetchRecord.pathOf(image.dataPath()), LinkOption.NOFOLLOW_LINKS)) {
+                    verdict += "; the pending prefetch, recorded over the previous backing, is dropped";
+                }
                 return new SetBackingResult(BackingSpec.redact(finalSpec), verdict);
             } finally {
                 b.close();

@@ -3,21 +3,15 @@ package corfs.image;
 import corfs.CorfsException;
 import corfs.CorfsException.Reason;
 import corfs.backing.BackingIdentity;
+import corfs.io.AtomicReplace;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 import java.io.IOException;
-import java.nio.ByteBuffer;
-import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
-import java.nio.file.OpenOption;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
-import java.nio.file.attribute.PosixFilePermissions;
-import java.security.SecureRandom;
-import java.util.HexFormat;
 import java.util.Optional;
-import java.util.Set;
 
 /**
  * A pending prefetch, kept beside the leaf in {@code LEAF.corfs-prefetch}: a copy of the access profile
@@ -35,7 +29,10 @@ import java.util.Set;
  */
 public final class PrefetchRecord {
     public static final String SUFFIX = ".corfs-prefetch";
-    private static final SecureRandom RANDOM = new SecureRandom();
+    /** The temporary name does not grow with the leaf's: LEAF.corfs-unreadable stays the longest name kept. */
+    private static final AtomicReplace REPLACE = AtomicReplace.durable(".corfs-prefetch-", "rw-------");
+
+    private static final Logger LOG = LoggerFactory.getLogger(PrefetchRecord.class);
 
     private PrefetchRecord() {
     }
@@ -63,25 +60,32 @@ public final class PrefetchRecord {
 
     /** Records {@code profile} as the leaf's pending prefetch, replacing any. */
     public static void save(Path leaf, AccessProfile profile) throws IOException {
+        REPLACE.write(pathOf(leaf), profile.toBytes());
+    }
+
+    /**
+     * Removes the leaf's pending prefetch when it was recorded over another backing identity than
+     * {@code now} (the leaf's backing changed: set-backing, a commit), logging it: every later mount would
+     * refuse it. A record that cannot be read or is not trusted is left for the mount to report. Never
+     * throws: the change of identity is already recorded, and this is advisory.
+     *
+     * @return true when a record was dropped
+     */
+    public static boolean dropStale(Path leaf, BackingIdentity now) {
         Path p = pathOf(leaf);
-        byte[] rnd = new byte[12];
-        RANDOM.nextBytes(rnd);
-        // The temporary name does not grow with the leaf's: LEAF.corfs-unreadable stays the longest name kept.
-        Path tmp = p.resolveSibling(".corfs-prefetch-" + HexFormat.of().formatHex(rnd) + ".tmp");
         try {
-            try (FileChannel ch = FileChannel.open(tmp, Set.<OpenOption>of(StandardOpenOption.CREATE_NEW,
-                    StandardOpenOption.WRITE, LinkOption.NOFOLLOW_LINKS),
-                    PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------")))) {
-                ByteBuffer b = ByteBuffer.wrap(profile.toBytes());
-                while (b.hasRemaining()) {
-                    ch.write(b);
-                }
-                ch.force(true);
+            Optional<AccessProfile> pending = load(leaf);
+            if (pending.isEmpty() || now == null || pending.get().identityToken().equals(now.token())) {
+                return false;
             }
-            Files.move(tmp, p, StandardCopyOption.ATOMIC_MOVE);
+            remove(leaf);
+            LOG.info("{}: dropped the pending prefetch {}: it was recorded over the previous backing, the leaf's"
+                    + " backing is now {}", leaf.getFileName(), p.getFileName(), now.describe());
+            return true;
         } catch (IOException | RuntimeException e) {
-            Files.deleteIfExists(tmp);
-            throw e;
+            LOG.warn("{}: the pending prefetch {} was not checked against the new backing identity: {}",
+                    leaf.getFileName(), p.getFileName(), e.getMessage());
+            return false;
         }
     }
 

@@ -3,6 +3,7 @@ package corfs.image;
 import corfs.CorfsException;
 import corfs.CorfsException.Reason;
 import corfs.backing.BackingIdentity;
+import corfs.io.AtomicReplace;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -14,12 +15,8 @@ import java.nio.file.Files;
 import java.nio.file.LinkOption;
 import java.nio.file.OpenOption;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
-import java.nio.file.attribute.PosixFilePermissions;
-import java.security.SecureRandom;
 import java.util.Arrays;
-import java.util.HexFormat;
 import java.util.Set;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.zip.CRC32C;
@@ -75,7 +72,8 @@ public final class ProfileLog implements AutoCloseable {
     private static final byte[] MAGIC = "CORFSPRF".getBytes(StandardCharsets.US_ASCII);
     private static final int CRC_AT = HEADER_BYTES - 4;
     private static final int READ_CHUNK = 64 * RECORD_BYTES * 64; // 64 KiB, a whole number of records
-    private static final SecureRandom RANDOM = new SecureRandom();
+    /** The temporary name does not grow with the leaf's (LeafImage.DERIVED_SUFFIXES bounds the names). */
+    private static final AtomicReplace REPLACE = AtomicReplace.durable(".corfs-profile-", "rw-------");
 
     /** What a profile is about: the backing it was read from and the cluster size of the leaf. */
     public record Header(String identityToken, long backingSize, int clusterSize) {
@@ -225,22 +223,7 @@ public final class ProfileLog implements AutoCloseable {
     /** A new profile of {@code header} with no records, replacing whatever is at {@code p} atomically. */
     private static ProfileLog create(Path p, Header header) throws IOException {
         ByteBuffer hb = headerBytes(header);
-        byte[] rnd = new byte[12];
-        RANDOM.nextBytes(rnd);
-        // The temporary name does not grow with the leaf's (LeafImage.DERIVED_SUFFIXES bounds the names).
-        Path tmp = p.resolveSibling(".corfs-profile-" + HexFormat.of().formatHex(rnd) + ".tmp");
-        try {
-            try (FileChannel ch = FileChannel.open(tmp, Set.<OpenOption>of(StandardOpenOption.CREATE_NEW,
-                    StandardOpenOption.WRITE, LinkOption.NOFOLLOW_LINKS),
-                    PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------")))) {
-                writeAt(ch, hb.duplicate(), 0);
-                ch.force(true);
-            }
-            Files.move(tmp, p, StandardCopyOption.ATOMIC_MOVE);
-        } catch (IOException | RuntimeException e) {
-            Files.deleteIfExists(tmp);
-            throw e;
-        }
+        REPLACE.write(p, hb.duplicate());
         FileChannel ch = FileChannel.open(p, Set.<OpenOption>of(StandardOpenOption.READ, StandardOpenOption.WRITE,
                 LinkOption.NOFOLLOW_LINKS));
         return new ProfileLog(p, ch, new Contents(header, new long[0], new int[0], 0, 0), hb.getInt(CRC_AT));

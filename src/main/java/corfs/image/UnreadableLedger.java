@@ -1,21 +1,17 @@
 package corfs.image;
 
+import corfs.io.AtomicReplace;
+
 import java.io.IOException;
-import java.nio.ByteBuffer;
-import java.nio.channels.SeekableByteChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
 import java.nio.file.OpenOption;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
-import java.nio.file.attribute.PosixFilePermissions;
-import java.security.SecureRandom;
 import java.util.ArrayList;
-import java.util.Set;
-import java.util.HexFormat;
 import java.util.List;
+import java.util.Set;
 
 /**
  * The extents a job could not read from the backing (on_error=skip), kept beside the leaf in
@@ -26,7 +22,8 @@ import java.util.List;
  * it is replaced atomically (temporary file and rename) and a damaged one reads as empty.
  */
 public final class UnreadableLedger {
-    private static final SecureRandom RANDOM = new SecureRandom();
+    /** The temporary name does not grow with the leaf's: LEAF.corfs-unreadable is the longest name kept. */
+    private static final AtomicReplace REPLACE = AtomicReplace.durable(".corfs-unreadable-", "rw-------");
 
     private UnreadableLedger() {
     }
@@ -59,8 +56,8 @@ public final class UnreadableLedger {
 
     /**
      * Replaces the ledger with {@code extents}; an empty list removes it. Written to a temporary file of
-     * unpredictable name created with O_EXCL|O_NOFOLLOW (mode 0600), then renamed over the ledger, so a
-     * link planted beside the leaf is replaced, never written through.
+     * unpredictable name created with O_EXCL|O_NOFOLLOW (mode 0600), forced, then renamed over the ledger
+     * ({@link AtomicReplace}), so a link planted beside the leaf is replaced, never written through.
      */
     public static void save(Path leaf, List<long[]> extents) throws IOException {
         Path p = pathOf(leaf);
@@ -72,23 +69,6 @@ public final class UnreadableLedger {
         for (long[] e : extents) {
             sb.append(e[0]).append(' ').append(e[1]).append('\n');
         }
-        byte[] rnd = new byte[12];
-        RANDOM.nextBytes(rnd);
-        // The temporary name does not grow with the leaf's: LEAF.corfs-unreadable is the longest name kept.
-        Path tmp = p.resolveSibling(".corfs-unreadable-" + HexFormat.of().formatHex(rnd) + ".tmp");
-        try {
-            try (SeekableByteChannel ch = Files.newByteChannel(tmp, Set.<OpenOption>of(StandardOpenOption.CREATE_NEW,
-                    StandardOpenOption.WRITE, LinkOption.NOFOLLOW_LINKS),
-                    PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------")))) {
-                ByteBuffer b = ByteBuffer.wrap(sb.toString().getBytes(StandardCharsets.US_ASCII));
-                while (b.hasRemaining()) {
-                    ch.write(b);
-                }
-            }
-            Files.move(tmp, p, StandardCopyOption.ATOMIC_MOVE);
-        } catch (IOException | RuntimeException e) {
-            Files.deleteIfExists(tmp);
-            throw e;
-        }
+        REPLACE.write(p, sb.toString().getBytes(StandardCharsets.US_ASCII));
     }
 }

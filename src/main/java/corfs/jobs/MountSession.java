@@ -295,6 +295,24 @@ public final class MountSession implements AutoCloseable {
         return seconds > 0 ? seconds * 1000 : options.backingTimeoutMillis();
     }
 
+    /**
+     * The options a leaf's backing is opened with at mount. An NBD backing waits for its server (a call's
+     * deadline covers the wait for the keeper's reconnect) by its own {@code timeout} option: when the leaf
+     * sets none, the mount's {@code backing_timeout} is given as that option, and {@code backing_timeout=0}
+     * (no timeout) as the longest one, a day, so that reads wait for a server that comes back instead of
+     * failing after NBD's default 30 s. Other transports get the leaf's options unchanged.
+     */
+    static Map<String, String> openOptions(String spec, Map<String, String> leafOptions, long mountTimeoutMillis) {
+        if (leafOptions.containsKey("timeout") || !new corfs.backing.nbd.NbdTransport().accepts(spec)) {
+            return leafOptions;
+        }
+        long seconds = mountTimeoutMillis > 0 ? Math.min(corfs.backing.nbd.NbdTransport.NO_TIMEOUT_SECONDS,
+                (mountTimeoutMillis + 999) / 1000) : corfs.backing.nbd.NbdTransport.NO_TIMEOUT_SECONDS;
+        Map<String, String> out = new java.util.LinkedHashMap<>(leafOptions);
+        out.put("timeout", Long.toString(seconds));
+        return out;
+    }
+
     /** A backing as found at mount: its identity, then the backing opened (a file: read-only, shared lock). */
     private record Probe(BackingIdentity identity, Backing backing) {
         /**
@@ -321,7 +339,8 @@ public final class MountSession implements AutoCloseable {
             try {
                 return Deadline.within("open of backing " + shown, timeoutMillis > 0 ? timeoutMillis : DEFAULT_OPEN_MS,
                         () -> {
-                            Backing b = backings.open(h.backingSpec(), h.backingFormat(), h.backingOptions());
+                            Backing b = backings.open(h.backingSpec(), h.backingFormat(),
+                                    openOptions(h.backingSpec(), h.backingOptions(), timeoutMillis));
                             try {
                                 return new Probe(b.identity(), b);
                             } catch (IOException | RuntimeException e) {

@@ -46,6 +46,20 @@ class CliTest {
     }
 
     @Test
+    void singleValuedOptionsOnce() {
+        for (String twice : List.of("profile=on,profile=off", "profile=off,profile=off", "backing_timeout=5,backing_timeout=0",
+                "threads=2,threads=4", "metrics_file=/m/a,metrics_file=/m/b")) {
+            Main.ExitException e = assertThrows(Main.ExitException.class,
+                    () -> MountCommand.parseOptions(List.of(twice)), twice);
+            assertEquals(Main.EXIT_USAGE, e.code);
+            assertTrue(e.getMessage().contains("given twice"), e.getMessage());
+        }
+        assertThrows(Main.ExitException.class, () -> MountCommand.parseOptions(List.of("profile=on", "profile=off")),
+                "across -o groups too");
+        assertEquals(false, MountCommand.parseOptions(List.of("profile=off,ro,ro")).recordProfile(), "flags may repeat");
+    }
+
+    @Test
     void prefetchOption() {
         MountCommand.MountOptions o = MountCommand.parseOptions(List.of("prefetch=/p/a.profile,allow_other"));
         assertEquals(List.of("/p/a.profile"), o.prefetch());

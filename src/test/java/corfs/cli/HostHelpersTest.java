@@ -6,11 +6,13 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Nested;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 import picocli.CommandLine;
 
 @DisplayName("mount(8) and umount(8) helpers")
@@ -50,6 +52,30 @@ class HostHelpersTest {
                 Main.ExitException e = assertThrows(Main.ExitException.class, () -> HostHelpers.leaves(bad), bad);
                 assertEquals(Main.EXIT_USAGE, e.code);
             }
+        }
+
+        @Test
+        @DisplayName("a colon in a leaf's path is written \\:; an unescaped one in an existing file's name is refused")
+        void colonInLeafName(@TempDir Path dir) throws Exception {
+            Path leaf = Files.createFile(dir.resolve("10:00.raw"));
+            Path other = dir.resolve("b\\x.raw");
+            assertEquals(List.of(leaf, other), HostHelpers.leaves(dir + "/10\\:00.raw:" + dir + "/b\\\\x.raw"));
+            Main.ExitException e = assertThrows(Main.ExitException.class, () -> HostHelpers.leaves(leaf.toString()));
+            assertEquals(Main.EXIT_USAGE, e.code);
+            assertTrue(e.getMessage().contains(dir + "/10\\:00.raw"), e.getMessage());
+            assertThrows(Main.ExitException.class, () -> HostHelpers.leaves("/vm/a.raw:" + leaf),
+                    "a later leaf with a colon too");
+        }
+
+        @Test
+        @DisplayName("a repeated log= or single-valued corfs option is refused, through the helper as through corfs mount")
+        void repeatedOptions() {
+            Main.ExitException e = assertThrows(Main.ExitException.class,
+                    () -> parseMount("/a", "/m", "-o", "log=/l/1", "-o", "log=/l/2").translate());
+            assertTrue(e.getMessage().contains("log=/l/1") && e.getMessage().contains("log=/l/2"), e.getMessage());
+            MountCommand c = parseMount("/a", "/m", "-o", "profile=on,nofail", "-o", "profile=off").translate();
+            e = assertThrows(Main.ExitException.class, () -> MountCommand.parseOptions(c.options));
+            assertEquals("-o profile is given twice (profile=on, profile=off): give it once", e.getMessage());
         }
 
         @Test

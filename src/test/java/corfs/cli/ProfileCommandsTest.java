@@ -30,7 +30,8 @@ class ProfileCommandsTest {
     void mountOption() {
         assertTrue(MountCommand.parseOptions(List.of()).recordProfile());
         assertFalse(MountCommand.parseOptions(List.of("allow_other,profile=off")).recordProfile());
-        assertTrue(MountCommand.parseOptions(List.of("profile=off", "profile=on")).recordProfile());
+        assertThrows(Main.ExitException.class, () -> MountCommand.parseOptions(List.of("profile=off", "profile=on")),
+                "given once, as every single-valued option");
         Main.ExitException e = assertThrows(Main.ExitException.class,
                 () -> MountCommand.parseOptions(List.of("profile=yes")));
         assertEquals(Main.EXIT_USAGE, e.code);
@@ -41,15 +42,8 @@ class ProfileCommandsTest {
     @DisplayName("show prints the extents in profile order after a '#' line; export and merge write the portable file")
     void showExportMerge() throws Exception {
         Path backing = dir.resolve("base.raw");
-        try (var raf = new java.io.RandomAccessFile(backing.toFile(), "rw")) {
-            raf.setLength(1 << 20);
-        }
         Path leaf = dir.resolve("leaf.img");
-        LeafImage.create(leaf, backing, 65536, false);
-        ProfileLog.Header h;
-        try (LeafImage image = LeafImage.open(leaf, FileOps.system(), true, true)) {
-            h = ProfileLog.Header.of(image.header());
-        }
+        ProfileLog.Header h = newLeaf(backing, leaf);
         assertEquals(1, Main.run("profile", "show", leaf.toString()), "no profile yet");
         try (ProfileLog log = ProfileLog.openForAppend(leaf, h)) {
             log.append(new long[] {3, 4, 5, 1, 15}, new int[] {7, 8, 9, 20, 30}, 5);
@@ -81,7 +75,60 @@ class ProfileCommandsTest {
         assertEquals(Main.EXIT_USAGE, Main.run("profile"));
         assertEquals(Main.EXIT_USAGE, Main.run("profile", "merge", a.toString()), "-o is required");
         assertEquals(1, Main.run("profile", "show", dir.resolve("nope.img").toString()));
+        String notLeaf = captureErr(() -> assertEquals(1, Main.run("profile", "show", backing.toString())));
+        assertTrue(notLeaf.contains("is not a corfs leaf"), "as info says: " + notLeaf);
         assertTrue(Files.exists(m));
+    }
+
+    @Test
+    @DisplayName("show and export warn (stderr, JSON identity_is_current) when the leaf's backing identity changed since")
+    void staleIdentityWarned() throws Exception {
+        Path backing = dir.resolve("base.raw");
+        Path leaf = dir.resolve("leaf.img");
+        ProfileLog.Header h = newLeaf(backing, leaf);
+        try (ProfileLog log = ProfileLog.openForAppend(leaf, h)) {
+            log.append(new long[] {3}, new int[] {7}, 1);
+        }
+        String[] err = new String[1];
+        String json = capture(() -> err[0] = captureErr(() -> assertEquals(0, Main.run("profile", "show", "--json",
+                leaf.toString()))));
+        assertTrue(json.contains("\"identity_is_current\":true"), json);
+        assertEquals("", err[0]);
+        try (LeafImage image = LeafImage.open(leaf, FileOps.system(), false, false)) { // what set-backing records
+            image.updateHeader(x -> x.withBackingIdentity(corfs.backing.BackingIdentity.of("file:moved", "moved",
+                    1 << 20)));
+        }
+        json = capture(() -> err[0] = captureErr(() -> assertEquals(0, Main.run("profile", "show", "--json",
+                leaf.toString()))));
+        assertTrue(json.contains("\"identity_is_current\":false"), json);
+        assertTrue(err[0].contains("warning") && err[0].contains("another backing identity"), err[0]);
+        Path out = dir.resolve("x.profile");
+        capture(() -> err[0] = captureErr(() -> assertEquals(0, Main.run("profile", "export", leaf.toString(),
+                out.toString()))));
+        assertTrue(err[0].contains("another backing identity"), err[0]);
+    }
+
+    /** A leaf over a new 1 MiB backing (clusters of 64 KiB), no profile yet; the header its profile has. */
+    private static ProfileLog.Header newLeaf(Path backing, Path leaf) throws Exception {
+        try (var raf = new java.io.RandomAccessFile(backing.toFile(), "rw")) {
+            raf.setLength(1 << 20);
+        }
+        LeafImage.create(leaf, backing, 65536, false);
+        try (LeafImage image = LeafImage.open(leaf, FileOps.system(), true, true)) {
+            return ProfileLog.Header.of(image.header());
+        }
+    }
+
+    private static String captureErr(Runnable r) {
+        PrintStream old = System.err;
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        System.setErr(new PrintStream(bytes, true, StandardCharsets.UTF_8));
+        try {
+            r.run();
+        } finally {
+            System.setErr(old);
+        }
+        return bytes.toString(StandardCharsets.UTF_8);
     }
 
     private static String capture(Runnable r) {

@@ -1,8 +1,7 @@
 package corfs.engine;
 
-import corfs.backing.Allocation;
 import corfs.backing.Backing;
-import corfs.backing.BackingIdentity;
+import corfs.backing.ForwardingBacking;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -18,8 +17,7 @@ import java.util.concurrent.atomic.AtomicLong;
  * is whatever the test says. The counters tell concurrency without timing: a gate that opens only when
  * N reads are inside proves N were in flight at once.
  */
-public final class DelayBacking implements Backing {
-    private final Backing inner;
+public final class DelayBacking extends ForwardingBacking {
     private final int maxInFlight;
     private final long delayNanos;
     private final AtomicInteger inside = new AtomicInteger();
@@ -33,7 +31,7 @@ public final class DelayBacking implements Backing {
     private volatile long failTo2 = -1;
 
     public DelayBacking(Backing inner, int maxInFlight, long delayNanos) {
-        this.inner = inner;
+        super(inner);
         this.maxInFlight = maxInFlight;
         this.delayNanos = delayNanos;
     }
@@ -123,33 +121,8 @@ public final class DelayBacking implements Backing {
     }
 
     @Override
-    public String location() {
-        return inner.location();
-    }
-
-    @Override
-    public long size() {
-        return inner.size();
-    }
-
-    @Override
-    public BackingIdentity identity() throws IOException {
-        return inner.identity();
-    }
-
-    @Override
     public int maxInFlight() {
         return maxInFlight;
-    }
-
-    @Override
-    public Allocation allocation(long offset, long max) throws IOException {
-        return inner.allocation(offset, max);
-    }
-
-    @Override
-    public Writer openWriter() throws IOException {
-        return inner.openWriter();
     }
 
     @Override

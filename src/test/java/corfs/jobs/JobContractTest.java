@@ -2,14 +2,13 @@ package corfs.jobs;
 
 import corfs.CorfsException;
 import corfs.CorfsException.Reason;
-import corfs.backing.Allocation;
 import corfs.backing.Backing;
+import corfs.backing.ForwardingBacking;
 import corfs.backing.BackingIdentity;
 import corfs.backing.FileBacking;
 import corfs.engine.DelegatingFileChannel;
 import corfs.engine.FaultFileOps;
 import corfs.engine.LeafDisk;
-import corfs.engine.TestLeaves;
 import corfs.image.LeafImage;
 import corfs.image.LeafImages;
 import corfs.io.FileOps;
@@ -222,14 +221,13 @@ class JobContractTest {
     @DisplayName("status never waits on I/O")
     class LockFreeStatus {
         /** A file backing whose identity() and openWriter() can be made to block on a latch. */
-        static final class BlockingBacking implements Backing {
-            final Backing inner;
+        static final class BlockingBacking extends ForwardingBacking {
             volatile CountDownLatch blockIdentity;
             volatile CountDownLatch blockOpenWriter;
             final CountDownLatch entered = new CountDownLatch(1);
 
             BlockingBacking(Backing inner) {
-                this.inner = inner;
+                super(inner);
             }
 
             private void maybeBlock(CountDownLatch latch) throws IOException {
@@ -247,22 +245,14 @@ class JobContractTest {
                 }
             }
 
-            @Override public String location() { return inner.location(); }
-            @Override public long size() { return inner.size(); }
             @Override public BackingIdentity identity() throws IOException {
                 maybeBlock(blockIdentity);
                 return inner.identity();
-            }
-            @Override public void readFully(ByteBuffer dst, long offset) throws IOException { inner.readFully(dst, offset); }
-            @Override public int maxInFlight() { return inner.maxInFlight(); }
-            @Override public Allocation allocation(long offset, long max) throws IOException {
-                return inner.allocation(offset, max);
             }
             @Override public Writer openWriter() throws IOException {
                 maybeBlock(blockOpenWriter);
                 return inner.openWriter();
             }
-            @Override public void close() throws IOException { inner.close(); }
         }
 
         private void assertStatusAnswersWhileBlocked(boolean blockOpenWriter) throws Exception {

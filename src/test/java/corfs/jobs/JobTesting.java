@@ -1,7 +1,10 @@
 package corfs.jobs;
 
+import corfs.CorfsException;
+import corfs.image.LeafImage;
 import corfs.vocabulary.JobState;
 import corfs.vocabulary.LeafStatus;
+import org.junit.jupiter.api.function.Executable;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -11,14 +14,29 @@ import java.nio.file.StandardOpenOption;
 import java.util.Random;
 import java.util.function.Predicate;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.fail;
 
-/** Helpers shared by the job and fault tests: dense backings and status polling with a deadline. */
+/** Helpers shared by the job and fault tests: leaves, dense backings, refusals and status polling with a deadline. */
 final class JobTesting {
     private JobTesting() {
     }
 
     /** A backing of {@code size} random bytes, no holes and no zero clusters. */
+    /** A new leaf {@code dir/name} over {@code backing} (a file), clusters of {@code clusterSize}. */
+    static Path leafOver(Path dir, String name, Path backing, int clusterSize) throws IOException {
+        Path leaf = dir.resolve(name);
+        LeafImage.create(leaf, backing, clusterSize, false);
+        return leaf;
+    }
+
+    /** {@code command} fails with a {@link CorfsException} of {@code reason}. */
+    static void assertReason(CorfsException.Reason reason, Executable command) {
+        CorfsException e = assertThrows(CorfsException.class, command);
+        assertEquals(reason, e.reason(), e.getMessage());
+    }
+
     static byte[] denseBacking(Path path, int size, long seed) throws IOException {
         byte[] content = new byte[size];
         new Random(seed).nextBytes(content);

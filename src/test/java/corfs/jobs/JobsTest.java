@@ -4,17 +4,14 @@ import corfs.vocabulary.JobKind;
 import corfs.vocabulary.JobState;
 import corfs.vocabulary.LeafStatus;
 
-import corfs.CorfsException;
 import corfs.CorfsException.Reason;
 import corfs.engine.LeafDisk;
 import corfs.engine.TestLeaves;
-import corfs.image.LeafImage;
 import corfs.image.LeafImages;
 import corfs.io.FileOps;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Nested;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.function.Executable;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.nio.ByteBuffer;
@@ -27,10 +24,10 @@ import java.util.Random;
 import static corfs.jobs.JobTesting.awaitState;
 import static corfs.jobs.JobTesting.describe;
 import static corfs.jobs.JobTesting.status;
+import static corfs.jobs.JobTesting.assertReason;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
-import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -44,14 +41,7 @@ class JobsTest {
     Path dir;
 
     private Path leafOver(String name, Path backing) throws Exception {
-        Path leaf = dir.resolve(name);
-        LeafImage.create(leaf, backing, CLUSTER, false);
-        return leaf;
-    }
-
-    private static void assertReason(Reason reason, Executable command) {
-        CorfsException e = assertThrows(CorfsException.class, command);
-        assertEquals(reason, e.reason(), e.getMessage());
+        return JobTesting.leafOver(dir, name, backing, CLUSTER);
     }
 
     @Nested

@@ -1,5 +1,6 @@
 package corfs.jobs;
 
+import static corfs.jobs.JobTesting.assertReason;
 import static corfs.jobs.JobTesting.await;
 import static corfs.jobs.JobTesting.awaitState;
 import static corfs.jobs.JobTesting.status;
@@ -9,12 +10,10 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import corfs.CorfsException;
 import corfs.CorfsException.Reason;
 import corfs.engine.LeafDisk;
 import corfs.engine.TestLeaves;
 import corfs.image.ClusterBitmap;
-import corfs.image.LeafImage;
 import corfs.io.FileOps;
 import corfs.vocabulary.JobKind;
 import corfs.vocabulary.JobSpeed;
@@ -26,7 +25,6 @@ import java.time.Duration;
 import java.util.List;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.function.Executable;
 import org.junit.jupiter.api.io.TempDir;
 
 /** prioritize and speed=auto through {@link MountSession}, over a file backing (no FUSE). */
@@ -40,14 +38,7 @@ class PrioritizeAndAutoTest {
     Path dir;
 
     private Path leafOver(String name, Path backing) throws Exception {
-        Path leaf = dir.resolve(name);
-        LeafImage.create(leaf, backing, CLUSTER, false);
-        return leaf;
-    }
-
-    private static void assertReason(Reason reason, Executable command) {
-        CorfsException e = assertThrows(CorfsException.class, command);
-        assertEquals(reason, e.reason(), e.getMessage());
+        return JobTesting.leafOver(dir, name, backing, CLUSTER);
     }
 
     private static boolean allLocal(LeafDisk disk, long offset, long length) {

@@ -17,13 +17,19 @@ import java.util.Set;
  * NBD exports: {@code nbd://HOST[:PORT]/EXPORT}, {@code nbd+unix:///EXPORT?socket=PATH} and their TLS
  * forms {@code nbds://}, {@code nbds+unix://}, opened as an {@link NbdBacking}.
  *
- * <p>Options beyond the common {@code timeout} (per call, default 30 s; also the connect deadline) and
+ * <p>Options beyond the common {@code timeout} (per call, default 30 s: how long a call waits in all, for
+ * the server and, while it is away, for the keeper's reconnect; also the connect deadline, up to 30 s) and
  * {@code connections} (see {@link NbdBacking}): {@code tls-ca}, {@code tls-cert}, {@code tls-key}
  * (absolute paths of PEM files: the daemon does not run in the caller's directory; cert and key go
  * together), {@code tls-hostname} (the name the server's certificate must carry, overriding the URI's).
  * TLS options on a plain {@code nbd://} URI are an error: corfs never upgrades or downgrades silently.
  */
 public final class NbdTransport implements Transport {
+    /** The longest deadline of one connection attempt (handshake included), whatever the call's timeout. */
+    public static final Duration MAX_CONNECT_TIMEOUT = Duration.ofSeconds(NbdBacking.DEFAULT_TIMEOUT_SECONDS);
+    /** The call deadline of a mount with {@code backing_timeout=0} (no timeout): the longest {@code timeout} there is. */
+    public static final long NO_TIMEOUT_SECONDS = 86_400;
+
     /** The NBD-only option keys. */
     public static final Set<String> OPTION_KEYS = Set.of("tls-ca", "tls-cert", "tls-key", "tls-hostname");
 
@@ -86,7 +92,11 @@ public final class NbdTransport implements Transport {
                     + "' (letters, digits, '.', '-', '_' only)");
         }
         Duration t = Duration.ofSeconds(timeout);
-        NbdOptions o = NbdOptions.defaults().withTimeout(t).withConnectTimeout(t).withTls(ca, cert, key, hostname);
+        // One connect attempt is bounded apart from the call's deadline: a long timeout (a mount's
+        // backing_timeout=0 waits up to a day for the server to come back) must not leave the keeper stuck
+        // in one connect to a server that accepted and never answered; it retries with backoff instead.
+        Duration connect = t.compareTo(MAX_CONNECT_TIMEOUT) > 0 ? MAX_CONNECT_TIMEOUT : t;
+        NbdOptions o = NbdOptions.defaults().withTimeout(t).withConnectTimeout(connect).withTls(ca, cert, key, hostname);
         return new Config(uri, o, connections);
     }
 

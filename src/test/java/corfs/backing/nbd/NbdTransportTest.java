@@ -61,6 +61,16 @@ class NbdTransportTest {
         }
 
         @Test
+        @DisplayName("a long timeout (a mount's backing_timeout=0) keeps each connect attempt to 30 s")
+        void longTimeoutBoundedConnect() throws CorfsException {
+            NbdTransport.Config c = NbdTransport.config("nbd://host/disk", Map.of("timeout", "86400"));
+            assertEquals(Duration.ofSeconds(86400), c.options().timeout());
+            assertEquals(Duration.ofSeconds(30), c.options().connectTimeout());
+            assertEquals(Duration.ofSeconds(5),
+                    NbdTransport.config("nbd://host/disk", Map.of("timeout", "5")).options().connectTimeout());
+        }
+
+        @Test
         @DisplayName("refused with INVALID_ARGUMENT naming the problem")
         void refusals() {
             refused("nbd://host/disk", Map.of("tls-ca", "/etc/ca.pem"), "need an nbds://");

@@ -11,6 +11,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import corfs.CorfsException;
 import corfs.backing.Allocation;
 import corfs.backing.Backing;
+import corfs.backing.ForwardingBacking;
 import corfs.backing.BackingIdentity;
 import corfs.backing.FileBacking;
 import corfs.io.FileOps;
@@ -56,35 +57,14 @@ class Qcow2BackingTest {
     }
 
     /** A Backing that records its close (and refuses calls after it), delegating to a FileBacking. */
-    static final class Tracked implements Backing {
-        final Backing inner;
+    static final class Tracked extends ForwardingBacking {
         final AtomicBoolean closed = new AtomicBoolean();
         final java.util.concurrent.atomic.AtomicInteger reads = new java.util.concurrent.atomic.AtomicInteger();
         /** When set, the container's next read per thread waits here (proves reads overlap). */
         volatile CyclicBarrier gate;
 
         Tracked(Backing inner) {
-            this.inner = inner;
-        }
-
-        @Override
-        public String location() {
-            return inner.location();
-        }
-
-        @Override
-        public long size() {
-            return inner.size();
-        }
-
-        @Override
-        public BackingIdentity identity() throws IOException {
-            return inner.identity();
-        }
-
-        @Override
-        public int maxInFlight() {
-            return inner.maxInFlight();
+            super(inner);
         }
 
         @Override
@@ -99,16 +79,6 @@ class Qcow2BackingTest {
             }
             reads.incrementAndGet();
             inner.readFully(dst, offset);
-        }
-
-        @Override
-        public Allocation allocation(long offset, long max) throws IOException {
-            return inner.allocation(offset, max);
-        }
-
-        @Override
-        public Writer openWriter() throws IOException {
-            return inner.openWriter();
         }
 
         @Override
