@@ -38,6 +38,7 @@ public final class Main implements Runnable {
     }
 
     public static void main(String[] args) {
+        corfs.StartupTrace.mark("main");
         DaemonLog.configure(); // before any logger exists: no timestamps of ours when stderr is the journal
         // Offline commands log only warnings; a mount (the daemon) logs its events. Set before any logger exists.
         boolean mount = args.length > 0 && (args[0].equals("mount") || args[0].equals(HostHelpers.MOUNT_HELPER));
@@ -45,6 +46,7 @@ public final class Main implements Runnable {
             System.setProperty(LOG_LEVEL, "warn");
         }
         int code = run(args);
+        corfs.StartupTrace.mark("exit");
         System.exit(HostHelpers.isHelper(args) ? HostHelpers.mountExitCode(code) : code);
     }
 

@@ -114,10 +114,12 @@ final class FuseLoop {
      * printed its reason on stderr and unmounted again).
      */
     static FuseLoop setUp(LibFuseSession lib, CorfsFilesystem fs, String[] argv) throws CorfsException {
+        corfs.StartupTrace.mark("lib-loaded");
         Pointer ops = fs.operations();
         Runtime runtime = Runtime.getRuntime(lib);
         Pointer mountPointOut = Memory.allocateDirect(runtime, runtime.addressSize(), true);
         Pointer multithreadedOut = Memory.allocateDirect(runtime, 4, true);
+        corfs.StartupTrace.mark("fuse-setup");
         Pointer fuse = lib.fuse_setup(argv.length, argv, ops, fs.operationsSize(), mountPointOut, multithreadedOut,
                 null);
         if (fuse == null) {

@@ -154,15 +154,20 @@ public final class FuseMount implements AutoCloseable {
         try {
             Path mp = checkMountPoint(mountPoint, options.force());
             List<LeafDisk> disks = session.leaves();
+            corfs.StartupTrace.mark("fs-new");
             CorfsFilesystem fs = new CorfsFilesystem(disks, new ControlFile(new SessionTarget(session)), readOnly);
             String[] argv = fuseArgv(mp, options);
             LOG.info("mounting {} leaf(s) at {} with {} FUSE thread(s) ({})", disks.size(), mp,
                     options.threads() == FuseLoop.ELASTIC ? FuseLoop.baseThreads() + " to " + MAX_THREADS
                             : String.valueOf(options.threads()), String.join(" ", argv));
+            corfs.StartupTrace.mark("fs-built");
             FuseLoop loop = setUp(mp, fs, argv);
+            corfs.StartupTrace.mark("fuse-setup-done");
             try {
                 loop.start(options.threads());
+                corfs.StartupTrace.mark("loop-started");
                 awaitMounted(mp, fs, loop);
+                corfs.StartupTrace.mark("mounted");
             } catch (Throwable t) {
                 abandon(mp, loop);
                 throw t;
