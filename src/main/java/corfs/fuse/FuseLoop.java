@@ -128,6 +128,13 @@ final class FuseLoop {
         return new FuseLoop(lib, runtime, fs, ops, fuse, mountPointOut.getPointer(0));
     }
 
+    /** {@link #setUp} up to {@code fuse_setup}, for {@link FuseMount#rehearse}: binds and allocates, calls nothing. */
+    static void rehearse(LibFuseSession lib) {
+        Runtime runtime = Runtime.getRuntime(lib);
+        Memory.allocateDirect(runtime, runtime.addressSize(), true);
+        Memory.allocateDirect(runtime, 4, true);
+    }
+
     /** The base of an elastic pool on this machine: two workers per CPU, 2 to 16. */
     static int baseThreads() {
         return Math.max(2, Math.min(16, 2 * java.lang.Runtime.getRuntime().availableProcessors()));
