@@ -524,7 +524,18 @@ final class MountCommand implements Callable<Integer> {
             throw new Main.ExitException(Main.EXIT_FAILURE, line.substring(ERROR.length()).trim()
                     + (toJournal ? " (see the journal)" : libfuseSaid(logFile, logStart)));
         }
-        // The daemon is not our child (see RELAY): its exit code is not ours to read; the relay's, if it could not start it.
+        // The pipe ended without READY or ERROR. If the relay ended (killed) while the daemon lives on, nobody would
+        // report its mount: stop it. The daemon is not our child (see RELAY): its exit code is not ours to read.
+        java.util.Optional<ProcessHandle> daemon = pid > 0 ? ProcessHandle.of(pid) : java.util.Optional.empty();
+        if (daemon.isPresent()) {
+            try {
+                daemon.get().onExit().get(1, TimeUnit.SECONDS);
+            } catch (java.util.concurrent.TimeoutException | java.util.concurrent.ExecutionException e) {
+                daemon.get().destroy();
+                throw new Main.ExitException(Main.EXIT_FAILURE, "the mount daemon (pid " + pid + ") lost its starter"
+                        + " before it was ready, and was stopped; see " + where);
+            }
+        }
         int code = child.waitFor(5, TimeUnit.SECONDS) ? child.exitValue() : -1;
         throw new Main.ExitException(Main.EXIT_FAILURE, "the mount daemon" + (pid > 0 ? " (pid " + pid + ")" : "")
                 + (pid < 0 && code > 0 ? " could not be started (its starter exited with code " + code + ")" : " exited")
