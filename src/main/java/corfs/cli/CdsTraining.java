@@ -22,7 +22,8 @@ import java.util.stream.Stream;
  * <p>In a private temporary directory: makes a 1 GiB sparse backing and a leaf over it, runs the CLI's
  * offline commands on it ({@code create}, {@code info}, {@code map}, {@code check}, {@code --version}, the
  * mount helper's fake mode, {@code status} of a directory that is no mount), opens the leaf as a mount does
- * ({@link MountSession}) and renders its status in every format, then deletes everything. Prints nothing.
+ * ({@link MountSession}), renders its status in every format and builds the FUSE side of a mount without
+ * mounting ({@link corfs.fuse.FuseMount#rehearse}), then deletes everything. Prints nothing.
  */
 final class CdsTraining {
     private CdsTraining() {
@@ -57,6 +58,11 @@ final class CdsTraining {
                 StatusFormat.parse(StatusFormat.render(s.status()));
                 StatusFormat.renderJson(s.status());
                 PrometheusFormat.render(mnt.toString(), s.status());
+                try {
+                    corfs.fuse.FuseMount.rehearse(s, mnt);
+                } catch (LinkageError | RuntimeException e) {
+                    // no libfuse 2 here (a chroot without it): the mount's classes load the ordinary way
+                }
             }
         } finally {
             System.setOut(out);

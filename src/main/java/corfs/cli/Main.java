@@ -38,6 +38,7 @@ public final class Main implements Runnable {
     }
 
     public static void main(String[] args) {
+        corfs.StartupTrace.mark("main");
         DaemonLog.configure(); // before any logger exists: no timestamps of ours when stderr is the journal
         // Offline commands log only warnings; a mount (the daemon) logs its events. Set before any logger exists.
         boolean mount = args.length > 0 && (args[0].equals("mount") || args[0].equals(HostHelpers.MOUNT_HELPER));
@@ -45,12 +46,13 @@ public final class Main implements Runnable {
             System.setProperty(LOG_LEVEL, "warn");
         }
         int code = run(args);
+        corfs.StartupTrace.mark("exit");
         System.exit(HostHelpers.isHelper(args) ? HostHelpers.mountExitCode(code) : code);
     }
 
     /** Runs one command line and returns its exit code. */
     static int run(String... args) {
-        CommandLine cl = new CommandLine(new Main());
+        CommandLine cl = commandLine(args);
         cl.setExecutionExceptionHandler((e, line, parsed) -> {
             Logger log = LoggerFactory.getLogger(Main.class);
             log.debug("command failed", e);
@@ -77,6 +79,54 @@ public final class Main implements Runnable {
             return EXIT_USAGE;
         });
         return cl.execute(args);
+    }
+
+    /**
+     * The command line that runs {@code args}. When {@code args[0]} names a command, only that command is built
+     * under a lean root ({@link Lean}, the same name, help, version and inherited options as {@link Main}):
+     * picocli builds every command it is given, by reflection, before it parses anything, and building all
+     * twenty took about a third of a {@code corfs status} (issue 11's fast start). Otherwise (no command,
+     * {@code help}, an option, a typo) the whole tree, as {@code --help} and the error messages need it.
+     */
+    static CommandLine commandLine(String... args) {
+        Class<?> only = args.length > 0 && !args[0].equals("help") ? COMMANDS.get(args[0]) : null;
+        if (only == null) {
+            return new CommandLine(new Main());
+        }
+        CommandLine cl = new CommandLine(new Lean());
+        cl.addSubcommand(args[0], new CommandLine(only));
+        return cl;
+    }
+
+    /** Command name (and alias) → class, from {@link Main}'s annotation: one list for the CLI, man pages, completion. */
+    private static final java.util.Map<String, Class<?>> COMMANDS = commands();
+
+    private static java.util.Map<String, Class<?>> commands() {
+        java.util.Map<String, Class<?>> byName = new java.util.HashMap<>();
+        for (Class<?> c : Main.class.getAnnotation(Command.class).subcommands()) {
+            Command command = c.getAnnotation(Command.class);
+            if (command == null) {
+                continue;
+            }
+            byName.put(command.name(), c);
+            for (String alias : command.aliases()) {
+                byName.put(alias, c);
+            }
+        }
+        return java.util.Map.copyOf(byName);
+    }
+
+    /** The root of a command line built for one command ({@link #commandLine}): {@link Main} without the others. */
+    @Command(name = "corfs", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
+            scope = CommandLine.ScopeType.INHERIT)
+    static final class Lean implements Runnable {
+        @CommandLine.Spec
+        CommandLine.Model.CommandSpec spec;
+
+        @Override
+        public void run() {
+            throw new CommandLine.ParameterException(spec.commandLine(), "a command is required");
+        }
     }
 
     /**

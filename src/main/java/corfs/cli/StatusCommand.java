@@ -44,8 +44,10 @@ final class StatusCommand implements Callable<Integer> {
             throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--json and --format " + format
                     + " contradict");
         }
+        corfs.StartupTrace.mark("parsed");
         ControlClient client = ControlClient.of(mountPoint);
         List<Map<String, String>> all = client.status();
+        corfs.StartupTrace.mark("answered");
         if (format == Format.prometheus) {
             List<LeafStatus> leaves = new ArrayList<>();
             for (Map<String, String> s : all) {

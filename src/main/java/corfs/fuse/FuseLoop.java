@@ -140,16 +140,25 @@ final class FuseLoop {
      * printed its reason on stderr and unmounted again).
      */
     static FuseLoop setUp(LibFuseSession lib, CorfsFilesystem fs, String[] argv) throws CorfsException {
+        corfs.StartupTrace.mark("lib-loaded");
         Pointer ops = fs.operations();
         Runtime runtime = Runtime.getRuntime(lib);
         Pointer mountPointOut = Memory.allocateDirect(runtime, runtime.addressSize(), true);
         Pointer multithreadedOut = Memory.allocateDirect(runtime, 4, true);
+        corfs.StartupTrace.mark("fuse-setup");
         Pointer fuse = lib.fuse_setup(argv.length, argv, ops, fs.operationsSize(), mountPointOut, multithreadedOut,
                 null);
         if (fuse == null) {
             throw new CorfsException(Reason.IO, "libfuse refused it (its reason, \"fuse: ...\", is on stderr)");
         }
         return new FuseLoop(lib, runtime, fs, ops, fuse, mountPointOut.getPointer(0));
+    }
+
+    /** {@link #setUp} up to {@code fuse_setup}, for {@link FuseMount#rehearse}: binds and allocates, calls nothing. */
+    static void rehearse(LibFuseSession lib) {
+        Runtime runtime = Runtime.getRuntime(lib);
+        Memory.allocateDirect(runtime, runtime.addressSize(), true);
+        Memory.allocateDirect(runtime, 4, true);
     }
 
     /** The base of an elastic pool on this machine: one worker per CPU, 2 to 16. */

@@ -156,15 +156,20 @@ public final class FuseMount implements AutoCloseable {
         try {
             Path mp = checkMountPoint(mountPoint, options.force());
             List<LeafDisk> disks = session.leaves();
+            corfs.StartupTrace.mark("fs-new");
             CorfsFilesystem fs = new CorfsFilesystem(disks, new ControlFile(new SessionTarget(session)), readOnly);
             String[] argv = fuseArgv(mp, options);
             LOG.info("mounting {} leaf(s) at {} with {} FUSE thread(s) ({})", disks.size(), mp,
                     options.threads() == FuseLoop.ELASTIC ? FuseLoop.baseThreads() + " to " + MAX_THREADS
                             : String.valueOf(options.threads()), String.join(" ", argv));
+            corfs.StartupTrace.mark("fs-built");
             FuseLoop loop = setUp(mp, fs, argv);
+            corfs.StartupTrace.mark("fuse-setup-done");
             try {
                 loop.start(options.threads());
+                corfs.StartupTrace.mark("loop-started");
                 awaitMounted(mp, fs, loop);
+                corfs.StartupTrace.mark("mounted");
             } catch (Throwable t) {
                 abandon(mp, loop);
                 throw t;
@@ -175,6 +180,21 @@ public final class FuseMount implements AutoCloseable {
             closeQuietly(session);
             throw t;
         }
+    }
+
+    /**
+     * For the class-data-sharing archive's training run ({@code corfs.cli.CdsTraining}): builds what
+     * {@link #mount} builds before {@code fuse_setup} (the filesystem and jnr-fuse's callback table, the
+     * libfuse binding, the loop's out-parameters) over {@code session} and drops it; mounts nothing, and
+     * leaves {@code session} open (the caller closes it). The classes a mount loads from the jar (about 170 of
+     * jnr-fuse, jnr-ffi and ASM) are then mapped from the archive; the classes jnr generates at run time are
+     * not archived. Throws where libfuse 2 cannot be loaded.
+     */
+    public static void rehearse(MountSession session, Path mountPoint) {
+        CorfsFilesystem fs = new CorfsFilesystem(session.leaves(), new ControlFile(new SessionTarget(session)), false);
+        fuseArgv(mountPoint, new Options(mountPoint.toString(), DEFAULT_THREADS, false, List.of(), false, true));
+        fs.operations();
+        FuseLoop.rehearse(Lib.FUSE);
     }
 
     private static void closeQuietly(MountSession session) {
