@@ -62,11 +62,15 @@ import java.util.concurrent.atomic.LongAdder;
 public final class LeafDisk implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(LeafDisk.class);
     private static final long[] NONE = {};
-    /** Largest backing read of one fill step; also the readahead window of a sequential cold read. */
+    /**
+     * Largest backing read of one fill step; also the largest read-ahead chunk, and the most a sequential
+     * cold read fetches past its own clusters (the {@link ReadAheadBudget} may say less on a slow link).
+     */
     static final int FILL_CHUNK = 1 << 20;
     /**
-     * A sequential cold reader is kept this many fill chunks ahead by the read-ahead threads, all of them
-     * in flight at once when the backing allows ({@link Backing#maxInFlight()}).
+     * A sequential cold reader is kept at most this many fill chunks ahead by the read-ahead threads, all
+     * of them in flight at once when the backing allows ({@link Backing#maxInFlight()}); fewer and smaller
+     * when the link is slow ({@link ReadAheadBudget}).
      */
     static final int PREFETCH_CHUNKS = 8;
 
@@ -93,6 +97,8 @@ public final class LeafDisk implements AutoCloseable {
     /** Bytes read from the backing, by {@link FetchPurpose} ordinal; only grow. */
     private final LongAdder[] fetched = new LongAdder[FetchPurpose.values().length];
     private final SequentialReadAhead readAhead;
+    /** Sized from the link by every backing read of {@link #fillRun}; shapes {@link #readAhead}. */
+    private final ReadAheadBudget readAheadBudget;
     /** Null when the access profile is not recorded (read-only, -o profile=off, no backing). */
     private final AccessRecorder recorder;
     /** Guest reads fetching from the backing (copy-on-read) right now: what a prefetch yields to. */
@@ -119,6 +125,15 @@ public final class LeafDisk implements AutoCloseable {
      *        serves no more I/O.
      */
     public LeafDisk(String name, LeafImage image, Backing backing, boolean readOnly, AccessRecorder recorder) {
+        this(name, image, backing, readOnly, recorder, null);
+    }
+
+    /**
+     * As above, with the read-ahead's budget given ({@code null}: sized from the link, the default); tests
+     * give a {@link ReadAheadBudget#fixed} one.
+     */
+    LeafDisk(String name, LeafImage image, Backing backing, boolean readOnly, AccessRecorder recorder,
+             ReadAheadBudget budget) {
         this.name = name;
         this.image = image;
         this.backing = backing;
@@ -137,7 +152,9 @@ public final class LeafDisk implements AutoCloseable {
             throw new IllegalArgumentException("a leaf without backing must be standalone");
         }
         int inFlight = backing == null ? 1 : Math.max(1, Math.min(PREFETCH_CHUNKS, backing.maxInFlight()));
-        this.readAhead = new SequentialReadAhead(name, clusters, chunkClusters(), PREFETCH_CHUNKS, inFlight,
+        this.readAheadBudget = budget != null ? budget
+                : new ReadAheadBudget(System::nanoTime, clusterSize, chunkClusters(), PREFETCH_CHUNKS);
+        this.readAhead = new SequentialReadAhead(name, clusters, readAheadBudget, PREFETCH_CHUNKS, inFlight,
                 (f, l) -> fill(f, l, FetchPurpose.READ_AHEAD), !this.readOnly && backing != null);
         for (int i = 0; i < fetched.length; i++) {
             fetched[i] = new LongAdder();
@@ -295,8 +312,9 @@ public final class LeafDisk implements AutoCloseable {
     private void readCold(ByteBuffer dst, long offset, int len, long first, long last) throws IOException {
         long lockLast = last;
         if (offset == lastReadEnd || (first > 0 && local.get(first - 1))) {
-            // Sequential: fetch ahead the missing clusters that follow, in the same backing read.
-            long windowLast = Math.min(clusters - 1, ((offset + len + buffers.bufferSize() - 1) >>> clusterShift));
+            // Sequential: fetch ahead the missing clusters that follow, in the same backing read: one chunk of
+            // the read-ahead's budget (a slow link's guest read does not wait for a whole fill buffer).
+            long windowLast = Math.min(clusters - 1, last + readAhead.chunkClusters());
             long firstLocalAfter = local.nextSet(last + 1, windowLast + 1);
             lockLast = Math.max(last, firstLocalAfter - 1);
             readAhead.ahead(lockLast);
@@ -552,13 +570,18 @@ public final class LeafDisk implements AutoCloseable {
             try {
                 int n = (int) (dataStop - pos);
                 buf.clear().limit(n);
+                long token = readAheadBudget.begin();
+                long delivered = 0;
                 try {
                     backing.readFully(buf, pos);
+                    delivered = n;
                 } catch (corfs.backing.BackingTimeoutException e) {
                     reusable = false; // an abandoned read may still write into buf: never pool it again
                     throw new BackingReadException(pos, n, e);
                 } catch (IOException | RuntimeException e) {
                     throw new BackingReadException(pos, n, e);
+                } finally {
+                    readAheadBudget.end(token, delivered);
                 }
                 fetched[purpose.ordinal()].add(n);
                 buf.flip();
