@@ -243,7 +243,9 @@ class BootBench:
                     c.stop()
                     r.update(profile_bytes=pbytes, profile_link_s=round(pbytes / LINK_BYTES_PER_S, 3),
                              prefetch=st.get("prefetch"), prefetch_done=st.get("prefetch_done"),
-                             prefetch_total=st.get("prefetch_total"))
+                             prefetch_total=st.get("prefetch_total"),
+                             # the prefetch starts with the daemon, so it runs during the mount (not timed)
+                             mount_s=round(c.mount_s, 3) if c.mount_s is not None else None)
                     rec(key, label, "prefetch", r)
                 except Skip as s:
                     self.skip(key, label, unit, "prefetch", str(s))

@@ -51,7 +51,10 @@ import java.util.concurrent.atomic.LongAdder;
  * What to fetch ahead of a sequential cold reader is {@link SequentialReadAhead}'s policy; it fills
  * through {@link #fill}, under the same rules as a stream step. The clusters a guest request waited for
  * (the misses of its own range in {@code readCold}, the partial edges a write fills) are told to the
- * {@link AccessRecorder}, if any; fills of jobs and read-ahead are not. A prefetch follows the guest
+ * {@link AccessRecorder}, if any, when they are fetched; clusters fetched ahead of the guest (a sequential
+ * read's window, the read-ahead's fills) when the guest first reads them ({@link #fetchedAhead}: a profile
+ * must hold what the boot read, or a prefetch of it leaves those to the guest); fills of jobs are never
+ * told, nor read-ahead the guest never reads. A prefetch follows the guest
  * through a {@link GuestReadListener} ({@link #guestReads}), told of every read before it is served, and
  * yields to the guest's copy-on-read fills ({@link #coldReadsInFlight}); it too fills through {@link #fill}.
  *
@@ -101,6 +104,14 @@ public final class LeafDisk implements AutoCloseable {
     private final ReadAheadBudget readAheadBudget;
     /** Null when the access profile is not recorded (read-only, -o profile=off, no backing). */
     private final AccessRecorder recorder;
+    /**
+     * Clusters fetched ahead of the guest (a sequential read's window, the read-ahead's fills) that it has
+     * not read yet: recorded in the profile when it first does, since it needed them though it did not wait.
+     * Null when nothing is recorded. {@link #aheadUnread} counts them, so a local read pays one atomic read
+     * while there are none.
+     */
+    private final ClusterBitmap fetchedAhead;
+    private final AtomicLong aheadUnread = new AtomicLong();
     /** Guest reads fetching from the backing (copy-on-read) right now: what a prefetch yields to. */
     private final AtomicInteger coldReads = new AtomicInteger();
     /**
@@ -160,6 +171,7 @@ public final class LeafDisk implements AutoCloseable {
             fetched[i] = new LongAdder();
         }
         this.recorder = this.readOnly || backing == null ? null : recorder;
+        this.fetchedAhead = this.recorder == null ? null : new ClusterBitmap(clusters);
     }
 
     public String name() {
@@ -276,6 +288,9 @@ public final class LeafDisk implements AutoCloseable {
             try {
                 if (local.allSet(first, last + 1)) {
                     readLeaf(dst, offset);
+                    if (fetchedAhead != null && aheadUnread.get() > 0) {
+                        recordReadAhead(first, last);
+                    }
                     readAhead.afterLocalRead(last);
                 } else {
                     coldReads.incrementAndGet();
@@ -293,6 +308,25 @@ public final class LeafDisk implements AutoCloseable {
         } finally {
             lastGuestIoNanos.set(System.nanoTime());
             guestInFlight.decrementAndGet();
+        }
+    }
+
+    /** Clusters [first, last] were fetched ahead of the guest and are local: recorded when it reads them. */
+    private void markFetchedAhead(long first, long last) {
+        for (long c = first; c <= last; c++) {
+            if (local.get(c) && fetchedAhead.set(c)) {
+                aheadUnread.incrementAndGet();
+            }
+        }
+    }
+
+    /** The guest read local clusters [first, last]: those fetched ahead of it go into the profile now. */
+    private void recordReadAhead(long first, long last) {
+        for (long c = first; c <= last; c++) {
+            if (fetchedAhead.clear(c)) {
+                aheadUnread.decrementAndGet();
+                recorder.record(c, c);
+            }
         }
     }
 
@@ -335,11 +369,17 @@ public final class LeafDisk implements AutoCloseable {
                         ByteBuffer slice = dst.duplicate();
                         slice.limit(base + (int) (to - offset)).position(base + (int) (from - offset));
                         readLeaf(slice, from);
+                        if (fetchedAhead != null && c <= last && aheadUnread.get() > 0) {
+                            recordReadAhead(c, Math.min(runEnd - 1, last));
+                        }
                     }
                 } else {
                     fillRun(c, runEnd - 1, dst, base, offset, end, true, FetchPurpose.COPY_ON_READ);
                     if (recorder != null && c <= last) {
                         recorder.record(c, Math.min(runEnd - 1, last)); // the guest's own clusters, not the window
+                    }
+                    if (fetchedAhead != null && runEnd - 1 > last) {
+                        markFetchedAhead(Math.max(c, last + 1), runEnd - 1); // the window: recorded when read
                     }
                 }
                 c = runEnd;
@@ -764,6 +804,9 @@ public final class LeafDisk implements AutoCloseable {
             while (c <= last) {
                 long runEnd = local.nextSet(c, last + 1);
                 fillRun(c, runEnd - 1, null, 0, 0, 0, false, purpose);
+                if (purpose == FetchPurpose.READ_AHEAD && fetchedAhead != null) {
+                    markFetchedAhead(c, runEnd - 1);
+                }
                 c = runEnd <= last ? local.nextClear(runEnd, last + 1) : last + 1;
             }
         }
