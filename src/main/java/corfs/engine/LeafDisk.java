@@ -311,11 +311,25 @@ public final class LeafDisk implements AutoCloseable {
         }
     }
 
-    /** Clusters [first, last] were fetched ahead of the guest and are local: recorded when it reads them. */
+    /**
+     * Clusters [first, last] are about to be fetched ahead of the guest: recorded when it reads them. Marked
+     * before the fill makes them local (the caller holds their range lock), since a local read takes no
+     * lock and may come the moment the local bit is set. A stale mark (the fill failed, and a cold read
+     * recorded the cluster later) costs a re-record, which the recorder ignores.
+     */
     private void markFetchedAhead(long first, long last) {
         for (long c = first; c <= last; c++) {
-            if (local.get(c) && fetchedAhead.set(c)) {
+            if (fetchedAhead.set(c)) {
                 aheadUnread.incrementAndGet();
+            }
+        }
+    }
+
+    /** The fill of clusters marked by {@link #markFetchedAhead} failed. */
+    private void unmarkFetchedAhead(long first, long last) {
+        for (long c = first; c <= last; c++) {
+            if (fetchedAhead.clear(c)) {
+                aheadUnread.decrementAndGet();
             }
         }
     }
@@ -374,12 +388,20 @@ public final class LeafDisk implements AutoCloseable {
                         }
                     }
                 } else {
-                    fillRun(c, runEnd - 1, dst, base, offset, end, true, FetchPurpose.COPY_ON_READ);
+                    boolean window = fetchedAhead != null && runEnd - 1 > last;
+                    if (window) {
+                        markFetchedAhead(Math.max(c, last + 1), runEnd - 1); // the window: recorded when read
+                    }
+                    try {
+                        fillRun(c, runEnd - 1, dst, base, offset, end, true, FetchPurpose.COPY_ON_READ);
+                    } catch (IOException | RuntimeException e) {
+                        if (window) {
+                            unmarkFetchedAhead(Math.max(c, last + 1), runEnd - 1);
+                        }
+                        throw e;
+                    }
                     if (recorder != null && c <= last) {
                         recorder.record(c, Math.min(runEnd - 1, last)); // the guest's own clusters, not the window
-                    }
-                    if (fetchedAhead != null && runEnd - 1 > last) {
-                        markFetchedAhead(Math.max(c, last + 1), runEnd - 1); // the window: recorded when read
                     }
                 }
                 c = runEnd;
@@ -803,9 +825,17 @@ public final class LeafDisk implements AutoCloseable {
             long c = local.nextClear(first, last + 1);
             while (c <= last) {
                 long runEnd = local.nextSet(c, last + 1);
-                fillRun(c, runEnd - 1, null, 0, 0, 0, false, purpose);
-                if (purpose == FetchPurpose.READ_AHEAD && fetchedAhead != null) {
+                boolean ahead = purpose == FetchPurpose.READ_AHEAD && fetchedAhead != null;
+                if (ahead) {
                     markFetchedAhead(c, runEnd - 1);
+                }
+                try {
+                    fillRun(c, runEnd - 1, null, 0, 0, 0, false, purpose);
+                } catch (IOException | RuntimeException e) {
+                    if (ahead) {
+                        unmarkFetchedAhead(c, runEnd - 1);
+                    }
+                    throw e;
                 }
                 c = runEnd <= last ? local.nextClear(runEnd, last + 1) : last + 1;
             }
