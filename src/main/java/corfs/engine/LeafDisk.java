@@ -51,7 +51,10 @@ import java.util.concurrent.atomic.LongAdder;
  * What to fetch ahead of a sequential cold reader is {@link SequentialReadAhead}'s policy; it fills
  * through {@link #fill}, under the same rules as a stream step. The clusters a guest request waited for
  * (the misses of its own range in {@code readCold}, the partial edges a write fills) are told to the
- * {@link AccessRecorder}, if any; fills of jobs and read-ahead are not. A prefetch follows the guest
+ * {@link AccessRecorder}, if any, when they are fetched; clusters fetched ahead of the guest (a sequential
+ * read's window, the read-ahead's fills) when the guest first reads them ({@link #fetchedAhead}: a profile
+ * must hold what the boot read, or a prefetch of it leaves those to the guest); fills of jobs are never
+ * told, nor read-ahead the guest never reads. A prefetch follows the guest
  * through a {@link GuestReadListener} ({@link #guestReads}), told of every read before it is served, and
  * yields to the guest's copy-on-read fills ({@link #coldReadsInFlight}); it too fills through {@link #fill}.
  *
@@ -64,11 +67,15 @@ public final class LeafDisk implements AutoCloseable {
     /** The counters of a backing that is not metered: never fed, so zeros (shared, not one per status call). */
     private static final BackingMeter NO_METER = new BackingMeter();
     private static final long[] NONE = {};
-    /** Largest backing read of one fill step; also the readahead window of a sequential cold read. */
+    /**
+     * Largest backing read of one fill step; also the largest read-ahead chunk, and the most a sequential
+     * cold read fetches past its own clusters (the {@link ReadAheadBudget} may say less on a slow link).
+     */
     static final int FILL_CHUNK = 1 << 20;
     /**
-     * A sequential cold reader is kept this many fill chunks ahead by the read-ahead threads, all of them
-     * in flight at once when the backing allows ({@link Backing#maxInFlight()}).
+     * A sequential cold reader is kept at most this many fill chunks ahead by the read-ahead threads, all
+     * of them in flight at once when the backing allows ({@link Backing#maxInFlight()}); fewer and smaller
+     * when the link is slow ({@link ReadAheadBudget}).
      */
     static final int PREFETCH_CHUNKS = 8;
 
@@ -95,8 +102,18 @@ public final class LeafDisk implements AutoCloseable {
     /** Bytes read from the backing, by {@link FetchPurpose} ordinal; only grow. */
     private final LongAdder[] fetched = new LongAdder[FetchPurpose.values().length];
     private final SequentialReadAhead readAhead;
+    /** Sized from the link by every backing read of {@link #fillRun}; shapes {@link #readAhead}. */
+    private final ReadAheadBudget readAheadBudget;
     /** Null when the access profile is not recorded (read-only, -o profile=off, no backing). */
     private final AccessRecorder recorder;
+    /**
+     * Clusters fetched ahead of the guest (a sequential read's window, the read-ahead's fills) that it has
+     * not read yet: recorded in the profile when it first does, since it needed them though it did not wait.
+     * Null when nothing is recorded. {@link #aheadUnread} counts them, so a local read pays one atomic read
+     * while there are none.
+     */
+    private final ClusterBitmap fetchedAhead;
+    private final AtomicLong aheadUnread = new AtomicLong();
     /** Guest reads fetching from the backing (copy-on-read) right now: what a prefetch yields to. */
     private final AtomicInteger coldReads = new AtomicInteger();
     /**
@@ -121,6 +138,15 @@ public final class LeafDisk implements AutoCloseable {
      *        serves no more I/O.
      */
     public LeafDisk(String name, LeafImage image, Backing backing, boolean readOnly, AccessRecorder recorder) {
+        this(name, image, backing, readOnly, recorder, null);
+    }
+
+    /**
+     * As above, with the read-ahead's budget given ({@code null}: sized from the link, the default); tests
+     * give a {@link ReadAheadBudget#fixed} one.
+     */
+    LeafDisk(String name, LeafImage image, Backing backing, boolean readOnly, AccessRecorder recorder,
+             ReadAheadBudget budget) {
         this.name = name;
         this.image = image;
         this.backing = backing;
@@ -139,12 +165,15 @@ public final class LeafDisk implements AutoCloseable {
             throw new IllegalArgumentException("a leaf without backing must be standalone");
         }
         int inFlight = backing == null ? 1 : Math.max(1, Math.min(PREFETCH_CHUNKS, backing.maxInFlight()));
-        this.readAhead = new SequentialReadAhead(name, clusters, chunkClusters(), PREFETCH_CHUNKS, inFlight,
+        this.readAheadBudget = budget != null ? budget
+                : new ReadAheadBudget(System::nanoTime, clusterSize, chunkClusters(), PREFETCH_CHUNKS);
+        this.readAhead = new SequentialReadAhead(name, clusters, readAheadBudget, PREFETCH_CHUNKS, inFlight,
                 (f, l) -> fill(f, l, FetchPurpose.READ_AHEAD), !this.readOnly && backing != null);
         for (int i = 0; i < fetched.length; i++) {
             fetched[i] = new LongAdder();
         }
         this.recorder = this.readOnly || backing == null ? null : recorder;
+        this.fetchedAhead = this.recorder == null ? null : new ClusterBitmap(clusters);
     }
 
     public String name() {
@@ -261,6 +290,9 @@ public final class LeafDisk implements AutoCloseable {
             try {
                 if (local.allSet(first, last + 1)) {
                     readLeaf(dst, offset);
+                    if (fetchedAhead != null && aheadUnread.get() > 0) {
+                        recordReadAhead(first, last);
+                    }
                     readAhead.afterLocalRead(last);
                 } else {
                     coldReads.incrementAndGet();
@@ -281,6 +313,39 @@ public final class LeafDisk implements AutoCloseable {
         }
     }
 
+    /**
+     * Clusters [first, last] are about to be fetched ahead of the guest: recorded when it reads them. Marked
+     * before the fill makes them local (the caller holds their range lock), since a local read takes no
+     * lock and may come the moment the local bit is set. A stale mark (the fill failed, and a cold read
+     * recorded the cluster later) costs a re-record, which the recorder ignores.
+     */
+    private void markFetchedAhead(long first, long last) {
+        for (long c = first; c <= last; c++) {
+            if (fetchedAhead.set(c)) {
+                aheadUnread.incrementAndGet();
+            }
+        }
+    }
+
+    /** The fill of clusters marked by {@link #markFetchedAhead} failed. */
+    private void unmarkFetchedAhead(long first, long last) {
+        for (long c = first; c <= last; c++) {
+            if (fetchedAhead.clear(c)) {
+                aheadUnread.decrementAndGet();
+            }
+        }
+    }
+
+    /** The guest read local clusters [first, last]: those fetched ahead of it go into the profile now. */
+    private void recordReadAhead(long first, long last) {
+        for (long c = first; c <= last; c++) {
+            if (fetchedAhead.clear(c)) {
+                aheadUnread.decrementAndGet();
+                recorder.record(c, c);
+            }
+        }
+    }
+
     private void readLeaf(ByteBuffer dst, long offset) throws IOException {
         long pos = offset;
         while (dst.hasRemaining()) {
@@ -297,8 +362,9 @@ public final class LeafDisk implements AutoCloseable {
     private void readCold(ByteBuffer dst, long offset, int len, long first, long last) throws IOException {
         long lockLast = last;
         if (offset == lastReadEnd || (first > 0 && local.get(first - 1))) {
-            // Sequential: fetch ahead the missing clusters that follow, in the same backing read.
-            long windowLast = Math.min(clusters - 1, ((offset + len + buffers.bufferSize() - 1) >>> clusterShift));
+            // Sequential: fetch ahead the missing clusters that follow, in the same backing read: one chunk of
+            // the read-ahead's budget (a slow link's guest read does not wait for a whole fill buffer).
+            long windowLast = Math.min(clusters - 1, last + readAhead.chunkClusters());
             long firstLocalAfter = local.nextSet(last + 1, windowLast + 1);
             lockLast = Math.max(last, firstLocalAfter - 1);
             readAhead.ahead(lockLast);
@@ -319,9 +385,23 @@ public final class LeafDisk implements AutoCloseable {
                         ByteBuffer slice = dst.duplicate();
                         slice.limit(base + (int) (to - offset)).position(base + (int) (from - offset));
                         readLeaf(slice, from);
+                        if (fetchedAhead != null && c <= last && aheadUnread.get() > 0) {
+                            recordReadAhead(c, Math.min(runEnd - 1, last));
+                        }
                     }
                 } else {
-                    fillRun(c, runEnd - 1, dst, base, offset, end, true, FetchPurpose.COPY_ON_READ);
+                    boolean window = fetchedAhead != null && runEnd - 1 > last;
+                    if (window) {
+                        markFetchedAhead(Math.max(c, last + 1), runEnd - 1); // the window: recorded when read
+                    }
+                    try {
+                        fillRun(c, runEnd - 1, dst, base, offset, end, true, FetchPurpose.COPY_ON_READ);
+                    } catch (IOException | RuntimeException e) {
+                        if (window) {
+                            unmarkFetchedAhead(Math.max(c, last + 1), runEnd - 1);
+                        }
+                        throw e;
+                    }
                     if (recorder != null && c <= last) {
                         recorder.record(c, Math.min(runEnd - 1, last)); // the guest's own clusters, not the window
                     }
@@ -554,13 +634,18 @@ public final class LeafDisk implements AutoCloseable {
             try {
                 int n = (int) (dataStop - pos);
                 buf.clear().limit(n);
+                long token = readAheadBudget.begin();
+                long delivered = 0;
                 try {
                     backing.readFully(buf, pos);
+                    delivered = n;
                 } catch (corfs.backing.BackingTimeoutException e) {
                     reusable = false; // an abandoned read may still write into buf: never pool it again
                     throw new BackingReadException(pos, n, e);
                 } catch (IOException | RuntimeException e) {
                     throw new BackingReadException(pos, n, e);
+                } finally {
+                    readAheadBudget.end(token, delivered);
                 }
                 fetched[purpose.ordinal()].add(n);
                 buf.flip();
@@ -742,7 +827,18 @@ public final class LeafDisk implements AutoCloseable {
             long c = local.nextClear(first, last + 1);
             while (c <= last) {
                 long runEnd = local.nextSet(c, last + 1);
-                fillRun(c, runEnd - 1, null, 0, 0, 0, false, purpose);
+                boolean ahead = purpose == FetchPurpose.READ_AHEAD && fetchedAhead != null;
+                if (ahead) {
+                    markFetchedAhead(c, runEnd - 1);
+                }
+                try {
+                    fillRun(c, runEnd - 1, null, 0, 0, 0, false, purpose);
+                } catch (IOException | RuntimeException e) {
+                    if (ahead) {
+                        unmarkFetchedAhead(c, runEnd - 1);
+                    }
+                    throw e;
+                }
                 c = runEnd <= last ? local.nextClear(runEnd, last + 1) : last + 1;
             }
         }

@@ -95,8 +95,10 @@ class SequentialReadAheadTest {
             Path leaf = dir.resolve("leaf.img");
             LeafImage.create(leaf, base, CLUSTER, false);
             DelayBacking backing = new DelayBacking(FileBacking.open(base, FileOps.system()), 32, 0);
+            // the largest shape, as a fast link gets it (a loaded machine's slow first read must not shrink it)
+            ReadAheadBudget full = ReadAheadBudget.fixed(CLUSTER, LeafDisk.FILL_CHUNK / CLUSTER, LeafDisk.PREFETCH_CHUNKS);
             try (LeafDisk disk = new LeafDisk("leaf.img", LeafImage.open(leaf, FileOps.system(), false, false),
-                    backing, false)) {
+                    backing, false, null, full)) {
                 ByteBuffer b = ByteBuffer.allocate(128 << 10);
                 disk.read(b, 0); // the first read is not yet sequential
                 backing.openWhenInside(LeafDisk.PREFETCH_CHUNKS); // held until eight are inside at once
