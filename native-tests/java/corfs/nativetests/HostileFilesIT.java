@@ -148,4 +148,17 @@ class HostileFilesIT {
             assertTrue(Files.isSymbolicLink(log));
         });
     }
+
+    @Test
+    @DisplayName("CORFS_JAVA_OPTS is split but never globbed: a file named like an option in the directory is not one")
+    void javaOptsNotGlobbed() {
+        assertTimeoutPreemptively(TEST_TIMEOUT, () -> {
+            // corfs runs in fx.dir(): a name planted there matched '-Dcorfs.p*' and became a JVM option
+            Files.writeString(fx.dir().resolve("-Dcorfs.planted=yes"), "");
+            Result r = fx.corfsWithEnv(Map.of("CORFS_JAVA_OPTS", "-Dcorfs.p* -XshowSettings:properties"), "--version");
+            r.assertOk();
+            assertTrue(r.stderr().contains("corfs.p*"), "the option did not reach the JVM as written: " + r);
+            assertFalse(r.stderr().contains("corfs.planted"), "a file name in the directory became a JVM option: " + r);
+        });
+    }
 }

@@ -199,4 +199,30 @@ class LifecycleIT {
             fx.umount(mnt);
         });
     }
+
+    @Test
+    @DisplayName("a daemon whose starter is gone (nobody reads its ready pipe) does not mount, and exits 1")
+    void daemonWithoutStarter() {
+        assertTimeoutPreemptively(TEST_TIMEOUT, () -> {
+            Path backing = fx.makeBacking("base.raw", 8L * MIB, 17);
+            Path leaf = fx.createLeaf(backing, "disk.raw");
+            Path mnt = fx.newMountPoint("mnt");
+            Path log = fx.dir().resolve("orphan.log");
+            // fd 5: the writing end of a FIFO whose only reader (fd 4) is closed before the daemon starts, as when
+            // corfs mount and its relay are stopped (Ctrl-C) while the daemon starts. Before the fix the daemon
+            // mounted anyway, unannounced, and served until someone found it.
+            Result r = fx.run(Duration.ofSeconds(60), "sh", "-c",
+                    "mkfifo \"$1\" && exec 4<>\"$1\" 5>\"$1\" 4<&- && exec \"$2\" mount -f --report-ready --log \"$3\""
+                            + " \"$4\" \"$5\" >&5 5>&-",
+                    "sh", fx.dir().resolve("ready.fifo").toString(), fx.launcher().toString(), log.toString(),
+                    leaf.toString(), mnt.toString());
+            assertEquals(1, r.exit(), "a daemon nobody waits for: " + r);
+            assertFalse(CorfsFixture.isMounted(mnt), "a daemon nobody waits for mounted " + mnt);
+            // With --log (as corfs mount starts it) the daemon's stderr is the log its starter opened: here r.stderr.
+            assertTrue(r.stderr().contains("nobody waits for this daemon"), "the log should say why: " + r);
+            fx.mount(mnt, leaf); // the leaf was left closed and unlocked
+            fx.assertSameContent(mnt.resolve("disk.raw"), backing);
+            fx.umount(mnt);
+        });
+    }
 }

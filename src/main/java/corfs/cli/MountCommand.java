@@ -63,9 +63,17 @@ final class MountCommand implements Callable<Integer> {
     static final String ERROR = "ERROR";
     /** The daemon's first line on the pipe: its process id (the child is {@code setsid}, which has left). */
     static final String PID = "PID";
-    /** {@code sh -c RELAY sh DAEMON-COMMAND...}: see the class comment. Lines before READY/ERROR pass through. */
-    static final String RELAY = "setsid --fork \"$@\" | while IFS= read -r l; do printf '%s\\n' \"$l\";"
-            + " case $l in READY*|ERROR*) exit 0;; esac; done";
+    /**
+     * {@code sh -c RELAY sh DAEMON-COMMAND...}: see the class comment. Lines before READY/ERROR pass through. When
+     * a line cannot be passed on (the starter was killed, even by SIGKILL: SIGPIPE is ignored here so printf fails
+     * instead of killing the relay), the relay stops reading, so the daemon's READY finds nobody and it does not
+     * stay mounted; if that line was READY itself, the daemon is mounted already and is sent SIGTERM (its shutdown
+     * hook unmounts).
+     */
+    static final String RELAY = "setsid --fork \"$@\" | { trap '' PIPE; while IFS= read -r l; do"
+            + " case $l in 'PID '*) p=${l#PID };; esac;"
+            + " printf '%s\\n' \"$l\" 2>/dev/null || { case $l in READY*) [ -n \"${p-}\" ] && kill \"$p\";; esac; exit 1; };"
+            + " case $l in READY*|ERROR*) exit 0;; esac; done; }";
     private static final long DAEMON_READY_TIMEOUT_S = 30;
     private static final long DEFAULT_BACKING_TIMEOUT_S = 30;
     /**
@@ -280,7 +288,11 @@ final class MountCommand implements Callable<Integer> {
         PrintStream readyPipe = System.out;
         if (reportReady) {
             readyPipe.println(PID + " " + ProcessHandle.current().pid());
-            readyPipe.flush();
+            if (readyPipe.checkError()) { // flushes: EPIPE when nobody reads (the JVM ignores SIGPIPE)
+                LOG.warn("nobody waits for this daemon (its starter, corfs mount, is gone): not mounting {}",
+                        mountPoint);
+                return Main.EXIT_FAILURE;
+            }
         }
         DaemonLog.tagLines(mountPoint, leaves.stream().map(l -> l.getFileName().toString()).toList());
         FuseMount mount;
@@ -331,8 +343,21 @@ final class MountCommand implements Callable<Integer> {
         corfs.StartupTrace.mark("ready");
         if (reportReady) {
             readyPipe.println(READY + " " + mp);
-            readyPipe.flush();
+            boolean told = !readyPipe.checkError(); // flushes: EPIPE when nobody reads (the JVM ignores SIGPIPE)
             detachStdout();
+            if (!told) {
+                // The starter was stopped (Ctrl-C, kill) while this daemon started: it said the mount failed,
+                // and nobody knows of this one. Do not leave it mounted behind their back.
+                LOG.warn("nobody was told {} is ready (its starter, corfs mount, is gone): unmounting", mp);
+                try {
+                    Runtime.getRuntime().removeShutdownHook(hook);
+                } catch (IllegalStateException e) {
+                    // shutting down already: the hook closes and exits
+                }
+                closeQuietly(metrics);
+                closeMount(mount, "a lost starter");
+                return Main.EXIT_FAILURE;
+            }
         }
         while (!mount.awaitLoopExit(TimeUnit.HOURS.toMillis(1))) {
             // the loop runs until unmounted
@@ -522,7 +547,19 @@ final class MountCommand implements Callable<Integer> {
         // The daemon probes each leaf's backing with the backing timeout before it answers: wait for that too,
         // so a slow backing is reported by the daemon's own message, not by this wait.
         long readyWaitS = DAEMON_READY_TIMEOUT_S + leaves.size() * TimeUnit.MILLISECONDS.toSeconds(mo.backingTimeoutMillis());
+        // Stopped while waiting (SIGTERM, SIGINT to this JVM only): stop the relay too, so the daemon's READY finds
+        // nobody reading and the daemon unmounts itself (see runForeground) instead of staying mounted unannounced.
+        Thread stopRelay = new Thread(() -> {
+            child.descendants().forEach(ProcessHandle::destroy);
+            child.destroy();
+        }, "corfs-stop-relay");
+        Runtime.getRuntime().addShutdownHook(stopRelay);
         String line = lines.poll(readyWaitS, TimeUnit.SECONDS);
+        try {
+            Runtime.getRuntime().removeShutdownHook(stopRelay);
+        } catch (IllegalStateException e) {
+            // shutting down already: the hook stops the relay
+        }
         corfs.StartupTrace.mark("got-ready");
         String where = toJournal ? "the journal" : logFile.toString();
         long pid = daemonPid.get();
