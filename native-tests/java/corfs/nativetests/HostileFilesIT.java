@@ -161,4 +161,26 @@ class HostileFilesIT {
             assertFalse(r.stderr().contains("corfs.planted"), "a file name in the directory became a JVM option: " + r);
         });
     }
+    @Test
+    @DisplayName("a setsid planted early in PATH is not what starts the daemon")
+    void plantedSetsidNotRun() {
+        assertTimeoutPreemptively(TEST_TIMEOUT, () -> {
+            Path evil = Files.createDirectories(fx.dir().resolve("evil-bin"));
+            Path marker = fx.dir().resolve("planted-setsid-ran");
+            Path setsid = evil.resolve("setsid");
+            Files.writeString(setsid, "#!/bin/sh\ntouch '" + marker + "'\nexec /usr/bin/setsid \"$@\"\n");
+            setsid.toFile().setExecutable(true);
+            Path backing = fx.makeBacking("planted.raw", 4L << 20, 3);
+            Path leaf = fx.createLeaf(backing, "planted-leaf.raw");
+            Path mnt = fx.newMountPoint("planted-mnt");
+            fx.corfsWithEnv(Map.of("PATH", evil + ":" + System.getenv("PATH")), "mount", leaf.toString(),
+                    mnt.toString()).assertOk();
+            try {
+                assertTrue(CorfsFixture.isMounted(mnt), mnt + " is not mounted");
+                assertFalse(Files.exists(marker), "the setsid planted in PATH ran");
+            } finally {
+                fx.umount(mnt);
+            }
+        });
+    }
 }

@@ -64,13 +64,14 @@ final class MountCommand implements Callable<Integer> {
     /** The daemon's first line on the pipe: its process id (the child is {@code setsid}, which has left). */
     static final String PID = "PID";
     /**
-     * {@code sh -c RELAY sh DAEMON-COMMAND...}: see the class comment. Lines before READY/ERROR pass through. When
+     * {@code sh -c RELAY sh DAEMON-COMMAND...}: see the class comment ({@code setsid} by its full path, util-linux's
+     * on Debian: a directory early in a root PATH must not choose the program). Lines before READY/ERROR pass through. When
      * a line cannot be passed on (the starter was killed, even by SIGKILL: SIGPIPE is ignored here so printf fails
      * instead of killing the relay), the relay stops reading, so the daemon's READY finds nobody and it does not
      * stay mounted; if that line was READY itself, the daemon is mounted already and is sent SIGTERM (its shutdown
      * hook unmounts).
      */
-    static final String RELAY = "setsid --fork \"$@\" | { trap '' PIPE; while IFS= read -r l; do"
+    static final String RELAY = "/usr/bin/setsid --fork \"$@\" | { trap '' PIPE; while IFS= read -r l; do"
             + " case $l in 'PID '*) p=${l#PID };; esac;"
             + " printf '%s\\n' \"$l\" 2>/dev/null || { case $l in READY*) [ -n \"${p-}\" ] && kill \"$p\";; esac; exit 1; };"
             + " case $l in READY*|ERROR*) exit 0;; esac; done; }";

@@ -789,6 +789,12 @@ public final class NbdBacking implements Backing {
      * first (into 256 KiB pieces at most), so a request still queued after its call gave up never reads
      * the caller's buffer.
      */
+    /** Sends a request; what {@link NbdWriter#effect} runs once the samples it touches are marked. */
+    @FunctionalInterface
+    private interface IoSupplier {
+        CompletableFuture<Void> get() throws IOException;
+    }
+
     private final class NbdWriter implements Writer {
         private final NbdConnection c;
         private volatile String broken;
@@ -824,12 +830,14 @@ public final class NbdBacking implements Backing {
             ByteBuffer copy = ByteBuffer.allocate(length);
             copy.put(src.duplicate()).flip();
             int step = Math.max(blockSizes.minimum(), Math.min(pieceSize, MIN_PIECE));
-            List<CompletableFuture<Void>> parts = new ArrayList<>();
-            for (int done = 0; done < length; done += step) {
-                int n = Math.min(step, length - done);
-                parts.add(c.write(offset + done, copy.slice(done, n)));
-            }
-            effect("write", offset, length, CompletableFuture.allOf(parts.toArray(new CompletableFuture<?>[0])), copy);
+            effect("write", offset, length, () -> {
+                List<CompletableFuture<Void>> parts = new ArrayList<>();
+                for (int done = 0; done < length; done += step) {
+                    int n = Math.min(step, length - done);
+                    parts.add(c.write(offset + done, copy.slice(done, n)));
+                }
+                return CompletableFuture.allOf(parts.toArray(new CompletableFuture<?>[0]));
+            }, copy);
             src.position(src.limit());
         }
 
@@ -845,20 +853,22 @@ public final class NbdBacking implements Backing {
                 return;
             }
             checkWritable("write of zeroes", offset, length);
-            effect("write of zeroes", offset, length, c.writeZeroes(offset, length, false), null);
+            effect("write of zeroes", offset, length, () -> c.writeZeroes(offset, length, false), null);
         }
 
         @Override
         public void flush() throws IOException {
             checkWritable("flush", 0, 0);
-            effect("flush", 0, 0, c.flush(), null);
+            effect("flush", 0, 0, c::flush, null);
         }
 
         /**
-         * Waits for a write-like request; keeps the identity samples it touches in step (our own change is
-         * not another disk); breaks the writer on a lost connection or a timeout.
+         * Sends a write-like request ({@code issue}) and waits for it; keeps the identity samples it touches
+         * in step (our own change is not another disk); breaks the writer on a lost connection or a timeout.
+         * The samples are marked as being written <em>before</em> the request leaves: a reconnect's check
+         * that read a sample after the write landed but before the mark took the write for another disk.
          */
-        private void effect(String what, long offset, long length, CompletableFuture<Void> f, ByteBuffer data)
+        private void effect(String what, long offset, long length, IoSupplier issue, ByteBuffer data)
                 throws IOException {
             List<Sample> touched = new ArrayList<>();
             for (Sample s : samples) {
@@ -872,7 +882,7 @@ public final class NbdBacking implements Backing {
             }
             Throwable failure = null;
             try {
-                f.get(timeoutNanos, TimeUnit.NANOSECONDS);
+                issue.get().get(timeoutNanos, TimeUnit.NANOSECONDS);
             } catch (TimeoutException e) {
                 failure = timedOut(what + " at " + offset);
             } catch (InterruptedException e) {
@@ -880,6 +890,8 @@ public final class NbdBacking implements Backing {
                 failure = new CorfsException(Reason.IO, uri + ": interrupted during " + what);
             } catch (ExecutionException e) {
                 failure = e.getCause();
+            } catch (IOException | RuntimeException e) {
+                failure = e; // not sent, or not all of it: its effect is unknown
             }
             for (Sample s : touched) {
                 synchronized (s) {
