@@ -34,9 +34,9 @@ import java.util.concurrent.atomic.LongAdder;
  * holding that cluster in {@link #locks}, so a fill of backing data and a guest write to the same
  * cluster never interleave: the fill re-checks {@code local} under the lock and backs off.</li>
  * <li>{@code dirty} goes ahead of the data, in the same locked section as the write or zeroing
- * ({@link #raiseDirty}): a cluster that is local is marked dirty and the bits made durable <em>before</em>
- * the data lands (the first write to a clean cluster costs one group-committed metadata flush,
- * {@link LeafImage#flushBits()}); one that is not
+ * ({@link #raiseDirty}): a cluster that is local is marked dirty and the leaf's in-use flag made durable
+ * <em>before</em> the data lands ({@link LeafImage#markInUse()}: one header write per mount, so after an
+ * unclean stop every local cluster counts as dirty); one that is not
  * local is marked dirty before its fill or data and local after, so the metadata never says local and
  * clean about a cluster holding written data, whatever a crash keeps (LeafImage's class comment). A
  * commit clears it only if no write touched the cluster since the commit copied it
@@ -531,8 +531,8 @@ public final class LeafDisk implements AutoCloseable {
 
     /**
      * The dirty bit goes ahead of the data (LeafImage's class comment): marks dirty every cluster of
-     * [first, last] that is not, and if one of them is local, waits until the bits are durable (a group
-     * commit shared with concurrent writers and the flusher) before the caller writes. Caller holds the
+     * [first, last] that is not, and if one of them is local, makes sure the in-use flag is durable (the
+     * dirty bit itself is stored by the next flush) before the caller writes. Caller holds the
      * range lock, so no commit can clear the bits in between. Returns the clusters raised here, for
      * {@link #lowerDirty} if the write fails; allocates nothing when all are dirty already.
      */
@@ -553,9 +553,9 @@ public final class LeafDisk implements AutoCloseable {
         raised = java.util.Arrays.copyOf(raised, n);
         if (wasLocal) {
             try {
-                image.flushBits();
+                image.markInUse();
             } catch (IOException | RuntimeException e) {
-                lowerDirty(raised, false); // not durable: a later write must flush again, not trust the bit
+                lowerDirty(raised, false); // no flag: a later write must try again, not trust the bit
                 throw e;
             }
         }

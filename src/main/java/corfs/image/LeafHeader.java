@@ -35,6 +35,11 @@ import java.util.UUID;
  * @param backingIdentity the backing as it was at create time or after the last completed commit
  * @param standalone     every cluster is local: the backing is no longer needed
  * @param job            the current or last job (so it resumes after a remount or crash)
+ * @param inUse          a writable open may have written to a local clean cluster without making its dirty
+ *                       bit durable first: set durably before the first such write, cleared by a clean close
+ *                       after the final flush. Found set by an open that holds the lock, it means the last
+ *                       writer stopped uncleanly, and every local cluster counts as dirty (see
+ *                       {@link LeafImage}, "The in-use flag"). Metadata version 3.
  */
 public record LeafHeader(
         UUID uuid,
@@ -47,7 +52,8 @@ public record LeafHeader(
         Map<String, String> backingOptions,
         BackingIdentity backingIdentity,
         boolean standalone,
-        JobRecord job) {
+        JobRecord job,
+        boolean inUse) {
 
     public LeafHeader {
         Objects.requireNonNull(backingSpec, "backingSpec");
@@ -55,6 +61,14 @@ public record LeafHeader(
         Objects.requireNonNull(backingIdentity, "backingIdentity");
         backingOptions = backingOptions == null || backingOptions.isEmpty() ? Collections.emptySortedMap()
                 : Collections.unmodifiableSortedMap(new TreeMap<>(backingOptions));
+    }
+
+    /** A header not in use (every header before metadata version 3). */
+    public LeafHeader(UUID uuid, long virtualSize, int clusterSize, String dataFileName, long dataInode,
+                      String backingSpec, String backingFormat, Map<String, String> backingOptions,
+                      BackingIdentity backingIdentity, boolean standalone, JobRecord job) {
+        this(uuid, virtualSize, clusterSize, dataFileName, dataInode, backingSpec, backingFormat, backingOptions,
+                backingIdentity, standalone, job, false);
     }
 
     /** A header over the raw backing file at the absolute path {@code backingPath}, without options. */
@@ -108,28 +122,33 @@ public record LeafHeader(
 
     public LeafHeader withJob(JobRecord newJob) {
         return new LeafHeader(uuid, virtualSize, clusterSize, dataFileName, dataInode, backingSpec, backingFormat,
-                backingOptions, backingIdentity, standalone, newJob);
+                backingOptions, backingIdentity, standalone, newJob, inUse);
     }
 
     public LeafHeader withStandalone(boolean value) {
         return new LeafHeader(uuid, virtualSize, clusterSize, dataFileName, dataInode, backingSpec, backingFormat,
-                backingOptions, backingIdentity, value, job);
+                backingOptions, backingIdentity, value, job, inUse);
     }
 
     public LeafHeader withDataInode(long inode) {
         return new LeafHeader(uuid, virtualSize, clusterSize, dataFileName, inode, backingSpec, backingFormat,
-                backingOptions, backingIdentity, standalone, job);
+                backingOptions, backingIdentity, standalone, job, inUse);
     }
 
     /** Another backing (set-backing: a new location of the same content). */
     public LeafHeader withBacking(String spec, String format, Map<String, String> options, BackingIdentity identity) {
         return new LeafHeader(uuid, virtualSize, clusterSize, dataFileName, dataInode, spec, format, options, identity,
-                standalone, job);
+                standalone, job, inUse);
     }
 
     /** The same backing (SPEC, format, options) with a new identity: recorded after a completed commit. */
     public LeafHeader withBackingIdentity(BackingIdentity identity) {
         return new LeafHeader(uuid, virtualSize, clusterSize, dataFileName, dataInode, backingSpec, backingFormat,
-                backingOptions, identity, standalone, job);
+                backingOptions, identity, standalone, job, inUse);
+    }
+
+    public LeafHeader withInUse(boolean value) {
+        return new LeafHeader(uuid, virtualSize, clusterSize, dataFileName, dataInode, backingSpec, backingFormat,
+                backingOptions, backingIdentity, standalone, job, value);
     }
 }

@@ -40,25 +40,30 @@ import java.util.function.UnaryOperator;
  * ever set; a dirty bit is cleared only after the backing holding its data was made durable (the commit
  * job's rule).
  *
- * <h2>The dirty bit never lags behind its data</h2>
+ * <h2>The dirty bit never lags behind its data, or the in-use flag says it may</h2>
  * "Local and clean" on disk promises that the data file holds what the backing holds. A write that lands
  * in the data file (a killed process loses nothing written; a power cut may keep any unsynced write)
  * while the metadata on disk still says local and clean would break that promise for ever: the
- * cluster reads the new data but no commit copies it. So the dirty bit goes <em>ahead</em> of the data:
- * the engine calls {@link #markDirty} before the data lands, and
+ * cluster reads the new data but no commit copies it. The engine calls {@link #markDirty} before the
+ * data lands, and
  * <ul>
- * <li>for a cluster that is local (its local bit may be durable), waits for {@link #flushBits()} before
- * writing: the dirty bit is durable first. Concurrent first writes share one flush (group commit:
- * a caller returns as soon as a flush whose snapshot began after its call has completed), which forces
- * the data file only when the snapshot holds a local bit set since the last data force;</li>
- * <li>for a cluster that is not local, needs no flush: its dirty bit is raised before its local bit
+ * <li>for a cluster that is local (its local bit may be durable), calls {@link #markInUse()} before
+ * writing: the header's in-use flag ({@link LeafHeader#inUse}) is made durable once per writable open,
+ * by the first such write; later writes wait for nothing. The flag stands for every dirty bit not yet
+ * flushed: it is cleared only by a clean {@link #close()}, after the final flush made every bit durable.
+ * An open that holds the lock (so no process has the leaf) and finds the flag set knows the last writer
+ * stopped uncleanly, and counts every local cluster as dirty ({@link #uncleanStop()}): a commit then
+ * copies all local data once, nothing is skipped. This is QEMU's rule for persistent dirty bitmaps
+ * ("in use" bitmaps are inconsistent after a crash). The cost: no flush on the write path; after a crash
+ * (or power cut) the next commit copies every local cluster.</li>
+ * <li>for a cluster that is not local, needs nothing: its dirty bit is raised before its local bit
  * (before a copy-on-read fill of a partly written cluster, too), and a snapshot copies local bits before
  * dirty bits and stores dirty only with local ({@link MetadataFormat#encodePage}), so any snapshot that
  * says local also says dirty, and one taken in between says neither.</li>
  * </ul>
- * The cost is one metadata write and fdatasync for the first write to each clean local cluster after it
- * became local or was committed; a cluster already dirty is written without any (docs/DESIGN.md,
- * "Crash ordering").
+ * A read-only open never sets the flag; an inspecting open of a leaf that no process holds (probed with
+ * a shared lock) and a read-only one count local clusters as dirty in memory, as a writable one does,
+ * so {@code info} and {@code check} report what a commit would copy.
  *
  * <h2>Standalone</h2>
  * When the last cluster's local bit is durable, {@link #flush()} records the standalone flag (after the
@@ -104,17 +109,15 @@ public final class LeafImage implements AutoCloseable {
     private final AtomicBoolean holePunched = new AtomicBoolean();
     /** Flushes that have begun their snapshot; a flush's number is this counter after it began. */
     private final java.util.concurrent.atomic.AtomicLong snapshotsBegun = new java.util.concurrent.atomic.AtomicLong();
-    /** Number of the last flush that completed. Written under flushLock. */
-    private volatile long snapshotsDurable;
-    /** Number of the last completed flush that made the data file durable. Written under flushLock. */
+    /** Number of the last flush that completed (its data and bits are durable). Written under flushLock. */
     private volatile long dataDurable;
-    /** Counts local bits, incremented just before each is set (so a bit seen set is already counted). */
-    private final java.util.concurrent.atomic.AtomicLong localSets = new java.util.concurrent.atomic.AtomicLong();
-    /** {@link #localSets} as read before the last completed data force: those bits' data is durable. */
-    private long localSetsForced; // under flushLock
     /** Pages whose newest durable copy has every local bit set. Under flushLock after open. */
     private final ClusterBitmap durablyFullPages;
     private final AtomicBoolean closed = new AtomicBoolean();
+    /** Serialises {@link #markInUse()}'s header write, so concurrent first writers write it once. */
+    private final Object inUseLock = new Object();
+    /** The in-use flag was found set where no process held the leaf: see {@link #uncleanStop()}. */
+    private boolean uncleanStop;
     private volatile LeafHeader header;
     private long headerGeneration;
     /** The metadata version on disk: {@link MetadataFormat#VERSION} once the header was written. */
@@ -481,6 +484,9 @@ public final class LeafImage implements AutoCloseable {
             LeafImage image = new LeafImage(leafAbs, meta, data, sparse, metadata, lock, !writable, header,
                     parsed.generation, parsed.version, parsed.oldestVersion);
             image.loadPages();
+            if (header.inUse() && (!inspectOnly || !heldByAnother(metadata))) {
+                image.countLocalAsDirty();
+            }
             if (writable && header.dataInode() != inode) {
                 image.updateHeader(h -> h.withDataInode(inode)); // adopted with --force, or an old leaf
                 LOG.info("{}: recorded the data file's inode {}", leafAbs.getFileName(), inode);
@@ -495,6 +501,53 @@ public final class LeafImage implements AutoCloseable {
             closeQuietly(metadata); // releases the lock
             throw e;
         }
+    }
+
+    /**
+     * True if another process holds the leaf's lock (a live mount), probed with a shared lock released at
+     * once; also true when this process holds it (the probe overlaps).
+     */
+    private static boolean heldByAnother(FileChannel metadata) throws IOException {
+        try {
+            FileLock probe = metadata.tryLock(0, Long.MAX_VALUE, true);
+            if (probe == null) {
+                return true;
+            }
+            probe.release();
+            return false;
+        } catch (OverlappingFileLockException e) {
+            return true;
+        }
+    }
+
+    /**
+     * The in-use flag was found set and nobody holds the leaf: the last writer stopped uncleanly, so any
+     * local cluster may hold data written after its dirty bit was last made durable. Every local cluster
+     * counts as dirty, in memory; a writable open's next flush stores it (the flag stays set until a
+     * clean close, so a second crash before that is handled the same way).
+     */
+    private void countLocalAsDirty() {
+        uncleanStop = true;
+        long before = dirty.count();
+        for (long c = local.nextSet(0, local.size()); c < local.size(); c = local.nextSet(c + 1, local.size())) {
+            if (dirty.set(c) && !readOnly) {
+                changedPages.set(c / MetadataFormat.CLUSTERS_PER_PAGE); // stored by the next flush
+            }
+        }
+        long added = dirty.count() - before;
+        if (added > 0 && !readOnly) {
+            LOG.warn("{}: was not closed cleanly (the in-use flag is set): every local cluster counts as changed"
+                    + " ({} more clusters dirty, {} MiB local in all); the next commit copies them all",
+                    dataPath.getFileName(), added, bytesIn(local) >> 20);
+        }
+    }
+
+    /**
+     * True if this open found the in-use flag set with no process holding the leaf: the last writable
+     * open did not close cleanly, and every local cluster was counted as dirty.
+     */
+    public boolean uncleanStop() {
+        return uncleanStop;
     }
 
     private static long inodeOf(Path file) throws IOException {
@@ -757,9 +810,6 @@ public final class LeafImage implements AutoCloseable {
 
     /** Marks a cluster local. Call only after its data was written to {@link #data()}. */
     public void markLocal(long cluster) {
-        if (!local.get(cluster)) {
-            localSets.incrementAndGet(); // before the bit: a snapshot that sees the bit sees the count
-        }
         if (local.set(cluster)) {
             changedPages.set(cluster / MetadataFormat.CLUSTERS_PER_PAGE);
         }
@@ -767,7 +817,7 @@ public final class LeafImage implements AutoCloseable {
 
     /**
      * Marks a cluster dirty. Call <em>before</em> written data lands in it (see the class comment): for a
-     * local cluster, then wait for {@link #flushBits()} before writing; for a cluster that is not local, call
+     * local cluster, then call {@link #markInUse()} before writing; for a cluster that is not local, call
      * {@link #markLocal} only after the data is written (the bit is not stored until then), or
      * {@link #clearDirty} if nothing was written.
      */
@@ -812,7 +862,7 @@ public final class LeafImage implements AutoCloseable {
             if (dataDurable > calledAfter) {
                 return; // a flush that began after this call has completed: it covered everything before it
             }
-            flushLocked(true);
+            flushLocked();
         }
     }
 
@@ -822,25 +872,25 @@ public final class LeafImage implements AutoCloseable {
     }
 
     /**
-     * Makes every bit set before the call durable, the data file only if a local bit in the snapshot
-     * needs it (one set since the last data force): the write path's "dirty bit first" step, which for a
-     * write to a clean local cluster costs one metadata write and fdatasync. Group commit as
-     * {@link #flush()}; not a barrier for the data.
+     * Makes the in-use flag durable if it is not yet ({@link LeafHeader#inUse}): called before data lands
+     * in a local cluster whose dirty bit may not be durable. One header write per writable open; after
+     * that a volatile read.
      */
-    public void flushBits() throws IOException {
+    public void markInUse() throws IOException {
         if (readOnly) {
+            throw new CorfsException(Reason.READ_ONLY, "leaf " + dataPath + " is open read-only");
+        }
+        if (header.inUse()) {
             return;
         }
-        long calledAfter = snapshotsBegun.get();
-        synchronized (flushLock) {
-            if (snapshotsDurable > calledAfter) {
-                return;
+        synchronized (inUseLock) {
+            if (!header.inUse()) {
+                updateHeader(h -> h.withInUse(true));
             }
-            flushLocked(false);
         }
     }
 
-    private void flushLocked(boolean dataBarrier) throws IOException {
+    private void flushLocked() throws IOException {
         assert Thread.holdsLock(flushLock);
         long number = snapshotsBegun.incrementAndGet();
         List<Long> pages = new ArrayList<>();
@@ -859,17 +909,11 @@ public final class LeafImage implements AutoCloseable {
             pages.add(p);
             snapshots.add(b);
         }
-        // every local bit in the snapshot was counted before this read (counted, then set, then copied)
-        long localSetsNow = localSets.get();
-        boolean forceData = dataBarrier || localSetsNow != localSetsForced;
         try {
             // (2) data durable before any bit that describes it
-            if (forceData) {
-                data.force(holePunched.getAndSet(false));
-                localSetsForced = localSetsNow;
-            }
+            data.force(holePunched.getAndSet(false));
             if (pages.isEmpty()) {
-                completed(number, forceData);
+                dataDurable = number;
                 return;
             }
             if (upgradePending) {
@@ -892,7 +936,7 @@ public final class LeafImage implements AutoCloseable {
             for (long p : full) {
                 durablyFullPages.set(p);
             }
-            completed(number, forceData);
+            dataDurable = number;
         } catch (IOException | RuntimeException e) {
             holePunched.set(true);
             for (long p : pages) {
@@ -904,14 +948,6 @@ public final class LeafImage implements AutoCloseable {
         if (!full.isEmpty()) {
             markStandaloneIfDurablyLocal();
         }
-    }
-
-    /** Flush {@code number} completed: its snapshot is durable, and with {@code forcedData} the data too. */
-    private void completed(long number, boolean forcedData) {
-        if (forcedData) {
-            dataDurable = number;
-        }
-        snapshotsDurable = number;
     }
 
     /** True if every cluster of bitmap page {@code page} is local (in memory). */
@@ -976,6 +1012,10 @@ public final class LeafImage implements AutoCloseable {
         IOException failure = null;
         try {
             flush();
+            if (!readOnly && header.inUse()) {
+                // every bit is durable now: the dirty bits no longer lag behind the data
+                updateHeader(h -> h.withInUse(false));
+            }
         } catch (IOException e) {
             failure = e;
             LOG.warn("leaf {}: final flush failed: {}", dataPath, e.toString());

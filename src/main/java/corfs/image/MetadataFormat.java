@@ -17,7 +17,7 @@ import java.util.regex.Pattern;
 import java.util.zip.CRC32C;
 
 /**
- * The byte layout of {@code LEAF.corfs}, version 2 (version 1 is still read). All integers
+ * The byte layout of {@code LEAF.corfs}, version 3 (versions 1 and 2 are still read). All integers
  * little-endian.
  *
  * <pre>
@@ -26,10 +26,11 @@ import java.util.zip.CRC32C;
  * offset 8192   bitmap page 0, slot 0 (4 KiB); then page 0 slot 1; page 1 slot 0; ...
  * </pre>
  *
- * <p><b>Header slot, version 2</b>:
+ * <p><b>Header slot, version 3</b>:
  * <pre>
- *  0  magic "CORFSMD\0"        8  version u32 (2)        12  slot size u32 (4096)   16  generation u64
- * 24  uuid (2 x u64)           40  virtual size u64      48  cluster size u32       52  flags u32 (bit 0 standalone)
+ *  0  magic "CORFSMD\0"        8  version u32 (3)        12  slot size u32 (4096)   16  generation u64
+ * 24  uuid (2 x u64)           40  virtual size u64      48  cluster size u32       52  flags u32 (bit 0 standalone,
+ *                                                                                        bit 1 in use)
  * 56  job kind, state, on_error, job flags (u8 each)       60  job number u32         64  job speed u64
  * 72  data file inode u64      80  backing identity size u64                         88  option count u16
  * 90  0 u16                    92  0 u32
@@ -40,6 +41,9 @@ import java.util.zip.CRC32C;
  *     duplicates), then the job error (length 0xFFFF: none)
  *     zeros up to 4092            4092  CRC32C of bytes [0, 4092)
  * </pre>
+ * <b>Version 2</b> is the same layout without the in-use flag (flags bit 1 is refused there). The flag
+ * is why version 3 exists: a corfs that reads only versions 1 and 2 must refuse a leaf whose dirty bits
+ * may lag behind its data ({@link LeafHeader#inUse}), not trust them.
  * Every length is bounded (see the {@code MAX_} constants) so that any header whose fields are within
  * bounds fits the slot, the job error text being cut (at a character boundary) to what is left, never
  * less than {@link #MIN_ERROR_ROOM} bytes. A slot is hostile input: the decoder checks the magic, then
@@ -51,7 +55,7 @@ import java.util.zip.CRC32C;
  * on_error, job flags, job number u32 (the last two written as 0 by corfs before job numbers), job speed u64, data file inode u64, and from 104 the strings data file name,
  * backing path, job error; CRC32C last. It decodes to the same {@link LeafHeader}: SPEC = the path,
  * format raw, no options, the file identity from the three fields. The first header write of a
- * writable open writes version 2 (see {@link LeafImage#open}).
+ * writable open writes version 3 (see {@link LeafImage#open}).
  *
  * <p>Both slots are written on every header change, one after the other with an fsync between, so a
  * torn write leaves the other slot intact; the slot with the higher generation wins (the two slots may
@@ -64,7 +68,9 @@ import java.util.zip.CRC32C;
  */
 public final class MetadataFormat {
     /** The version this corfs writes. */
-    public static final int VERSION = 2;
+    public static final int VERSION = 3;
+    /** The version before the in-use flag, still read. */
+    public static final int VERSION_2 = 2;
     /** The first version, still read. */
     public static final int VERSION_1 = 1;
     public static final int SLOT_SIZE = 4096;
@@ -171,7 +177,7 @@ public final class MetadataFormat {
     }
 
     /**
-     * Encodes a header as a version 2 slot.
+     * Encodes a header as a version 3 slot (version 2's layout with the in-use flag).
      *
      * @throws IllegalArgumentException if a backing field is out of bounds ({@link #checkBacking}) or the
      *                                  data file name is longer than {@link #MAX_NAME_BYTES}
@@ -191,7 +197,7 @@ public final class MetadataFormat {
         b.putLong(h.uuid().getLeastSignificantBits());
         b.putLong(h.virtualSize());
         b.putInt(h.clusterSize());
-        b.putInt(h.standalone() ? 1 : 0);
+        b.putInt((h.standalone() ? 1 : 0) | (h.inUse() ? 2 : 0));
         b.put((byte) h.job().kind().code());
         b.put((byte) h.job().state().code());
         b.put((byte) h.job().onError().code());
@@ -225,7 +231,7 @@ public final class MetadataFormat {
         return b.clear();
     }
 
-    /** Decodes a header slot of version 1 or 2; never throws (a slot is hostile input). */
+    /** Decodes a header slot of version 1, 2 or 3; never throws (a slot is hostile input). */
     public static HeaderSlot decodeHeader(ByteBuffer slot) {
         ByteBuffer b = slot.duplicate().order(ByteOrder.LITTLE_ENDIAN);
         if (b.remaining() < SLOT_SIZE) {
@@ -241,9 +247,9 @@ public final class MetadataFormat {
             return bad("header checksum mismatch");
         }
         int version = b.getInt();
-        if (version != VERSION && version != VERSION_1) {
+        if (version != VERSION && version != VERSION_2 && version != VERSION_1) {
             return new HeaderSlot(null, 0, version, "metadata version " + version + " is not supported (this corfs"
-                    + " reads versions " + VERSION_1 + " and " + VERSION + ")", true);
+                    + " reads versions " + VERSION_1 + " to " + VERSION + ")", true);
         }
         try {
             int slotSize = b.getInt();
@@ -251,15 +257,18 @@ public final class MetadataFormat {
                 return bad("header slot size " + slotSize);
             }
             long generation = b.getLong();
-            LeafHeader h = version == VERSION_1 ? decodeV1(b) : decodeV2(b);
+            LeafHeader h = version == VERSION_1 ? decodeV1(b) : decodeV2(b, version == VERSION ? 3 : 1);
             return new HeaderSlot(h, generation, version, null, false);
         } catch (RuntimeException e) {
             return bad("header fields out of range (" + e.getMessage() + ")");
         }
     }
 
-    /** Version 2, from offset 24; throws IllegalArgumentException (or another RuntimeException) if out of range. */
-    private static LeafHeader decodeV2(ByteBuffer b) {
+    /**
+     * Versions 2 and 3, from offset 24, accepting only the header flags in {@code knownFlags}; throws
+     * IllegalArgumentException (or another RuntimeException) if out of range.
+     */
+    private static LeafHeader decodeV2(ByteBuffer b, int knownFlags) {
         UUID uuid = new UUID(b.getLong(), b.getLong());
         long virtualSize = b.getLong();
         int clusterSize = b.getInt();
@@ -275,7 +284,7 @@ public final class MetadataFormat {
         int optionCount = Short.toUnsignedInt(b.getShort());
         int zero3 = b.getShort();
         int zero4 = b.getInt();
-        if (virtualSize <= 0 || !validClusterSize(clusterSize) || (flags & ~1) != 0 || speed < 0 || identitySize < 0
+        if (virtualSize <= 0 || !validClusterSize(clusterSize) || (flags & ~knownFlags) != 0 || speed < 0 || identitySize < 0
                 || (jobFlags & ~1) != 0 || zero3 != 0 || zero4 != 0) {
             throw new IllegalArgumentException("fixed fields");
         }
@@ -312,7 +321,7 @@ public final class MetadataFormat {
         BackingIdentity identity = BackingIdentity.of(token, description, identitySize);
         return new LeafHeader(uuid, virtualSize, clusterSize, dataName, dataInode, spec, format, options, identity,
                 (flags & 1) != 0, new LeafHeader.JobRecord(kind, state, speed, onError, error, jobId,
-                (jobFlags & 1) != 0));
+                (jobFlags & 1) != 0), (flags & 2) != 0);
     }
 
     /** Version 1, from offset 24, exactly as corfs before version 2 read it. */

@@ -81,11 +81,11 @@ class InfoCommandTest {
         assertTrue(text.contains("backing:        " + spec + "\n"), text);
         assertTrue(text.contains("backing format: raw\n"), text);
         assertTrue(text.contains("backing id:     " + id + "\n"), text);
-        assertTrue(text.contains("(version 2)"), text);
+        assertTrue(text.contains("(version " + corfs.image.MetadataFormat.VERSION + ")"), text);
         String json = run("info", "--json", leaf.toString());
         assertTrue(json.contains("\"backing\":{\"spec\":\"" + spec + "\",\"format\":\"raw\",\"options\":{},\"identity\":\""
                 + id + "\"}"), json);
-        assertTrue(json.contains("\"version\":2"), json);
+        assertTrue(json.contains("\"version\":" + corfs.image.MetadataFormat.VERSION), json);
     }
 
     @Test

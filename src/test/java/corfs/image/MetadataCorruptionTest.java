@@ -217,7 +217,7 @@ class MetadataCorruptionTest {
         }
 
         @ParameterizedTest(name = "version {0}")
-        @ValueSource(ints = {0, 3, 99, -1})
+        @ValueSource(ints = {0, 4, 99, -1})
         @DisplayName("an unknown version in both slots is refused as unsupported, not as damage")
         void unknownVersion(int version) throws IOException {
             setVersion(0, version);
@@ -228,8 +228,8 @@ class MetadataCorruptionTest {
         @Test
         @DisplayName("an unknown version in one slot is refused too")
         void unknownVersionOneSlot() throws IOException {
-            setVersion(1, 3);
-            assertRefused("metadata version 3 is not supported", "version 3 in slot 1");
+            setVersion(1, 4);
+            assertRefused("metadata version 4 is not supported", "version 4 in slot 1");
         }
     }
 
@@ -289,12 +289,12 @@ class MetadataCorruptionTest {
                 disk.write(ByteBuffer.wrap(new byte[] {9}), 5);
                 content[5] = 9;
                 disk.flush();
-                assertEquals(2, V1Headers.versionOf(leaf, 0));
-                assertEquals(2, V1Headers.versionOf(leaf, 1));
-                assertEquals(2, disk.image().metadataVersion());
+                assertEquals(MetadataFormat.VERSION, V1Headers.versionOf(leaf, 0));
+                assertEquals(MetadataFormat.VERSION, V1Headers.versionOf(leaf, 1));
+                assertEquals(MetadataFormat.VERSION, disk.image().metadataVersion());
                 assertEquals(before, disk.image().header());
             }
-            assertEquals(2, LeafImages.info(leaf).version());
+            assertEquals(MetadataFormat.VERSION, LeafImages.info(leaf).version());
             assertEquals(List.of(), LeafImages.check(leaf));
             try (LeafDisk disk = TestLeaves.open(leaf, FileOps.system())) {
                 assertArrayEquals(content, TestLeaves.readAll(disk));
@@ -310,13 +310,13 @@ class MetadataCorruptionTest {
             MetadataFormat.encodeHeader(h, 2).get(all, 0, MetadataFormat.SLOT_SIZE); // slot 0 written, slot 1 not
             Files.write(meta, all);
             assertEquals(List.of(), LeafImages.check(leaf));
-            assertEquals(2, LeafImages.info(leaf).version(), "the newer slot wins");
+            assertEquals(MetadataFormat.VERSION, LeafImages.info(leaf).version(), "the newer slot wins");
             try (LeafDisk disk = TestLeaves.open(leaf, FileOps.system())) {
                 assertArrayEquals(content, TestLeaves.readAll(disk));
                 disk.write(ByteBuffer.wrap(new byte[] {7}), 9);
                 content[9] = 7;
             }
-            assertEquals(2, V1Headers.versionOf(leaf, 1), "the next metadata write finished the upgrade");
+            assertEquals(MetadataFormat.VERSION, V1Headers.versionOf(leaf, 1), "the next metadata write finished the upgrade");
             try (LeafDisk disk = TestLeaves.open(leaf, FileOps.system())) {
                 assertArrayEquals(content, TestLeaves.readAll(disk));
             }
@@ -356,8 +356,8 @@ class MetadataCorruptionTest {
                 assertTrue(disk.image().header().dataInode() != 0);
                 assertArrayEquals(content, TestLeaves.readAll(disk));
             }
-            assertEquals(2, V1Headers.versionOf(leaf, 0));
-            assertEquals(2, V1Headers.versionOf(leaf, 1));
+            assertEquals(MetadataFormat.VERSION, V1Headers.versionOf(leaf, 0));
+            assertEquals(MetadataFormat.VERSION, V1Headers.versionOf(leaf, 1));
             assertEquals(List.of(), LeafImages.check(leaf));
         }
 

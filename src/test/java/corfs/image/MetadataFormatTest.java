@@ -38,9 +38,9 @@ class MetadataFormatTest {
             true, LeafHeader.JobRecord.NONE);
 
     @Test
-    @DisplayName("a header survives a round trip with every field, written as version 2")
+    @DisplayName("a header survives a round trip with every field, in use or not, written as version 3")
     void headerRoundTrip() {
-        for (LeafHeader h : new LeafHeader[] {HEADER, NETWORK}) {
+        for (LeafHeader h : new LeafHeader[] {HEADER, NETWORK, NETWORK.withInUse(true)}) {
             MetadataFormat.HeaderSlot slot = MetadataFormat.decodeHeader(MetadataFormat.encodeHeader(h, 7));
             assertTrue(slot.valid(), slot.problem());
             assertEquals(h, slot.header());
@@ -48,7 +48,7 @@ class MetadataFormatTest {
             assertEquals(h.backingIdentity().size(), slot.header().backingIdentity().size());
             assertEquals(h.backingOptions(), slot.header().backingOptions());
             assertEquals(7, slot.generation());
-            assertEquals(2, slot.version());
+            assertEquals(MetadataFormat.VERSION, slot.version());
         }
     }
 
@@ -114,11 +114,11 @@ class MetadataFormatTest {
         }
 
         @Test
-        @DisplayName("re-encoding a version 1 header writes version 2 with the same content")
+        @DisplayName("re-encoding a version 1 header writes version 3 with the same content")
         void upgrade() throws IOException {
             LeafHeader h = MetadataFormat.decodeHeader(goldenSlot()).header();
             MetadataFormat.HeaderSlot v2 = MetadataFormat.decodeHeader(MetadataFormat.encodeHeader(h, 8));
-            assertEquals(2, v2.version());
+            assertEquals(MetadataFormat.VERSION, v2.version());
             assertEquals(golden, v2.header());
         }
     }
@@ -232,9 +232,17 @@ class MetadataFormatTest {
         void fixedFields() {
             for (int at : new int[] {52, 59, 90, 92, 4000}) { // 59: job flags beyond bit 0; 60..63 is the job number
                 ByteBuffer b = encoded(NETWORK);
-                b.put(at, (byte) (b.get(at) | 2));
+                b.put(at, (byte) (b.get(at) | (at == 52 ? 4 : 2))); // 52: bit 1 is the in-use flag
                 assertRefused(b, "byte " + at);
             }
+            ByteBuffer inUseV2 = encoded(NETWORK.withInUse(true));
+            inUseV2.putInt(8, MetadataFormat.VERSION_2);
+            assertRefused(inUseV2, "the in-use flag in a version 2 slot");
+            ByteBuffer v2 = encoded(NETWORK);
+            v2.putInt(8, MetadataFormat.VERSION_2);
+            MetadataFormat.HeaderSlot slot = MetadataFormat.decodeHeader(reseal(v2));
+            assertTrue(slot.valid(), "a version 2 slot is read: " + slot.problem());
+            assertEquals(NETWORK, slot.header());
             ByteBuffer b = encoded(NETWORK);
             b.putLong(80, -1);
             assertRefused(b, "negative identity size");
