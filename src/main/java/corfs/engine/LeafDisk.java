@@ -390,18 +390,9 @@ public final class LeafDisk implements AutoCloseable {
                         }
                     }
                 } else {
-                    boolean window = fetchedAhead != null && runEnd - 1 > last;
-                    if (window) {
-                        markFetchedAhead(Math.max(c, last + 1), runEnd - 1); // the window: recorded when read
-                    }
-                    try {
-                        fillRun(c, runEnd - 1, dst, base, offset, end, true, FetchPurpose.COPY_ON_READ);
-                    } catch (IOException | RuntimeException e) {
-                        if (window) {
-                            unmarkFetchedAhead(Math.max(c, last + 1), runEnd - 1);
-                        }
-                        throw e;
-                    }
+                    // the window past the guest's own clusters is recorded when the guest reads it
+                    fillRunMarkingAhead(c, runEnd - 1, dst, base, offset, end, true, FetchPurpose.COPY_ON_READ,
+                            Math.max(c, last + 1));
                     if (recorder != null && c <= last) {
                         recorder.record(c, Math.min(runEnd - 1, last)); // the guest's own clusters, not the window
                     }
@@ -594,6 +585,27 @@ public final class LeafDisk implements AutoCloseable {
     }
 
     // ------------------------------------------------------------------ fills
+
+    /**
+     * {@link #fillRun}, with the clusters [aheadFrom, last] marked as fetched ahead of the guest first (none
+     * when {@code aheadFrom > last}, or when no profile is recorded) and unmarked if the fill fails.
+     */
+    private void fillRunMarkingAhead(long first, long last, ByteBuffer dst, int dstBase, long reqStart, long reqEnd,
+                                     boolean serveDespiteStoreFailure, FetchPurpose purpose, long aheadFrom)
+            throws IOException {
+        boolean ahead = fetchedAhead != null && aheadFrom <= last;
+        if (ahead) {
+            markFetchedAhead(aheadFrom, last);
+        }
+        try {
+            fillRun(first, last, dst, dstBase, reqStart, reqEnd, serveDespiteStoreFailure, purpose);
+        } catch (IOException | RuntimeException e) {
+            if (ahead) {
+                unmarkFetchedAhead(aheadFrom, last);
+            }
+            throw e;
+        }
+    }
 
     /**
      * Copies the missing clusters [first, last] from the backing into the leaf and marks them local.
@@ -827,18 +839,8 @@ public final class LeafDisk implements AutoCloseable {
             long c = local.nextClear(first, last + 1);
             while (c <= last) {
                 long runEnd = local.nextSet(c, last + 1);
-                boolean ahead = purpose == FetchPurpose.READ_AHEAD && fetchedAhead != null;
-                if (ahead) {
-                    markFetchedAhead(c, runEnd - 1);
-                }
-                try {
-                    fillRun(c, runEnd - 1, null, 0, 0, 0, false, purpose);
-                } catch (IOException | RuntimeException e) {
-                    if (ahead) {
-                        unmarkFetchedAhead(c, runEnd - 1);
-                    }
-                    throw e;
-                }
+                fillRunMarkingAhead(c, runEnd - 1, null, 0, 0, 0, false, purpose,
+                        purpose == FetchPurpose.READ_AHEAD ? c : runEnd); // only read-ahead is fetched ahead
                 c = runEnd <= last ? local.nextClear(runEnd, last + 1) : last + 1;
             }
         }
