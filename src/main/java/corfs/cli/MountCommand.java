@@ -91,8 +91,9 @@ final class MountCommand implements Callable<Integer> {
     @Option(names = "--read-only", description = "expose the leaves read-only")
     boolean readOnly;
 
-    @Option(names = "--force", description = "accept a changed backing identity; adopt a copied data file (one"
-            + " that is not the file its metadata was made for); clear a dead FUSE mount at MOUNTPOINT")
+    @Option(names = "--force", description = "accept a changed backing identity (a writable mount records it);"
+            + " adopt a copied data file (one that is not the file its metadata was made for); clear a dead FUSE"
+            + " mount at MOUNTPOINT")
     boolean force;
 
     @Option(names = "-o", paramLabel = "OPTIONS", description = {
