@@ -175,6 +175,102 @@ class NetworkMountIT {
         });
     }
 
+    /**
+     * A TCP relay on 127.0.0.1:LISTEN: every connection goes to STALL until one of them has carried a
+     * byte from its client (a port probe carries none), every later one to GOOD. Prints "stalled" once.
+     */
+    private static final String RELAY = String.join("\n",
+            "import socket, sys, threading",
+            "listen, stall, good = map(int, sys.argv[1:4])",
+            "state = {'stalled': False}",
+            "lock = threading.Lock()",
+            "def mark():",
+            "    with lock:",
+            "        if not state['stalled']:",
+            "            state['stalled'] = True",
+            "            print('stalled', flush=True)",
+            "def pump(src, dst, first):",
+            "    try:",
+            "        while True:",
+            "            b = src.recv(65536)",
+            "            if not b:",
+            "                break",
+            "            if first:",
+            "                first()",
+            "                first = None",
+            "            dst.sendall(b)",
+            "    except OSError:",
+            "        pass",
+            "    for s in (src, dst):",
+            "        try:",
+            "            s.shutdown(socket.SHUT_RDWR)",
+            "        except OSError:",
+            "            pass",
+            "srv = socket.socket()",
+            "srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)",
+            "srv.bind(('127.0.0.1', listen))",
+            "srv.listen(64)",
+            "while True:",
+            "    c, _ = srv.accept()",
+            "    with lock:",
+            "        to_stall = not state['stalled']",
+            "    try:",
+            "        up = socket.create_connection(('127.0.0.1', stall if to_stall else good))",
+            "    except OSError:",
+            "        c.close()",
+            "        continue",
+            "    threading.Thread(target=pump, args=(c, up, mark if to_stall else None), daemon=True).start()",
+            "    threading.Thread(target=pump, args=(up, c, None), daemon=True).start()",
+            "");
+
+    @Test
+    @DisplayName("NBD, -o backing_timeout=0: a reconnect to a server that handshakes and then stalls is abandoned"
+            + " and retried, so the server that comes back serves the waiting read")
+    void stalledReconnectIsRetried() {
+        assertTimeoutPreemptively(GUARD, () -> {
+            assumeTrue(LocalServers.have("nbdkit"), "nbdkit is not installed");
+            assumeTrue(LocalServers.have("python3"), "python3 is not installed");
+            Path img = image("source.raw", 6);
+            int port = LocalServers.freePort();
+            LocalServers.Server server = qemuNbd(img, port, true);
+            Path leaf = fx.dir().resolve("disk.raw");
+            fx.corfs("create", "--backing", nbd(port), leaf.toString()).assertOk();
+            Path mnt = fx.newMountPoint("mnt");
+            fx.mount(mnt, List.of("-o", "backing_timeout=0"), leaf);
+            Path exposed = mnt.resolve("disk.raw");
+            fx.run(Duration.ofMinutes(1), "dd", "if=" + exposed, "of=/dev/null", "bs=64K", "count=1",
+                    "iflag=direct", "status=none").assertOk();
+            servers.kill(server);
+            // the same disk behind both: a server that answers the handshake and then never answers a read
+            // (nbdkit's delay filter, ten minutes a read), and a good one
+            int stallPort = LocalServers.freePort();
+            servers.start("nbdkit-stall", List.of("nbdkit", "-f", "--exit-with-parent", "-r", "-i", "127.0.0.1",
+                    "-p", Integer.toString(stallPort), "--filter=delay", "file", "file=" + img, "delay-read=600"),
+                    fx.dir(), stallPort, Duration.ofSeconds(20));
+            LocalServers.Server good = qemuNbd(img, LocalServers.freePort(), true);
+            Path relay = fx.dir().resolve("relay.py");
+            Files.writeString(relay, RELAY);
+            LocalServers.Server relayServer = servers.start("relay", List.of("python3", relay.toString(),
+                    Integer.toString(port), Integer.toString(stallPort), Integer.toString(good.port())),
+                    fx.dir(), port, Duration.ofSeconds(20));
+            Path out = fx.dir().resolve("block.out");
+            long block = SIZE / 65536 - 3;
+            // a day-long call timeout; only the reconnect's own bound gets the keeper past the stalled server
+            Result read = fx.run(Duration.ofMinutes(2), "dd", "if=" + exposed, "of=" + out, "bs=64K", "count=1",
+                    "skip=" + block, "iflag=direct", "status=none");
+            assertTrue(Files.readString(relayServer.log()).contains("stalled"),
+                    "the reconnect never went through the stalling server: the test proves nothing");
+            read.assertOk();
+            byte[] want = new byte[65536];
+            try (RandomAccessFile f = new RandomAccessFile(img.toFile(), "r")) {
+                f.seek(block * 65536);
+                f.readFully(want);
+            }
+            org.junit.jupiter.api.Assertions.assertArrayEquals(want, Files.readAllBytes(out));
+            fx.umount(mnt);
+        });
+    }
+
     @Test
     @DisplayName("NBD server killed mid-stream: on_error=retry carries on by itself, stop fails and resume continues")
     void streamsRideOutAServerRestart() {
