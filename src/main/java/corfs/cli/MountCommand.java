@@ -321,7 +321,7 @@ final class MountCommand implements Callable<Integer> {
             }
         } catch (Throwable t) {
             if (reportReady) {
-                readyPipe.println(ERROR + " " + Main.message(t).replace('\n', ' '));
+                readyPipe.println(ERROR + " " + Main.oneLine(Main.message(t)));
                 readyPipe.flush();
             }
             throw t;
@@ -344,7 +344,7 @@ final class MountCommand implements Callable<Integer> {
         LOG.info("ready: {} at {} (pid {})", leaves, mp, ProcessHandle.current().pid());
         corfs.StartupTrace.mark("ready");
         if (reportReady) {
-            readyPipe.println(READY + " " + mp);
+            readyPipe.println(READY + " " + Main.oneLine(mp.toString())); // one line: the starter reads lines
             boolean told = !readyPipe.checkError(); // flushes: EPIPE when nobody reads (the JVM ignores SIGPIPE)
             detachStdout();
             if (!told) {
@@ -577,8 +577,8 @@ final class MountCommand implements Callable<Integer> {
             if (quiet) {
                 return 0;
             }
-            System.out.printf("mounted at %s (daemon pid %d, log %s)%n", line.substring(READY.length()).trim(),
-                    pid, where);
+            System.out.println(Main.oneLine(String.format("mounted at %s (daemon pid %d, log %s)",
+                    line.substring(READY.length()).trim(), pid, where)));
             return 0;
         }
         if (line.startsWith(ERROR)) {
