@@ -271,6 +271,102 @@ class NetworkMountIT {
         });
     }
 
+    /** FUSE workers ({@code corfs-fuse-N}) of process {@code pid}, by the thread names in /proc. */
+    private static int fuseWorkers(long pid) {
+        int n = 0;
+        try (java.util.stream.Stream<Path> tasks = Files.list(Path.of("/proc", Long.toString(pid), "task"))) {
+            for (Path t : (Iterable<Path>) tasks::iterator) {
+                try {
+                    if (Files.readString(t.resolve("comm")).trim().matches("corfs-fuse-[0-9]+")) {
+                        n++;
+                    }
+                } catch (java.io.IOException gone) {
+                    // the thread ended meanwhile
+                }
+            }
+        } catch (java.io.IOException e) {
+            return -1;
+        }
+        return n;
+    }
+
+    /** Sends one command byte to nbdkit's pause filter and waits for its upper-case echo. */
+    private static void pauseControl(Path socket, char command) throws Exception {
+        try (java.nio.channels.SocketChannel ch = java.nio.channels.SocketChannel.open(java.net.StandardProtocolFamily.UNIX)) {
+            ch.connect(java.net.UnixDomainSocketAddress.of(socket));
+            ch.write(java.nio.ByteBuffer.wrap(new byte[] {(byte) command}));
+            java.nio.ByteBuffer reply = java.nio.ByteBuffer.allocate(1);
+            while (reply.hasRemaining() && ch.read(reply) >= 0) {
+                // one byte
+            }
+            assertEquals(Character.toUpperCase(command), (char) reply.get(0), "pause filter's answer to " + command);
+        }
+    }
+
+    @Test
+    @DisplayName("NBD, -o backing_timeout=0: 72 guest reads hung on a paused server (more than the pool's 64) do not"
+            + " starve a read of a local cluster; all finish once the server resumes")
+    void hungBackingReadsDoNotStarveLocalReads() {
+        assertTimeoutPreemptively(GUARD, () -> {
+            assumeTrue(LocalServers.have("nbdkit"), "nbdkit is not installed");
+            Path img = image("source.raw", 7);
+            int port = LocalServers.freePort();
+            Path control = fx.dir().resolve("pause.sock");
+            servers.start("nbdkit-pause", List.of("nbdkit", "-f", "--exit-with-parent", "-r", "-i", "127.0.0.1",
+                    "-p", Integer.toString(port), "--filter=pause", "file", "file=" + img, "pause-control=" + control),
+                    fx.dir(), port, Duration.ofSeconds(20));
+            Path leaf = fx.dir().resolve("disk.raw");
+            fx.corfs("create", "--backing", nbd(port), leaf.toString()).assertOk();
+            Path mnt = fx.newMountPoint("mnt");
+            fx.mount(mnt, List.of("-o", "backing_timeout=0"), leaf);
+            Path exposed = mnt.resolve("disk.raw");
+            fx.run(Duration.ofMinutes(1), "dd", "if=" + exposed, "of=/dev/null", "bs=64K", "count=1", "iflag=direct",
+                    "status=none").assertOk(); // block 0 is local from now on
+            long daemon = CorfsFixture.daemonPidsFor(mnt).get(0);
+            pauseControl(control, 'p');
+            boolean resumed = false;
+            List<Process> hung = new java.util.ArrayList<>();
+            try {
+                int reads = 72;
+                for (int i = 0; i < reads; i++) {
+                    long at = (4L << 20) + i * (256L << 10); // distinct clusters, none local
+                    hung.add(new ProcessBuilder("dd", "if=" + exposed, "of=/dev/null", "bs=4K", "count=1",
+                            "skip=" + at / 4096, "iflag=direct", "status=none")
+                            .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start());
+                }
+                // every worker the old cap allowed is now inside a request hung on the backing
+                long until = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+                while (fuseWorkers(daemon) < 64 && System.nanoTime() < until) {
+                    Thread.sleep(50);
+                }
+                assertTrue(fuseWorkers(daemon) >= 64, "the pool never filled: " + fuseWorkers(daemon) + " workers");
+                Path out = fx.dir().resolve("local.out");
+                fx.run(Duration.ofSeconds(90), "dd", "if=" + exposed, "of=" + out, "bs=64K", "count=1",
+                        "iflag=direct", "status=none").assertOk();
+                byte[] want = new byte[65536];
+                try (RandomAccessFile f = new RandomAccessFile(img.toFile(), "r")) {
+                    f.readFully(want);
+                }
+                org.junit.jupiter.api.Assertions.assertArrayEquals(want, Files.readAllBytes(out));
+                assertTrue(hung.stream().allMatch(Process::isAlive), "the backing reads did not hang: the test proves"
+                        + " nothing");
+                pauseControl(control, 'r');
+                resumed = true;
+                for (Process p : hung) {
+                    assertTrue(p.waitFor(2, java.util.concurrent.TimeUnit.MINUTES), "a read did not finish after the"
+                            + " server resumed");
+                    assertEquals(0, p.exitValue(), "a read failed after the server resumed");
+                }
+            } finally {
+                if (!resumed) {
+                    pauseControl(control, 'r');
+                }
+                hung.forEach(Process::destroyForcibly);
+            }
+            fx.umount(mnt);
+        });
+    }
+
     @Test
     @DisplayName("NBD server killed mid-stream: on_error=retry carries on by itself, stop fails and resume continues")
     void streamsRideOutAServerRestart() {
