@@ -126,6 +126,17 @@ class ImageNamesIT {
             fx.umount(mnt);
             Result check = fx.corfs("check", leaf.toString()).assertOk();
             assertOneCleanLine(check.stdout(), "check");
+            // the daemon's log names the mount point too: every line keeps its tag
+            Path log = dir.resolve("leaf.raw.log");
+            assertTrue(mount.stdout().contains("log " + dir.toString().replace("\n", "\\n").replace("\u001b",
+                    "\\x1b")), "the mount names its log: " + mount.stdout());
+            List<String> lines = java.nio.file.Files.readAllLines(log);
+            assertTrue(lines.stream().anyMatch(l -> l.contains("mounted at")), "no 'mounted at' in the log: " + lines);
+            for (String l : lines) {
+                // (the refused second mount's daemon wrote its one error line before it tagged its lines)
+                assertTrue(l.startsWith("mount=") || l.startsWith("corfs: "), "a cut line: " + l + "\nin " + lines);
+                assertFalse(l.chars().anyMatch(c -> c != '\t' && Character.isISOControl(c)), "raw control in: " + l);
+            }
         });
     }
 
