@@ -320,6 +320,21 @@ class CoreMountIT {
             // need one that still depends on its backing
             assertArrayEquals(CorfsFixture.pread(backing, 0, 1 << 20), CorfsFixture.pread(img, 0, 1 << 20));
             fx.umount(mnt);
+            // the forced mount recorded the identity it accepted: the next mount does not refuse again
+            r = fx.tryMount(mnt, List.of(), leaf);
+            assertEquals(0, r.exit(), "the identity --force accepted was not recorded: " + r);
+            fx.umount(mnt);
+            fx.corfs("check", leaf.toString()).assertOk();
+            // a change nobody acknowledged is still refused, also after a forced read-only mount (which
+            // cannot record it)
+            fx.run(Duration.ofSeconds(10), "touch", "-d", "2002-02-03 04:05:06", backing.toString()).assertOk();
+            fx.mount(mnt, List.of("--force", "--read-only"), leaf);
+            fx.umount(mnt);
+            r = fx.tryMount(mnt, List.of(), leaf);
+            assertNotEquals(0, r.exit(), "a change acknowledged only by a read-only mount was recorded: " + r);
+            assertFalse(CorfsFixture.isMounted(mnt));
+            fx.mount(mnt, List.of("--force"), leaf);
+            fx.umount(mnt);
 
             Path aside = fx.dir().resolve("aside.raw");
             Files.move(backing, aside);

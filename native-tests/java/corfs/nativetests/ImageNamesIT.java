@@ -100,6 +100,54 @@ class ImageNamesIT {
         });
     }
 
+    @Test
+    @DisplayName("a newline and an escape in the mount point and the leaf's path: every message names them escaped,"
+            + " on one line")
+    void controlCharactersInPathsAreEscaped() {
+        assertTimeoutPreemptively(Duration.ofMinutes(4), () -> {
+            Path backing = fx.makeBacking("base.raw", 2L * MIB, 9);
+            Path dir = java.nio.file.Files.createDirectories(fx.dir().resolve("d\nir\u001b[31m"));
+            Path leaf = dir.resolve("leaf.raw");
+            Result create = fx.corfs("create", "--backing", backing.toString(), leaf.toString()).assertOk();
+            assertOneCleanLine(create.stdout(), "create");
+            Path mnt = fx.newMountPoint("mnt\nsecond line\u001b[2J");
+            Result mount = fx.tryMount(mnt, List.of(), leaf).assertOk();
+            assertOneCleanLine(mount.stdout(), "mount");
+            assertTrue(mount.stdout().startsWith("mounted at ") && mount.stdout().contains("mnt\\nsecond line"),
+                    "the whole mount point, escaped: " + mount.stdout());
+            Result again = fx.corfs("mount", leaf.toString(), mnt.toString());
+            assertEquals(1, again.exit(), again.toString());
+            assertOneCleanLine(again.stderr(), "a second mount");
+            Result status = fx.corfs("status", mnt.toString()).assertOk();
+            assertFalse(status.stdout().chars().anyMatch(c -> c != '\n' && Character.isISOControl(c)),
+                    "status: " + status.stdout());
+            Result notMounted = fx.corfs("status", dir.toString());
+            assertOneCleanLine(notMounted.stderr(), "status of a directory that is no mount");
+            fx.umount(mnt);
+            Result check = fx.corfs("check", leaf.toString()).assertOk();
+            assertOneCleanLine(check.stdout(), "check");
+            // the daemon's log names the mount point too: every line keeps its tag
+            Path log = dir.resolve("leaf.raw.log");
+            assertTrue(mount.stdout().contains("log " + dir.toString().replace("\n", "\\n").replace("\u001b",
+                    "\\x1b")), "the mount names its log: " + mount.stdout());
+            List<String> lines = java.nio.file.Files.readAllLines(log);
+            assertTrue(lines.stream().anyMatch(l -> l.contains("mounted at")), "no 'mounted at' in the log: " + lines);
+            for (String l : lines) {
+                // (the refused second mount's daemon wrote its one error line before it tagged its lines)
+                assertTrue(l.startsWith("mount=") || l.startsWith("corfs: "), "a cut line: " + l + "\nin " + lines);
+                assertFalse(l.chars().anyMatch(c -> c != '\t' && Character.isISOControl(c)), "raw control in: " + l);
+            }
+        });
+    }
+
+    /** {@code text} is one line (ending in a newline) with no other control character. */
+    private static void assertOneCleanLine(String text, String what) {
+        assertTrue(text.endsWith("\n") && text.indexOf('\n') == text.length() - 1, what + ": not one line: " + text);
+        assertFalse(text.chars().anyMatch(c -> c != '\n' && Character.isISOControl(c)),
+                what + ": a raw control character: " + text);
+        assertTrue(text.contains("\\n"), what + ": the newline is not shown escaped: " + text);
+    }
+
     private static String decode(String token) {
         java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
         byte[] b = token.getBytes(java.nio.charset.StandardCharsets.UTF_8);

@@ -175,6 +175,198 @@ class NetworkMountIT {
         });
     }
 
+    /**
+     * A TCP relay on 127.0.0.1:LISTEN: every connection goes to STALL until one of them has carried a
+     * byte from its client (a port probe carries none), every later one to GOOD. Prints "stalled" once.
+     */
+    private static final String RELAY = String.join("\n",
+            "import socket, sys, threading",
+            "listen, stall, good = map(int, sys.argv[1:4])",
+            "state = {'stalled': False}",
+            "lock = threading.Lock()",
+            "def mark():",
+            "    with lock:",
+            "        if not state['stalled']:",
+            "            state['stalled'] = True",
+            "            print('stalled', flush=True)",
+            "def pump(src, dst, first):",
+            "    try:",
+            "        while True:",
+            "            b = src.recv(65536)",
+            "            if not b:",
+            "                break",
+            "            if first:",
+            "                first()",
+            "                first = None",
+            "            dst.sendall(b)",
+            "    except OSError:",
+            "        pass",
+            "    for s in (src, dst):",
+            "        try:",
+            "            s.shutdown(socket.SHUT_RDWR)",
+            "        except OSError:",
+            "            pass",
+            "srv = socket.socket()",
+            "srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)",
+            "srv.bind(('127.0.0.1', listen))",
+            "srv.listen(64)",
+            "while True:",
+            "    c, _ = srv.accept()",
+            "    with lock:",
+            "        to_stall = not state['stalled']",
+            "    try:",
+            "        up = socket.create_connection(('127.0.0.1', stall if to_stall else good))",
+            "    except OSError:",
+            "        c.close()",
+            "        continue",
+            "    threading.Thread(target=pump, args=(c, up, mark if to_stall else None), daemon=True).start()",
+            "    threading.Thread(target=pump, args=(up, c, None), daemon=True).start()",
+            "");
+
+    @Test
+    @DisplayName("NBD, -o backing_timeout=0: a reconnect to a server that handshakes and then stalls is abandoned"
+            + " and retried, so the server that comes back serves the waiting read")
+    void stalledReconnectIsRetried() {
+        assertTimeoutPreemptively(GUARD, () -> {
+            assumeTrue(LocalServers.have("nbdkit"), "nbdkit is not installed");
+            assumeTrue(LocalServers.have("python3"), "python3 is not installed");
+            Path img = image("source.raw", 6);
+            int port = LocalServers.freePort();
+            LocalServers.Server server = qemuNbd(img, port, true);
+            Path leaf = fx.dir().resolve("disk.raw");
+            fx.corfs("create", "--backing", nbd(port), leaf.toString()).assertOk();
+            Path mnt = fx.newMountPoint("mnt");
+            fx.mount(mnt, List.of("-o", "backing_timeout=0"), leaf);
+            Path exposed = mnt.resolve("disk.raw");
+            fx.run(Duration.ofMinutes(1), "dd", "if=" + exposed, "of=/dev/null", "bs=64K", "count=1",
+                    "iflag=direct", "status=none").assertOk();
+            servers.kill(server);
+            // the same disk behind both: a server that answers the handshake and then never answers a read
+            // (nbdkit's delay filter, ten minutes a read), and a good one
+            int stallPort = LocalServers.freePort();
+            servers.start("nbdkit-stall", List.of("nbdkit", "-f", "--exit-with-parent", "-r", "-i", "127.0.0.1",
+                    "-p", Integer.toString(stallPort), "--filter=delay", "file", "file=" + img, "delay-read=600"),
+                    fx.dir(), stallPort, Duration.ofSeconds(20));
+            LocalServers.Server good = qemuNbd(img, LocalServers.freePort(), true);
+            Path relay = fx.dir().resolve("relay.py");
+            Files.writeString(relay, RELAY);
+            LocalServers.Server relayServer = servers.start("relay", List.of("python3", relay.toString(),
+                    Integer.toString(port), Integer.toString(stallPort), Integer.toString(good.port())),
+                    fx.dir(), port, Duration.ofSeconds(20));
+            Path out = fx.dir().resolve("block.out");
+            long block = SIZE / 65536 - 3;
+            // a day-long call timeout; only the reconnect's own bound gets the keeper past the stalled server
+            Result read = fx.run(Duration.ofMinutes(2), "dd", "if=" + exposed, "of=" + out, "bs=64K", "count=1",
+                    "skip=" + block, "iflag=direct", "status=none");
+            assertTrue(Files.readString(relayServer.log()).contains("stalled"),
+                    "the reconnect never went through the stalling server: the test proves nothing");
+            read.assertOk();
+            byte[] want = new byte[65536];
+            try (RandomAccessFile f = new RandomAccessFile(img.toFile(), "r")) {
+                f.seek(block * 65536);
+                f.readFully(want);
+            }
+            org.junit.jupiter.api.Assertions.assertArrayEquals(want, Files.readAllBytes(out));
+            fx.umount(mnt);
+        });
+    }
+
+    /** FUSE workers ({@code corfs-fuse-N}) of process {@code pid}, by the thread names in /proc. */
+    private static int fuseWorkers(long pid) {
+        int n = 0;
+        try (java.util.stream.Stream<Path> tasks = Files.list(Path.of("/proc", Long.toString(pid), "task"))) {
+            for (Path t : (Iterable<Path>) tasks::iterator) {
+                try {
+                    if (Files.readString(t.resolve("comm")).trim().matches("corfs-fuse-[0-9]+")) {
+                        n++;
+                    }
+                } catch (java.io.IOException gone) {
+                    // the thread ended meanwhile
+                }
+            }
+        } catch (java.io.IOException e) {
+            return -1;
+        }
+        return n;
+    }
+
+    /** Sends one command byte to nbdkit's pause filter and waits for its upper-case echo. */
+    private static void pauseControl(Path socket, char command) throws Exception {
+        try (java.nio.channels.SocketChannel ch = java.nio.channels.SocketChannel.open(java.net.StandardProtocolFamily.UNIX)) {
+            ch.connect(java.net.UnixDomainSocketAddress.of(socket));
+            ch.write(java.nio.ByteBuffer.wrap(new byte[] {(byte) command}));
+            java.nio.ByteBuffer reply = java.nio.ByteBuffer.allocate(1);
+            while (reply.hasRemaining() && ch.read(reply) >= 0) {
+                // one byte
+            }
+            assertEquals(Character.toUpperCase(command), (char) reply.get(0), "pause filter's answer to " + command);
+        }
+    }
+
+    @Test
+    @DisplayName("NBD, -o backing_timeout=0: 72 guest reads hung on a paused server (more than the pool's 64) do not"
+            + " starve a read of a local cluster; all finish once the server resumes")
+    void hungBackingReadsDoNotStarveLocalReads() {
+        assertTimeoutPreemptively(GUARD, () -> {
+            assumeTrue(LocalServers.have("nbdkit"), "nbdkit is not installed");
+            Path img = image("source.raw", 7);
+            int port = LocalServers.freePort();
+            Path control = fx.dir().resolve("pause.sock");
+            servers.start("nbdkit-pause", List.of("nbdkit", "-f", "--exit-with-parent", "-r", "-i", "127.0.0.1",
+                    "-p", Integer.toString(port), "--filter=pause", "file", "file=" + img, "pause-control=" + control),
+                    fx.dir(), port, Duration.ofSeconds(20));
+            Path leaf = fx.dir().resolve("disk.raw");
+            fx.corfs("create", "--backing", nbd(port), leaf.toString()).assertOk();
+            Path mnt = fx.newMountPoint("mnt");
+            fx.mount(mnt, List.of("-o", "backing_timeout=0"), leaf);
+            Path exposed = mnt.resolve("disk.raw");
+            fx.run(Duration.ofMinutes(1), "dd", "if=" + exposed, "of=/dev/null", "bs=64K", "count=1", "iflag=direct",
+                    "status=none").assertOk(); // block 0 is local from now on
+            long daemon = CorfsFixture.daemonPidsFor(mnt).get(0);
+            pauseControl(control, 'p');
+            boolean resumed = false;
+            List<Process> hung = new java.util.ArrayList<>();
+            try {
+                int reads = 72;
+                for (int i = 0; i < reads; i++) {
+                    long at = (4L << 20) + i * (256L << 10); // distinct clusters, none local
+                    hung.add(new ProcessBuilder("dd", "if=" + exposed, "of=/dev/null", "bs=4K", "count=1",
+                            "skip=" + at / 4096, "iflag=direct", "status=none")
+                            .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start());
+                }
+                // every worker the old cap allowed is now inside a request hung on the backing
+                long until = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+                while (fuseWorkers(daemon) < 64 && System.nanoTime() < until) {
+                    Thread.sleep(50);
+                }
+                assertTrue(fuseWorkers(daemon) >= 64, "the pool never filled: " + fuseWorkers(daemon) + " workers");
+                Path out = fx.dir().resolve("local.out");
+                fx.run(Duration.ofSeconds(90), "dd", "if=" + exposed, "of=" + out, "bs=64K", "count=1",
+                        "iflag=direct", "status=none").assertOk();
+                byte[] want = new byte[65536];
+                try (RandomAccessFile f = new RandomAccessFile(img.toFile(), "r")) {
+                    f.readFully(want);
+                }
+                org.junit.jupiter.api.Assertions.assertArrayEquals(want, Files.readAllBytes(out));
+                assertTrue(hung.stream().allMatch(Process::isAlive), "the backing reads did not hang: the test proves"
+                        + " nothing");
+                pauseControl(control, 'r');
+                resumed = true;
+                for (Process p : hung) {
+                    assertTrue(p.waitFor(2, java.util.concurrent.TimeUnit.MINUTES), "a read did not finish after the"
+                            + " server resumed");
+                    assertEquals(0, p.exitValue(), "a read failed after the server resumed");
+                }
+            } finally {
+                if (!resumed) {
+                    pauseControl(control, 'r');
+                }
+                hung.forEach(Process::destroyForcibly);
+            }
+            fx.umount(mnt);
+        });
+    }
+
     @Test
     @DisplayName("NBD server killed mid-stream: on_error=retry carries on by itself, stop fails and resume continues")
     void streamsRideOutAServerRestart() {

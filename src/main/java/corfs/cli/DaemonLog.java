@@ -93,8 +93,27 @@ final class DaemonLog {
         public void println(String x) {
             synchronized (this) {
                 super.print(prefix());
-                super.println(x);
+                super.println(oneLine(x));
             }
+        }
+
+        /**
+         * {@code x} with control characters escaped ({@link Main#oneLine}), tabs kept (stack trace lines start
+         * with one): a path with a newline in a message must not start a line without the tag.
+         */
+        private static String oneLine(String x) {
+            if (x == null || x.indexOf('\t') < 0) {
+                return Main.oneLine(x);
+            }
+            String[] parts = x.split("\t", -1);
+            StringBuilder b = new StringBuilder(x.length());
+            for (int i = 0; i < parts.length; i++) {
+                if (i > 0) {
+                    b.append('\t');
+                }
+                b.append(Main.oneLine(parts[i]));
+            }
+            return b.toString();
         }
 
         @Override

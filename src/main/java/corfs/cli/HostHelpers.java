@@ -133,9 +133,9 @@ final class HostHelpers {
         public Integer call() throws Exception {
             MountCommand mount = translate();
             if (verbose) {
-                System.err.println("corfs: mounting " + mount.paths.subList(0, mount.paths.size() - 1) + " at "
-                        + mountPoint + (mount.options.isEmpty() ? "" : " with -o " + String.join(",", mount.options))
-                        + (mount.log != null ? " --log " + mount.log : ""));
+                System.err.println(Main.oneLine("corfs: mounting " + mount.paths.subList(0, mount.paths.size() - 1)
+                        + " at " + mountPoint + (mount.options.isEmpty() ? "" : " with -o " + String.join(",",
+                        mount.options)) + (mount.log != null ? " --log " + mount.log : "")));
             }
             if (fake) {
                 MountCommand.parseOptions(mount.options); // refuse what a real mount would refuse
@@ -219,7 +219,7 @@ final class HostHelpers {
             umount.mountPoint = mountPoint;
             umount.lazy = lazy;
             if (verbose) {
-                System.err.println("corfs: unmounting " + mountPoint + (lazy ? " (lazily if busy)" : ""));
+                System.err.println(Main.oneLine("corfs: unmounting " + mountPoint + (lazy ? " (lazily if busy)" : "")));
             }
             return umount.call();
         }

@@ -65,11 +65,11 @@ final class LeafCommands {
             BackingOpts.validate(backing, backingFormat, options);
             String format = LeafImages.create(leaf, backing, backingFormat, options, (int) clusterSize, force, prefetch);
             LeafInfo info = LeafImages.info(leaf);
-            System.out.printf("created %s (%s, cluster %s) over %s (%s%s)%n", leaf, Sizes.human(info.virtualSize()),
-                    Sizes.human(info.clusterSize()), Info.printable(info.backingSpec()), format,
-                    backingFormat == null ? ", detected" : "");
+            System.out.println(Main.oneLine(String.format("created %s (%s, cluster %s) over %s (%s%s)", leaf,
+                    Sizes.human(info.virtualSize()), Sizes.human(info.clusterSize()), info.backingSpec(), format,
+                    backingFormat == null ? ", detected" : "")));
             if (prefetch != null) {
-                System.out.printf("every mount prefetches %s until it completes%n", prefetch);
+                System.out.println(Main.oneLine("every mount prefetches " + prefetch + " until it completes"));
             }
             return 0;
         }
@@ -101,7 +101,7 @@ final class LeafCommands {
             String format = LeafImages.info(leaf).backingFormat();
             BackingOpts.validate(spec, format, options);
             LeafImages.SetBackingResult r = LeafImages.setBacking(leaf, spec, options, force);
-            System.out.printf("%s: backing is now %s (%s)%n", leaf, Info.printable(r.spec()), Info.printable(r.verdict()));
+            System.out.println(Main.oneLine(leaf + ": backing is now " + r.spec() + " (" + r.verdict() + ")"));
             return 0;
         }
     }
@@ -301,10 +301,10 @@ final class LeafCommands {
             if (repair) {
                 List<String> actions = corfs.image.LeafImage.repair(leaf);
                 for (String a : actions) {
-                    System.out.println(leaf + ": repaired " + a);
+                    System.out.println(Main.oneLine(leaf + ": repaired " + a));
                 }
                 if (actions.isEmpty()) {
-                    System.out.println(leaf + ": nothing to repair");
+                    System.out.println(Main.oneLine(leaf + ": nothing to repair"));
                 }
             }
             List<String> problems;
@@ -314,12 +314,12 @@ final class LeafCommands {
                 problems = List.of(e.getMessage());
             }
             if (problems.isEmpty()) {
-                System.out.println(leaf + ": no problems found");
+                System.out.println(Main.oneLine(leaf + ": no problems found"));
                 return 0;
             }
-            System.out.println(leaf + ": " + problems.size() + " problem(s) found:");
+            System.out.println(Main.oneLine(leaf + ": " + problems.size() + " problem(s) found:"));
             for (String p : problems) {
-                System.out.println("  " + p);
+                System.out.println("  " + Main.oneLine(p));
             }
             return EXIT_PROBLEMS;
         }

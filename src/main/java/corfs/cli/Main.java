@@ -145,7 +145,9 @@ public final class Main implements Runnable {
                 case '\r' -> sb.append("\\r");
                 case '\t' -> sb.append("\\t");
                 default -> {
-                    if (isControl(c)) {
+                    if (c > 0xff && isControl(c)) {
+                        sb.append(String.format("\\u%04x", c));
+                    } else if (isControl(c)) {
                         sb.append(String.format("\\x%02x", c));
                     } else {
                         sb.append((char) c);
@@ -157,7 +159,7 @@ public final class Main implements Runnable {
     }
 
     private static boolean isControl(int c) {
-        return c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0);
+        return c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0) || c == 0x2028 || c == 0x2029;
     }
 
     /** The one-line message of a failure. */

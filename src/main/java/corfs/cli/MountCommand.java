@@ -91,8 +91,9 @@ final class MountCommand implements Callable<Integer> {
     @Option(names = "--read-only", description = "expose the leaves read-only")
     boolean readOnly;
 
-    @Option(names = "--force", description = "accept a changed backing identity; adopt a copied data file (one"
-            + " that is not the file its metadata was made for); clear a dead FUSE mount at MOUNTPOINT")
+    @Option(names = "--force", description = "accept a changed backing identity (a writable mount records it);"
+            + " adopt a copied data file (one that is not the file its metadata was made for); clear a dead FUSE"
+            + " mount at MOUNTPOINT")
     boolean force;
 
     @Option(names = "-o", paramLabel = "OPTIONS", description = {
@@ -320,7 +321,7 @@ final class MountCommand implements Callable<Integer> {
             }
         } catch (Throwable t) {
             if (reportReady) {
-                readyPipe.println(ERROR + " " + Main.message(t).replace('\n', ' '));
+                readyPipe.println(ERROR + " " + Main.oneLine(Main.message(t)));
                 readyPipe.flush();
             }
             throw t;
@@ -343,7 +344,7 @@ final class MountCommand implements Callable<Integer> {
         LOG.info("ready: {} at {} (pid {})", leaves, mp, ProcessHandle.current().pid());
         corfs.StartupTrace.mark("ready");
         if (reportReady) {
-            readyPipe.println(READY + " " + mp);
+            readyPipe.println(READY + " " + Main.oneLine(mp.toString())); // one line: the starter reads lines
             boolean told = !readyPipe.checkError(); // flushes: EPIPE when nobody reads (the JVM ignores SIGPIPE)
             detachStdout();
             if (!told) {
@@ -576,8 +577,8 @@ final class MountCommand implements Callable<Integer> {
             if (quiet) {
                 return 0;
             }
-            System.out.printf("mounted at %s (daemon pid %d, log %s)%n", line.substring(READY.length()).trim(),
-                    pid, where);
+            System.out.println(Main.oneLine(String.format("mounted at %s (daemon pid %d, log %s)",
+                    line.substring(READY.length()).trim(), pid, where)));
             return 0;
         }
         if (line.startsWith(ERROR)) {

@@ -38,7 +38,7 @@ final class UmountCommand implements Callable<Integer> {
             if (FuseMount.isDeadMountError(e)) {
                 Path abs = mountPoint.toAbsolutePath().normalize();
                 FuseMount.fusermount(abs, true);
-                System.err.println("corfs: " + abs + " was a dead mount (its daemon had died); cleared it");
+                System.err.println(Main.oneLine("corfs: " + abs + " was a dead mount (its daemon had died); cleared it"));
                 return 0;
             }
             throw e;
@@ -51,7 +51,7 @@ final class UmountCommand implements Callable<Integer> {
             try {
                 RunFiles.checkDir(RunFiles.dir());
             } catch (RunFiles.UnsafeRunDirException e) {
-                System.err.println("corfs: warning: " + e.getMessage() + "; not waiting for the daemon");
+                System.err.println(Main.oneLine("corfs: warning: " + e.getMessage() + "; not waiting for the daemon"));
             } catch (java.io.IOException e) {
                 // no runtime directory: no daemon of ours to wait for
             }
@@ -65,9 +65,9 @@ final class UmountCommand implements Callable<Integer> {
                 // Busy: detach now. The kernel ends the connection when the last open file is closed; only then
                 // does the daemon see the unmount, flush and exit. Waiting here would wait for that close.
                 FuseMount.fusermount(mp, true);
-                System.err.println("corfs: " + mp + " is in use: detached it lazily; its daemon"
+                System.err.println(Main.oneLine("corfs: " + mp + " is in use: detached it lazily; its daemon"
                         + daemon.map(d -> " (pid " + d.process().pid() + ")").orElse("")
-                        + " flushes and exits when the last file open there is closed");
+                        + " flushes and exits when the last file open there is closed"));
                 return 0;
             }
             throw new Main.ExitException(Main.EXIT_FAILURE, "cannot unmount " + mp + ": " + e.getMessage()
@@ -101,9 +101,9 @@ final class UmountCommand implements Callable<Integer> {
                 closedAt = now;
             }
             if (closedAt >= 0 && now - closedAt > TimeUnit.SECONDS.toNanos(CLOSED_EXIT_GRACE_S)) {
-                System.err.println("corfs: " + mp + ": the daemon (pid " + daemon.pid() + ") flushed and closed the"
-                        + " leaves, but a thread of it is still blocked in the backing's filesystem; it exits when"
-                        + " the backing answers");
+                System.err.println(Main.oneLine("corfs: " + mp + ": the daemon (pid " + daemon.pid() + ") flushed and"
+                        + " closed the leaves, but a thread of it is still blocked in the backing's filesystem; it exits"
+                        + " when the backing answers"));
                 return;
             }
             if (now > deadline) {

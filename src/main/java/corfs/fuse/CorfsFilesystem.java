@@ -106,6 +106,26 @@ public final class CorfsFilesystem extends FuseStubFS {
         return null;
     }
 
+    /**
+     * True if every cluster of {@code [offset, offset + length)} (within the disk) is local, so serving it
+     * never waits on the backing (a bitmap bit per cluster: volatile reads only). Tells the FUSE pool which
+     * requests may hang on a backing with no timeout ({@link FuseLoop#waitsOnBacking}).
+     */
+    private static boolean allLocal(LeafDisk d, long offset, long length) {
+        long end = Math.min(d.size(), offset + Math.max(0, length));
+        if (d.backing() == null || offset >= end || offset < 0) {
+            return true;
+        }
+        int cs = d.clusterSize();
+        corfs.image.ClusterBitmap local = d.image().local();
+        for (long c = offset / cs, last = (end - 1) / cs; c <= last; c++) {
+            if (!local.get(c)) {
+                return false;
+            }
+        }
+        return true;
+    }
+
     private static ByteBuffer view(Pointer buf, long size) {
         return MemoryIO.getInstance().newDirectByteBuffer(buf.address(), (int) size);
     }
@@ -199,6 +219,7 @@ public final class CorfsFilesystem extends FuseStubFS {
             LeafDisk d = leaves.get(path);
             if (d != null) {
                 ByteBuffer dst = view(buf, size);
+                FuseLoop.waitsOnBacking(!allLocal(d, offset, size));
                 int total = 0;
                 while (dst.hasRemaining()) {
                     int n = d.read(dst, offset + total);
@@ -232,6 +253,7 @@ public final class CorfsFilesystem extends FuseStubFS {
                 }
                 // A write across the end is short, like on any file that cannot grow; the next one gets EFBIG.
                 ByteBuffer src = view(buf, Math.min(size, Math.max(room, 0)));
+                FuseLoop.waitsOnBacking(!allLocal(d, offset, src.remaining()));
                 int total = 0;
                 while (src.hasRemaining()) {
                     int n = d.write(src, offset + total);

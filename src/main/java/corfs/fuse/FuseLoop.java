@@ -35,7 +35,12 @@ import org.slf4j.LoggerFactory;
  * <h2>Pool size</h2>
  * Fixed ({@code -o threads=N}) or, by default, <em>elastic</em>: {@link #baseThreads} workers (one per CPU,
  * 2 to 16) and one more whenever every worker has been inside its current request for
- * {@link #STALL_NANOS} or longer, up to {@value #MAX_THREADS}. A stalled pool means requests blocked on a slow
+ * {@link #STALL_NANOS} or longer, up to {@value #MAX_THREADS} workers that are not waiting on a backing. A
+ * worker serving a request that may wait on the backing (a read or write that touches a cluster that is not
+ * local; {@link #waitsOnBacking}) does not count toward that cap, only toward {@value #MAX_ALL_THREADS} in
+ * all: so requests hung on a backing with no timeout (at most {@value #MAX_ALL_THREADS} - 1 of them) never
+ * take the last worker a read of local clusters needs. Past that hard cap local reads queue behind them too.
+ * A stalled pool means requests blocked on a slow
  * or hung backing: then requests for local data would wait in the kernel's queue, so a worker is added (one
  * per check, every {@link #WATCH_BUSY_NANOS}). A pool that is merely saturated by CPU work is not grown:
  * on 2 CPUs, 4 fio jobs of 4 KiB reads served by a pool that grew whenever all workers were busy (like
@@ -66,6 +71,10 @@ final class FuseLoop {
     static final String THREAD_PREFIX = "corfs-fuse-";
     static final int MIN_THREADS = 1;
     static final int MAX_THREADS = 64;
+    /** The hard cap of an elastic pool, workers waiting on a backing included (see the class comment). */
+    static final int MAX_ALL_THREADS = 256;
+    /** The worker running on this thread, null on any other thread. */
+    private static final ThreadLocal<Worker> CURRENT = new ThreadLocal<>();
     /** {@link #start}'s argument for the elastic pool sized from the CPUs (see the class comment). */
     static final int ELASTIC = 0;
     private static final AtomicInteger WATCHERS = new AtomicInteger();
@@ -83,10 +92,14 @@ final class FuseLoop {
     private static final long IDLE = Long.MIN_VALUE;
     private static final int EINTR = 4;
 
-    /** One worker: its thread and when it took its current request ({@link #IDLE} between requests). */
+    /**
+     * One worker: its thread, when it took its current request ({@link #IDLE} between requests), and whether
+     * that request may wait on a backing.
+     */
     private static final class Worker {
         final Thread thread;
         volatile long busySince = IDLE;
+        volatile boolean onBacking;
 
         Worker(Thread thread) {
             this.thread = thread;
@@ -118,6 +131,7 @@ final class FuseLoop {
     private Thread watcher;
     private int baseWorkers;
     private int maxWorkers;
+    private int maxAll;
     private int nextIndex;
     private boolean cleanupStarted;
 
@@ -184,6 +198,7 @@ final class FuseLoop {
         cleanupStarted = true;
         baseWorkers = threads == ELASTIC ? baseThreads() : threads;
         maxWorkers = threads == ELASTIC ? MAX_THREADS : threads;
+        maxAll = threads == ELASTIC ? MAX_ALL_THREADS : threads;
         for (int i = 0; i < baseWorkers; i++) {
             addWorker();
         }
@@ -209,6 +224,17 @@ final class FuseLoop {
         t.start();
     }
 
+    /**
+     * Says whether the request the calling worker serves may wait on a backing (true before the engine is
+     * called for a range that is not all local, false after). Does nothing on a thread that is not a worker.
+     */
+    static void waitsOnBacking(boolean waits) {
+        Worker me = CURRENT.get();
+        if (me != null) {
+            me.onBacking = waits;
+        }
+    }
+
     /** The worker took a request. */
     private void received(Worker me) {
         me.busySince = System.nanoTime();
@@ -218,6 +244,7 @@ final class FuseLoop {
     /** The worker replied: true if it should retire (above the base, and no stall for a while). */
     private boolean replied(Worker me) {
         me.busySince = IDLE;
+        me.onBacking = false;
         busy.decrementAndGet();
         if (alive.get() <= baseWorkers || System.nanoTime() - lastStallNanos < RETIRE_AFTER_NANOS) {
             return false;
@@ -241,7 +268,7 @@ final class FuseLoop {
                     if (state.get() != State.RUNNING || alive.get() == 0) {
                         return;
                     }
-                    if (alive.get() < maxWorkers && stalled(System.nanoTime())
+                    if (alive.get() < maxAll && alive.get() - onBacking() < maxWorkers && stalled(System.nanoTime())
                             && lib.fuse_session_exited(session) == 0) {
                         lastStallNanos = System.nanoTime();
                         addWorker();
@@ -254,6 +281,18 @@ final class FuseLoop {
             LOG.error("the FUSE pool's watcher failed; the pool no longer grows", t);
         }
         LOG.debug("{} ended", Thread.currentThread().getName());
+    }
+
+    /** Live workers serving a request that may wait on a backing. Holds the monitor. */
+    private int onBacking() {
+        assert Thread.holdsLock(this);
+        int n = 0;
+        for (Worker w : workers) {
+            if (w.onBacking && w.thread.isAlive()) {
+                n++;
+            }
+        }
+        return n;
     }
 
     /** True if every live worker has been in its current request for {@link #STALL_NANOS}. Holds the monitor. */
@@ -277,6 +316,7 @@ final class FuseLoop {
     }
 
     private void work(Worker me) {
+        CURRENT.set(me);
         boolean retired = false;
         Pointer buf = null;
         Pointer mem = null;

@@ -48,7 +48,8 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * closed and nothing on disk has changed. A leaf is refused when its metadata is corrupt, when another
  * process holds it, when its backing is missing or of another size, or when the backing's identity
  * changed since it was recorded, unless {@code force} or this leaf's own commit changed it
- * ({@link BackingChange}, the rule check and info use too; then the new identity is recorded).
+ * ({@link BackingChange}, the rule check and info use too; then the new identity is recorded, by a writable
+ * mount, before anything is served).
  *
  * <h2>Threads</h2>
  * Two named threads per mount: the filler (jobs) and the flusher, which makes bitmap changes durable
@@ -231,8 +232,17 @@ public final class MountSession implements AutoCloseable {
                             throw new CorfsException(Reason.INVALID_ARGUMENT, leaf + ": " + BackingChange.problem(h, now)
                                     + ". Use --force only if its content is unchanged");
                         }
-                        LOG.warn("{}: backing changed ({} now, {} recorded); accepted because of --force",
-                                leaf.getFileName(), now.describe(), recorded.describe());
+                        // --force is the operator's acknowledgement: record it, so the next mount does not ask
+                        // again (this mount's copy-on-read fills the leaf from the new backing anyway). Before
+                        // anything is served, so no cluster of the new backing lands under the old identity.
+                        // A read-only mount cannot record it: the next mount asks again.
+                        boolean record = !options.readOnly() && !image.readOnly();
+                        LOG.warn("{}: backing changed ({} now, {} recorded); accepted because of --force{}",
+                                leaf.getFileName(), now.describe(), recorded.describe(),
+                                record ? " and recorded" : " for this read-only mount only (not recorded)");
+                        if (record) {
+                            image.updateHeader(x -> x.withBackingIdentity(now));
+                        }
                     }
                 }
                 backing = timeoutMillis > 0 ? new TimeoutBacking(backing, timeoutMillis) : backing;

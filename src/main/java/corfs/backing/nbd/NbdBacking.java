@@ -55,6 +55,10 @@ import java.util.concurrent.atomic.AtomicReferenceArray;
  * <li>The keeper thread {@code corfs-nbd-keeper-N} reopens missing connections with exponential backoff
  *     (100 ms doubling to 5 s). Every new connection is checked before it serves anything: same size and
  *     the same content in the sampled blocks as when the backing was opened (see {@link #identity()}).
+ *     One attempt is bounded apart from the call timeout: the connect and handshake by the connect
+ *     timeout, the sample reads by as much again; an attempt that runs out is closed and retried, so a
+ *     server that accepted and then stalls never holds the keeper (with a mount's
+ *     {@code backing_timeout=0} the call timeout is a day).
  *     A different disk sets a sticky "backing changed" failure: every later call fails with it.</li>
  * <li>Every call waits at most {@code timeout} (default 30 s) in all, for a connection and for the
  *     server, then fails naming the server. A request still in flight when its call gives up is
@@ -141,7 +145,7 @@ public final class NbdBacking implements Backing {
         this.slots = new AtomicReferenceArray<>(connections);
         this.target = connections;
         this.samples = sampleLayout(size, blockSizes.minimum());
-        byte[][] now = readSamples(first, deadline);
+        byte[][] now = readSamples(first, deadline, timeoutNanos);
         for (int i = 0; i < now.length; i++) {
             samples.get(i).expected = now[i];
         }
@@ -590,9 +594,13 @@ public final class NbdBacking implements Backing {
             try {
                 // an extra connection while others serve: a short deadline, since a server that takes
                 // fewer clients (qemu-nbd without -e) leaves it hanging before the handshake
-                NbdConnection c = NbdClient.connect(uri, othersLive
-                        ? options.withConnectTimeout(min(options.connectTimeout(), EXTRA_CONNECT_TIMEOUT)) : options);
-                if (!admit(c)) {
+                NbdOptions attempt = othersLive
+                        ? options.withConnectTimeout(min(options.connectTimeout(), EXTRA_CONNECT_TIMEOUT)) : options;
+                NbdConnection c = NbdClient.connect(uri, attempt);
+                // the check gets the connect's bound too, not the call timeout (a day with backing_timeout=0):
+                // a server that completed the handshake and then stalls must not hold the keeper, which
+                // retries with backoff so that a server that comes back is used
+                if (!admit(c, attempt.connectTimeout().toNanos())) {
                     return;
                 }
                 if (!slots.compareAndSet(missing, old, c) || closed.get()) {
@@ -624,7 +632,7 @@ public final class NbdBacking implements Backing {
      * of this backing's writer may have changed are adopted instead of compared). False (and the
      * connection closed) when the backing is closed or changed; throws when the check could not be made.
      */
-    private boolean admit(NbdConnection c) throws IOException {
+    private boolean admit(NbdConnection c, long boundNanos) throws IOException {
         try {
             if (closed.get()) {
                 c.close();
@@ -643,7 +651,7 @@ public final class NbdBacking implements Backing {
             for (int i = 0; i < versions.length; i++) {
                 versions[i] = samples.get(i).version();
             }
-            byte[][] now = readSamples(c, System.nanoTime() + timeoutNanos);
+            byte[][] now = readSamples(c, System.nanoTime() + boundNanos, boundNanos);
             for (int i = 0; i < now.length; i++) {
                 Sample s = samples.get(i);
                 synchronized (s) {
@@ -743,7 +751,8 @@ public final class NbdBacking implements Backing {
         return out;
     }
 
-    private byte[][] readSamples(NbdConnection c, long deadline) throws IOException {
+    /** Reads the samples over {@code c} by {@code deadline} ({@code boundNanos} after the start, for the message). */
+    private byte[][] readSamples(NbdConnection c, long deadline, long boundNanos) throws IOException {
         List<CompletableFuture<Void>> reads = new ArrayList<>();
         byte[][] out = new byte[samples.size()][];
         for (int i = 0; i < out.length; i++) {
@@ -756,7 +765,7 @@ public final class NbdBacking implements Backing {
                     .get(Math.max(0, deadline - System.nanoTime()), TimeUnit.NANOSECONDS);
         } catch (TimeoutException e) {
             throw new CorfsException(Reason.IO, uri + ": reading the identity samples took over "
-                    + seconds(timeoutNanos));
+                    + seconds(boundNanos));
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             throw new CorfsException(Reason.IO, uri + ": interrupted while reading the identity samples");
