@@ -438,7 +438,7 @@ public final class LeafDisk implements AutoCloseable {
                 writeLeaf(view, offset);
                 markWritten(first, last);
             } catch (IOException | RuntimeException e) {
-                lowerDirty(raised, landing);
+                writeFailed(first, last, raised, landing);
                 throw e;
             }
             src.position(src.position() + len);
@@ -482,7 +482,7 @@ public final class LeafDisk implements AutoCloseable {
                 }
                 markWritten(first, last);
             } catch (IOException | RuntimeException e) {
-                lowerDirty(raised, landing);
+                writeFailed(first, last, raised, landing);
                 throw e;
             }
         } finally {
@@ -562,6 +562,22 @@ public final class LeafDisk implements AutoCloseable {
         for (long c : raised) {
             if (!landing || !local.get(c)) {
                 image.clearDirty(c);
+            }
+        }
+    }
+
+    /**
+     * A write or zeroing of [first, last] failed after its data began to land ({@code landing}): part of
+     * it may be in the data file. Keeps what {@link #raiseDirty} raised on local clusters and marks every
+     * local cluster of the range as touched since a commit copied it ({@link #redirtied}), as a completed
+     * write does: a commit that copied one of them before would otherwise clear its dirty bit, and the leaf
+     * would keep a change that no commit copies.
+     */
+    private void writeFailed(long first, long last, long[] raised, boolean landing) {
+        lowerDirty(raised, landing);
+        if (landing) {
+            for (long c = local.nextSet(first, last + 1); c <= last; c = local.nextSet(c + 1, last + 1)) {
+                redirtied.set(c);
             }
         }
     }

@@ -16,6 +16,7 @@ import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -128,6 +129,31 @@ class InUseFlagTest {
             assertFalse(disk.image().header().inUse());
             disk.zeroRange(2L * CLUSTER, CLUSTER); // clean and local: the flag first
             assertTrue(disk.image().header().inUse());
+        }
+    }
+    @Test
+    @DisplayName("a write that fails after part of it landed keeps its cluster dirty through a commit that copied it before")
+    void tornWriteDuringCommitStaysDirty() throws IOException {
+        Path leaf = leafWithCleanClusters(8);
+        FaultFileOps faults = new FaultFileOps();
+        try (LeafDisk disk = TestLeaves.open(leaf, faults)) {
+            disk.write(ByteBuffer.wrap(new byte[] {7}), 3L * CLUSTER); // local and dirty
+            try (corfs.backing.Backing.Writer writer = disk.backing().openWriter()) {
+                long[] copied = disk.copyDirtyToBacking(0, disk.clusters() - 1, writer);
+                assertEquals(1, copied.length);
+                faults.tornWrite(leaf.getFileName().toString(), 16); // 16 of its bytes land, then ENOSPC
+                byte[] newer = new byte[64];
+                java.util.Arrays.fill(newer, (byte) 0x5a);
+                assertThrows(IOException.class, () -> disk.write(ByteBuffer.wrap(newer), 3L * CLUSTER + 100));
+                faults.clear();
+                writer.flush();
+                disk.markCommitted(copied);
+            }
+            ByteBuffer landed = ByteBuffer.allocate(16);
+            disk.read(landed, 3L * CLUSTER + 100);
+            assertEquals(0x5a, landed.get(0), "part of the failed write landed in the leaf");
+            assertTrue(disk.image().dirty().get(3),
+                    "the cluster now differs from what the commit copied: it must stay dirty, or no commit copies it");
         }
     }
 }
