@@ -17,6 +17,7 @@ import java.util.List;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -154,6 +155,76 @@ class InUseFlagTest {
             assertEquals(0x5a, landed.get(0), "part of the failed write landed in the leaf");
             assertTrue(disk.image().dirty().get(3),
                     "the cluster now differs from what the commit copied: it must stay dirty, or no commit copies it");
+        }
+    }
+    @Test
+    @DisplayName("a write that arrives while close clears the flag lands nothing, or the flag stays")
+    void writeDuringCloseNeverLandsUnflagged() throws Exception {
+        Path leaf = leafWithCleanClusters(8);
+        java.util.concurrent.CountDownLatch clearing = new java.util.concurrent.CountDownLatch(1);
+        java.util.concurrent.CountDownLatch release = new java.util.concurrent.CountDownLatch(1);
+        java.util.concurrent.atomic.AtomicBoolean armed = new java.util.concurrent.atomic.AtomicBoolean();
+        String metaName = LeafImage.metadataPathOf(leaf).getFileName().toString();
+        PortableFileOps ops = new PortableFileOps() {
+            @Override
+            public java.nio.channels.FileChannel openChannel(Path path, java.nio.file.OpenOption... options)
+                    throws IOException {
+                boolean meta = path.getFileName().toString().equals(metaName);
+                return new DelegatingFileChannel(path, java.nio.channels.FileChannel.open(path, options)) {
+                    @Override
+                    protected void beforeWrite(long position, int length) throws IOException {
+                        if (meta && position < MetadataFormat.PAGES_OFFSET && armed.compareAndSet(true, false)) {
+                            clearing.countDown(); // close flushed and now clears the flag: hold it there
+                            try {
+                                if (!release.await(30, java.util.concurrent.TimeUnit.SECONDS)) {
+                                    throw new IOException("test latch never opened");
+                                }
+                            } catch (InterruptedException e) {
+                                Thread.currentThread().interrupt();
+                                throw new IOException(e);
+                            }
+                        }
+                    }
+                };
+            }
+        };
+        byte[] newer = new byte[4096];
+        java.util.Arrays.fill(newer, (byte) 0x77);
+        LeafDisk disk = TestLeaves.open(leaf, ops);
+        disk.write(ByteBuffer.wrap(new byte[] {1}), 2L * CLUSTER); // sets the flag
+        assertTrue(disk.image().header().inUse());
+        armed.set(true);
+        java.util.concurrent.atomic.AtomicReference<Throwable> closeFailure = new java.util.concurrent.atomic.AtomicReference<>();
+        Thread closer = new Thread(() -> {
+            try {
+                disk.close();
+            } catch (Throwable t) {
+                closeFailure.set(t);
+            }
+        }, "test-closer");
+        assertTimeoutPreemptively(java.time.Duration.ofSeconds(60), () -> {
+            closer.start();
+            assertTrue(clearing.await(30, java.util.concurrent.TimeUnit.SECONDS), "close reached the flag");
+            try {
+                disk.write(ByteBuffer.wrap(newer), 5L * CLUSTER); // a clean local cluster
+            } catch (IOException refused) {
+                // the fence: nothing landed
+            } finally {
+                release.countDown();
+            }
+            closer.join(30_000);
+        });
+        assertFalse(closer.isAlive());
+        if (closeFailure.get() != null) {
+            throw new AssertionError("close failed", closeFailure.get());
+        }
+        byte[] backing = Files.readAllBytes(dir.resolve("base.raw"));
+        try (LeafImage image = LeafImage.open(leaf, new PortableFileOps(), true, false)) {
+            ByteBuffer data = ByteBuffer.allocate(CLUSTER);
+            image.data().read(data, 5L * CLUSTER);
+            boolean changed = !java.util.Arrays.equals(data.array(), 0, CLUSTER, backing, 5 * CLUSTER, 6 * CLUSTER);
+            assertTrue(!changed || image.dirty().get(5),
+                    "cluster 5 holds written data: the metadata (or the flag) must say it is dirty");
         }
     }
 }
