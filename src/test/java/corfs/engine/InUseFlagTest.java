@@ -227,4 +227,52 @@ class InUseFlagTest {
                     "cluster 5 holds written data: the metadata (or the flag) must say it is dirty");
         }
     }
+    @Test
+    @DisplayName("close waits for a write in flight (here blocked on the backing) before it clears the flag")
+    void closeWaitsForAWriteInFlight() throws Exception {
+        Path leaf = leafWithCleanClusters(8);
+        FaultFileOps faults = new FaultFileOps();
+        LeafDisk disk = TestLeaves.open(leaf, faults);
+        java.util.concurrent.CountDownLatch backing = faults.hangReads("base.raw");
+        byte[] newer = new byte[100];
+        java.util.Arrays.fill(newer, (byte) 0x33);
+        java.util.concurrent.atomic.AtomicReference<Throwable> failure = new java.util.concurrent.atomic.AtomicReference<>();
+        // clusters 7 (local, clean) and 8 (not local, partly covered: filled from the hung backing first)
+        Thread writer = new Thread(() -> {
+            try {
+                disk.write(ByteBuffer.wrap(newer), 8L * CLUSTER - 50);
+            } catch (Throwable t) {
+                failure.set(t);
+            }
+        }, "test-writer");
+        Thread closer = new Thread(() -> {
+            try {
+                disk.close();
+            } catch (Throwable t) {
+                failure.compareAndSet(null, t);
+            }
+        }, "test-closer");
+        assertTimeoutPreemptively(java.time.Duration.ofSeconds(60), () -> {
+            writer.start();
+            while (!disk.image().header().inUse()) { // the writer raised cluster 7 and made the flag durable
+                Thread.sleep(1);
+            }
+            closer.start();
+            faults.clear();
+            backing.countDown();
+            writer.join(30_000);
+            closer.join(30_000);
+        });
+        if (failure.get() != null) {
+            throw new AssertionError("the write or the close failed", failure.get());
+        }
+        try (LeafImage image = LeafImage.open(leaf, new PortableFileOps(), true, false)) {
+            assertTrue(image.dirty().get(7) && image.dirty().get(8) && image.local().get(8),
+                    "the write landed before the final flush, which stored its bits: " + image);
+            assertFalse(image.header().inUse(), "no write was left in flight: a clean close");
+            ByteBuffer data = ByteBuffer.allocate(100);
+            image.data().read(data, 8L * CLUSTER - 50);
+            assertTrue(java.util.Arrays.equals(newer, data.array()));
+        }
+    }
 }
