@@ -59,7 +59,9 @@ import java.util.concurrent.atomic.LongAdder;
  * yields to the guest's copy-on-read fills ({@link #coldReadsInFlight}); it too fills through {@link #fill}.
  *
  * <h2>Threads</h2>
- * Called from many FUSE threads and the filler thread at once. Never interrupt a thread inside it: NIO
+ * Called from many FUSE threads and the filler thread at once. {@link #close} fences writes: from then
+ * on a write or zeroing is refused (EIO), and close waits (bounded) for those in flight before the leaf's
+ * final flush clears its in-use flag, or leaves the flag set. Never interrupt a thread inside it: NIO
  * closes a channel when a thread blocked on it is interrupted.
  */
 public final class LeafDisk implements AutoCloseable {
@@ -98,6 +100,13 @@ public final class LeafDisk implements AutoCloseable {
     private final AtomicLong modifiedMillis = new AtomicLong(System.currentTimeMillis());
     private final AtomicBoolean storeFailureLogged = new AtomicBoolean();
     private final AtomicBoolean closed = new AtomicBoolean();
+    /**
+     * Writes and zeroings between their {@link #enterWrite} and their end. With {@link #closed}, the fence
+     * that lets {@link #close} clear the leaf's in-use flag only once no write can land any more.
+     */
+    private final AtomicInteger writersInFlight = new AtomicInteger();
+    /** How long {@link #close} waits for writes in flight before it leaves the in-use flag set. */
+    static final long CLOSE_DRAIN_MILLIS = 10_000;
     private volatile long lastReadEnd = -1;
     /** Bytes read from the backing, by {@link FetchPurpose} ordinal; only grow. */
     private final LongAdder[] fetched = new LongAdder[FetchPurpose.values().length];
@@ -427,6 +436,7 @@ public final class LeafDisk implements AutoCloseable {
         long first = offset >>> clusterShift;
         long last = (offset + len - 1) >>> clusterShift;
         guestInFlight.incrementAndGet();
+        enterWrite();
         try (ClusterRangeLock.Held held = locks.lock(first, last)) {
             long[] raised = raiseDirty(first, last);
             boolean landing = false;
@@ -438,7 +448,7 @@ public final class LeafDisk implements AutoCloseable {
                 writeLeaf(view, offset);
                 markWritten(first, last);
             } catch (IOException | RuntimeException e) {
-                lowerDirty(raised, landing);
+                writeFailed(first, last, raised, landing);
                 throw e;
             }
             src.position(src.position() + len);
@@ -446,6 +456,7 @@ public final class LeafDisk implements AutoCloseable {
         } finally {
             lastGuestIoNanos.set(System.nanoTime());
             guestInFlight.decrementAndGet();
+            exitWrite();
         }
     }
 
@@ -465,6 +476,7 @@ public final class LeafDisk implements AutoCloseable {
         long first = offset >>> clusterShift;
         long last = (end - 1) >>> clusterShift;
         guestInFlight.incrementAndGet();
+        enterWrite();
         try (ClusterRangeLock.Held held = locks.lock(first, last)) {
             long[] raised = raiseDirty(first, last);
             boolean landing = false;
@@ -482,12 +494,13 @@ public final class LeafDisk implements AutoCloseable {
                 }
                 markWritten(first, last);
             } catch (IOException | RuntimeException e) {
-                lowerDirty(raised, landing);
+                writeFailed(first, last, raised, landing);
                 throw e;
             }
         } finally {
             lastGuestIoNanos.set(System.nanoTime());
             guestInFlight.decrementAndGet();
+            exitWrite();
         }
     }
 
@@ -502,6 +515,49 @@ public final class LeafDisk implements AutoCloseable {
         if (readOnly) {
             throw new CorfsException(Reason.READ_ONLY, name + " is mounted read-only");
         }
+    }
+
+    /**
+     * Counts a write in flight, then refuses it if {@link #close} has begun: either close sees the count
+     * and waits for it, or the write sees {@link #closed} and lands nothing (both are atomics, so one of
+     * the two always sees the other). A write that passed here may still land after close's final flush
+     * otherwise, into a local clean cluster whose in-use flag close then clears. The caller calls
+     * {@link #exitWrite} in a finally block.
+     */
+    private void enterWrite() throws CorfsException {
+        writersInFlight.incrementAndGet();
+        if (closed.get()) {
+            exitWrite();
+            throw new CorfsException(Reason.IO, name + " is closing: the write was not served");
+        }
+    }
+
+    private void exitWrite() {
+        if (writersInFlight.decrementAndGet() == 0 && closed.get()) {
+            synchronized (writersInFlight) {
+                writersInFlight.notifyAll();
+            }
+        }
+    }
+
+    /** Waits (bounded) until no write is in flight; false if some still is. */
+    private boolean drainWriters(long millis) {
+        long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.MILLISECONDS.toNanos(millis);
+        synchronized (writersInFlight) {
+            while (writersInFlight.get() > 0) {
+                long left = java.util.concurrent.TimeUnit.NANOSECONDS.toMillis(deadline - System.nanoTime());
+                if (left <= 0) {
+                    return false;
+                }
+                try {
+                    writersInFlight.wait(left);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    return writersInFlight.get() == 0;
+                }
+            }
+        }
+        return true;
     }
 
     /** Fills the first and last cluster of [start, end) when they are partly covered and not local. */
@@ -562,6 +618,22 @@ public final class LeafDisk implements AutoCloseable {
         for (long c : raised) {
             if (!landing || !local.get(c)) {
                 image.clearDirty(c);
+            }
+        }
+    }
+
+    /**
+     * A write or zeroing of [first, last] failed after its data began to land ({@code landing}): part of
+     * it may be in the data file. Keeps what {@link #raiseDirty} raised on local clusters and marks every
+     * local cluster of the range as touched since a commit copied it ({@link #redirtied}), as a completed
+     * write does: a commit that copied one of them before would otherwise clear its dirty bit, and the leaf
+     * would keep a change that no commit copies.
+     */
+    private void writeFailed(long first, long last, long[] raised, boolean landing) {
+        lowerDirty(raised, landing);
+        if (landing) {
+            for (long c = local.nextSet(first, last + 1); c <= last; c = local.nextSet(c + 1, last + 1)) {
+                redirtied.set(c);
             }
         }
     }
@@ -947,6 +1019,12 @@ public final class LeafDisk implements AutoCloseable {
             return;
         }
         readAhead.close();
+        if (!readOnly && !drainWriters(CLOSE_DRAIN_MILLIS)) {
+            // one may still land after the final flush: the next open must count every local cluster dirty
+            LOG.warn("{}: {} write(s) still in flight after {} s; the leaf stays marked in use", name,
+                    writersInFlight.get(), CLOSE_DRAIN_MILLIS / 1000);
+            image.keepInUse();
+        }
         try (image) {
             if (backing != null) {
                 try {

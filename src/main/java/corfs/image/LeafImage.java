@@ -50,7 +50,9 @@ import java.util.function.UnaryOperator;
  * <li>for a cluster that is local (its local bit may be durable), calls {@link #markInUse()} before
  * writing: the header's in-use flag ({@link LeafHeader#inUse}) is made durable once per writable open,
  * by the first such write; later writes wait for nothing. The flag stands for every dirty bit not yet
- * flushed: it is cleared only by a clean {@link #close()}, after the final flush made every bit durable.
+ * flushed: it is cleared only by a clean {@link #close()}, after the final flush made every bit durable,
+ * so the caller must have stopped every writer before (a write landing after that flush would be in no
+ * stored bit); a caller that could not calls {@link #keepInUse()} and the flag stays.
  * An open that holds the lock (so no process has the leaf) and finds the flag set knows the last writer
  * stopped uncleanly, and counts every local cluster as dirty ({@link #uncleanStop()}): a commit then
  * copies all local data once, nothing is skipped. This is QEMU's rule for persistent dirty bitmaps
@@ -116,6 +118,8 @@ public final class LeafImage implements AutoCloseable {
     private final AtomicBoolean closed = new AtomicBoolean();
     /** Serialises {@link #markInUse()}'s header write, so concurrent first writers write it once. */
     private final Object inUseLock = new Object();
+    /** Writes may still land after close's final flush: close leaves the in-use flag set. */
+    private volatile boolean keepInUse;
     /** The in-use flag was found set where no process held the leaf: see {@link #uncleanStop()}. */
     private boolean uncleanStop;
     private volatile LeafHeader header;
@@ -890,6 +894,15 @@ public final class LeafImage implements AutoCloseable {
         }
     }
 
+    /**
+     * Makes {@link #close()} leave the in-use flag as it is: a writer that may still land data after the
+     * final flush (one that did not end in time) could otherwise leave a local cluster clean on disk
+     * with written data, and no flag to say so. The next open then counts every local cluster as dirty.
+     */
+    public void keepInUse() {
+        keepInUse = true;
+    }
+
     private void flushLocked() throws IOException {
         assert Thread.holdsLock(flushLock);
         long number = snapshotsBegun.incrementAndGet();
@@ -1012,8 +1025,9 @@ public final class LeafImage implements AutoCloseable {
         IOException failure = null;
         try {
             flush();
-            if (!readOnly && header.inUse()) {
-                // every bit is durable now: the dirty bits no longer lag behind the data
+            if (!readOnly && header.inUse() && !keepInUse) {
+                // every bit is durable now: the dirty bits no longer lag behind the data (the caller
+                // stopped every writer first, or called keepInUse)
                 updateHeader(h -> h.withInUse(false));
             }
         } catch (IOException e) {

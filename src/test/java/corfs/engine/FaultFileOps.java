@@ -3,6 +3,7 @@ package corfs.engine;
 import corfs.io.FileOps;
 
 import java.io.IOException;
+import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.OpenOption;
 import java.nio.file.Path;
@@ -23,6 +24,8 @@ public final class FaultFileOps implements FileOps {
     private volatile String hangReadsOf;
     private volatile CountDownLatch hang;
     private volatile String noSpaceOn;
+    private volatile String tornWriteOf;
+    private volatile int tornBytes;
 
     /** Reads of {@code fileName} that overlap [from, to) fail with "Input/output error". */
     public void failReads(String fileName, long from, long to) {
@@ -44,11 +47,22 @@ public final class FaultFileOps implements FileOps {
         noSpaceOn = fileName;
     }
 
+    /**
+     * The next write to {@code fileName} lands only its first {@code bytes} bytes (a short write, as the
+     * kernel answers on a filesystem that is filling up); every later one fails with "No space left on
+     * device", until {@link #clear}.
+     */
+    public void tornWrite(String fileName, int bytes) {
+        tornBytes = bytes;
+        tornWriteOf = fileName;
+    }
+
     /** Clears every fault; a blocked read stays blocked until its latch opens. */
     public void clear() {
         failReadsOf = null;
         hangReadsOf = null;
         noSpaceOn = null;
+        tornWriteOf = null;
     }
 
     @Override
@@ -78,6 +92,24 @@ public final class FaultFileOps implements FileOps {
                 if (name.equals(noSpaceOn)) {
                     throw new IOException("No space left on device");
                 }
+            }
+
+            @Override
+            public int write(ByteBuffer src, long position) throws IOException {
+                if (name.equals(tornWriteOf)) {
+                    synchronized (FaultFileOps.this) {
+                        if (tornBytes > 0) {
+                            ByteBuffer part = src.duplicate();
+                            part.limit(part.position() + Math.min(tornBytes, part.remaining()));
+                            tornBytes = 0;
+                            int n = inner.write(part, position);
+                            src.position(src.position() + n);
+                            return n;
+                        }
+                    }
+                    throw new IOException("No space left on device");
+                }
+                return super.write(src, position);
             }
         };
     }

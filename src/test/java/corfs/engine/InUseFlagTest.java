@@ -16,6 +16,8 @@ import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -128,6 +130,149 @@ class InUseFlagTest {
             assertFalse(disk.image().header().inUse());
             disk.zeroRange(2L * CLUSTER, CLUSTER); // clean and local: the flag first
             assertTrue(disk.image().header().inUse());
+        }
+    }
+    @Test
+    @DisplayName("a write that fails after part of it landed keeps its cluster dirty through a commit that copied it before")
+    void tornWriteDuringCommitStaysDirty() throws IOException {
+        Path leaf = leafWithCleanClusters(8);
+        FaultFileOps faults = new FaultFileOps();
+        try (LeafDisk disk = TestLeaves.open(leaf, faults)) {
+            disk.write(ByteBuffer.wrap(new byte[] {7}), 3L * CLUSTER); // local and dirty
+            try (corfs.backing.Backing.Writer writer = disk.backing().openWriter()) {
+                long[] copied = disk.copyDirtyToBacking(0, disk.clusters() - 1, writer);
+                assertEquals(1, copied.length);
+                faults.tornWrite(leaf.getFileName().toString(), 16); // 16 of its bytes land, then ENOSPC
+                byte[] newer = new byte[64];
+                java.util.Arrays.fill(newer, (byte) 0x5a);
+                assertThrows(IOException.class, () -> disk.write(ByteBuffer.wrap(newer), 3L * CLUSTER + 100));
+                faults.clear();
+                writer.flush();
+                disk.markCommitted(copied);
+            }
+            ByteBuffer landed = ByteBuffer.allocate(16);
+            disk.read(landed, 3L * CLUSTER + 100);
+            assertEquals(0x5a, landed.get(0), "part of the failed write landed in the leaf");
+            assertTrue(disk.image().dirty().get(3),
+                    "the cluster now differs from what the commit copied: it must stay dirty, or no commit copies it");
+        }
+    }
+    @Test
+    @DisplayName("a write that arrives while close clears the flag lands nothing, or the flag stays")
+    void writeDuringCloseNeverLandsUnflagged() throws Exception {
+        Path leaf = leafWithCleanClusters(8);
+        java.util.concurrent.CountDownLatch clearing = new java.util.concurrent.CountDownLatch(1);
+        java.util.concurrent.CountDownLatch release = new java.util.concurrent.CountDownLatch(1);
+        java.util.concurrent.atomic.AtomicBoolean armed = new java.util.concurrent.atomic.AtomicBoolean();
+        String metaName = LeafImage.metadataPathOf(leaf).getFileName().toString();
+        PortableFileOps ops = new PortableFileOps() {
+            @Override
+            public java.nio.channels.FileChannel openChannel(Path path, java.nio.file.OpenOption... options)
+                    throws IOException {
+                boolean meta = path.getFileName().toString().equals(metaName);
+                return new DelegatingFileChannel(path, java.nio.channels.FileChannel.open(path, options)) {
+                    @Override
+                    protected void beforeWrite(long position, int length) throws IOException {
+                        if (meta && position < MetadataFormat.PAGES_OFFSET && armed.compareAndSet(true, false)) {
+                            clearing.countDown(); // close flushed and now clears the flag: hold it there
+                            try {
+                                if (!release.await(30, java.util.concurrent.TimeUnit.SECONDS)) {
+                                    throw new IOException("test latch never opened");
+                                }
+                            } catch (InterruptedException e) {
+                                Thread.currentThread().interrupt();
+                                throw new IOException(e);
+                            }
+                        }
+                    }
+                };
+            }
+        };
+        byte[] newer = new byte[4096];
+        java.util.Arrays.fill(newer, (byte) 0x77);
+        LeafDisk disk = TestLeaves.open(leaf, ops);
+        disk.write(ByteBuffer.wrap(new byte[] {1}), 2L * CLUSTER); // sets the flag
+        assertTrue(disk.image().header().inUse());
+        armed.set(true);
+        java.util.concurrent.atomic.AtomicReference<Throwable> closeFailure = new java.util.concurrent.atomic.AtomicReference<>();
+        Thread closer = new Thread(() -> {
+            try {
+                disk.close();
+            } catch (Throwable t) {
+                closeFailure.set(t);
+            }
+        }, "test-closer");
+        assertTimeoutPreemptively(java.time.Duration.ofSeconds(60), () -> {
+            closer.start();
+            assertTrue(clearing.await(30, java.util.concurrent.TimeUnit.SECONDS), "close reached the flag");
+            try {
+                disk.write(ByteBuffer.wrap(newer), 5L * CLUSTER); // a clean local cluster
+            } catch (IOException refused) {
+                // the fence: nothing landed
+            } finally {
+                release.countDown();
+            }
+            closer.join(30_000);
+        });
+        assertFalse(closer.isAlive());
+        if (closeFailure.get() != null) {
+            throw new AssertionError("close failed", closeFailure.get());
+        }
+        byte[] backing = Files.readAllBytes(dir.resolve("base.raw"));
+        try (LeafImage image = LeafImage.open(leaf, new PortableFileOps(), true, false)) {
+            ByteBuffer data = ByteBuffer.allocate(CLUSTER);
+            image.data().read(data, 5L * CLUSTER);
+            boolean changed = !java.util.Arrays.equals(data.array(), 0, CLUSTER, backing, 5 * CLUSTER, 6 * CLUSTER);
+            assertTrue(!changed || image.dirty().get(5),
+                    "cluster 5 holds written data: the metadata (or the flag) must say it is dirty");
+        }
+    }
+    @Test
+    @DisplayName("close waits for a write in flight (here blocked on the backing) before it clears the flag")
+    void closeWaitsForAWriteInFlight() throws Exception {
+        Path leaf = leafWithCleanClusters(8);
+        FaultFileOps faults = new FaultFileOps();
+        LeafDisk disk = TestLeaves.open(leaf, faults);
+        java.util.concurrent.CountDownLatch backing = faults.hangReads("base.raw");
+        byte[] newer = new byte[100];
+        java.util.Arrays.fill(newer, (byte) 0x33);
+        java.util.concurrent.atomic.AtomicReference<Throwable> failure = new java.util.concurrent.atomic.AtomicReference<>();
+        // clusters 7 (local, clean) and 8 (not local, partly covered: filled from the hung backing first)
+        Thread writer = new Thread(() -> {
+            try {
+                disk.write(ByteBuffer.wrap(newer), 8L * CLUSTER - 50);
+            } catch (Throwable t) {
+                failure.set(t);
+            }
+        }, "test-writer");
+        Thread closer = new Thread(() -> {
+            try {
+                disk.close();
+            } catch (Throwable t) {
+                failure.compareAndSet(null, t);
+            }
+        }, "test-closer");
+        assertTimeoutPreemptively(java.time.Duration.ofSeconds(60), () -> {
+            writer.start();
+            while (!disk.image().header().inUse()) { // the writer raised cluster 7 and made the flag durable
+                Thread.sleep(1);
+            }
+            closer.start();
+            faults.clear();
+            backing.countDown();
+            writer.join(30_000);
+            closer.join(30_000);
+        });
+        if (failure.get() != null) {
+            throw new AssertionError("the write or the close failed", failure.get());
+        }
+        try (LeafImage image = LeafImage.open(leaf, new PortableFileOps(), true, false)) {
+            assertTrue(image.dirty().get(7) && image.dirty().get(8) && image.local().get(8),
+                    "the write landed before the final flush, which stored its bits: " + image);
+            assertFalse(image.header().inUse(), "no write was left in flight: a clean close");
+            ByteBuffer data = ByteBuffer.allocate(100);
+            image.data().read(data, 8L * CLUSTER - 50);
+            assertTrue(java.util.Arrays.equals(newer, data.array()));
         }
     }
 }
