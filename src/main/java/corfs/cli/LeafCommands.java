@@ -178,7 +178,7 @@ final class LeafCommands {
                         .put("job", i.job().word()).put("job_state", i.jobState().word())
                         .put("job_speed", i.jobSpeed())
                         .put("job_on_error", i.jobOnError() == null ? null : i.jobOnError().word())
-                        .put("job_error", i.jobError());
+                        .put("job_error", i.jobError()).put("unclean_stop", i.uncleanStop());
                 if (!chain.isEmpty() || chainError != null) {
                     StringBuilder layers = new StringBuilder("[");
                     for (corfs.backing.qcow2.LayerInfo l : chain) {
@@ -200,8 +200,10 @@ final class LeafCommands {
             System.out.printf("cluster size:   %s (%d clusters)%n", Sizes.human(i.clusterSize()), i.clusters());
             System.out.printf("local:          %s (%s)%n", Sizes.human(i.localBytes()),
                     Sizes.percent(i.localBytes(), i.virtualSize()));
-            System.out.printf("dirty:          %s (%s)%n", Sizes.human(i.dirtyBytes()),
-                    Sizes.percent(i.dirtyBytes(), i.virtualSize()));
+            System.out.printf("dirty:          %s (%s)%s%n", Sizes.human(i.dirtyBytes()),
+                    Sizes.percent(i.dirtyBytes(), i.virtualSize()), i.uncleanStop()
+                            ? ": every local cluster, as the last mount was not closed cleanly (the next commit"
+                            + " copies all local data once)" : "");
             System.out.printf("disk usage:     %s%n", Sizes.human(i.allocatedBytes()));
             System.out.printf("standalone:     %s%n", i.standalone() ? "yes (the backing is no longer needed)" : "no");
             System.out.printf("backing:        %s%n", printable(i.backingSpec()));

@@ -541,8 +541,8 @@ public final class LeafImage implements AutoCloseable {
         long added = dirty.count() - before;
         if (added > 0 && !readOnly) {
             LOG.warn("{}: was not closed cleanly (the in-use flag is set): every local cluster counts as changed"
-                    + " ({} more clusters dirty, {} MiB local in all); the next commit copies them all",
-                    dataPath.getFileName(), added, bytesIn(local) >> 20);
+                    + " ({} more clusters dirty, {} bytes local in all); the next commit copies them all",
+                    dataPath.getFileName(), added, bytesIn(local));
         }
     }
 

@@ -317,7 +317,8 @@ public final class LeafImages {
                     h.virtualSize(), h.clusterSize(), clusters, image.bytesIn(image.local()), image.bytesIn(image.dirty()),
                     image.sparseData().allocatedBytes(), h.standalone(), BackingSpec.redact(h.backingSpec()),
                     h.backingFormat(), h.backingOptions(), h.backingIdentity(),
-                    h.job().kind(), h.job().state(), h.job().speed(), h.job().onError(), h.job().error());
+                    h.job().kind(), h.job().state(), h.job().speed(), h.job().onError(), h.job().error(),
+                    image.uncleanStop());
         }
     }
 

@@ -30,6 +30,8 @@ import java.util.Map;
  * @param jobSpeed      its speed limit, bytes/s, 0 unlimited
  * @param jobOnError    its on_error policy
  * @param jobError      its last error, or null
+ * @param uncleanStop   the last writable mount did not close cleanly and nobody holds the leaf now: every
+ *                      local cluster counts as dirty ({@link LeafImage#uncleanStop()})
  */
 public record LeafInfo(
         String leaf,
@@ -50,5 +52,6 @@ public record LeafInfo(
         JobState jobState,
         long jobSpeed,
         OnError jobOnError,
-        String jobError) {
+        String jobError,
+        boolean uncleanStop) {
 }

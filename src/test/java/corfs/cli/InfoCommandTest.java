@@ -73,6 +73,27 @@ class InfoCommandTest {
     }
 
     @Test
+    @DisplayName("a leaf whose last mount stopped uncleanly: info says why every local cluster counts as dirty")
+    void uncleanStop() throws IOException {
+        try (var disk = TestLeaves.open(leaf, FileOps.system())) {
+            disk.fill(0, 3);
+            disk.flush();
+        }
+        assertFalse(run("info", leaf.toString()).contains("not closed cleanly"));
+        assertTrue(run("info", "--json", leaf.toString()).contains("\"unclean_stop\":false"));
+        byte[] crashed;
+        try (LeafImage image = LeafImage.open(leaf, FileOps.system(), false, false)) {
+            image.markInUse();
+            crashed = Files.readAllBytes(LeafImages.metadataPath(leaf)); // as a kill -9 leaves it
+        }
+        Files.write(LeafImages.metadataPath(leaf), crashed);
+        String text = run("info", leaf.toString());
+        assertTrue(text.contains("dirty:          256.0 KiB (25.0%): every local cluster, as the last mount was not"
+                + " closed cleanly"), text);
+        assertTrue(run("info", "--json", leaf.toString()).contains("\"unclean_stop\":true"));
+    }
+
+    @Test
     @DisplayName("a file backing: text and JSON show the path, raw, and the file identity")
     void fileBacking() throws IOException {
         String text = run("info", leaf.toString());
