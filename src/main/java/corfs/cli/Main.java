@@ -38,6 +38,11 @@ public final class Main implements Runnable {
     }
 
     public static void main(String[] args) {
+        System.exit(start(args));
+    }
+
+    /** Runs one command line as {@code corfs ARGS} does, logging set up, and returns the process's exit code. */
+    static int start(String... args) {
         corfs.StartupTrace.mark("main");
         DaemonLog.configure(); // before any logger exists: no timestamps of ours when stderr is the journal
         // Offline commands log only warnings; a mount (the daemon) logs its events. Set before any logger exists.
@@ -47,12 +52,17 @@ public final class Main implements Runnable {
         }
         int code = run(args);
         corfs.StartupTrace.mark("exit");
-        System.exit(HostHelpers.isHelper(args) ? HostHelpers.mountExitCode(code) : code);
+        return HostHelpers.isHelper(args) ? HostHelpers.mountExitCode(code) : code;
     }
 
     /** Runs one command line and returns its exit code. */
     static int run(String... args) {
         CommandLine cl = commandLine(args);
+        if (LaunchedMount.active()) {
+            // now, not when first used: by then stderr may be the daemon's log, and these lines are the user's
+            cl.setOut(new PrintWriter(new java.io.OutputStreamWriter(System.out, java.nio.charset.StandardCharsets.UTF_8), true));
+            cl.setErr(new PrintWriter(new java.io.OutputStreamWriter(System.err, java.nio.charset.StandardCharsets.UTF_8), true));
+        }
         cl.setExecutionExceptionHandler((e, line, parsed) -> {
             Logger log = LoggerFactory.getLogger(Main.class);
             log.debug("command failed", e);

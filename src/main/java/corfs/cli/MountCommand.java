@@ -9,6 +9,7 @@ import java.io.IOException;
 import java.io.InputStreamReader;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -280,6 +281,9 @@ final class MountCommand implements Callable<Integer> {
                 throw new Main.ExitException(Main.EXIT_USAGE, e.getMessage());
             }
         }
+        if (!foreground && LaunchedMount.active()) {
+            return becomeDaemon(leaves, mountPoint, mo);
+        }
         return foreground ? runForeground(leaves, mountPoint, mo) : startDaemon(leaves, mountPoint, mo);
     }
 
@@ -287,7 +291,8 @@ final class MountCommand implements Callable<Integer> {
 
     private int runForeground(List<Path> leaves, Path mountPoint, MountOptions mo) throws Exception {
         PrintStream readyPipe = System.out;
-        if (reportReady) {
+        boolean launched = LaunchedMount.active() && !foreground; // the launcher's relay reads LaunchedMount's lines
+        if (reportReady && !launched) {
             readyPipe.println(PID + " " + ProcessHandle.current().pid());
             if (readyPipe.checkError()) { // flushes: EPIPE when nobody reads (the JVM ignores SIGPIPE)
                 LOG.warn("nobody waits for this daemon (its starter, corfs mount, is gone): not mounting {}",
@@ -319,7 +324,7 @@ final class MountCommand implements Callable<Integer> {
                 }
             }
         } catch (Throwable t) {
-            if (reportReady) {
+            if (reportReady && !launched) {
                 readyPipe.println(ERROR + " " + Main.message(t).replace('\n', ' '));
                 readyPipe.flush();
             }
@@ -343,8 +348,18 @@ final class MountCommand implements Callable<Integer> {
         LOG.info("ready: {} at {} (pid {})", leaves, mp, ProcessHandle.current().pid());
         corfs.StartupTrace.mark("ready");
         if (reportReady) {
-            readyPipe.println(READY + " " + mp);
-            boolean told = !readyPipe.checkError(); // flushes: EPIPE when nobody reads (the JVM ignores SIGPIPE)
+            boolean told;
+            if (launched) {
+                if (!quiet) {
+                    System.out.printf("mounted at %s (daemon pid %d, log %s)%n", shown(mp), ProcessHandle.current().pid(),
+                            where);
+                }
+                told = LaunchedMount.ready(mp.toString());
+            } else {
+                readyPipe.println(READY + " " + mp);
+                told = !readyPipe.checkError(); // flushes: EPIPE when nobody reads (the JVM ignores SIGPIPE)
+            }
+            settled.countDown();
             detachStdout();
             if (!told) {
                 // The starter was stopped (Ctrl-C, kill) while this daemon started: it said the mount failed,
@@ -444,6 +459,87 @@ final class MountCommand implements Callable<Integer> {
         }
         System.setOut(new PrintStream(new java.io.FileOutputStream(java.io.FileDescriptor.out), true,
                 StandardCharsets.UTF_8));
+    }
+
+    /**
+     * The mount point as {@code corfs mount} shows it after READY: the READY line's text up to its end (a newline
+     * in the path ends it), trimmed, so that both starters print the same.
+     */
+    private static String shown(Path mp) {
+        String s = mp.toString();
+        int nl = s.indexOf('\n');
+        return (nl < 0 ? s : s.substring(0, nl)).trim();
+    }
+
+    /** Where the daemon logs, as messages name it: its log file, or "the journal". */
+    private String where = "";
+    /** Counted down once READY is written (see {@link #becomeDaemon}'s deadline). */
+    private final java.util.concurrent.CountDownLatch settled = new java.util.concurrent.CountDownLatch(1);
+
+    // ---- background, started by the launcher: this JVM is the daemon -------------------------------------
+
+    /**
+     * What {@link #startDaemon} and the daemon it starts do, in this JVM ({@link LaunchedMount}): open the log as
+     * the starter would (stderr becomes it), then mount as the daemon does. A failure becomes the message the
+     * starter would print ("corfs: reason (what libfuse said)") and its exit code; a mount not ready within the
+     * starter's wait fails the same way.
+     */
+    private int becomeDaemon(List<Path> leaves, Path mountPoint, MountOptions mo) throws Exception {
+        Path logFile = (log != null ? log : leaves.get(0).resolveSibling(leaves.get(0).getFileName() + ".log"))
+                .toAbsolutePath();
+        boolean toJournal = log == null && DaemonLog.stderrIsJournal();
+        RunFiles.secureDir();
+        long logStart = 0;
+        if (toJournal) {
+            journal = true;
+        } else {
+            int logFd = openLog(logFile);
+            try {
+                logStart = Files.size(Path.of("/proc/self/fd/" + logFd));
+                if (Libc.get().dup2(logFd, 2) < 0) {
+                    throw new IOException("dup2: " + Libc.message(Libc.errno()));
+                }
+            } finally {
+                Libc.get().close(logFd);
+            }
+            log = logFile;
+        }
+        where = toJournal ? "the journal" : logFile.toString();
+        System.setErr(new PrintStream(new java.io.FileOutputStream(java.io.FileDescriptor.err), true,
+                StandardCharsets.UTF_8)); // the log from now on; the user's lines go on the pipe (Main.run)
+        LaunchedMount.logIs(where);
+        reportReady = true;
+        long readyWaitS = DAEMON_READY_TIMEOUT_S + leaves.size() * TimeUnit.MILLISECONDS.toSeconds(mo.backingTimeoutMillis());
+        Thread deadline = new Thread(() -> {
+            try {
+                if (!settled.await(readyWaitS, TimeUnit.SECONDS)) {
+                    LOG.error("not ready within {} s: exiting", readyWaitS);
+                    System.out.flush();
+                    PrintStream p = LaunchedMount.pipe();
+                    p.println(LaunchedMount.ERR + " corfs: " + Main.oneLine("the mount did not become ready within "
+                            + readyWaitS + " s; see " + where));
+                    p.println(LaunchedMount.EXIT + " " + (quiet ? HostHelpers.MOUNT_FAILURE : Main.EXIT_FAILURE));
+                    p.flush();
+                    System.exit(Main.EXIT_FAILURE); // a mount made meanwhile is unmounted by its shutdown hook
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }, "corfs-ready-deadline");
+        deadline.setDaemon(true);
+        deadline.start();
+        try {
+            return runForeground(leaves, mountPoint, mo);
+        } catch (Throwable t) {
+            if (settled.getCount() == 0) {
+                throw t;
+            }
+            String reason = Main.message(t);
+            LOG.error("corfs: {}", Main.oneLine(reason));
+            throw new Main.ExitException(Main.EXIT_FAILURE, reason.replace('\n', ' ') + (toJournal ? " (see the journal)" : libfuseSaid(logFile, logStart)));
+        } finally {
+            settled.countDown();
+        }
     }
 
     // ---- background: start the daemon and wait for READY ----------------------------------------------
