@@ -21,7 +21,7 @@ import java.util.stream.Stream;
  *
  * <p>In a private temporary directory: makes a 1 GiB sparse backing and a leaf over it, runs the CLI's
  * offline commands on it ({@code create}, {@code info}, {@code map}, {@code check}, {@code --version}, the
- * mount helper's fake mode, {@code status} of a directory that is no mount), opens the leaf as a mount does
+ * mount helper's fake mode, a background mount's quick parse ({@link LaunchedMount}), {@code status} of a directory that is no mount), opens the leaf as a mount does
  * ({@link MountSession}), renders its status in every format and builds the FUSE side of a mount without
  * mounting ({@link corfs.fuse.FuseMount#rehearse}), then deletes everything. Prints nothing.
  */
@@ -51,6 +51,10 @@ final class CdsTraining {
             Main.run("check", leaf.toString());
             Main.run("--version");
             Main.run("mount-helper", leaf.toString(), mnt.toString(), "-f", "-o", "nofail,backing_timeout=5");
+            // a background mount as the launchers start it: LaunchedMount's line relay, the quick parse, the -o checks
+            Class.forName(LaunchedMount.class.getName() + "$Lines", true, CdsTraining.class.getClassLoader());
+            MountCommand.parseOptions(MountCommand.parseQuickly("mount", "-o", "backing_timeout=5", "--", leaf.toString(),
+                    mnt.toString()).options);
             Main.run("status", mnt.toString());
             Main.run("stream", mnt.toString());
             try (MountSession s = MountSession.open(List.of(leaf), new MountSession.Options(false, false, 5000))) {

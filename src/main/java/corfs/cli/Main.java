@@ -1,6 +1,7 @@
 package corfs.cli;
 
 import corfs.CorfsException;
+import java.io.PrintStream;
 import java.io.PrintWriter;
 import java.util.List;
 import org.slf4j.Logger;
@@ -38,6 +39,11 @@ public final class Main implements Runnable {
     }
 
     public static void main(String[] args) {
+        System.exit(start(args));
+    }
+
+    /** Runs one command line as {@code corfs ARGS} does, logging set up, and returns the process's exit code. */
+    static int start(String... args) {
         corfs.StartupTrace.mark("main");
         DaemonLog.configure(); // before any logger exists: no timestamps of ours when stderr is the journal
         // Offline commands log only warnings; a mount (the daemon) logs its events. Set before any logger exists.
@@ -47,19 +53,27 @@ public final class Main implements Runnable {
         }
         int code = run(args);
         corfs.StartupTrace.mark("exit");
-        System.exit(HostHelpers.isHelper(args) ? HostHelpers.mountExitCode(code) : code);
+        return HostHelpers.isHelper(args) ? HostHelpers.mountExitCode(code) : code;
     }
 
     /** Runs one command line and returns its exit code. */
     static int run(String... args) {
+        MountCommand mount = MountCommand.parseQuickly(args);
+        if (mount != null) {
+            PrintStream err = System.err; // the user's: a daemon's stderr becomes its log before it can fail
+            try {
+                return mount.call();
+            } catch (Exception e) {
+                return failed(e, err);
+            }
+        }
         CommandLine cl = commandLine(args);
-        cl.setExecutionExceptionHandler((e, line, parsed) -> {
-            Logger log = LoggerFactory.getLogger(Main.class);
-            log.debug("command failed", e);
-            line.getErr().println("corfs: " + oneLine(message(e)));
-            line.getErr().flush();
-            return e instanceof ExitException x ? x.code : EXIT_FAILURE;
-        });
+        if (LaunchedMount.active()) {
+            // now, not when first used: by then stderr may be the daemon's log, and these lines are the user's
+            cl.setOut(new PrintWriter(new java.io.OutputStreamWriter(System.out, java.nio.charset.StandardCharsets.UTF_8), true));
+            cl.setErr(new PrintWriter(new java.io.OutputStreamWriter(System.err, java.nio.charset.StandardCharsets.UTF_8), true));
+        }
+        cl.setExecutionExceptionHandler((e, line, parsed) -> failed(e, line.getErr()));
         cl.setExecutionStrategy(parsed -> {
             for (CommandLine.ParseResult p = parsed; p != null; p = p.subcommand()) {
                 if (p.isVersionHelpRequested()) {
@@ -81,6 +95,25 @@ public final class Main implements Runnable {
         return cl.execute(args);
     }
 
+    /** A command's failure: one line on {@code err}, {@code corfs: <message>}; returns the exit code. */
+    private static int failed(Throwable e, Appendable err) {
+        Logger log = LoggerFactory.getLogger(Main.class);
+        log.debug("command failed", e);
+        try {
+            err.append("corfs: ").append(oneLine(message(e))).append(System.lineSeparator());
+        } catch (java.io.IOException ignored) {
+            // nowhere to say it: the exit code still says it failed
+        }
+        if (err instanceof java.io.Flushable f) {
+            try {
+                f.flush();
+            } catch (java.io.IOException ignored) {
+                // as above
+            }
+        }
+        return e instanceof ExitException x ? x.code : EXIT_FAILURE;
+    }
+
     /**
      * The command line that runs {@code args}. When {@code args[0]} names a command, only that command is built
      * under a lean root ({@link Lean}, the same name, help, version and inherited options as {@link Main}):
@@ -89,7 +122,7 @@ public final class Main implements Runnable {
      * {@code help}, an option, a typo) the whole tree, as {@code --help} and the error messages need it.
      */
     static CommandLine commandLine(String... args) {
-        Class<?> only = args.length > 0 && !args[0].equals("help") ? COMMANDS.get(args[0]) : null;
+        Class<?> only = args.length > 0 && !args[0].equals("help") ? Commands.BY_NAME.get(args[0]) : null;
         if (only == null) {
             return new CommandLine(new Main());
         }
@@ -99,7 +132,10 @@ public final class Main implements Runnable {
     }
 
     /** Command name (and alias) → class, from {@link Main}'s annotation: one list for the CLI, man pages, completion. */
-    private static final java.util.Map<String, Class<?>> COMMANDS = commands();
+    private static final class Commands {
+        /** Built on first use, not with {@link Main}: reading twenty annotations is wasted on a quickly parsed mount. */
+        static final java.util.Map<String, Class<?>> BY_NAME = commands();
+    }
 
     private static java.util.Map<String, Class<?>> commands() {
         java.util.Map<String, Class<?>> byName = new java.util.HashMap<>();

@@ -9,6 +9,7 @@ import java.io.IOException;
 import java.io.InputStreamReader;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -130,6 +131,69 @@ final class MountCommand implements Callable<Integer> {
     @Parameters(arity = "2..*", paramLabel = "LEAF... MOUNTPOINT", hideParamSyntax = true,
             description = "the leaves to expose, then the directory to mount them on")
     List<Path> paths;
+
+    /**
+     * {@code args} ({@code mount ...}) as picocli would parse them into this command, without building picocli's
+     * model of it (by reflection: about a fifth of a mount's start, issue 11's fast start), or null whenever anything
+     * in them is not the plain form: another command, an option given twice, an unknown or attached option
+     * ({@code -oX}, {@code --log=F}), an option value that starts with '-', an option after the first path, fewer
+     * than two paths, {@code --help}.
+     * picocli then parses them, and says what is wrong. {@code MountCommandTest} checks that both parse alike.
+     */
+    static MountCommand parseQuickly(String... args) {
+        if (args.length < 3 || !args[0].equals("mount")) {
+            return null;
+        }
+        MountCommand m = new MountCommand();
+        java.util.Set<String> seen = new java.util.HashSet<>();
+        List<Path> positional = new ArrayList<>();
+        boolean endOfOptions = false;
+        for (int i = 1; i < args.length; i++) {
+            String a = args[i];
+            if (endOfOptions || !a.startsWith("-") || a.equals("-")) {
+                positional.add(Path.of(a));
+                continue;
+            }
+            if (!positional.isEmpty()) {
+                return null; // picocli wants LEAF... MOUNTPOINT together: "a.raw --force /mnt" is its error to say
+            }
+            if (!a.equals("-o") && !seen.add(a)) {
+                return null; // picocli refuses a repeated option: let it say so
+            }
+            switch (a) {
+                case "--" -> endOfOptions = true;
+                case "-f", "--foreground" -> {
+                    if (!seen.add("-f/--foreground")) {
+                        return null;
+                    }
+                    m.foreground = true;
+                }
+                case "--read-only" -> m.readOnly = true;
+                case "--force" -> m.force = true;
+                case "--report-ready" -> m.reportReady = true;
+                case "--journal" -> m.journal = true;
+                case "-o", "--log" -> {
+                    if (i + 1 >= args.length || args[i + 1].startsWith("-")) {
+                        return null;
+                    }
+                    String v = args[++i];
+                    if (a.equals("-o")) {
+                        m.options.add(v);
+                    } else {
+                        m.log = Path.of(v);
+                    }
+                }
+                default -> {
+                    return null;
+                }
+            }
+        }
+        if (positional.size() < 2) {
+            return null;
+        }
+        m.paths = positional;
+        return m;
+    }
 
     /** Parsed -o options. */
     record MountOptions(long backingTimeoutMillis, int threads, boolean debug, boolean autoUnmount,
@@ -281,6 +345,9 @@ final class MountCommand implements Callable<Integer> {
                 throw new Main.ExitException(Main.EXIT_USAGE, e.getMessage());
             }
         }
+        if (!foreground && LaunchedMount.active()) {
+            return becomeDaemon(leaves, mountPoint, mo);
+        }
         return foreground ? runForeground(leaves, mountPoint, mo) : startDaemon(leaves, mountPoint, mo);
     }
 
@@ -288,7 +355,8 @@ final class MountCommand implements Callable<Integer> {
 
     private int runForeground(List<Path> leaves, Path mountPoint, MountOptions mo) throws Exception {
         PrintStream readyPipe = System.out;
-        if (reportReady) {
+        boolean launched = LaunchedMount.active() && !foreground; // the launcher's relay reads LaunchedMount's lines
+        if (reportReady && !launched) {
             readyPipe.println(PID + " " + ProcessHandle.current().pid());
             if (readyPipe.checkError()) { // flushes: EPIPE when nobody reads (the JVM ignores SIGPIPE)
                 LOG.warn("nobody waits for this daemon (its starter, corfs mount, is gone): not mounting {}",
@@ -320,7 +388,7 @@ final class MountCommand implements Callable<Integer> {
                 }
             }
         } catch (Throwable t) {
-            if (reportReady) {
+            if (reportReady && !launched) {
                 readyPipe.println(ERROR + " " + Main.oneLine(Main.message(t)));
                 readyPipe.flush();
             }
@@ -344,8 +412,18 @@ final class MountCommand implements Callable<Integer> {
         LOG.info("ready: {} at {} (pid {})", leaves, mp, ProcessHandle.current().pid());
         corfs.StartupTrace.mark("ready");
         if (reportReady) {
-            readyPipe.println(READY + " " + Main.oneLine(mp.toString())); // one line: the starter reads lines
-            boolean told = !readyPipe.checkError(); // flushes: EPIPE when nobody reads (the JVM ignores SIGPIPE)
+            boolean told;
+            if (launched) {
+                if (!quiet) {
+                    System.out.println(Main.oneLine(String.format("mounted at %s (daemon pid %d, log %s)", mp,
+                            ProcessHandle.current().pid(), where)));
+                }
+                told = LaunchedMount.ready(Main.oneLine(mp.toString())); // one line: the launcher reads lines
+            } else {
+                readyPipe.println(READY + " " + Main.oneLine(mp.toString())); // one line: the starter reads lines
+                told = !readyPipe.checkError(); // flushes: EPIPE when nobody reads (the JVM ignores SIGPIPE)
+            }
+            settled.countDown();
             detachStdout();
             if (!told) {
                 // The starter was stopped (Ctrl-C, kill) while this daemon started: it said the mount failed,
@@ -445,6 +523,77 @@ final class MountCommand implements Callable<Integer> {
         }
         System.setOut(new PrintStream(new java.io.FileOutputStream(java.io.FileDescriptor.out), true,
                 StandardCharsets.UTF_8));
+    }
+
+    /** Where the daemon logs, as messages name it: its log file, or "the journal". */
+    private String where = "";
+    /** Counted down once READY is written (see {@link #becomeDaemon}'s deadline). */
+    private final java.util.concurrent.CountDownLatch settled = new java.util.concurrent.CountDownLatch(1);
+
+    // ---- background, started by the launcher: this JVM is the daemon -------------------------------------
+
+    /**
+     * What {@link #startDaemon} and the daemon it starts do, in this JVM ({@link LaunchedMount}): open the log as
+     * the starter would (stderr becomes it), then mount as the daemon does. A failure becomes the message the
+     * starter would print ("corfs: reason (what libfuse said)") and its exit code; a mount not ready within the
+     * starter's wait fails the same way.
+     */
+    private int becomeDaemon(List<Path> leaves, Path mountPoint, MountOptions mo) throws Exception {
+        Path logFile = (log != null ? log : leaves.get(0).resolveSibling(leaves.get(0).getFileName() + ".log"))
+                .toAbsolutePath();
+        boolean toJournal = log == null && DaemonLog.stderrIsJournal();
+        RunFiles.secureDir();
+        long logStart = 0;
+        if (toJournal) {
+            journal = true;
+        } else {
+            int logFd = openLog(logFile);
+            try {
+                logStart = Files.size(Path.of("/proc/self/fd/" + logFd));
+                if (Libc.get().dup2(logFd, 2) < 0) {
+                    throw new IOException("dup2: " + Libc.message(Libc.errno()));
+                }
+            } finally {
+                Libc.get().close(logFd);
+            }
+            log = logFile;
+        }
+        where = toJournal ? "the journal" : logFile.toString();
+        System.setErr(new PrintStream(new java.io.FileOutputStream(java.io.FileDescriptor.err), true,
+                StandardCharsets.UTF_8)); // the log from now on; the user's lines go on the pipe (Main.run)
+        LaunchedMount.logIs(where);
+        reportReady = true;
+        long readyWaitS = DAEMON_READY_TIMEOUT_S + leaves.size() * TimeUnit.MILLISECONDS.toSeconds(mo.backingTimeoutMillis());
+        Thread deadline = new Thread(() -> {
+            try {
+                if (!settled.await(readyWaitS, TimeUnit.SECONDS)) {
+                    LOG.error("not ready within {} s: exiting", readyWaitS);
+                    System.out.flush();
+                    PrintStream p = LaunchedMount.pipe();
+                    p.println(LaunchedMount.ERR + " corfs: " + Main.oneLine("the mount did not become ready within "
+                            + readyWaitS + " s; see " + where));
+                    p.println(LaunchedMount.EXIT + " " + (quiet ? HostHelpers.MOUNT_FAILURE : Main.EXIT_FAILURE));
+                    p.flush();
+                    System.exit(Main.EXIT_FAILURE); // a mount made meanwhile is unmounted by its shutdown hook
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }, "corfs-ready-deadline");
+        deadline.setDaemon(true);
+        deadline.start();
+        try {
+            return runForeground(leaves, mountPoint, mo);
+        } catch (Throwable t) {
+            if (settled.getCount() == 0) {
+                throw t;
+            }
+            String reason = Main.message(t);
+            LOG.error("corfs: {}", Main.oneLine(reason));
+            throw new Main.ExitException(Main.EXIT_FAILURE, reason.replace('\n', ' ') + (toJournal ? " (see the journal)" : libfuseSaid(logFile, logStart)));
+        } finally {
+            settled.countDown();
+        }
     }
 
     // ---- background: start the daemon and wait for READY ----------------------------------------------
@@ -578,7 +727,7 @@ final class MountCommand implements Callable<Integer> {
                 return 0;
             }
             System.out.println(Main.oneLine(String.format("mounted at %s (daemon pid %d, log %s)",
-                    line.substring(READY.length()).trim(), pid, where)));
+                    line.substring(Math.min(line.length(), READY.length() + 1)), pid, where)));
             return 0;
         }
         if (line.startsWith(ERROR)) {

@@ -246,8 +246,8 @@ final class RunFiles {
     }
 
     /**
-     * True when process {@code pid} belongs to this user and is a corfs {@code mount} whose last argument
-     * (the mount point, resolved against the process's working directory) is {@code realMountPoint}: a
+     * True when process {@code pid} belongs to this user and is a corfs {@code mount} whose mount point argument
+     * ({@link #mountPointArg}, resolved against the process's working directory) is {@code realMountPoint}: a
      * stale pid reused by another program, or a pid file naming someone else's process, does not count.
      */
     static boolean isCorfsMountOf(long pid, Path realMountPoint) {
@@ -258,23 +258,56 @@ final class RunFiles {
             }
             String[] args = new String(Files.readAllBytes(proc.resolve("cmdline")), StandardCharsets.UTF_8)
                     .split("\0");
-            // "java ... corfs.cli.Main mount ..." (the daemon) or "java ... -jar .../corfs.jar mount ..." (bin/corfs)
-            int mount = -1;
-            for (int i = 0; i < args.length && mount < 0; i++) {
-                if (args[i].equals(Main.class.getName())
-                        || (i > 0 && args[i - 1].equals("-jar") && args[i].endsWith("corfs.jar"))) {
-                    mount = i + 1;
-                }
-            }
-            if (mount <= 0 || mount >= args.length - 1 || !args[mount].equals("mount")) {
+            String arg = mountPointArg(args);
+            if (arg == null) {
                 return false;
             }
-            Path last = Path.of(args[args.length - 1]);
+            Path last = Path.of(arg);
             Path resolved = last.isAbsolute() ? last : proc.resolve("cwd").toRealPath().resolve(last);
             return resolved.toRealPath().equals(realMountPoint);
         } catch (IOException | RuntimeException e) {
             return false;
         }
+    }
+
+    /**
+     * The mount point argument of a corfs daemon's command line, or null when {@code args} are no daemon's:
+     * {@code java ... corfs.cli.Main mount ... MOUNTPOINT} (started by {@code corfs mount}), {@code java ... -jar
+     * .../corfs.jar mount ... MOUNTPOINT} ({@code bin/corfs mount -f}), {@code java ... corfs.cli.LaunchedMount
+     * mount ... MOUNTPOINT} or {@code ... LaunchedMount mount-helper SOURCE MOUNTPOINT [OPTIONS]} (started by a
+     * launcher: the helper's second operand; {@code -o}, {@code -N} and {@code -t} take a value).
+     */
+    static String mountPointArg(String[] args) {
+        int command = -1;
+        boolean launched = false;
+        for (int i = 0; i < args.length && command < 0; i++) {
+            if (args[i].equals(Main.class.getName())
+                    || (i > 0 && args[i - 1].equals("-jar") && args[i].endsWith("corfs.jar"))) {
+                command = i + 1;
+            } else if (args[i].equals(LaunchedMount.class.getName())) {
+                command = i + 1;
+                launched = true;
+            }
+        }
+        if (command <= 0 || command >= args.length - 1) {
+            return null;
+        }
+        if (args[command].equals("mount")) {
+            return args[args.length - 1];
+        }
+        if (!launched || !args[command].equals(HostHelpers.MOUNT_HELPER)) {
+            return null;
+        }
+        int operand = 0;
+        for (int i = command + 1; i < args.length; i++) {
+            String a = args[i];
+            if (a.equals("-o") || a.equals("-N") || a.equals("-t")) {
+                i++;
+            } else if (!a.startsWith("-") && ++operand == 2) {
+                return a;
+            }
+        }
+        return null;
     }
 
     /** Records why closing failed (best effort: the log has it too). */

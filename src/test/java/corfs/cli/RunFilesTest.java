@@ -2,6 +2,7 @@ package corfs.cli;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -125,5 +126,24 @@ class RunFilesTest {
         assertEquals(Optional.of("flush failed"), RunFiles.takeFailure(run, mp));
         assertTrue(RunFiles.takeFailure(run, mp).isEmpty());
         assertEquals("precious\n", Files.readString(victim));
+    }
+
+    @Test
+    @DisplayName("a daemon's mount point argument: corfs mount's, bin/corfs -f's, and a launcher's (mount, mount-helper)")
+    void mountPointArg() {
+        assertEquals("/m", RunFiles.mountPointArg(new String[] {"/usr/bin/java", "-cp", "x.jar", "corfs.cli.Main",
+            "mount", "-f", "--report-ready", "--", "/a.raw", "/m"}));
+        assertEquals("m", RunFiles.mountPointArg(new String[] {"java", "-jar", "/o/corfs.jar", "mount", "-f", "a", "m"}));
+        assertEquals("rel/m", RunFiles.mountPointArg(new String[] {"java", "-cp", "/o/corfs.jar",
+            "corfs.cli.LaunchedMount", "mount", "-o", "ro", "a.raw", "rel/m"}));
+        assertEquals("/m", RunFiles.mountPointArg(new String[] {"java", "-cp", "/o/corfs.jar",
+            "corfs.cli.LaunchedMount", "mount-helper", "/a.raw:/b.raw", "/m", "-o", "rw,nofail", "-t", "fuse.corfs"}));
+        assertEquals("/m", RunFiles.mountPointArg(new String[] {"java", "-cp", "/o/corfs.jar",
+            "corfs.cli.LaunchedMount", "mount-helper", "-o", "ro", "-n", "/a.raw", "/m"}));
+        assertNull(RunFiles.mountPointArg(new String[] {"java", "-cp", "/o/corfs.jar", "corfs.cli.Main", "status", "/m"}));
+        assertNull(RunFiles.mountPointArg(new String[] {"java", "-cp", "/o/corfs.jar", "corfs.cli.Main",
+            "mount-helper", "/a.raw", "/m"})); // a helper's command JVM starts a daemon; it is none
+        assertNull(RunFiles.mountPointArg(new String[] {"sleep", "mount", "/m"}));
+        assertNull(RunFiles.mountPointArg(new String[] {"java", "corfs.cli.LaunchedMount", "mount"}));
     }
 }
