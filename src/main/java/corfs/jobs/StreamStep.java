@@ -76,6 +76,12 @@ final class StreamStep implements JobStep {
 
     /** The most fills in flight, whatever the backing allows. */
     static final int MAX_IN_FLIGHT = 8;
+    /**
+     * Fills in flight when the backing copies into the leaf inside the kernel ({@link LeafDisk#copiesInKernel}):
+     * a local file's read-ahead keeps the disk busy, and more copies at once only contend for the leaf's
+     * inode lock (buffered writers of one file serialise, spinning).
+     */
+    static final int COPY_IN_FLIGHT = 4;
     private static final long MAX_HOLE_STEP = 1L << 30;
     private static final long STEP_WAIT_MS = 500;
     private static final long CLOSE_WAIT_MS = 30_000;
@@ -121,7 +127,7 @@ final class StreamStep implements JobStep {
         this.disk = disk;
         this.onError = onError;
         this.skipped = skipped;
-        this.maxInFlight = inFlightFor(disk);
+        this.maxInFlight = disk.copiesInKernel() ? Math.min(COPY_IN_FLIGHT, inFlightFor(disk)) : inFlightFor(disk);
         String prefix = "corfs-stream-" + disk.name() + "-" + POOLS.incrementAndGet() + "-";
         AtomicInteger threads = new AtomicInteger();
         // Never more tasks than maxInFlight (the scheduler counts them), so the queue never rejects.
