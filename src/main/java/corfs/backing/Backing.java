@@ -52,7 +52,7 @@ public interface Backing extends AutoCloseable {
      * (the default: any backing that is not such a file, or a target on a filesystem the kernel cannot
      * copy to), and the caller reads and writes instead. Failures as {@link #readFully}; a
      * {@link BackingTimeoutException} means the copy was abandoned and may still write into {@code target}
-     * until {@link BackingTimeoutException#settled()} completes: until then the caller must keep everyone
+     * until {@link BackingTimeoutException#stillWriting()} completes: until then the caller must keep everyone
      * else off that range of the target.
      */
     default boolean copyTo(long offset, int length, FileOps.SparseFile target, long targetOffset) throws IOException {

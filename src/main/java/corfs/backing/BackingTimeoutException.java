@@ -2,7 +2,7 @@ package corfs.backing;
 
 import corfs.CorfsException;
 
-import java.util.concurrent.CompletableFuture;
+import java.util.Optional;
 import java.util.concurrent.CompletionStage;
 
 /**
@@ -10,27 +10,27 @@ import java.util.concurrent.CompletionStage;
  * reading into may still be written to later. Whoever gets this must drop that buffer, never reuse it.
  */
 public final class BackingTimeoutException extends CorfsException {
-    private static final CompletionStage<Void> UNKNOWN = new CompletableFuture<Void>().minimalCompletionStage();
-    private final transient CompletionStage<Void> settled;
+    private final transient CompletionStage<Void> stillWriting;
 
     public BackingTimeoutException(String message, Throwable cause) {
         this(message, cause, null);
     }
 
     /**
-     * @param settled completes once the abandoned call has really returned (it writes nothing after that);
-     *        null when that is not tracked
+     * @param stillWriting for an abandoned call that writes into a target the caller passed (an in-kernel
+     *        copy into a file): completes once that call has really returned and can write nothing more;
+     *        null for any other call
      */
-    public BackingTimeoutException(String message, Throwable cause, CompletionStage<Void> settled) {
+    public BackingTimeoutException(String message, Throwable cause, CompletionStage<Void> stillWriting) {
         super(Reason.IO, message, cause);
-        this.settled = settled;
+        this.stillWriting = stillWriting;
     }
 
     /**
-     * Completes once the abandoned call has returned and can write nothing more; one that never completes
-     * when that is not tracked (a call refused or given up before it started completes at once).
+     * For an abandoned copy ({@link Backing#copyTo}): completes once it returned, after which it writes
+     * nothing more into its target. Empty for reads (the caller drops the buffer instead).
      */
-    public CompletionStage<Void> settled() {
-        return settled != null ? settled : UNKNOWN;
+    public Optional<CompletionStage<Void>> stillWriting() {
+        return Optional.ofNullable(stillWriting);
     }
 }

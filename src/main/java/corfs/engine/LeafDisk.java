@@ -688,7 +688,7 @@ public final class LeafDisk implements AutoCloseable {
      * writes. The bytes are stored as they are: zero clusters inside the backing's data extents are written,
      * not punched (the backing's holes never get here). A copy that timed out may still be writing: the
      * {@link BackingReadException} carries the {@link corfs.backing.BackingTimeoutException}, and
-     * {@link #fill} keeps the clusters locked until it settled.
+     * {@link #fill} keeps the clusters locked until it returned.
      */
     private boolean copyInKernel(long pos, int n) throws IOException {
         if (readOnly) {
@@ -901,12 +901,12 @@ public final class LeafDisk implements AutoCloseable {
                 c = runEnd <= last ? local.nextClear(runEnd, last + 1) : last + 1;
             }
         } catch (BackingReadException e) {
-            if (purpose == FetchPurpose.STREAM && e.getCause() instanceof BackingTimeoutException abandoned) {
+            if (e.getCause() instanceof BackingTimeoutException abandoned && abandoned.stillWriting().isPresent()) {
                 // An abandoned in-kernel copy may still write into these clusters: nobody else (a guest
                 // write above all) may touch them before it returned. They hold no local data, so only I/O
                 // to these few clusters waits, as long as the backing does not answer.
                 release = false;
-                abandoned.settled().whenComplete((v, t) -> held.close());
+                abandoned.stillWriting().get().whenComplete((v, t) -> held.close());
             }
             throw e;
         } finally {

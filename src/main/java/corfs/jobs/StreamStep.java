@@ -34,7 +34,8 @@ import java.util.concurrent.atomic.AtomicInteger;
  * issues new ones, first from the priority queue ({@link #prioritize}), then in disk order from
  * {@link #cursor}, up to {@link #maxInFlight} (or the window of its {@link #pace pacing}), and waits (at most
  * {@value #STEP_WAIT_MS} ms) for one to complete when none has. The fills run on this run's own workers,
- * {@code corfs-stream-<leaf>-N} (daemon, idle I/O class, at most {@link #maxInFlight}, retired when idle),
+ * {@code corfs-stream-<leaf>-N} (daemon, idle I/O class, at most {@link #maxInFlight}: {@value #COPY_IN_FLIGHT}
+ * when the disk copies inside the kernel, fixed for the run; retired when idle),
  * through {@link LeafDisk#fill}, whose per-cluster locks make a guest write racing a fill win. Workers are
  * never interrupted (NIO closes a channel when its thread is interrupted): {@link #awaitQuiet} and
  * {@link #close} wait for them with a bound.
