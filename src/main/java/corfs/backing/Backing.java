@@ -1,5 +1,7 @@
 package corfs.backing;
 
+import corfs.io.FileOps;
+
 import java.io.IOException;
 import java.nio.ByteBuffer;
 
@@ -42,6 +44,28 @@ public interface Backing extends AutoCloseable {
      * FUSE buffer).
      */
     void readFully(ByteBuffer dst, long offset) throws IOException;
+
+    /**
+     * Copies exactly {@code length} bytes at {@code offset} (within {@link #size()}) into {@code target} at
+     * {@code targetOffset} without passing them through user space, when this backing is a file the
+     * kernel can copy from ({@code copy_file_range}); returns false, having written nothing, when it cannot
+     * (the default: any backing that is not such a file, or a target on a filesystem the kernel cannot
+     * copy to), and the caller reads and writes instead. Failures as {@link #readFully}; a
+     * {@link BackingTimeoutException} means the copy was abandoned and may still write into {@code target}
+     * until {@link BackingTimeoutException#stillWriting()} completes: until then the caller must keep everyone
+     * else off that range of the target.
+     */
+    default boolean copyTo(long offset, int length, FileOps.SparseFile target, long targetOffset) throws IOException {
+        return false;
+    }
+
+    /**
+     * Whether {@link #copyTo} into {@code target} may work (it can still answer false, once, when the
+     * kernel refuses); asks nothing of the medium, so it never blocks.
+     */
+    default boolean canCopyTo(FileOps.SparseFile target) {
+        return false;
+    }
 
     /**
      * What lies at {@code offset} (0 &le; offset &lt; {@link #size()}): one extent of one kind, of at

@@ -32,6 +32,8 @@ public final class FileBacking implements Backing {
     /** Guards the transitions of the reader's locks (open, a writer opening and closing). */
     private final Object lockState = new Object();
     private boolean lockWarned;
+    /** False once the kernel refused an in-kernel copy from this file ({@link #copyTo}). */
+    private volatile boolean copyWorks = true;
     /** Reads a local file or NFS share serves well at once. */
     private static final int MAX_IN_FLIGHT = 32;
 
@@ -61,6 +63,7 @@ public final class FileBacking implements Backing {
             channel = fileOps.openChannel(sparse.reopenPath(absolute), StandardOpenOption.READ);
             FileBacking b = new FileBacking(absolute, channel, sparse, channel.size(), fileOps);
             b.lockForReading();
+            sparse.adviseSequential(); // the descriptor that streams copy from (copyTo)
             return b;
         } catch (IOException | RuntimeException e) {
             try (FileChannel c = channel; FileOps.SparseFile s = sparse) {
@@ -114,6 +117,41 @@ public final class FileBacking implements Backing {
             }
             pos += n;
         }
+    }
+
+    /**
+     * In the kernel, through the descriptor that answers SEEK_DATA (advised sequential at open: its
+     * read-ahead serves streams, while {@link #readFully} keeps its own descriptor and read-ahead state).
+     * The first refusal (the target on another filesystem) turns it off for this backing.
+     */
+    @Override
+    public boolean canCopyTo(FileOps.SparseFile target) {
+        return copyWorks && sparse.copySupported() && target.copySupported();
+    }
+
+    @Override
+    public boolean copyTo(long offset, int length, FileOps.SparseFile target, long targetOffset) throws IOException {
+        if (!canCopyTo(target)) {
+            return false;
+        }
+        if (offset < 0 || length < 0 || offset > size || length > size - offset) {
+            throw new CorfsException(Reason.INVALID_ARGUMENT, "copy of " + length + " bytes at " + offset
+                    + " is outside backing " + path + " (" + size + " bytes)");
+        }
+        long done = 0;
+        while (done < length) {
+            long n = sparse.copyTo(offset + done, target, targetOffset + done, length - done);
+            if (n < 0) {
+                copyWorks = false; // the caller copies through a buffer, over whatever this wrote
+                return false;
+            }
+            if (n == 0) {
+                throw new CorfsException(Reason.IO, "backing " + path + " ends at " + (offset + done)
+                        + ", before its " + size + " bytes (it shrank since it was opened)");
+            }
+            done += n;
+        }
+        return true;
     }
 
     @Override

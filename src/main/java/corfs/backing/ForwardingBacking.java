@@ -8,6 +8,10 @@ import java.nio.ByteBuffer;
  * {@link TimeoutBacking}, the tests' delay, gate and fault backings), which override only the calls they
  * change. A decorator that forwards {@link #close()} owns its inner backing; one that must not close it
  * overrides {@code close}.
+ *
+ * <p>{@link #copyTo}/{@link #canCopyTo} are <em>not</em> forwarded: an in-kernel copy would bypass whatever
+ * a decorator does to reads (delays, faults, gates), so callers read instead. A decorator that treats copies
+ * as it treats reads forwards them itself ({@link MeteredBacking}, {@link TimeoutBacking}).
  */
 public abstract class ForwardingBacking implements Backing {
     /** The backing decorated; never null. */

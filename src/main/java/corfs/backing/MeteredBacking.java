@@ -4,7 +4,7 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 
 /**
- * A backing that counts: every {@link #readFully} and {@link #allocation} call is timed once into a
+ * A backing that counts: every {@link #readFully}, {@link #copyTo} that copied and {@link #allocation} call is timed once into a
  * {@link BackingMeter} (success or failure, as the caller saw it), and each failure counted as a timeout
  * ({@link BackingTimeoutException}) or an I/O error (anything else). The outermost decorator of a mounted
  * leaf's backing, outside {@link TimeoutBacking}, so a call's time is the time its caller waited, a timed
@@ -34,6 +34,30 @@ public final class MeteredBacking extends ForwardingBacking {
             throw e;
         } finally {
             meter.record(System.nanoTime() - start);
+        }
+    }
+
+    @Override
+    public boolean canCopyTo(corfs.io.FileOps.SparseFile target) {
+        return inner.canCopyTo(target);
+    }
+
+    @Override
+    public boolean copyTo(long offset, int length, corfs.io.FileOps.SparseFile target, long targetOffset)
+            throws IOException {
+        long start = System.nanoTime();
+        boolean copied = false;
+        try {
+            copied = inner.copyTo(offset, length, target, targetOffset);
+            return copied;
+        } catch (IOException | RuntimeException e) {
+            failed(e);
+            copied = true; // a call that reached the backing, and is counted
+            throw e;
+        } finally {
+            if (copied) {
+                meter.record(System.nanoTime() - start);
+            }
         }
     }
 

@@ -22,7 +22,7 @@ import java.util.concurrent.atomic.AtomicInteger;
  * A deadline on every call into a backing, so a backing that hangs (an NFS server gone, a stopped FUSE
  * daemon under it, {@code lseek(SEEK_DATA)} waiting for either) does not hang the filesystem: the caller
  * gets IO after the timeout, local clusters keep being served, and calls work again once the backing
- * answers. Covers reads, {@link #allocation}, {@link #identity}, {@link #openWriter}, the writer's
+ * answers. Covers reads, in-kernel copies ({@link #copyTo}), {@link #allocation}, {@link #identity}, {@link #openWriter}, the writer's
  * calls and {@link #close}.
  *
  * <h2>Invariants</h2>
@@ -35,7 +35,9 @@ import java.util.concurrent.atomic.AtomicInteger;
  * until its caller gives up). When every permit is held by an abandoned call, a new call is refused at
  * once instead of waiting out another timeout.</li>
  * <li>A read that times out may still write into the caller's buffer later
- * ({@link BackingTimeoutException}): the caller drops that buffer. Writes are copied first, so an
+ * ({@link BackingTimeoutException}): the caller drops that buffer. A copy that times out may still write
+ * into its target until the exception's {@link BackingTimeoutException#stillWriting()} completes, which it does
+ * when the worker returns. Writes are copied first, so an
  * abandoned write never reads memory its caller reuses; after any writer call times out the writer
  * refuses everything but {@code close}, and the commit fails (its dirty bits stay set).</li>
  * </ul>
@@ -107,6 +109,22 @@ public final class TimeoutBacking extends ForwardingBacking {
         dst.position(target.position());
     }
 
+    /**
+     * Copies on a worker thread, with the deadline. On a timeout the copy is abandoned, not stopped: it may
+     * still write into {@code target} until the {@link BackingTimeoutException#stillWriting()} it carries
+     * completes (see {@link Backing#copyTo}).
+     */
+    @Override
+    public boolean canCopyTo(corfs.io.FileOps.SparseFile target) {
+        return inner.canCopyTo(target);
+    }
+
+    @Override
+    public boolean copyTo(long offset, int length, corfs.io.FileOps.SparseFile target, long targetOffset)
+            throws IOException {
+        return call("copy at " + offset, () -> inner.copyTo(offset, length, target, targetOffset), null, true);
+    }
+
     @Override
     public Writer openWriter() throws IOException {
         Writer w = call("open for writing", inner::openWriter, TimeoutBacking::closeQuietly);
@@ -144,6 +162,15 @@ public final class TimeoutBacking extends ForwardingBacking {
      * {@code lateResult} (if not null) receives a result that arrives after the caller gave up.
      */
     private <T> T call(String what, Callable<T> task, java.util.function.Consumer<T> lateResult) throws IOException {
+        return call(what, task, lateResult, false);
+    }
+
+    /**
+     * As above; {@code writesTarget}: the task writes into something its caller passed (a copy into a
+     * file), so a timeout tells when the abandoned task returned ({@link BackingTimeoutException#stillWriting}).
+     */
+    private <T> T call(String what, Callable<T> task, java.util.function.Consumer<T> lateResult, boolean writesTarget)
+            throws IOException {
         if (abandoned.get() >= workerCount) {
             throw new RejectedCallException("backing " + inner.location() + " is not answering (" + workerCount
                     + " calls stuck in it for over " + timeoutMillis + " ms); " + what + " refused");
@@ -151,12 +178,16 @@ public final class TimeoutBacking extends ForwardingBacking {
         long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMillis);
         try {
             if (!permits.tryAcquire(timeoutMillis, TimeUnit.MILLISECONDS)) {
-                throw timedOut(what, null);
+                throw timedOut(what, null, writesTarget ? CompletableFuture.completedFuture(null) : null);
             }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
-            throw new BackingTimeoutException("interrupted waiting for backing " + inner.location(), e);
+            throw new BackingTimeoutException("interrupted waiting for backing " + inner.location(), e,
+                    writesTarget ? CompletableFuture.completedFuture(null) : null);
         }
+        // completes when the task has returned (or will never run): an abandoned call writes nothing after
+        CompletableFuture<Void> settled = new CompletableFuture<>();
+        CompletableFuture<Void> told = writesTarget ? settled : null;
         // 0 queued, 1 running, 2 done, 3 given up before it ran, 4 abandoned while running
         AtomicInteger state = new AtomicInteger();
         CompletableFuture<T> result = new CompletableFuture<>();
@@ -188,10 +219,12 @@ public final class TimeoutBacking extends ForwardingBacking {
                     }
                 } finally {
                     permits.release();
+                    settled.complete(null);
                 }
             });
         } catch (java.util.concurrent.RejectedExecutionException e) {
             permits.release();
+            settled.complete(null);
             throw new RejectedCallException("backing " + inner.location() + " is closed; " + what + " refused");
         }
         try {
@@ -203,14 +236,14 @@ public final class TimeoutBacking extends ForwardingBacking {
             } else if (state.get() == 2) {
                 return resultNow(result); // it finished just now
             }
-            throw timedOut(what, e);
+            throw timedOut(what, e, told);
         } catch (InterruptedException e) {
             // keep the task's bookkeeping right: treat as a timeout
             if (!state.compareAndSet(0, 3) && state.compareAndSet(1, 4)) {
                 abandoned.incrementAndGet();
             }
             Thread.currentThread().interrupt();
-            throw new BackingTimeoutException("interrupted waiting for backing " + inner.location(), e);
+            throw new BackingTimeoutException("interrupted waiting for backing " + inner.location(), e, told);
         } catch (ExecutionException e) {
             throw Deadline.rethrow("backing " + inner.location() + " " + what, e.getCause());
         }
@@ -227,10 +260,10 @@ public final class TimeoutBacking extends ForwardingBacking {
         }
     }
 
-    private BackingTimeoutException timedOut(String what, Throwable cause) {
+    private BackingTimeoutException timedOut(String what, Throwable cause, CompletableFuture<Void> stillWriting) {
         LOG.warn("backing {} did not answer {} within {} ms", inner.location(), what, timeoutMillis);
         return new BackingTimeoutException("backing " + inner.location() + " did not answer " + what + " within "
-                + timeoutMillis + " ms", cause);
+                + timeoutMillis + " ms", cause, stillWriting);
     }
 
     private static void closeQuietly(Writer w) {

@@ -5,6 +5,7 @@ import corfs.CorfsException.Reason;
 import corfs.backing.Allocation;
 import corfs.backing.Backing;
 import corfs.backing.BackingMeter;
+import corfs.backing.BackingTimeoutException;
 import corfs.backing.MeteredBacking;
 import corfs.image.ClusterBitmap;
 import corfs.image.LeafImage;
@@ -80,6 +81,8 @@ public final class LeafDisk implements AutoCloseable {
      * when the link is slow ({@link ReadAheadBudget}).
      */
     static final int PREFETCH_CHUNKS = 8;
+    /** The most one in-kernel copy of a stream's fill moves ({@link #copyInKernel}); larger runs use buffers. */
+    private static final long MAX_COPY = 64L << 20;
 
     private final String name;
     private final LeafImage image;
@@ -212,6 +215,14 @@ public final class LeafDisk implements AutoCloseable {
 
     public long modifiedMillis() {
         return modifiedMillis.get();
+    }
+
+    /**
+     * True when a stream's fills copy from the backing into the leaf inside the kernel (a local file
+     * backing on the leaf's filesystem, on Linux): the stream then sizes its steps for that.
+     */
+    public boolean copiesInKernel() {
+        return !readOnly && backing != null && backing.canCopyTo(image.sparseData());
     }
 
     /** Bytes the leaf's data file really occupies (for st_blocks). */
@@ -713,6 +724,17 @@ public final class LeafDisk implements AutoCloseable {
             // Read whole clusters up to the one holding the extent's end, one chunk at most
             // (pos is cluster-aligned and the chunk a multiple of the cluster size).
             long dataStop = Math.min(stop, Math.min(clusterEnd((extentEnd - 1) >>> clusterShift), pos + chunk));
+            if (dst == null && purpose == FetchPurpose.STREAM) {
+                // In the kernel, no buffer: the whole data extent of this run in one copy (a stream's run
+                // is one step, at most COPY_STEP_BYTES of LeafJob).
+                long copyStop = Math.min(stop, clusterEnd((extentEnd - 1) >>> clusterShift));
+                if (copyStop - pos <= MAX_COPY && copyInKernel(pos, (int) (copyStop - pos))) {
+                    fetched[purpose.ordinal()].add(copyStop - pos);
+                    markLocalRange(pos, copyStop); // the data is in the leaf: now the bits may say so
+                    pos = copyStop;
+                    continue;
+                }
+            }
             ByteBuffer buf = buffers.acquire();
             boolean reusable = true;
             try {
@@ -723,7 +745,7 @@ public final class LeafDisk implements AutoCloseable {
                 try {
                     backing.readFully(buf, pos);
                     delivered = n;
-                } catch (corfs.backing.BackingTimeoutException e) {
+                } catch (BackingTimeoutException e) {
                     reusable = false; // an abandoned read may still write into buf: never pool it again
                     throw new BackingReadException(pos, n, e);
                 } catch (IOException | RuntimeException e) {
@@ -741,6 +763,41 @@ public final class LeafDisk implements AutoCloseable {
                 }
             }
             pos = dataStop;
+        }
+    }
+
+    /**
+     * A stream's data step without a buffer: the backing copies [pos, pos+n) into the leaf's data file
+     * inside the kernel when it can ({@link Backing#copyTo}); false when it cannot, and the caller reads and
+     * writes. The bytes are stored as they are: zero clusters inside the backing's data extents are written,
+     * not punched (the backing's holes never get here). A copy that timed out may still be writing: the
+     * {@link BackingReadException} carries the {@link corfs.backing.BackingTimeoutException}, and
+     * {@link #fill} keeps the clusters locked until it returned.
+     */
+    private boolean copyInKernel(long pos, int n) throws IOException {
+        if (readOnly) {
+            return false;
+        }
+        long token = readAheadBudget.begin();
+        long delivered = 0;
+        try {
+            boolean copied = backing.copyTo(pos, n, image.sparseData(), pos);
+            delivered = copied ? n : 0;
+            return copied;
+        } catch (IOException | RuntimeException e) {
+            if (IoFailures.isNoSpace(e)) {
+                throw IoFailures.classify(e instanceof IOException io ? io : new IOException(e),
+                        "the leaf's filesystem is full (" + image.dataPath() + ")");
+            }
+            throw new BackingReadException(pos, n, e);
+        } finally {
+            readAheadBudget.end(token, delivered);
+        }
+    }
+
+    private void markLocalRange(long from, long to) {
+        for (long c = from >>> clusterShift; c <= (to - 1) >>> clusterShift; c++) {
+            image.markLocal(c);
         }
     }
 
@@ -907,13 +964,28 @@ public final class LeafDisk implements AutoCloseable {
      */
     public void fill(long first, long last, FetchPurpose purpose) throws IOException {
         checkWritable();
-        try (ClusterRangeLock.Held held = locks.lock(first, last)) {
+        ClusterRangeLock.Held held = locks.lock(first, last);
+        boolean release = true;
+        try {
             long c = local.nextClear(first, last + 1);
             while (c <= last) {
                 long runEnd = local.nextSet(c, last + 1);
                 fillRunMarkingAhead(c, runEnd - 1, null, 0, 0, 0, false, purpose,
                         purpose == FetchPurpose.READ_AHEAD ? c : runEnd); // only read-ahead is fetched ahead
                 c = runEnd <= last ? local.nextClear(runEnd, last + 1) : last + 1;
+            }
+        } catch (BackingReadException e) {
+            if (e.getCause() instanceof BackingTimeoutException abandoned && abandoned.stillWriting().isPresent()) {
+                // An abandoned in-kernel copy may still write into these clusters: nobody else (a guest
+                // write above all) may touch them before it returned. They hold no local data, so only I/O
+                // to these few clusters waits, as long as the backing does not answer.
+                release = false;
+                abandoned.stillWriting().get().whenComplete((v, t) -> held.close());
+            }
+            throw e;
+        } finally {
+            if (release) {
+                held.close();
             }
         }
     }

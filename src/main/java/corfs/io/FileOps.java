@@ -49,6 +49,31 @@ public interface FileOps {
         /** The first offset at or after {@code offset} that is a hole, or the file size (SEEK_HOLE). */
         long nextHole(long offset) throws IOException;
 
+        /**
+         * Copies up to {@code length} bytes at {@code offset} of this file to {@code target} at
+         * {@code targetOffset} inside the kernel ({@code copy_file_range}: no copy through user space, no
+         * file position used or moved). Returns the bytes copied (at least 1; fewer than asked when the
+         * kernel stops early, so callers loop), 0 at this file's end, or -1 when the kernel cannot copy
+         * between these two files (another filesystem, a kernel or filesystem without it: the caller then
+         * copies through a buffer). Throws {@link UnsupportedOperationException} where this implementation
+         * has no in-kernel copy at all ({@link #copySupported()} false).
+         */
+        default long copyTo(long offset, SparseFile target, long targetOffset, long length) throws IOException {
+            throw new UnsupportedOperationException("no in-kernel copy here");
+        }
+
+        /** Whether {@link #copyTo} may work; false for the portable implementation. */
+        default boolean copySupported() {
+            return false;
+        }
+
+        /**
+         * Tells the kernel this open file will be read sequentially ({@code POSIX_FADV_SEQUENTIAL}: a larger
+         * read-ahead for reads and in-kernel copies through this descriptor). Advice only: never fails.
+         */
+        default void adviseSequential() {
+        }
+
         /** Bytes the file really occupies on its filesystem (st_blocks * 512). */
         long allocatedBytes() throws IOException;
 

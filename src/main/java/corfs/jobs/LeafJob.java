@@ -66,6 +66,12 @@ final class LeafJob {
     private static final long STEP_WAIT_NANOS = TimeUnit.SECONDS.toNanos(10);
     private static final long MAX_JOB_ID = 0xFFFF_FFFFL;
     private static final int MAX_STEP_BYTES = 1 << 20;
+    /**
+     * The step of an unlimited stream whose backing copies into the leaf inside the kernel
+     * ({@link LeafDisk#copiesInKernel()}): one copy per step costs a system call, not a buffer's trip
+     * through user space, so larger steps only save calls and lock round trips.
+     */
+    private static final int COPY_STEP_BYTES = 8 << 20;
     private static final long CATCH_UP_NANOS = 250_000_000L;
 
     /** One run of the job: its step and whether the filler may (armed) or does (stepping) run it. */
@@ -478,7 +484,9 @@ final class LeafJob {
             return null;
         }
         long bytes = MAX_STEP_BYTES;
-        if (pacing != null) {
+        if (kind == JobKind.STREAM && pacing == null && speed.bytesPerSecond() == 0 && disk.copiesInKernel()) {
+            bytes = COPY_STEP_BYTES;
+        } else if (pacing != null) {
             bytes = pacing.fillBytes(); // auto: the controller sizes the fills (see LatencyController)
         } else if (speed.bytesPerSecond() > 0) {
             bytes = Math.min(bytes, Math.max(speed.bytesPerSecond() / 20, disk.clusterSize())); // ~20 steps a second

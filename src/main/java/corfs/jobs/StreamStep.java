@@ -34,7 +34,8 @@ import java.util.concurrent.atomic.AtomicInteger;
  * issues new ones, first from the priority queue ({@link #prioritize}), then in disk order from
  * {@link #cursor}, up to {@link #maxInFlight} (or the window of its {@link #pace pacing}), and waits (at most
  * {@value #STEP_WAIT_MS} ms) for one to complete when none has. The fills run on this run's own workers,
- * {@code corfs-stream-<leaf>-N} (daemon, idle I/O class, at most {@link #maxInFlight}, retired when idle),
+ * {@code corfs-stream-<leaf>-N} (daemon, idle I/O class, at most {@link #maxInFlight}: {@value #COPY_IN_FLIGHT}
+ * when the disk copies inside the kernel, fixed for the run; retired when idle),
  * through {@link LeafDisk#fill}, whose per-cluster locks make a guest write racing a fill win. Workers are
  * never interrupted (NIO closes a channel when its thread is interrupted): {@link #awaitQuiet} and
  * {@link #close} wait for them with a bound.
@@ -76,6 +77,12 @@ final class StreamStep implements JobStep {
 
     /** The most fills in flight, whatever the backing allows. */
     static final int MAX_IN_FLIGHT = 8;
+    /**
+     * Fills in flight when the backing copies into the leaf inside the kernel ({@link LeafDisk#copiesInKernel}):
+     * a local file's read-ahead keeps the disk busy, and more copies at once only contend for the leaf's
+     * inode lock (buffered writers of one file serialise, spinning).
+     */
+    static final int COPY_IN_FLIGHT = 4;
     private static final long MAX_HOLE_STEP = 1L << 30;
     private static final long STEP_WAIT_MS = 500;
     private static final long CLOSE_WAIT_MS = 30_000;
@@ -121,7 +128,7 @@ final class StreamStep implements JobStep {
         this.disk = disk;
         this.onError = onError;
         this.skipped = skipped;
-        this.maxInFlight = inFlightFor(disk);
+        this.maxInFlight = disk.copiesInKernel() ? Math.min(COPY_IN_FLIGHT, inFlightFor(disk)) : inFlightFor(disk);
         String prefix = "corfs-stream-" + disk.name() + "-" + POOLS.incrementAndGet() + "-";
         AtomicInteger threads = new AtomicInteger();
         // Never more tasks than maxInFlight (the scheduler counts them), so the queue never rejects.

@@ -42,6 +42,11 @@ public final class Libc {
     public static final int ENOSPC = 28;
     public static final int ENXIO = 6;
     public static final int EOPNOTSUPP = 95;
+    public static final int EXDEV = 18;
+    public static final int EINVAL = 22;
+    public static final int ENOSYS = 38;
+    /** posix_fadvise(2) advice. */
+    public static final int POSIX_FADV_SEQUENTIAL = 2;
 
     /** {@code struct stat}: st_blocks sits at byte 64 on both x86_64 and aarch64; 144 bytes is the larger size. */
     static final int STAT_SIZE = 256;
@@ -64,6 +69,10 @@ public final class Libc {
         String strerror(int errnum);
         @SaveError long pread(int fd, Pointer buf, long count, long offset);
         @SaveError long pwrite(int fd, Pointer buf, long count, long offset);
+        /** {@code off_in}/{@code off_out} point at an off_t each; the file positions are not used. */
+        @SaveError long copy_file_range(int fdIn, Pointer offIn, int fdOut, Pointer offOut, long len, int flags);
+        /** Returns the error number itself (0 on success); errno is not set. */
+        int posix_fadvise(int fd, long offset, long len, int advice);
     }
 
     private static final Native LIBC = LibraryLoader.create(Native.class).failImmediately().load("c");

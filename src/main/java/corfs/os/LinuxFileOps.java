@@ -26,6 +26,10 @@ public final class LinuxFileOps implements FileOps {
     private static final int IOPRIO_CLASS_IDLE = 3;
     private static final int IOPRIO_CLASS_SHIFT = 13;
 
+    /** Two off_t for copy_file_range (source, target), one pair per thread: allocated once, not per copy. */
+    private static final ThreadLocal<Pointer> COPY_OFFSETS =
+            ThreadLocal.withInitial(() -> Memory.allocateDirect(Libc.runtime(), 16, true));
+
     private final Libc.Native libc;
     private final AtomicBoolean ioprioWarned = new AtomicBoolean();
 
@@ -145,6 +149,55 @@ public final class LinuxFileOps implements FileOps {
 
         private long size() throws IOException {
             return java.nio.file.Files.size(path);
+        }
+
+        @Override
+        public boolean copySupported() {
+            return true;
+        }
+
+        @Override
+        public long copyTo(long offset, SparseFile target, long targetOffset, long length) throws IOException {
+            ensureOpen();
+            if (!(target instanceof NativeSparseFile t)) {
+                return -1;
+            }
+            t.ensureOpen();
+            if (offset < 0 || targetOffset < 0 || length < 0) {
+                throw new IllegalArgumentException("copy of " + length + " bytes at " + offset + " to " + targetOffset);
+            }
+            if (length == 0) {
+                return 0;
+            }
+            Pointer offsets = COPY_OFFSETS.get();
+            offsets.putLong(0, offset);
+            offsets.putLong(8, targetOffset);
+            long n;
+            do {
+                n = libc.copy_file_range(fd, offsets, t.fd, offsets.slice(8), length, 0);
+            } while (n < 0 && Libc.errno() == Libc.EINTR);
+            if (n >= 0) {
+                return n;
+            }
+            int e = Libc.errno();
+            if (e == Libc.EXDEV || e == Libc.ENOSYS || e == Libc.EOPNOTSUPP || e == Libc.EINVAL) {
+                return -1;
+            }
+            if (e == Libc.ENOSPC) {
+                throw failure("copy into", t.path, e);
+            }
+            throw failure("copy from " + path + " to", t.path, e);
+        }
+
+        @Override
+        public void adviseSequential() {
+            if (closed.get()) {
+                return;
+            }
+            int rc = libc.posix_fadvise(fd, 0, 0, Libc.POSIX_FADV_SEQUENTIAL);
+            if (rc != 0) {
+                LOG.debug("{}: posix_fadvise(SEQUENTIAL): {}", path, Libc.message(rc));
+            }
         }
 
         @Override

@@ -63,7 +63,12 @@ class PowerCutTest {
         /** COR reads, guest writes, zeroing, flushes, partial streams, then a commit, then more writes. */
         COMMIT,
         /** The same mix, then a stream of everything and the standalone flag. */
-        STREAM_TO_STANDALONE
+        STREAM_TO_STANDALONE,
+        /**
+         * As STREAM_TO_STANDALONE, with the stream's fills copied from the backing into the leaf "in the
+         * kernel" ({@link FileOps.SparseFile#copyTo}, modelled as a recorded write of the leaf).
+         */
+        STREAM_IN_KERNEL
     }
 
     // ------------------------------------------------------------------ the recording file layer
@@ -83,6 +88,80 @@ class PowerCutTest {
     static final class RecordingFileOps extends PortableFileOps {
         private final List<Path> files = new ArrayList<>();
         private final List<Event> events = new ArrayList<>();
+        private final boolean copies;
+
+        RecordingFileOps(boolean copies) {
+            this.copies = copies;
+        }
+
+        /**
+         * With {@code copies}, open files copy between each other like {@code copy_file_range}: the bytes
+         * go from this file's channel through the target's recorded channel, so a copy is a logged write.
+         */
+        @Override
+        public SparseFile open(Path path, boolean writable) throws IOException {
+            SparseFile base = super.open(path, writable);
+            if (!copies) {
+                return base;
+            }
+            FileChannel channel = writable
+                    ? openChannel(path, StandardOpenOption.READ, StandardOpenOption.WRITE)
+                    : openChannel(path, StandardOpenOption.READ);
+            return new CopyingFile(base, channel);
+        }
+
+        /** A portable sparse file that can copy to another one (see {@link #open}). */
+        record CopyingFile(SparseFile base, FileChannel channel) implements SparseFile {
+            @Override
+            public boolean copySupported() {
+                return true;
+            }
+
+            @Override
+            public long copyTo(long offset, SparseFile target, long targetOffset, long length) throws IOException {
+                if (!(target instanceof CopyingFile t)) {
+                    return -1;
+                }
+                ByteBuffer buf = ByteBuffer.allocate((int) Math.min(length, 1 << 20));
+                int n = channel.read(buf, offset);
+                if (n <= 0) {
+                    return 0;
+                }
+                buf.flip();
+                long pos = targetOffset;
+                while (buf.hasRemaining()) {
+                    pos += t.channel.write(buf, pos);
+                }
+                return n;
+            }
+
+            @Override
+            public void punchHole(long offset, long length) throws IOException {
+                base.punchHole(offset, length);
+            }
+
+            @Override
+            public long nextData(long offset) throws IOException {
+                return base.nextData(offset);
+            }
+
+            @Override
+            public long nextHole(long offset) throws IOException {
+                return base.nextHole(offset);
+            }
+
+            @Override
+            public long allocatedBytes() throws IOException {
+                return base.allocatedBytes();
+            }
+
+            @Override
+            public void close() throws IOException {
+                try (FileChannel c = channel) {
+                    base.close();
+                }
+            }
+        }
 
         synchronized int fileId(Path path) {
             Path p = path.toAbsolutePath().normalize();
@@ -167,7 +246,7 @@ class PowerCutTest {
         LeafImage.create(leaf, backing, CLUSTER, false);
         Path meta = LeafImage.metadataPathOf(leaf);
 
-        RecordingFileOps rec = new RecordingFileOps();
+        RecordingFileOps rec = new RecordingFileOps(scenario == Scenario.STREAM_IN_KERNEL);
         Map<Integer, byte[]> initial = new HashMap<>();
         Map<Integer, FileTime> initialMtime = new HashMap<>();
         for (Path p : List.of(leaf, meta, backing)) {
@@ -267,6 +346,7 @@ class PowerCutTest {
         boolean[] dirtyAtCommit = null;
         try (LeafDisk disk = TestLeaves.open(leaf, rec)) {
             int clusters = (int) disk.clusters();
+            assertEquals(scenario == Scenario.STREAM_IN_KERNEL, disk.copiesInKernel(), "copies in the kernel");
             mixedOps(disk, random, rec, model, ops, acks, 120, seed);
             disk.flush();
             acks.add(new Ack(rec.eventCount(), model.clone()));
