@@ -51,7 +51,7 @@ class InUseFlagTest {
     @DisplayName("writes into clean local clusters write the header once and no bitmap page until a flush")
     void firstWriteSetsTheFlagOnce() throws IOException {
         Path leaf = leafWithCleanClusters(32);
-        PowerCutTest.RecordingFileOps rec = new PowerCutTest.RecordingFileOps();
+        PowerCutTest.RecordingFileOps rec = new PowerCutTest.RecordingFileOps(false);
         int metaFile = rec.fileId(LeafImage.metadataPathOf(leaf));
         try (LeafDisk disk = TestLeaves.open(leaf, rec)) {
             assertFalse(disk.image().header().inUse(), "reads and opens do not set it");
