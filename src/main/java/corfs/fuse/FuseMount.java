@@ -161,6 +161,7 @@ public final class FuseMount implements AutoCloseable {
             String[] argv = fuseArgv(mp, options);
             LOG.info("mounting {} leaf(s) at {} with {} FUSE thread(s) ({})", disks.size(), mp,
                     options.threads() == FuseLoop.ELASTIC ? FuseLoop.baseThreads() + " to " + MAX_THREADS
+                            + " not waiting on the backing, " + FuseLoop.MAX_ALL_THREADS + " in all"
                             : String.valueOf(options.threads()), String.join(" ", argv));
             corfs.StartupTrace.mark("fs-built");
             FuseLoop loop = setUp(mp, fs, argv);
