@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import corfs.image.MetadataFormat;
 import corfs.image.V1Headers;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -17,10 +18,10 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
- * Issue 7: metadata version 2. A leaf made and used by the previous release (its header slots in the
- * version 1 layout, written by the tests' copy of that encoder; the bitmap pages are the same in both
- * versions) mounts read-only without being written, mounts writable and is version 2 after the
- * unmount, with its data, and still mounts.
+ * Issue 7: metadata upgrades. A leaf made and used by an old release (its header slots in the
+ * version 1 layout, written by the tests' copy of that encoder; the bitmap pages are the same in every
+ * version) mounts read-only without being written, mounts writable and is of the current version
+ * ({@link MetadataFormat#VERSION}) after the unmount, with its data, and still mounts.
  */
 @DisplayName("a version 1 leaf mounts, is upgraded by a writable mount, and still mounts")
 class MetadataUpgradeIT {
@@ -67,9 +68,9 @@ class MetadataUpgradeIT {
             assertArrayEquals(model, Files.readAllBytes(img), "writable mount of the version 1 leaf");
             patch(img, model, 5L * MIB + 3, 70_000, 2);
             fx.umount(mnt);
-            assertEquals(2, V1Headers.versionOf(leaf, 0));
-            assertEquals(2, V1Headers.versionOf(leaf, 1));
-            assertVersion(leaf, 2);
+            assertEquals(MetadataFormat.VERSION, V1Headers.versionOf(leaf, 0));
+            assertEquals(MetadataFormat.VERSION, V1Headers.versionOf(leaf, 1));
+            assertVersion(leaf, MetadataFormat.VERSION);
             fx.corfs("check", leaf.toString()).assertOk();
 
             fx.mount(mnt, leaf);
