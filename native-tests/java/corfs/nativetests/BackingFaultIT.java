@@ -325,39 +325,28 @@ class BackingFaultIT {
         });
     }
 
-    /** FUSE workers ({@code corfs-fuse-N} threads) of the daemon serving {@code mnt}. */
+    /**
+     * FUSE workers ({@code corfs-fuse-N} threads) of the daemon serving {@code mnt}, found as every test
+     * finds it ({@link CorfsFixture#daemonPidsFor}: however the launcher started it).
+     */
     private static int fuseWorkers(Path mnt) throws Exception {
-        String want = mnt.toString();
-        try (var procs = Files.list(Path.of("/proc"))) {
-            for (Path proc : (Iterable<Path>) procs::iterator) {
-                if (!proc.getFileName().toString().chars().allMatch(Character::isDigit)) {
-                    continue;
-                }
-                List<String> args;
+        List<Long> daemons = CorfsFixture.daemonPidsFor(mnt);
+        if (daemons.size() != 1) {
+            throw new AssertionError("not one corfs daemon serving " + mnt + ": " + daemons);
+        }
+        int n = 0;
+        try (var tasks = Files.list(Path.of("/proc", String.valueOf(daemons.get(0)), "task"))) {
+            for (Path t : (Iterable<Path>) tasks::iterator) {
                 try {
-                    args = List.of(new String(Files.readAllBytes(proc.resolve("cmdline"))).split("\0"));
-                } catch (java.io.IOException gone) {
-                    continue;
-                }
-                if (!args.contains("--report-ready") || !args.contains(want)) {
-                    continue;
-                }
-                int n = 0;
-                try (var tasks = Files.list(proc.resolve("task"))) {
-                    for (Path t : (Iterable<Path>) tasks::iterator) {
-                        try {
-                            if (Files.readString(t.resolve("comm")).trim().matches("corfs-fuse-[0-9]+")) {
-                                n++;
-                            }
-                        } catch (java.io.IOException gone) {
-                            // the thread ended
-                        }
+                    if (Files.readString(t.resolve("comm")).trim().matches("corfs-fuse-[0-9]+")) {
+                        n++;
                     }
+                } catch (java.io.IOException gone) {
+                    // the thread ended
                 }
-                return n;
             }
         }
-        throw new AssertionError("no corfs daemon serving " + mnt);
+        return n;
     }
 
     @Test
