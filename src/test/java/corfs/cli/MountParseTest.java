@@ -27,7 +27,7 @@ class MountParseTest {
 
     private static MountCommand picocli(String... args) {
         MountCommand m = new MountCommand();
-        new CommandLine(m).parseArgs(Arrays.copyOfRange(args, 1, args.length));
+        new CommandLine(m).setExpandAtFiles(false).parseArgs(Arrays.copyOfRange(args, 1, args.length)); // as Main.commandLine
         return m;
     }
 
