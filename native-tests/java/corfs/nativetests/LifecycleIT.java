@@ -227,6 +227,27 @@ class LifecycleIT {
     }
 
     @Test
+    @DisplayName("a launcher started with stderr, stdout or stdin closed mounts: the daemon's log does not take the"
+            + " place of a descriptor its JVM opened on fd 2")
+    void launcherWithClosedStandardDescriptors() {
+        assertTimeoutPreemptively(TEST_TIMEOUT, () -> {
+            Path backing = fx.makeBacking("base.raw", 8L * MIB, 29);
+            Path leaf = fx.createLeaf(backing, "disk.raw");
+            Path mnt = fx.newMountPoint("mnt");
+            // A JVM started with fd 2 closed opens its runtime image (lib/modules) there; the daemon then made fd 2
+            // its log (dup2), closing the runtime image under the JVM, which died before READY (exit 2, no message).
+            for (String closed : List.of("2>&-", ">&-", "<&-", ">&- 2>&-")) {
+                Result r = fx.run(Duration.ofSeconds(120), "sh", "-c", "exec \"$0\" mount \"$1\" \"$2\" " + closed,
+                        fx.launcher().toString(), leaf.toString(), mnt.toString());
+                assertEquals(0, r.exit(), closed + ": " + r);
+                assertTrue(CorfsFixture.isMounted(mnt), closed + ": not mounted: " + r);
+                assertArrayEquals(Files.readAllBytes(backing), Files.readAllBytes(mnt.resolve("disk.raw")), closed);
+                fx.umount(mnt);
+            }
+        });
+    }
+
+    @Test
     @DisplayName("a launcher killed (SIGKILL) while the daemon it started mounts: the daemon does not stay mounted")
     void launcherKilledDuringStart() {
         assertTimeoutPreemptively(TEST_TIMEOUT, () -> {

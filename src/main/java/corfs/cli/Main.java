@@ -123,11 +123,17 @@ public final class Main implements Runnable {
      */
     static CommandLine commandLine(String... args) {
         Class<?> only = args.length > 0 && !args[0].equals("help") ? Commands.BY_NAME.get(args[0]) : null;
+        CommandLine cl;
         if (only == null) {
-            return new CommandLine(new Main());
+            cl = new CommandLine(new Main());
+        } else {
+            cl = new CommandLine(new Lean());
+            cl.addSubcommand(args[0], new CommandLine(only));
         }
-        CommandLine cl = new CommandLine(new Lean());
-        cl.addSubcommand(args[0], new CommandLine(only));
+        // An argument is what it says: picocli would otherwise read '@x' as the contents of the file x (in the
+        // current directory when relative), so a leaf or mount point named '@x' would become whatever x holds, and
+        // MountCommand.parseQuickly (which takes '@x' as a path) would no longer parse as picocli does.
+        cl.setExpandAtFiles(false);
         return cl;
     }
 

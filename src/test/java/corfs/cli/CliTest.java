@@ -135,6 +135,24 @@ class CliTest {
     }
 
     @Test
+    @DisplayName("an argument '@FILE' is a name, never the contents of FILE (picocli's argument files are off)")
+    void atFilesAreNames(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
+        java.nio.file.Path x = java.nio.file.Files.writeString(dir.resolve("x"), "--force\n--read-only\n/etc/passwd\n");
+        java.nio.file.Path help = java.nio.file.Files.writeString(dir.resolve("h"), "--help\n");
+        Run info = capture("info", "@" + help);
+        assertEquals(Main.EXIT_FAILURE, info.exit(), "a leaf named @" + help + " that does not exist: " + info);
+        assertFalse(info.out().contains("Usage"), info.toString());
+        // picocli parses a mount the quick parse leaves to it (an option after the paths) with the same paths
+        String[] line = {"mount", "@" + x, "/mnt", "-f"};
+        picocli.CommandLine cl = Main.commandLine(line);
+        picocli.CommandLine.ParseResult parsed = cl.parseArgs(line);
+        MountCommand m = (MountCommand) parsed.subcommand().commandSpec().userObject();
+        assertEquals(List.of(java.nio.file.Path.of("@" + x), java.nio.file.Path.of("/mnt")), m.paths);
+        assertFalse(m.force || m.readOnly, "options read from the file " + x);
+        assertEquals(MountCommand.parseQuickly("mount", "-f", "@" + x, "/mnt").paths, m.paths);
+    }
+
+    @Test
     @DisplayName("issue 10: prioritize encodes an image named like a range, so the daemon reads it as the IMAGE")
     void prioritizeImageArg() throws Exception {
         assertEquals(" %31G", JobCommands.rangeSafeImageArg("1G"));

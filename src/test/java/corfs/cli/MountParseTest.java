@@ -27,7 +27,7 @@ class MountParseTest {
 
     private static MountCommand picocli(String... args) {
         MountCommand m = new MountCommand();
-        new CommandLine(m).parseArgs(Arrays.copyOfRange(args, 1, args.length));
+        new CommandLine(m).setExpandAtFiles(false).parseArgs(Arrays.copyOfRange(args, 1, args.length)); // as Main.commandLine
         return m;
     }
 
@@ -43,6 +43,16 @@ class MountParseTest {
         "mount|--|-a.raw|--force",
         "mount|-|/mnt",
         "mount|a.raw|/mnt\nx",
+        "mount|--|a.raw|--|/mnt",
+        "mount|--|--|/mnt",
+        "mount|a.raw|-",
+        "mount|-o||a.raw|/mnt",
+        "mount|--log||a.raw|/mnt",
+        "mount|-o|ro|--|-f|/mnt",
+        "mount|-o|ro|-o|ro|a.raw|/mnt",
+        "mount|@a.raw|/mnt",
+        "mount|-o|@x|a.raw|/mnt",
+        "mount|--log|@x|a.raw|/mnt",
     })
     @DisplayName("parses as picocli does")
     void sameAsPicocli(String line) {
