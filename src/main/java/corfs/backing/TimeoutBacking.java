@@ -109,16 +109,16 @@ public final class TimeoutBacking extends ForwardingBacking {
         dst.position(target.position());
     }
 
-    /**
-     * Copies on a worker thread, with the deadline. On a timeout the copy is abandoned, not stopped: it may
-     * still write into {@code target} until the {@link BackingTimeoutException#stillWriting()} it carries
-     * completes (see {@link Backing#copyTo}).
-     */
     @Override
     public boolean canCopyTo(corfs.io.FileOps.SparseFile target) {
         return inner.canCopyTo(target);
     }
 
+    /**
+     * Copies on a worker thread, with the deadline. On a timeout the copy is abandoned, not stopped: it may
+     * still write into {@code target} until the {@link BackingTimeoutException#stillWriting()} it carries
+     * completes (see {@link Backing#copyTo}).
+     */
     @Override
     public boolean copyTo(long offset, int length, corfs.io.FileOps.SparseFile target, long targetOffset)
             throws IOException {
