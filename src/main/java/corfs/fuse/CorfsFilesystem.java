@@ -117,13 +117,7 @@ public final class CorfsFilesystem extends FuseStubFS {
             return true;
         }
         int cs = d.clusterSize();
-        corfs.image.ClusterBitmap local = d.image().local();
-        for (long c = offset / cs, last = (end - 1) / cs; c <= last; c++) {
-            if (!local.get(c)) {
-                return false;
-            }
-        }
-        return true;
+        return d.image().local().allSet(offset / cs, (end - 1) / cs + 1);
     }
 
     private static ByteBuffer view(Pointer buf, long size) {
