@@ -296,6 +296,46 @@ class LifecycleIT {
     }
 
     @Test
+    @DisplayName("a daemon sent SIGTERM the moment its mount appears, before it is ready: the mount is gone when it"
+            + " exits, even without auto_unmount")
+    void sigtermAsTheMountAppears() {
+        assertTimeoutPreemptively(TEST_TIMEOUT, () -> {
+            Path backing = fx.makeBacking("base.raw", 8L * MIB, 31);
+            Path leaf = fx.createLeaf(backing, "disk.raw");
+            Path mnt = fx.newMountPoint("mnt");
+            // Between the kernel mount (fuse_setup) and its shutdown hook, a daemon stopped by SIGTERM (Ctrl-C of
+            // corfs mount, whose relay then sends it SIGTERM) exited with the mount still there: a dead mount with
+            // no_auto_unmount, one that fusermount's watchdog removed a moment after the exit otherwise. -f runs
+            // the daemon as this process's child, so the signal goes the moment /proc/mounts shows the mount.
+            int early = 0;
+            for (int round = 0; round < 5; round++) {
+                Path log = fx.dir().resolve("round" + round + ".log");
+                Process daemon = new ProcessBuilder(fx.launcher().toString(), "mount", "-f", "-o", "no_auto_unmount",
+                        leaf.toString(), mnt.toString())
+                        .redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")))
+                        .redirectOutput(ProcessBuilder.Redirect.DISCARD)
+                        .redirectError(log.toFile())
+                        .start();
+                while (!CorfsFixture.isMounted(mnt) && daemon.isAlive()) {
+                    Thread.onSpinWait();
+                }
+                daemon.destroy(); // SIGTERM
+                int exit = daemon.waitFor();
+                String said = Files.readString(log);
+                if (!said.contains("ready:")) {
+                    early++;
+                }
+                assertFalse(CorfsFixture.isMounted(mnt), "round " + round + ": the daemon exited " + exit
+                        + " and left " + mnt + " mounted; it said:\n" + said);
+            }
+            System.out.println("[LifecycleIT] SIGTERM before ready: " + early + " of 5");
+            fx.mount(mnt, leaf); // the leaf was left closed and unlocked
+            fx.assertSameContent(mnt.resolve("disk.raw"), backing);
+            fx.umount(mnt);
+        });
+    }
+
+    @Test
     @DisplayName("a daemon killed while it starts: the launcher says it exited before it was ready, exit 1; no mount stays")
     void daemonKilledDuringStart() {
         assertTimeoutPreemptively(TEST_TIMEOUT, () -> {

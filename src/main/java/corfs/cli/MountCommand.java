@@ -367,6 +367,9 @@ final class MountCommand implements Callable<Integer> {
         DaemonLog.tagLines(mountPoint, leaves.stream().map(l -> l.getFileName().toString()).toList());
         FuseMount mount;
         MetricsFile metrics = null;
+        // SIGTERM/SIGINT, from here on: unmount, flush, close, then exit 0 (not the JVM's 143/130) when all went
+        // well; during the start, stop it or undo what it made (see DaemonStop).
+        DaemonStop<FuseMount> onSignal = DaemonStop.register(MountCommand::closeMount);
         try {
             RunFiles.secureDir(); // refuse a runtime dir someone else controls before mounting anything
             Path mp = FuseMount.checkMountPoint(mountPoint, force);
@@ -375,6 +378,10 @@ final class MountCommand implements Callable<Integer> {
                     new MountSession.Options(readOnly, force, mo.backingTimeoutMillis(), mo.recordProfile(),
                             prefetchOf(leaves, mo.prefetch())));
             corfs.StartupTrace.mark("session-open");
+            if (!onSignal.mounting()) {
+                session.close();
+                throw new corfs.CorfsException(corfs.CorfsException.Reason.IO, "stopped by a signal before mounting");
+            }
             mount = FuseMount.mount(session, mp, readOnly, new FuseMount.Options(
                     leaves.get(0).toAbsolutePath().normalize().toString(), mo.threads(), mo.debug(),
                     mo.fuseOptions(), force, mo.autoUnmount()));
@@ -387,7 +394,10 @@ final class MountCommand implements Callable<Integer> {
                             + ": " + Main.message(e), e);
                 }
             }
+            onSignal.serving(mount, metrics);
         } catch (Throwable t) {
+            onSignal.startFailed(); // after undoing what was made: a signal now has nothing to close
+            onSignal.release();
             if (reportReady && !launched) {
                 readyPipe.println(ERROR + " " + Main.oneLine(Main.message(t)));
                 readyPipe.flush();
@@ -400,15 +410,6 @@ final class MountCommand implements Callable<Integer> {
         } catch (IOException e) {
             LOG.warn("cannot write the pid file {}: {}", RunFiles.pidFile(mp), e.toString());
         }
-        // SIGTERM/SIGINT: unmount, flush, close, then exit 0 (not the JVM's 143/130) when all went well.
-        MetricsFile lastMetrics = metrics;
-        Thread hook = new Thread(() -> {
-            closeQuietly(lastMetrics);
-            boolean ok = closeMount(mount, "signal");
-            System.err.flush();
-            Runtime.getRuntime().halt(ok ? 0 : 1);
-        }, "corfs-shutdown");
-        Runtime.getRuntime().addShutdownHook(hook);
         LOG.info("ready: {} at {} (pid {})", leaves, mp, ProcessHandle.current().pid());
         corfs.StartupTrace.mark("ready");
         if (reportReady) {
@@ -429,13 +430,8 @@ final class MountCommand implements Callable<Integer> {
                 // The starter was stopped (Ctrl-C, kill) while this daemon started: it said the mount failed,
                 // and nobody knows of this one. Do not leave it mounted behind their back.
                 LOG.warn("nobody was told {} is ready (its starter, corfs mount, is gone): unmounting", mp);
-                try {
-                    Runtime.getRuntime().removeShutdownHook(hook);
-                } catch (IllegalStateException e) {
-                    // shutting down already: the hook closes and exits
-                }
-                closeQuietly(metrics);
-                closeMount(mount, "a lost starter");
+                onSignal.close("a lost starter");
+                onSignal.release();
                 return Main.EXIT_FAILURE;
             }
         }
@@ -443,13 +439,9 @@ final class MountCommand implements Callable<Integer> {
             // the loop runs until unmounted
         }
         LOG.info("{} was unmounted; flushing and closing", mp);
-        try {
-            Runtime.getRuntime().removeShutdownHook(hook);
-        } catch (IllegalStateException e) {
-            // shutting down already: the hook closes and exits
-        }
-        closeQuietly(metrics); // the last content: the mount's final counters
-        return closeMount(mount, "unmount") ? 0 : Main.EXIT_FAILURE;
+        boolean ok = onSignal.close("unmount"); // the metrics file first: the mount's final counters
+        onSignal.release();
+        return ok ? 0 : Main.EXIT_FAILURE;
     }
 
     /**
@@ -482,12 +474,6 @@ final class MountCommand implements Callable<Integer> {
             }
         }
         return out;
-    }
-
-    private static void closeQuietly(MetricsFile metrics) {
-        if (metrics != null) {
-            metrics.close();
-        }
     }
 
     private static boolean closeMount(FuseMount mount, String why) {
