@@ -1,5 +1,6 @@
 package corfs.nativetests;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
@@ -70,6 +71,16 @@ class NetworkMountIT {
 
     private void readAll(Path file) {
         fx.run(Duration.ofMinutes(2), "dd", "if=" + file, "of=/dev/null", "bs=1M", "status=none").assertOk();
+    }
+
+    /** The 64 KiB block number {@code block} of the file {@code img}. */
+    private static byte[] blockOf(Path img, long block) throws java.io.IOException {
+        byte[] b = new byte[65536];
+        try (RandomAccessFile f = new RandomAccessFile(img.toFile(), "r")) {
+            f.seek(block * 65536);
+            f.readFully(b);
+        }
+        return b;
     }
 
     @Test
@@ -165,12 +176,7 @@ class NetworkMountIT {
                     + (read.isDone() ? read.get() : ""));
             servers.restart(server, Duration.ofSeconds(20));
             read.get(2, java.util.concurrent.TimeUnit.MINUTES).assertOk();
-            byte[] want = new byte[65536];
-            try (RandomAccessFile f = new RandomAccessFile(img.toFile(), "r")) {
-                f.seek(block * 65536);
-                f.readFully(want);
-            }
-            org.junit.jupiter.api.Assertions.assertArrayEquals(want, Files.readAllBytes(out));
+            assertArrayEquals(blockOf(img, block), Files.readAllBytes(out));
             fx.umount(mnt);
         });
     }
@@ -261,12 +267,7 @@ class NetworkMountIT {
             assertTrue(Files.readString(relayServer.log()).contains("stalled"),
                     "the reconnect never went through the stalling server: the test proves nothing");
             read.assertOk();
-            byte[] want = new byte[65536];
-            try (RandomAccessFile f = new RandomAccessFile(img.toFile(), "r")) {
-                f.seek(block * 65536);
-                f.readFully(want);
-            }
-            org.junit.jupiter.api.Assertions.assertArrayEquals(want, Files.readAllBytes(out));
+            assertArrayEquals(blockOf(img, block), Files.readAllBytes(out));
             fx.umount(mnt);
         });
     }
@@ -343,11 +344,7 @@ class NetworkMountIT {
                 Path out = fx.dir().resolve("local.out");
                 fx.run(Duration.ofSeconds(90), "dd", "if=" + exposed, "of=" + out, "bs=64K", "count=1",
                         "iflag=direct", "status=none").assertOk();
-                byte[] want = new byte[65536];
-                try (RandomAccessFile f = new RandomAccessFile(img.toFile(), "r")) {
-                    f.readFully(want);
-                }
-                org.junit.jupiter.api.Assertions.assertArrayEquals(want, Files.readAllBytes(out));
+                assertArrayEquals(blockOf(img, 0), Files.readAllBytes(out));
                 assertTrue(hung.stream().allMatch(Process::isAlive), "the backing reads did not hang: the test proves"
                         + " nothing");
                 pauseControl(control, 'r');
