@@ -116,12 +116,12 @@ final class LeafCommands {
             for (String o : opts) {
                 int eq = o.indexOf('=');
                 if (eq <= 0) {
-                    throw new Main.ExitException(Main.EXIT_USAGE, "--backing-opt '" + Info.printable(o)
+                    throw new Main.ExitException(Main.EXIT_USAGE, "--backing-opt '" + Main.oneLine(o)
                             + "' is not KEY=VALUE");
                 }
                 String key = o.substring(0, eq);
                 if (out.put(key, o.substring(eq + 1)) != null) {
-                    throw new Main.ExitException(Main.EXIT_USAGE, "--backing-opt " + Info.printable(key)
+                    throw new Main.ExitException(Main.EXIT_USAGE, "--backing-opt " + Main.oneLine(key)
                             + " is given twice");
                 }
             }
@@ -194,8 +194,8 @@ final class LeafCommands {
                 System.out.println(j.close());
                 return 0;
             }
-            System.out.printf("leaf:           %s%n", printable(i.leaf()));
-            System.out.printf("metadata:       %s (version %d)%n", printable(i.metadata()), i.version());
+            System.out.printf("leaf:           %s%n", Main.oneLine(i.leaf()));
+            System.out.printf("metadata:       %s (version %d)%n", Main.oneLine(i.metadata()), i.version());
             System.out.printf("virtual size:   %s (%d bytes)%n", Sizes.human(i.virtualSize()), i.virtualSize());
             System.out.printf("cluster size:   %s (%d clusters)%n", Sizes.human(i.clusterSize()), i.clusters());
             System.out.printf("local:          %s (%s)%n", Sizes.human(i.localBytes()),
@@ -206,39 +206,26 @@ final class LeafCommands {
                             + " copies all local data once)" : "");
             System.out.printf("disk usage:     %s%n", Sizes.human(i.allocatedBytes()));
             System.out.printf("standalone:     %s%n", i.standalone() ? "yes (the backing is no longer needed)" : "no");
-            System.out.printf("backing:        %s%n", printable(i.backingSpec()));
+            System.out.printf("backing:        %s%n", Main.oneLine(i.backingSpec()));
             System.out.printf("backing format: %s%n", i.backingFormat());
             if (!i.backingOptions().isEmpty()) {
                 StringBuilder o = new StringBuilder();
                 i.backingOptions().forEach((k, v) -> o.append(o.length() == 0 ? "" : " ").append(k).append('=')
                         .append(v));
-                System.out.printf("backing opts:   %s%n", printable(o.toString()));
+                System.out.printf("backing opts:   %s%n", Main.oneLine(o.toString()));
             }
             System.out.printf("backing id:     %s%n", i.backingIdentity().describe());
             for (int k = 0; k < chain.size(); k++) {
                 corfs.backing.qcow2.LayerInfo l = chain.get(k);
-                System.out.printf("layer %d:        %s (%s%s, cluster %s%s%s)%n", k, printable(l.location()), l.format(),
+                System.out.printf("layer %d:        %s (%s%s, cluster %s%s%s)%n", k, Main.oneLine(l.location()), l.format(),
                         l.version() > 0 ? " v" + l.version() : "", Sizes.human(l.clusterSize()),
                         l.compression() == null ? "" : ", " + l.compression(), l.extendedL2() ? ", extended L2" : "");
             }
             if (chainError != null) {
-                System.out.printf("chain:          unavailable (%s)%n", printable(chainError));
+                System.out.printf("chain:          unavailable (%s)%n", Main.oneLine(chainError));
             }
-            System.out.printf("job:            %s%n", printable(describeJob(i)));
+            System.out.printf("job:            %s%n", Main.oneLine(describeJob(i)));
             return 0;
-        }
-
-        /** {@code s} with control characters shown as {@code \xNN}, so a hostile name cannot drive the terminal. */
-        static String printable(String s) {
-            StringBuilder b = new StringBuilder(s.length());
-            s.codePoints().forEach(c -> {
-                if (Character.isISOControl(c)) {
-                    b.append(String.format("\\x%02x", c));
-                } else {
-                    b.appendCodePoint(c);
-                }
-            });
-            return b.toString();
         }
 
         private static String describeJob(LeafInfo i) {

@@ -71,7 +71,7 @@ final class ProfileCommands {
                 return 0;
             }
             StringBuilder out = new StringBuilder();
-            out.append("# ").append(LeafCommands.Info.printable(leaf.toString())).append(": backing_identity ")
+            out.append("# ").append(Main.oneLine(leaf.toString())).append(": backing_identity ")
                     .append(p.identityToken()).append(", backing_size ").append(p.backingSize())
                     .append(", cluster_size ").append(p.clusterSize()).append(", ").append(c.count())
                     .append(" clusters, ").append(p.totalBytes()).append(" bytes, ").append(p.entries().size())
@@ -106,8 +106,8 @@ final class ProfileCommands {
             if (writeOut(p, file)) {
                 return 0;
             }
-            System.out.printf("%s: exported %d extents (%d bytes) to %s%n", LeafCommands.Info.printable(leaf.toString()),
-                    p.entries().size(), p.totalBytes(), LeafCommands.Info.printable(file.toString()));
+            System.out.printf("%s: exported %d extents (%d bytes) to %s%n", Main.oneLine(leaf.toString()),
+                    p.entries().size(), p.totalBytes(), Main.oneLine(file.toString()));
             return 0;
         }
     }
@@ -129,14 +129,14 @@ final class ProfileCommands {
             List<String> names = new ArrayList<>();
             for (Path in : inputs) {
                 profiles.add(AccessProfile.read(in));
-                names.add(LeafCommands.Info.printable(in.toString()));
+                names.add(Main.oneLine(in.toString()));
             }
             AccessProfile merged = AccessProfile.merge(profiles, names);
             if (writeOut(merged, output)) {
                 return 0;
             }
             System.out.printf("merged %d profiles into %s: %d extents (%d bytes)%n", profiles.size(),
-                    LeafCommands.Info.printable(output.toString()), merged.entries().size(), merged.totalBytes());
+                    Main.oneLine(output.toString()), merged.entries().size(), merged.totalBytes());
             return 0;
         }
     }
@@ -146,7 +146,7 @@ final class ProfileCommands {
         try {
             LeafImage.requireLeaf(leaf);
         } catch (CorfsException e) {
-            throw new CorfsException(e.reason(), LeafCommands.Info.printable(e.getMessage()));
+            throw new CorfsException(e.reason(), Main.oneLine(e.getMessage()));
         }
         return ProfileLog.read(leaf);
     }
@@ -167,7 +167,7 @@ final class ProfileCommands {
         if (now.token().equals(p.identityToken())) {
             return null;
         }
-        System.err.println("corfs: warning: " + LeafCommands.Info.printable(leaf.toString()) + ": this profile was"
+        System.err.println("corfs: warning: " + Main.oneLine(leaf.toString()) + ": this profile was"
                 + " recorded over another backing identity than the leaf's now (" + now.describe() + "), before a"
                 + " set-backing or a commit; the leaf's next mount starts a new profile");
         return now.token();
@@ -182,7 +182,7 @@ final class ProfileCommands {
         }
         if (java.nio.file.Files.isDirectory(file, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
             throw new corfs.CorfsException(corfs.CorfsException.Reason.INVALID_ARGUMENT,
-                    LeafCommands.Info.printable(file.toString()) + " is a directory: give a file name");
+                    Main.oneLine(file.toString()) + " is a directory: give a file name");
         }
         p.write(file);
         return false;

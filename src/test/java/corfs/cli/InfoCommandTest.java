@@ -151,7 +151,7 @@ class InfoCommandTest {
 
     @Test
     @DisplayName("control characters in a name are shown escaped in text")
-    void printable() {
-        assertEquals("a\\x1b[2Jb\\x0a", LeafCommands.Info.printable("a\u001b[2Jb\n"));
+    void controlCharactersAreEscapedOnOneLine() {
+        assertEquals("a\\x1b[2Jb\\n", Main.oneLine("a\u001b[2Jb\n"));
     }
 }
