@@ -49,6 +49,23 @@ package corfs.jobs;
  * with no queue (200 ms, eight fills in flight) that is far below the link, and sizing from it would
  * shrink the fills for nobody's sake.
  *
+ * <h2>Quiet windows: a base that other streams' queue does not inflate</h2>
+ * A stream that starts while others already keep the server busy never sees it without a queue: its
+ * minimum is the others' queue plus its own transfer, so it reads their queue as its base and adds its own
+ * on top (LEDBAT's latecomer problem). On a server that shares its bandwidth per request it is worse: a
+ * simulated 25 MB/s server with three streams started 2 s apart held latecomers' bases at 4-6x the true
+ * one, and a guest's 64-256 KiB reads waited 118 ms at the 99th percentile (16 ms with no stream; 55 ms with
+ * the quiet windows below; LatencyControllerTest.quietWindowsDeflateLatecomersBases). So every stream pauses in a quiet window
+ * at the same moments on every host, {@value #QUIET_PERIOD_MS} ms apart on the wall clock (hosts
+ * keep their clocks within milliseconds with NTP; that is all the coordination there is, as in LEDBAT++'s
+ * periodic slowdowns, which need none): for the first half of the window it issues nothing, so the server's
+ * queue of streams drains; in the second half it keeps one fill in flight, a probe whose latency is then a
+ * base without anyone's stream queue. The window is four of the current latencies long (the time the fills in
+ * flight need to drain, twice, and two probes), {@value #QUIET_MIN_MS} to {@value #QUIET_MAX_MS} ms: at most
+ * a fifth of the time (a twenty-fifth at the minimum), in which guests' reads have the server to themselves. A
+ * short period matters more than a long window: a latecomer's base is wrong until its first quiet window, and
+ * the simulation's p99 was 55 ms with 2.5 s, 66 ms with 3 s and 75 ms with 5 s.
+ *
  * <p>Pure logic: time comes in as arguments (nanoseconds of any monotonic clock), so a test drives it
  * with a simulated server. Thread-safe: every method holds this object's monitor, the innermost lock
  * (it calls nothing outside), for a few arithmetic operations: the filler thread samples and reads, a
@@ -69,6 +86,10 @@ final class LatencyController {
     /** Delays of smaller fills are scaled up to this size (see the class comment). */
     static final long REFERENCE_FILL = 256 << 10;
     private static final long BASE_BUCKET_NANOS = BASE_BUCKET_SECONDS * 1_000_000_000L;
+    /** Quiet windows begin where the wall clock is a multiple of this (see the class comment). */
+    static final long QUIET_PERIOD_MS = 2_500;
+    static final long QUIET_MIN_MS = 200;
+    static final long QUIET_MAX_MS = 1_000;
 
     private final long targetNanos;
     private final long maxFillBytes;
@@ -261,6 +282,33 @@ final class LatencyController {
     /** Fills to keep in flight: ceil(window), 1 to {@link StreamStep#MAX_IN_FLIGHT}. */
     synchronized int inFlight() {
         return (int) Math.max(1, Math.min(StreamStep.MAX_IN_FLIGHT, Math.ceil(window - 1e-9)));
+    }
+
+    /**
+     * Fills to keep in flight at wall-clock time {@code wallMillis} (ms since the epoch): {@link #inFlight()},
+     * except in a quiet window (see the class comment): none in its first half, one (the probe) in its second.
+     */
+    synchronized int inFlightAt(long wallMillis) {
+        long phase = Math.floorMod(wallMillis, QUIET_PERIOD_MS);
+        long quiet = quietMillis();
+        if (phase < quiet / 2) {
+            return 0;
+        }
+        return phase < quiet ? 1 : inFlight();
+    }
+
+    /** Milliseconds from {@code wallMillis} to the end of a quiet window's first half (0 outside one). */
+    synchronized long pauseLeftMillis(long wallMillis) {
+        long phase = Math.floorMod(wallMillis, QUIET_PERIOD_MS);
+        long quiet = quietMillis() / 2;
+        return phase < quiet ? quiet - phase : 0;
+    }
+
+    /** The quiet window's length: four current latencies, {@link #QUIET_MIN_MS} to {@link #QUIET_MAX_MS}. */
+    private long quietMillis() {
+        long b = base(fillShift);
+        long latency = b == Long.MAX_VALUE ? targetNanos : recentCount > 0 ? Math.max(b, current) : b;
+        return Math.max(QUIET_MIN_MS, Math.min(QUIET_MAX_MS, 4 * latency / 1_000_000));
     }
 
     /**

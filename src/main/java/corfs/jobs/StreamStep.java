@@ -32,7 +32,8 @@ import java.util.concurrent.atomic.AtomicInteger;
  * <h2>Threads</h2>
  * The filler thread is the scheduler: {@link #step} (filler only) collects the fills that completed,
  * issues new ones, first from the priority queue ({@link #prioritize}), then in disk order from
- * {@link #cursor}, up to {@link #maxInFlight} (or the window of its {@link #pace pacing}), and waits (at most
+ * {@link #cursor}, up to {@link #maxInFlight} (or the window of its {@link #pace pacing}: none in the first
+ * half of a quiet window, a step that then returns 0 and is never read as finished), and waits (at most
  * {@value #STEP_WAIT_MS} ms) for one to complete when none has. The fills run on this run's own workers,
  * {@code corfs-stream-<leaf>-N} (daemon, idle I/O class, at most {@link #maxInFlight}: {@value #COPY_IN_FLIGHT}
  * when the disk copies inside the kernel, fixed for the run; retired when idle),
@@ -186,21 +187,54 @@ final class StreamStep implements JobStep {
         }
     }
 
-    /** Fills in flight allowed now: the backing's limit, or less under speed=auto. */
-    private int window() {
+    /**
+     * Fills in flight allowed at wall-clock time {@code wallMillis}: the backing's limit, or less under
+     * speed=auto, none in the first half of its quiet window (see {@link LatencyController}).
+     */
+    private int window(long wallMillis) {
         LatencyController p = pacing;
-        return p == null ? maxInFlight : Math.min(maxInFlight, p.inFlight());
+        return p == null ? maxInFlight : Math.min(maxInFlight, p.inFlightAt(wallMillis));
+    }
+
+    /** The longest a step waits out a quiet window of speed=auto (the filler serves other jobs meanwhile). */
+    private static final long PAUSE_WAIT_MS = 50;
+    /** The wall clock the quiet windows follow (ms since the epoch); tests set another. */
+    private volatile java.util.function.LongSupplier wallClock = System::currentTimeMillis;
+
+    /** For tests: the wall clock that places speed=auto's quiet windows. */
+    void wallClock(java.util.function.LongSupplier clock) {
+        wallClock = clock;
+    }
+
+    /** Nothing in flight in a quiet window's first half: waits up to {@link #PAUSE_WAIT_MS} of what is left of it. */
+    private void waitOutPause(long wallMillis) {
+        LatencyController p = pacing;
+        long left = p == null ? 0 : p.pauseLeftMillis(wallMillis);
+        try {
+            Thread.sleep(Math.max(1, Math.min(left, PAUSE_WAIT_MS)));
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
     }
 
     @Override
     public long step(int maxClusters) throws IOException {
         long bytes = collect(0);
-        issue(maxClusters);
+        long wall = wallClock.getAsLong();
+        int window = window(wall); // one window for the whole step: 0 is never read as nothing left to do
+        if (window == 0) { // a quiet window of speed=auto: the fills in flight drain, nothing new is issued
+            if (inFlight.isEmpty()) {
+                waitOutPause(wall);
+                return bytes;
+            }
+            return bytes > 0 ? bytes : collect(STEP_WAIT_MS);
+        }
+        issue(maxClusters, window);
         if (inFlight.isEmpty()) {
             if (!skippedAny && cursor > 0 && disk.image().local().nextClear(0, disk.clusters()) < disk.clusters()) {
                 cursor = 0; // skipped extents are not revisited; anything else missing is, once
                 dataUntil = 0;
-                issue(maxClusters);
+                issue(maxClusters, window);
             }
             if (inFlight.isEmpty()) {
                 return bytes > 0 ? bytes : FINISHED;
@@ -281,11 +315,10 @@ final class StreamStep implements JobStep {
      * Issues fills, the priority ranges first, then in disk order from the cursor, until the window is in
      * flight or none is left.
      */
-    private void issue(int maxClusters) {
+    private void issue(int maxClusters, int window) {
         ClusterBitmap local = disk.image().local();
         long clusters = disk.clusters();
         int cs = disk.clusterSize();
-        int window = window();
         issuePriority(maxClusters, window);
         while (inFlight.size() < window && !closed) {
             long first = local.nextClear(cursor, clusters);

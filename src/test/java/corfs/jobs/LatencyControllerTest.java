@@ -4,7 +4,12 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.Iterator;
+import java.util.List;
 import java.util.PriorityQueue;
+import java.util.Random;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Nested;
 import org.junit.jupiter.api.Test;
@@ -370,6 +375,167 @@ class LatencyControllerTest {
             double queueFixed = fixed.meanDelay() + fixed.baseLatency(MIB) - 5 * MS;
             assertTrue(queue < queueFixed, "time a fill waits and transfers: " + queue / MS + " ms against "
                     + queueFixed / MS + " ms with 1 MiB fills; " + sized.c + "; " + fixed.c);
+        }
+    }
+
+    /**
+     * Several streams and a guest on one server that shares its bandwidth per request (processor sharing,
+     * as nbdkit's rate filter and fair queueing do) behind a fixed delay; simulated time, in 0.1 ms steps.
+     * The guest reads 64-256 KiB at queue depth 1 with 0-2 ms think time, from {@code guestStart} on.
+     */
+    static final class SharedServer {
+        static final long STEP = 100_000;
+        static final long CLUSTER = 64 << 10;
+        final double bytesPerSecond;
+        final long path;
+        final boolean quiet;
+        final List<LatencyController> streams = new ArrayList<>();
+        final List<Long> starts = new ArrayList<>();
+        final List<Long> guestLatencies = new ArrayList<>();
+        long streamBytes;
+
+        /** {remaining bytes, issue time, bytes, owner (-1 the guest), time it leaves the delay}. */
+        private final List<double[]> requests = new ArrayList<>();
+        private int[] inFlight;
+        private long[] nextAllowed;
+
+        SharedServer(double bytesPerSecond, long path, boolean quiet) {
+            this.bytesPerSecond = bytesPerSecond;
+            this.path = path;
+            this.quiet = quiet;
+        }
+
+        SharedServer stream(long start) {
+            streams.add(new LatencyController(TARGET, CLUSTER, MIB));
+            starts.add(start);
+            return this;
+        }
+
+        void run(long guestStart, long end) {
+            inFlight = new int[streams.size()];
+            nextAllowed = new long[streams.size()];
+            Random rnd = new Random(42);
+            boolean guestBusy = false;
+            long guestNext = guestStart;
+            for (long now = 0; now < end; now += STEP) {
+                for (int i = 0; i < streams.size(); i++) {
+                    LatencyController c = streams.get(i);
+                    if (now < starts.get(i)) {
+                        continue;
+                    }
+                    int allowed = quiet ? c.inFlightAt(now / MS) : c.inFlight();
+                    while (inFlight[i] < allowed && now >= nextAllowed[i]) {
+                        long size = c.fillBytes();
+                        requests.add(new double[] {size, now, size, i, now + path});
+                        inFlight[i]++;
+                        long rate = c.rateLimit();
+                        nextAllowed[i] = rate == 0 ? now : Math.max(nextAllowed[i], now - 250 * MS) + size * S / rate;
+                    }
+                }
+                if (!guestBusy && now >= guestNext) {
+                    long size = CLUSTER << rnd.nextInt(3);
+                    requests.add(new double[] {size, now, size, -1, now + path});
+                    guestBusy = true;
+                }
+                int served = 0;
+                for (double[] r : requests) {
+                    if (r[4] <= now) {
+                        served++;
+                    }
+                }
+                double share = served == 0 ? 0 : bytesPerSecond * STEP / 1e9 / served;
+                for (Iterator<double[]> it = requests.iterator(); it.hasNext();) {
+                    double[] r = it.next();
+                    if (r[4] > now || (r[0] -= share) > 0) {
+                        continue;
+                    }
+                    it.remove();
+                    long done = now + STEP;
+                    long latency = done - (long) r[1];
+                    if (r[3] < 0) {
+                        guestLatencies.add(latency);
+                        guestBusy = false;
+                        guestNext = done + rnd.nextInt(2_000_000);
+                    } else {
+                        int i = (int) r[3];
+                        inFlight[i]--;
+                        streams.get(i).sample(done, latency, (long) r[2]);
+                        streamBytes += (long) r[2];
+                    }
+                }
+            }
+        }
+
+        /** The base a fill of the current size would measure on an idle server. */
+        long trueBase(LatencyController c) {
+            return path + (long) (c.fillBytes() * 1e9 / bytesPerSecond);
+        }
+
+        long guestP99() {
+            List<Long> l = new ArrayList<>(guestLatencies);
+            Collections.sort(l);
+            return l.get((int) Math.ceil(l.size() * 0.99) - 1);
+        }
+    }
+
+    @Nested
+    @DisplayName("quiet windows")
+    class QuietWindows {
+        @Test
+        @DisplayName("none in flight in a quiet window's first half, one probe in its second, the window otherwise")
+        void phases() {
+            LatencyController c = new LatencyController(TARGET, MIB);
+            c.sample(0, 100 * MS, MIB); // the current latency: 100 ms, so the window is 400 ms long
+            long period = LatencyController.QUIET_PERIOD_MS;
+            long t = 7 * period; // any multiple of the period, on every host's clock
+            assertEquals(0, c.inFlightAt(t));
+            assertEquals(0, c.inFlightAt(t + 199));
+            assertEquals(150, c.pauseLeftMillis(t + 50));
+            assertEquals(1, c.inFlightAt(t + 200));
+            assertEquals(1, c.inFlightAt(t + 399));
+            assertEquals(0, c.pauseLeftMillis(t + 200));
+            assertEquals(c.inFlight(), c.inFlightAt(t + 400));
+            assertEquals(c.inFlight(), c.inFlightAt(t - 1));
+            LatencyController fast = new LatencyController(TARGET, MIB);
+            fast.sample(0, MS, MIB);
+            assertEquals(1, fast.inFlightAt(t + LatencyController.QUIET_MIN_MS / 2), "at least the minimum window");
+            LatencyController slow = new LatencyController(TARGET, MIB);
+            slow.sample(0, 5 * S, MIB);
+            assertEquals(fast.inFlight(), fast.inFlightAt(t + LatencyController.QUIET_MIN_MS));
+            assertEquals(slow.inFlight(), slow.inFlightAt(t + LatencyController.QUIET_MAX_MS), "at most the maximum");
+        }
+
+        @Test
+        @DisplayName("three streams started 2 s apart on a shared 25 MB/s server: the quiet windows keep the latecomers'"
+                + " bases true and the guest's reads quicker")
+        void quietWindowsDeflateLatecomersBases() {
+            SharedServer without = new SharedServer(25e6, 5 * MS, false).stream(0).stream(2 * S).stream(4 * S);
+            SharedServer with = new SharedServer(25e6, 5 * MS, true).stream(0).stream(2 * S).stream(4 * S);
+            SharedServer alone = new SharedServer(25e6, 5 * MS, true);
+            for (SharedServer s : List.of(without, with, alone)) {
+                s.run(8 * S, 28 * S);
+            }
+            double worstWithout = 0;
+            double worstWith = 0;
+            for (int i = 0; i < 3; i++) {
+                worstWithout = Math.max(worstWithout,
+                        (double) without.streams.get(i).baseNanos() / without.trueBase(without.streams.get(i)));
+                worstWith = Math.max(worstWith, (double) with.streams.get(i).baseNanos() / with.trueBase(with.streams.get(i)));
+            }
+            assertTrue(worstWithout > 2.5, "the simulation shows no latecomer problem to solve: " + worstWithout);
+            assertTrue(worstWith < 1.5, "a base stayed inflated " + worstWith + "x: " + with.streams);
+            assertTrue(with.guestP99() < 0.6 * without.guestP99(), "guest p99 " + with.guestP99() / MS + " ms with"
+                    + " quiet windows, " + without.guestP99() / MS + " ms without, " + alone.guestP99() / MS + " alone");
+            assertTrue(with.streamBytes > 0.5 * without.streamBytes, "the streams still get most of the link: "
+                    + with.streamBytes + " against " + without.streamBytes);
+        }
+
+        @Test
+        @DisplayName("one stream alone on the server keeps it at least 85% busy through the quiet windows")
+        void aloneStaysFast() {
+            SharedServer s = new SharedServer(25e6, 5 * MS, true).stream(0);
+            s.run(Long.MAX_VALUE, 30 * S);
+            assertTrue(s.streamBytes >= 0.85 * 25e6 * 30, s.streamBytes / 30 + " B/s; " + s.streams);
         }
     }
 }
