@@ -3,7 +3,7 @@ package corfs.jobs;
 /**
  * The pacing of a {@code speed=auto} stream: LEDBAT (RFC 6817) adapted from packets to fills. It sets two
  * things: the <b>fill size</b> (the bytes of one fill, a power-of-two fraction of the largest step, at
- * least one cluster) and the <b>window</b> (fills in flight, and their rate). Each completed data fill of
+ * least the smallest fill: {@link #MIN_AUTO_FILL} or one cluster, see below) and the <b>window</b> (fills in flight, and their rate). Each completed data fill of
  * a fill size ({@link #sample}) gives one latency sample: the time its backing read took.
  * <ul>
  *   <li><b>base</b>: the minimum latency over a sliding window of {@value #BASE_BUCKETS} buckets of
@@ -40,7 +40,7 @@ package corfs.jobs;
  * The <b>fill size</b> is the window's gear: the bytes in flight ({@code w * fill}, LEDBAT's window in
  * bytes) are held as a count of one to eight fills where the sizes allow. When the window falls below
  * {@value #SHRINK_BELOW}, one fill in flight adds more queue than the target, so the fill halves (down
- * to one cluster); when eight fills in flight stay under the target, it doubles (up to the largest step);
+ * to the smallest fill); when eight fills in flight stay under the target, it doubles (up to the largest step);
  * the window scales the other way, so the bytes in flight do not jump. A fill is what a guest read
  * queues behind: at 25 MB/s a 1 MiB fill alone is 40 ms, twice the default target, however small the
  * window, and three streams at the floor would still each hold one in the server's queue. So the fills
@@ -66,6 +66,16 @@ package corfs.jobs;
  * short period matters more than a long window: a latecomer's base is wrong until its first quiet window, and
  * the simulation's p99 was 55 ms with 2.5 s, 66 ms with 3 s and 75 ms with 5 s.
  *
+ * <h2>No fill smaller than a guest's read</h2>
+ * A stream's fills are at least {@link #MIN_AUTO_FILL} (256 KiB), not one cluster. nbdkit's rate filter
+ * (a token bucket a request drains and then sleeps for what it still lacks) serves small requests first:
+ * three streams with 64 KiB fills measured 0.3-1 ms of queue over a 5.5 ms base and took 86% of a 25 MB/s
+ * link while a guest's 256 KiB reads waited three times as long as alone; scaling the small fills' delay up
+ * (above) cannot show a queue they do not wait in. With 256 KiB fills they wait where the guest's reads do,
+ * and back off: in the benchmark's contention row a boot replay's p99 beside three auto streams went from
+ * 3.1x to 1.3x of its p99 alone (docs/BENCHMARKS.md), one stream alone still as fast as an unlimited one.
+ * A fill of 256 KiB is 10 ms of that link, half the default target.
+ *
  * <p>Pure logic: time comes in as arguments (nanoseconds of any monotonic clock), so a test drives it
  * with a simulated server. Thread-safe: every method holds this object's monitor, the innermost lock
  * (it calls nothing outside), for a few arithmetic operations: the filler thread samples and reads, a
@@ -85,6 +95,12 @@ final class LatencyController {
     static final double SHRINK_BELOW = 1;
     /** Delays of smaller fills are scaled up to this size (see the class comment). */
     static final long REFERENCE_FILL = 256 << 10;
+    /**
+     * The smallest fill a stream uses ({@code LeafJob} passes it as the minimum; see the class comment): fills
+     * smaller than a guest's reads do not see the queue those reads wait in on a server that favours small
+     * requests.
+     */
+    static final long MIN_AUTO_FILL = REFERENCE_FILL;
     private static final long BASE_BUCKET_NANOS = BASE_BUCKET_SECONDS * 1_000_000_000L;
     /** Quiet windows begin where the wall clock is a multiple of this (see the class comment). */
     static final long QUIET_PERIOD_MS = 2_500;

@@ -142,7 +142,7 @@ final class LeafJob {
             if (speed.isAuto() && rec.kind() != JobKind.STREAM) {
                 speed = JobSpeed.UNLIMITED; // only a stream paces itself
             }
-            pacing = speed.isAuto() ? newPacing(speed) : null;
+            pacing = speed.isAuto() ? newPacing(speed, disk.clusterSize()) : null;
             onError = rec.onError();
             error = rec.error();
             backingWritten = rec.backingWritten();
@@ -216,7 +216,7 @@ final class LeafJob {
                 kind = newKind;
                 id = newId;
                 speed = newSpeed != null ? newSpeed : JobSpeed.UNLIMITED;
-                pacing = speed.isAuto() ? newPacing(speed) : null;
+                pacing = speed.isAuto() ? newPacing(speed, disk.clusterSize()) : null;
                 pendingPriority.clear();
                 paceRun(run);
                 onError = policy;
@@ -384,7 +384,7 @@ final class LeafJob {
                             + " is for streams, and the job is a " + kind.word());
                 }
                 if (!newSpeed.equals(speed) || pacing == null) {
-                    pacing = newSpeed.isAuto() ? newPacing(newSpeed) : null;
+                    pacing = newSpeed.isAuto() ? newPacing(newSpeed, disk.clusterSize()) : null;
                 }
                 speed = newSpeed;
                 if (current != null) {
@@ -895,10 +895,14 @@ final class LeafJob {
         }
     }
 
-    /** A controller for speed=auto: its target, fills of one cluster to a full step (1 MiB of whole clusters). */
-    private LatencyController newPacing(JobSpeed s) {
-        long max = Math.max(MAX_STEP_BYTES, disk.clusterSize());
-        return new LatencyController(TimeUnit.MICROSECONDS.toNanos(s.autoTargetMicros()), disk.clusterSize(), max);
+    /**
+     * A controller for speed=auto: its target, fills of {@link LatencyController#MIN_AUTO_FILL} (or one cluster,
+     * if larger) to a full step (1 MiB of whole clusters).
+     */
+    static LatencyController newPacing(JobSpeed s, int clusterSize) {
+        long max = Math.max(MAX_STEP_BYTES, clusterSize);
+        long min = Math.min(max, Math.max(clusterSize, LatencyController.MIN_AUTO_FILL));
+        return new LatencyController(TimeUnit.MICROSECONDS.toNanos(s.autoTargetMicros()), min, max);
     }
 
     private String speedText() {

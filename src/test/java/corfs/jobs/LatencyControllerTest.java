@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import corfs.vocabulary.JobSpeed;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.Iterator;
@@ -537,5 +538,27 @@ class LatencyControllerTest {
             s.run(Long.MAX_VALUE, 30 * S);
             assertTrue(s.streamBytes >= 0.85 * 25e6 * 30, s.streamBytes / 30 + " B/s; " + s.streams);
         }
+    }
+
+    @Test
+    @DisplayName("a stream's controller: fills from 1 MiB down to 256 KiB with 64 KiB clusters, never smaller; one"
+            + " size with 1 MiB clusters")
+    void streamFillsNeverSmallerThanAGuestRead() {
+        LatencyController c = LeafJob.newPacing(JobSpeed.AUTO, 64 << 10);
+        assertEquals(MIB, c.fillBytes());
+        long now = 0;
+        c.sample(now, MS, c.fillBytes());
+        for (int i = 0; i < 2_000; i++) { // far over the target, long enough to reach the smallest fill
+            now += 50 * MS;
+            c.sample(now, 500 * MS, c.fillBytes());
+        }
+        assertEquals(LatencyController.MIN_AUTO_FILL, c.fillBytes(), c.toString());
+        LatencyController big = LeafJob.newPacing(JobSpeed.AUTO, 1 << 20);
+        assertEquals(MIB, big.fillBytes());
+        big.sample(0, MS, MIB);
+        for (int i = 1; i < 2_000; i++) {
+            big.sample(i * 50 * MS, 500 * MS, big.fillBytes());
+        }
+        assertEquals(MIB, big.fillBytes(), "one cluster is the smallest fill when it is larger");
     }
 }
