@@ -1383,6 +1383,9 @@ def main():
     ap.add_argument("--boot-think-scale", type=float, default=0.1,
                     help="boot/contention: replay the trace's think times times this (default 0.1: "
                          "recorded under TCG, ~10x slower than KVM)")
+    ap.add_argument("--boot-link-rate", default="200M",
+                    help="boot/contention: nbdkit's rate=BITSPERSEC for the link (default 200M: 26.2 MB/s; "
+                         "K/M/G are powers of 1024)")
     ap.add_argument("--repo", default=os.path.abspath(os.path.join(os.path.dirname(__file__),
                                                                    "..", "..")))
     ap.add_argument("--no-build", action="store_true", help="(handled by ./run)")

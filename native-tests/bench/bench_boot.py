@@ -37,8 +37,17 @@ IMAGE_SIZE = 2 * GiB
 # the 2 GiB image takes ~86 s to stream while a boot touches a few percent of it: the link, not the
 # disk, decides how long a cold boot takes, and three streams can saturate it.
 LINK_DELAY = "5ms"
-LINK_RATE = "200M"
-LINK_BYTES_PER_S = 200e6 / 8
+LINK_RATE = "200M"  # --boot-link-rate
+
+
+def link_bytes_per_s(rate):
+    """nbdkit's rate=BITSPERSEC in bytes/s: its K/M/G suffixes are powers of 1024 (nbdkit_parse_size), so
+    200M is 26.2 MB/s, which is what a lone unlimited stream measures here (1 GiB in 39.1 s, 2 s of burst)."""
+    scale = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    num, suffix = (rate[:-1], rate[-1].upper()) if rate[-1:].isalpha() else (rate, "")
+    if suffix not in scale or not num.isdigit():
+        raise ValueError(f"--boot-link-rate {rate!r}: want digits with an optional K, M or G suffix")
+    return int(num) * scale[suffix] / 8
 THINK_SCALE = 0.1
 
 PROFILES = {
@@ -87,6 +96,8 @@ class BootBench:
         # The trace's think times were recorded under TCG, which runs guest code ~10x slower than KVM:
         # replays sleep a tenth of them by default (--boot-think-scale).
         self.think_scale = getattr(bench.args, "boot_think_scale", THINK_SCALE)
+        self.link_rate = getattr(bench.args, "boot_link_rate", LINK_RATE)
+        self.link_bps = link_bytes_per_s(self.link_rate)
 
     # --- bookkeeping -------------------------------------------------------------------------------
     def record(self, key, label, unit, variant, value, extra=None):
@@ -145,7 +156,7 @@ class BootBench:
         self.server = self.b.start_server(
             "nbdkit-link", ["nbdkit", "-f", "-r", "-i", "127.0.0.1", "-p", str(port),
                             "--filter=delay", "--filter=rate", "file", f"dir={self.dir}",
-                            f"delay-read={LINK_DELAY}", f"rate={LINK_RATE}"], port)
+                            f"delay-read={LINK_DELAY}", f"rate={self.link_rate}"], port)
         self.port = port
         self.uri = f"nbd://127.0.0.1:{port}/boot.raw"
 
@@ -161,7 +172,9 @@ class BootBench:
         scale = self.think_scale if think_scale is None else think_scale
         p = sh([sys.executable, os.path.join(HERE, "boottrace.py"), "replay", "--json",
                 "--think-scale", str(scale), self.trace_path, path], timeout=timeout)
-        return json.loads(p.stdout)
+        out = json.loads(p.stdout)
+        out["link_rate"] = self.link_rate
+        return out
 
     def corfs(self, backing, tag, opts=(), need=None):
         """A mounted corfs leaf; Skip(need) when corfs refuses `opts` as unknown."""
@@ -191,7 +204,7 @@ class BootBench:
         trace = self.load_trace()
         self.start_link()
         scales = self.boot_scales()
-        log(f"boot replay: {len(trace.reads)} reads over nbdkit delay-read={LINK_DELAY} rate={LINK_RATE} "
+        log(f"boot replay: {len(trace.reads)} reads over nbdkit delay-read={LINK_DELAY} rate={self.link_rate} "
             f"(bits/s): (a) local, (b) cold, (c) cold + prefetch of (b)'s profile, (d) qsd; think time x "
             + " and x".join(f"{s:g}" for s, _, _ in scales) + " (each on a fresh leaf)")
         unit = "s"
@@ -231,7 +244,7 @@ class BootBench:
             pbytes = profile_bytes(profile) if profile else None
             if pbytes is not None:
                 self.record("boot_profile_link", "boot: profile bytes / link rate", "s", "profile",
-                            pbytes / LINK_BYTES_PER_S, extra=dict(profile_bytes=pbytes))
+                            pbytes / self.link_bps, extra=dict(profile_bytes=pbytes))
             for i, (scale, key, label) in enumerate(scales):
                 if not profile:
                     self.skip(key, label, unit, "prefetch", "corfs profile export")
@@ -242,7 +255,7 @@ class BootBench:
                     r = self.replay(c.path, think_scale=scale)
                     st = c.status()
                     c.stop()
-                    r.update(profile_bytes=pbytes, profile_link_s=round(pbytes / LINK_BYTES_PER_S, 3),
+                    r.update(profile_bytes=pbytes, profile_link_s=round(pbytes / self.link_bps, 3),
                              prefetch=st.get("prefetch"), prefetch_done=st.get("prefetch_done"),
                              prefetch_total=st.get("prefetch_total"),
                              # the prefetch starts with the daemon, so it runs during the mount (not timed)
@@ -435,7 +448,7 @@ class BootBench:
     def report(self):
         if not self.rows:
             return ""
-        lines = [f"issue 10 rows (link: nbdkit delay-read={LINK_DELAY} rate={LINK_RATE} bit/s; boot trace think "
+        lines = [f"issue 10 rows (link: nbdkit delay-read={LINK_DELAY} rate={self.link_rate} bit/s; boot trace think "
                  f"time x{self.think_scale}, and 0 for the boot row's think-0 replay)"]
         for r in self.rows:
             cells = [f"{v} {x}" if isinstance(x, str) else f"{v} {fmt(x)}" for v, x in r["values"].items()]
