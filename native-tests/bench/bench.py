@@ -1461,7 +1461,7 @@ def main():
         rows=[{k: r[k] for k in ("key", "label", "unit", "better", "values", "samples",
                                  "extra")} for r in bench.rows],
         targets=targets, notes=bench.notes,
-        issue10=dict(rows=bench.issue10.rows, targets=targets10))
+        issue10=dict(rows=bench.issue10.rows, targets=targets10, profcost_pairs=bench.issue10.profcost_pairs))
     os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
     with open(json_path, "w") as f:
         json.dump(result, f, indent=1, default=str)

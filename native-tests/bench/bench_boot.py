@@ -98,6 +98,7 @@ class BootBench:
         self.think_scale = getattr(bench.args, "boot_think_scale", THINK_SCALE)
         self.link_rate = getattr(bench.args, "boot_link_rate", LINK_RATE)
         self.link_bps = link_bytes_per_s(self.link_rate)
+        self.profcost_pairs = []  # recording / profile=off IOPS, one per round (see w_profcost)
 
     # --- bookkeeping -------------------------------------------------------------------------------
     def record(self, key, label, unit, variant, value, extra=None):
@@ -386,6 +387,7 @@ class BootBench:
             run_dd(inst.path, size)                  # all local: the hot row
             variants = [("recording", []), ("profile=off", ["profile=off"])]
             for rep in range(reps):
+                pair = {}
                 for name, opts in (variants if rep % 2 == 0 else variants[::-1]):
                     if name in self.skips_for(key):
                         continue
@@ -401,6 +403,14 @@ class BootBench:
                     r = run_fio(inst.path, rw="randread", bs="4k", size=size, time_based=1, runtime=secs,
                                 ramp_time=1, numjobs=4, direct=1)
                     self.record(key, label, "IOPS", name, r["iops"], extra=dict(p99_us=r["p99_us"]))
+                    pair[name] = r["iops"]
+                if len(pair) == 2 and pair["profile=off"]:
+                    # Paired: the two variants of one round ran back to back, so a drift of the machine's load
+                    # over the run cancels in their ratio; the target takes the median of these ratios.
+                    self.profcost_pairs.append(pair["recording"] / pair["profile=off"])
+            if self.profcost_pairs:
+                log(f"profcost: recording/off per round {', '.join(f'{x:.3f}' for x in self.profcost_pairs)}, "
+                    f"median {statistics.median(self.profcost_pairs):.3f}")
         finally:
             inst.stop()
 
@@ -442,7 +452,8 @@ class BootBench:
         un, au = self.value("contention_stream", "unlimited"), self.value("contention_stream", "auto")
         add(n4, o4, b4, au / un if au and un else None, need("contention_stream", "auto"))
         rec, off = self.value("profcost", "recording"), self.value("profcost", "profile=off")
-        add(n5, o5, b5, rec / off if rec and off else None, need("profcost", "profile=off"))
+        paired = statistics.median(self.profcost_pairs) if len(self.profcost_pairs) >= 3 else None
+        add(n5, o5, b5, paired if paired else rec / off if rec and off else None, need("profcost", "profile=off"))
         return out
 
     def report(self):
