@@ -336,6 +336,64 @@ class LifecycleIT {
     }
 
     @Test
+    @DisplayName("Ctrl-C of corfs mount (SIGINT to the launcher's process group) while its daemon starts: no mount"
+            + " stays once the daemon is gone, the leaf is closed cleanly and mounts again")
+    void launcherInterruptedDuringStart() {
+        assertTimeoutPreemptively(TEST_TIMEOUT, () -> {
+            Path backing = fx.makeBacking("base.raw", 8L * MIB, 37);
+            Path leaf = fx.createLeaf(backing, "disk.raw");
+            Path mnt = fx.newMountPoint("mnt");
+            // The launcher leads its own process group (setsid), as a shell's foreground job does; the daemon runs in
+            // a session of its own, so only the relay's SIGTERM can stop it. The daemon is held (SIGSTOP) as soon as
+            // it is seen (round 0: opening the leaf) or once its mount appears (later rounds: mounting, or mounted
+            // and not yet ready), the group interrupted, the daemon continued. Timing only chooses the point;
+            // wherever it was, once the daemon is gone no mount may remain (no_auto_unmount: nothing else clears it).
+            int interrupted = 0;
+            for (int round = 0; round < 3; round++) {
+                Process launcher = new ProcessBuilder("setsid", fx.launcher().toString(), "mount", "-o",
+                        "no_auto_unmount", leaf.toString(), mnt.toString())
+                        .redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")))
+                        .redirectOutput(ProcessBuilder.Redirect.DISCARD)
+                        .redirectError(ProcessBuilder.Redirect.DISCARD)
+                        .start();
+                List<Long> pids;
+                while ((pids = CorfsFixture.daemonPidsFor(mnt)).isEmpty() && launcher.isAlive()) {
+                    CorfsFixture.sleep(2);
+                }
+                while (round > 0 && !CorfsFixture.isMounted(mnt) && launcher.isAlive()
+                        && pids.stream().allMatch(CorfsFixture::isLiveProcess)) {
+                    Thread.onSpinWait();
+                }
+                for (long pid : pids) {
+                    fx.run(Duration.ofSeconds(10), "kill", "-STOP", Long.toString(pid));
+                }
+                fx.run(Duration.ofSeconds(10), "kill", "-INT", "--", "-" + launcher.pid()); // Ctrl-C
+                int exit = launcher.waitFor();
+                for (long pid : pids) {
+                    fx.run(Duration.ofSeconds(10), "kill", "-CONT", Long.toString(pid));
+                }
+                if (exit == 0) {
+                    fx.umount(mnt); // READY was read before the interrupt: that mount was announced
+                    continue;
+                }
+                interrupted++;
+                for (long pid : pids) {
+                    awaitExit(pid, Duration.ofSeconds(60), "the daemon of an interrupted launcher");
+                }
+                assertFalse(CorfsFixture.isMounted(mnt), "round " + round + ": the daemon of an interrupted launcher"
+                        + " (exit " + exit + ") left " + mnt + " mounted");
+                Result info = fx.corfs("info", leaf.toString());
+                info.assertOk();
+                assertFalse(info.stdout().contains("not closed cleanly"), "round " + round + ": " + info.stdout());
+            }
+            System.out.println("[LifecycleIT] launchers interrupted during their daemon's start: " + interrupted + " of 3");
+            fx.mount(mnt, leaf); // the leaf was left closed and unlocked
+            fx.assertSameContent(mnt.resolve("disk.raw"), backing);
+            fx.umount(mnt);
+        });
+    }
+
+    @Test
     @DisplayName("a daemon killed while it starts: the launcher says it exited before it was ready, exit 1; no mount stays")
     void daemonKilledDuringStart() {
         assertTimeoutPreemptively(TEST_TIMEOUT, () -> {
