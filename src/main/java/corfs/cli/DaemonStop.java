@@ -31,8 +31,12 @@ import java.util.function.IntConsumer;
  * {@code this}, and nothing waits while holding {@code this} except the hook's bounded wait for the mount.
  */
 final class DaemonStop<M> implements Runnable {
-    /** How long a signal during {@link FuseMount#mount} waits for it to end (it bounds its own waits by 10 s each). */
-    static final long MOUNTING_WAIT_MS = TimeUnit.SECONDS.toMillis(30);
+    /**
+     * How long a signal during {@link FuseMount#mount} waits for it to end: it bounds each of its own waits by
+     * 10 s, and a failing mount has four of them (setup, the mount showing, its undoing fusermount, the
+     * workers' exit).
+     */
+    static final long MOUNTING_WAIT_MS = TimeUnit.SECONDS.toMillis(60);
 
     private enum State { OPENING, STOPPED, MOUNTING, SERVING, DONE }
 

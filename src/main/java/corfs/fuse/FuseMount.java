@@ -455,6 +455,17 @@ public final class FuseMount implements AutoCloseable {
             cmd.add("-z");
         }
         cmd.add(mp.toString());
+        // fusermount runs in this process's group: a second Ctrl-C of `corfs mount -f` (SIGINT to the group)
+        // kills the one the first Ctrl-C's unmount started. A fusermount killed by a signal (exit 128+n; it
+        // never exits so itself) is run once more rather than read as "busy" and detached lazily.
+        if (!runFusermount(cmd)) {
+            LOG.info("{} was killed by a signal; running it again", String.join(" ", cmd));
+            runFusermount(cmd);
+        }
+    }
+
+    /** Runs fusermount; false when a signal killed it, an IOException when it failed. */
+    private static boolean runFusermount(List<String> cmd) throws IOException {
         Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectInput(ProcessBuilder.Redirect.PIPE)
                 .start();
         p.getOutputStream().close();
@@ -470,9 +481,13 @@ public final class FuseMount implements AutoCloseable {
             throw new IOException("interrupted while running " + String.join(" ", cmd));
         }
         String out = new String(p.getInputStream().readAllBytes()).trim();
+        if (p.exitValue() > 128 && out.isEmpty()) {
+            return false;
+        }
         if (p.exitValue() != 0) {
             throw new IOException(String.join(" ", cmd) + " failed: " + (out.isEmpty() ? "exit " + p.exitValue() : out));
         }
+        return true;
     }
 
     @Override
