@@ -49,6 +49,15 @@ class LifecycleIT {
         return pids.get(0);
     }
 
+    /** Starts {@code command} with stdin from /dev/null, stdout discarded and stderr to {@code stderr}. */
+    private static Process start(ProcessBuilder.Redirect stderr, String... command) throws IOException {
+        return new ProcessBuilder(command)
+                .redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")))
+                .redirectOutput(ProcessBuilder.Redirect.DISCARD)
+                .redirectError(stderr)
+                .start();
+    }
+
     private static void awaitExit(long pid, Duration timeout, String what) {
         long deadline = System.nanoTime() + timeout.toNanos();
         while (CorfsFixture.isLiveProcess(pid)) {
@@ -260,11 +269,8 @@ class LifecycleIT {
             // kill landed exits 0: that mount was announced, and is unmounted here.)
             int killed = 0;
             for (int round = 0; round < 3; round++) {
-                Process launcher = new ProcessBuilder(fx.launcher().toString(), "mount", leaf.toString(), mnt.toString())
-                        .redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")))
-                        .redirectOutput(ProcessBuilder.Redirect.DISCARD)
-                        .redirectError(ProcessBuilder.Redirect.DISCARD)
-                        .start();
+                Process launcher = start(ProcessBuilder.Redirect.DISCARD, fx.launcher().toString(), "mount",
+                        leaf.toString(), mnt.toString());
                 List<Long> pids;
                 while ((pids = CorfsFixture.daemonPidsFor(mnt)).isEmpty() && launcher.isAlive()) {
                     CorfsFixture.sleep(2);
@@ -310,12 +316,8 @@ class LifecycleIT {
             int early = 0;
             for (int round = 0; round < 5; round++) {
                 Path log = fx.dir().resolve("round" + round + ".log");
-                Process daemon = new ProcessBuilder(fx.launcher().toString(), "mount", "-f", "-o", "no_auto_unmount",
-                        leaf.toString(), mnt.toString())
-                        .redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")))
-                        .redirectOutput(ProcessBuilder.Redirect.DISCARD)
-                        .redirectError(log.toFile())
-                        .start();
+                Process daemon = start(ProcessBuilder.Redirect.to(log.toFile()), fx.launcher().toString(), "mount", "-f",
+                        "-o", "no_auto_unmount", leaf.toString(), mnt.toString());
                 while (!CorfsFixture.isMounted(mnt) && daemon.isAlive()) {
                     Thread.onSpinWait();
                 }
@@ -350,12 +352,8 @@ class LifecycleIT {
             // wherever it was, once the daemon is gone no mount may remain (no_auto_unmount: nothing else clears it).
             int interrupted = 0;
             for (int round = 0; round < 3; round++) {
-                Process launcher = new ProcessBuilder("setsid", fx.launcher().toString(), "mount", "-o",
-                        "no_auto_unmount", leaf.toString(), mnt.toString())
-                        .redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")))
-                        .redirectOutput(ProcessBuilder.Redirect.DISCARD)
-                        .redirectError(ProcessBuilder.Redirect.DISCARD)
-                        .start();
+                Process launcher = start(ProcessBuilder.Redirect.DISCARD, "setsid", fx.launcher().toString(), "mount",
+                        "-o", "no_auto_unmount", leaf.toString(), mnt.toString());
                 List<Long> pids;
                 while ((pids = CorfsFixture.daemonPidsFor(mnt)).isEmpty() && launcher.isAlive()) {
                     CorfsFixture.sleep(2);
@@ -400,11 +398,8 @@ class LifecycleIT {
             Path backing = fx.makeBacking("base.raw", 8L * MIB, 29);
             Path leaf = fx.createLeaf(backing, "disk.raw");
             Path mnt = fx.newMountPoint("mnt");
-            Process launcher = new ProcessBuilder(fx.launcher().toString(), "mount", leaf.toString(), mnt.toString())
-                    .redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")))
-                    .redirectOutput(ProcessBuilder.Redirect.DISCARD)
-                    .redirectError(ProcessBuilder.Redirect.PIPE)
-                    .start();
+            Process launcher = start(ProcessBuilder.Redirect.PIPE, fx.launcher().toString(), "mount", leaf.toString(),
+                    mnt.toString());
             List<Long> pids;
             while ((pids = CorfsFixture.daemonPidsFor(mnt)).isEmpty()) {
                 assertTrue(launcher.isAlive(), "the launcher ended before its daemon started");
