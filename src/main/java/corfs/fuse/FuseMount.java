@@ -460,7 +460,9 @@ public final class FuseMount implements AutoCloseable {
         // never exits so itself) is run once more rather than read as "busy" and detached lazily.
         if (!runFusermount(cmd)) {
             LOG.info("{} was killed by a signal; running it again", String.join(" ", cmd));
-            runFusermount(cmd);
+            if (!runFusermount(cmd)) {
+                throw new IOException(String.join(" ", cmd) + " was killed by a signal, twice");
+            }
         }
     }
 
