@@ -3,8 +3,8 @@ package corfs.jobs;
 /**
  * The pacing of a {@code speed=auto} stream: LEDBAT (RFC 6817) adapted from packets to fills. It sets two
  * things: the <b>fill size</b> (the bytes of one fill, a power-of-two fraction of the largest step, at
- * least the smallest fill: {@link #MIN_AUTO_FILL} or one cluster, see below) and the <b>window</b> (fills in flight, and their rate). Each completed data fill of
- * a fill size ({@link #sample}) gives one latency sample: the time its backing read took.
+ * least the smallest fill: {@link #MIN_AUTO_FILL} or one cluster, see below) and the <b>window</b> (fills
+ * in flight, and their rate). Each completed data fill of a fill size ({@link #sample}) gives one latency sample: the time its backing read took.
  * <ul>
  *   <li><b>base</b>: the minimum latency over a sliding window of {@value #BASE_BUCKETS} buckets of
  *       {@value #BASE_BUCKET_SECONDS} s each (RFC 6817's base history): what a fill costs with no queue
@@ -40,7 +40,8 @@ package corfs.jobs;
  * The <b>fill size</b> is the window's gear: the bytes in flight ({@code w * fill}, LEDBAT's window in
  * bytes) are held as a count of one to eight fills where the sizes allow. When the window falls below
  * {@value #SHRINK_BELOW}, one fill in flight adds more queue than the target, so the fill halves (down
- * to the smallest fill); when eight fills in flight stay under the target, it doubles (up to the largest step);
+ * to the smallest fill); when eight fills in flight stay under the target, it doubles (up to the largest
+ * step);
  * the window scales the other way, so the bytes in flight do not jump. A fill is what a guest read
  * queues behind: at 25 MB/s a 1 MiB fill alone is 40 ms, twice the default target, however small the
  * window, and three streams at the floor would still each hold one in the server's queue. So the fills

@@ -142,7 +142,7 @@ final class LeafJob {
             if (speed.isAuto() && rec.kind() != JobKind.STREAM) {
                 speed = JobSpeed.UNLIMITED; // only a stream paces itself
             }
-            pacing = speed.isAuto() ? newPacing(speed, disk.clusterSize()) : null;
+            pacing = speed.isAuto() ? newPacing(speed) : null;
             onError = rec.onError();
             error = rec.error();
             backingWritten = rec.backingWritten();
@@ -216,7 +216,7 @@ final class LeafJob {
                 kind = newKind;
                 id = newId;
                 speed = newSpeed != null ? newSpeed : JobSpeed.UNLIMITED;
-                pacing = speed.isAuto() ? newPacing(speed, disk.clusterSize()) : null;
+                pacing = speed.isAuto() ? newPacing(speed) : null;
                 pendingPriority.clear();
                 paceRun(run);
                 onError = policy;
@@ -384,7 +384,7 @@ final class LeafJob {
                             + " is for streams, and the job is a " + kind.word());
                 }
                 if (!newSpeed.equals(speed) || pacing == null) {
-                    pacing = newSpeed.isAuto() ? newPacing(newSpeed, disk.clusterSize()) : null;
+                    pacing = newSpeed.isAuto() ? newPacing(newSpeed) : null;
                 }
                 speed = newSpeed;
                 if (current != null) {
@@ -895,11 +895,15 @@ final class LeafJob {
         }
     }
 
+    private LatencyController newPacing(JobSpeed s) {
+        return pacingFor(s, disk.clusterSize());
+    }
+
     /**
      * A controller for speed=auto: its target, fills of {@link LatencyController#MIN_AUTO_FILL} (or one cluster,
      * if larger) to a full step (1 MiB of whole clusters).
      */
-    static LatencyController newPacing(JobSpeed s, int clusterSize) {
+    static LatencyController pacingFor(JobSpeed s, int clusterSize) {
         long max = Math.max(MAX_STEP_BYTES, clusterSize);
         long min = Math.min(max, Math.max(clusterSize, LatencyController.MIN_AUTO_FILL));
         return new LatencyController(TimeUnit.MICROSECONDS.toNanos(s.autoTargetMicros()), min, max);

@@ -544,7 +544,7 @@ class LatencyControllerTest {
     @DisplayName("a stream's controller: fills from 1 MiB down to 256 KiB with 64 KiB clusters, never smaller; one"
             + " size with 1 MiB clusters")
     void streamFillsNeverSmallerThanAGuestRead() {
-        LatencyController c = LeafJob.newPacing(JobSpeed.AUTO, 64 << 10);
+        LatencyController c = LeafJob.pacingFor(JobSpeed.AUTO, 64 << 10);
         assertEquals(MIB, c.fillBytes());
         long now = 0;
         c.sample(now, MS, c.fillBytes());
@@ -553,7 +553,7 @@ class LatencyControllerTest {
             c.sample(now, 500 * MS, c.fillBytes());
         }
         assertEquals(LatencyController.MIN_AUTO_FILL, c.fillBytes(), c.toString());
-        LatencyController big = LeafJob.newPacing(JobSpeed.AUTO, 1 << 20);
+        LatencyController big = LeafJob.pacingFor(JobSpeed.AUTO, 1 << 20);
         assertEquals(MIB, big.fillBytes());
         big.sample(0, MS, MIB);
         for (int i = 1; i < 2_000; i++) {
