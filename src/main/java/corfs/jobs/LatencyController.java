@@ -110,6 +110,8 @@ final class LatencyController {
 
     private final long targetNanos;
     private final long maxFillBytes;
+    /** Draws this stream's probe moments (see {@link #probeStart}); random, so hosts differ. */
+    private final long probeSalt = java.util.concurrent.ThreadLocalRandom.current().nextLong();
     /** Fill sizes: maxFillBytes &gt;&gt; k for k = 0 .. sizes - 1, the last at least the minimum. */
     private final int sizes;
 
@@ -308,17 +310,40 @@ final class LatencyController {
     synchronized int inFlightAt(long wallMillis) {
         long phase = Math.floorMod(wallMillis, QUIET_PERIOD_MS);
         long quiet = quietMillis();
-        if (phase < quiet / 2) {
+        if (phase < probeStart(wallMillis, quiet)) {
             return 0;
         }
         return phase < quiet ? 1 : inFlight();
     }
 
-    /** Milliseconds from {@code wallMillis} to the end of a quiet window's first half (0 outside one). */
+    /** Milliseconds from {@code wallMillis} to this stream's probe in a quiet window (0 outside one). */
     synchronized long pauseLeftMillis(long wallMillis) {
         long phase = Math.floorMod(wallMillis, QUIET_PERIOD_MS);
-        long quiet = quietMillis() / 2;
-        return phase < quiet ? quiet - phase : 0;
+        long start = probeStart(wallMillis, quietMillis());
+        return phase < start ? start - phase : 0;
+    }
+
+    /** When this stream's probe begins in the quiet window at {@code wallMillis}, ms after the window's start. */
+    synchronized long probeStartMillis(long wallMillis) {
+        return probeStart(wallMillis, quietMillis());
+    }
+
+    /**
+     * When the probe begins in a quiet window {@code quiet} ms long: in its second half, at a point drawn
+     * afresh for every window from this stream's salt, within the first three quarters of that half (the
+     * probe's fill must have time to finish inside the window).
+     */
+    private long probeStart(long wallMillis, long quiet) {
+        long half = quiet / 2;
+        long window = Math.floorDiv(wallMillis, QUIET_PERIOD_MS);
+        return half + Math.floorMod(mix(probeSalt + window), half * 3 / 4 + 1);
+    }
+
+    /** SplitMix64's finalizer: consecutive windows give unrelated draws. */
+    private static long mix(long z) {
+        z = (z ^ (z >>> 30)) * 0xbf58476d1ce4e5b9L;
+        z = (z ^ (z >>> 27)) * 0x94d049bb133111ebL;
+        return z ^ (z >>> 31);
     }
 
     /** The quiet window's length: four current latencies, {@link #QUIET_MIN_MS} to {@link #QUIET_MAX_MS}. */

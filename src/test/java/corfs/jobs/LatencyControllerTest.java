@@ -394,6 +394,10 @@ class LatencyControllerTest {
         final List<Long> starts = new ArrayList<>();
         final List<Long> guestLatencies = new ArrayList<>();
         long streamBytes;
+        /** Bytes each stream fetched from {@code countFrom} on. */
+        long[] bytesOf;
+        long countFrom;
+        long minFill = CLUSTER;
 
         /** {remaining bytes, issue time, bytes, owner (-1 the guest), time it leaves the delay}. */
         private final List<double[]> requests = new ArrayList<>();
@@ -407,13 +411,14 @@ class LatencyControllerTest {
         }
 
         SharedServer stream(long start) {
-            streams.add(new LatencyController(TARGET, CLUSTER, MIB));
+            streams.add(new LatencyController(TARGET, minFill, MIB));
             starts.add(start);
             return this;
         }
 
         void run(long guestStart, long end) {
             inFlight = new int[streams.size()];
+            bytesOf = new long[streams.size()];
             nextAllowed = new long[streams.size()];
             Random rnd = new Random(42);
             boolean guestBusy = false;
@@ -462,6 +467,9 @@ class LatencyControllerTest {
                         inFlight[i]--;
                         streams.get(i).sample(done, latency, (long) r[2]);
                         streamBytes += (long) r[2];
+                        if (done >= countFrom) {
+                            bytesOf[i] += (long) r[2];
+                        }
                     }
                 }
             }
@@ -489,17 +497,21 @@ class LatencyControllerTest {
             c.sample(0, 100 * MS, MIB); // the current latency: 100 ms, so the window is 400 ms long
             long period = LatencyController.QUIET_PERIOD_MS;
             long t = 7 * period; // any multiple of the period, on every host's clock
+            long probe = c.probeStartMillis(t);
+            assertTrue(probe >= 200 && probe <= 350, "the probe begins in the window's second half, early enough to"
+                    + " finish: " + probe);
+            assertEquals(probe, c.probeStartMillis(t + 399), "one moment for the whole window");
             assertEquals(0, c.inFlightAt(t));
-            assertEquals(0, c.inFlightAt(t + 199));
-            assertEquals(150, c.pauseLeftMillis(t + 50));
-            assertEquals(1, c.inFlightAt(t + 200));
+            assertEquals(0, c.inFlightAt(t + probe - 1));
+            assertEquals(probe - 50, c.pauseLeftMillis(t + 50));
+            assertEquals(1, c.inFlightAt(t + probe));
             assertEquals(1, c.inFlightAt(t + 399));
-            assertEquals(0, c.pauseLeftMillis(t + 200));
+            assertEquals(0, c.pauseLeftMillis(t + probe));
             assertEquals(c.inFlight(), c.inFlightAt(t + 400));
             assertEquals(c.inFlight(), c.inFlightAt(t - 1));
             LatencyController fast = new LatencyController(TARGET, MIB);
             fast.sample(0, MS, MIB);
-            assertEquals(1, fast.inFlightAt(t + LatencyController.QUIET_MIN_MS / 2), "at least the minimum window");
+            assertEquals(1, fast.inFlightAt(t + LatencyController.QUIET_MIN_MS - 1), "at least the minimum window");
             LatencyController slow = new LatencyController(TARGET, MIB);
             slow.sample(0, 5 * S, MIB);
             assertEquals(fast.inFlight(), fast.inFlightAt(t + LatencyController.QUIET_MIN_MS));
@@ -529,6 +541,38 @@ class LatencyControllerTest {
                     + " quiet windows, " + without.guestP99() / MS + " ms without, " + alone.guestP99() / MS + " alone");
             assertTrue(with.streamBytes > 0.5 * without.streamBytes, "the streams still get most of the link: "
                     + with.streamBytes + " against " + without.streamBytes);
+        }
+
+        @Test
+        @DisplayName("two streams probe at different moments in most quiet windows, drawn afresh for each window")
+        void probesSpread() {
+            LatencyController a = new LatencyController(TARGET, MIB);
+            LatencyController b = new LatencyController(TARGET, MIB);
+            a.sample(0, 100 * MS, MIB);
+            b.sample(0, 100 * MS, MIB);
+            int same = 0;
+            java.util.Set<Long> moments = new java.util.HashSet<>();
+            for (long w = 0; w < 100; w++) {
+                long t = w * LatencyController.QUIET_PERIOD_MS;
+                same += a.probeStartMillis(t) == b.probeStartMillis(t) ? 1 : 0;
+                moments.add(a.probeStartMillis(t));
+            }
+            assertTrue(same < 20, same + " of 100 windows probed at the same moment"); // expected ~1.3
+            assertTrue(moments.size() > 30, "one stream's probes vary between windows: " + moments);
+        }
+
+        @Test
+        @DisplayName("three streams started together: their probes do not measure each other, so their bases stay"
+                + " true and the guest's reads quicker")
+        void togetherProbesStayApart() {
+            SharedServer s = new SharedServer(25e6, 5 * MS, true);
+            s.minFill = LatencyController.MIN_AUTO_FILL; // what a stream's fills are (LeafJob.pacingFor)
+            s.stream(0).stream(0).stream(0);
+            s.run(8 * S, 28 * S);
+            for (LatencyController c : s.streams) {
+                // Probing all at once, each measured the three probes shared: 36.5 ms against 15.5 ms.
+                assertTrue(c.baseNanos() < 1.2 * s.trueBase(c), c + " (true base " + s.trueBase(c) / 1000 + " us)");
+            }
         }
 
         @Test
