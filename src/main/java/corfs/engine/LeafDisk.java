@@ -300,9 +300,7 @@ public final class LeafDisk implements AutoCloseable {
         long first = offset >>> clusterShift;
         long last = (offset + len - 1) >>> clusterShift;
         GuestReadListener listener = guestReads;
-        if (listener != null) {
-            listener.guestRead(first, last);
-        }
+        boolean followed = listener != null && listener.guestRead(first, last);
         guestInFlight.incrementAndGet();
         try {
             int savedLimit = dst.limit();
@@ -313,11 +311,13 @@ public final class LeafDisk implements AutoCloseable {
                     if (fetchedAhead != null && aheadUnread.get() > 0) {
                         recordReadAhead(first, last);
                     }
-                    readAhead.afterLocalRead(last);
+                    if (!followed) {
+                        readAhead.afterLocalRead(last);
+                    }
                 } else {
                     coldReads.incrementAndGet();
                     try {
-                        readCold(dst, offset, len, first, last);
+                        readCold(dst, offset, len, first, last, followed);
                     } finally {
                         coldReads.decrementAndGet();
                     }
@@ -378,10 +378,14 @@ public final class LeafDisk implements AutoCloseable {
         }
     }
 
-    /** The slow path: some clusters are missing. Fills them under the range lock and serves the read. */
-    private void readCold(ByteBuffer dst, long offset, int len, long first, long last) throws IOException {
+    /**
+     * The slow path: some clusters are missing. Fills them under the range lock and serves the read; a
+     * sequential read fetches ahead too, unless a prefetch follows this read ({@code followed}).
+     */
+    private void readCold(ByteBuffer dst, long offset, int len, long first, long last, boolean followed)
+            throws IOException {
         long lockLast = last;
-        if (offset == lastReadEnd || (first > 0 && local.get(first - 1))) {
+        if (!followed && (offset == lastReadEnd || (first > 0 && local.get(first - 1)))) {
             // Sequential: fetch ahead the missing clusters that follow, in the same backing read: one chunk of
             // the read-ahead's budget (a slow link's guest read does not wait for a whole fill buffer).
             long windowLast = Math.min(clusters - 1, last + readAhead.chunkClusters());

@@ -85,6 +85,8 @@ final class PrefetchRun implements GuestReadListener, AutoCloseable {
     private boolean started;
     private boolean closed;
     private boolean reported;
+    /** {@link #done} when the window last grew (see {@link #claim}). */
+    private long doneAtGrowth;
 
     PrefetchRun(LeafDisk disk, AccessProfile profile, FileOps fileOps, Ended ended, LongSupplier nanoClock) {
         this.disk = disk;
@@ -170,19 +172,21 @@ final class PrefetchRun implements GuestReadListener, AutoCloseable {
 
     // ------------------------------------------------------------------ the guest (FUSE threads)
 
+    /** Follows the guest; true (no read-ahead for this read) when the profile names a cluster of it. */
     @Override
-    public void guestRead(long first, long last) {
+    public boolean guestRead(long first, long last) {
         long start = first << plan.clusterShift;
         long end = (last + 1) << plan.clusterShift;
         int from = plan.firstOverlap(start, end);
         if (from < 0) {
-            return;
+            return false;
         }
         if (window.guestRead(from, start, end, local, nanoClock.getAsLong())) {
             synchronized (this) {
                 notifyAll();
             }
         }
+        return true;
     }
 
     // ------------------------------------------------------------------ workers
@@ -226,7 +230,11 @@ final class PrefetchRun implements GuestReadListener, AutoCloseable {
                     inFlight++;
                     return k;
                 }
-                if (!disk.guestActive(PrefetchWindow.IDLE_GROW_NANOS) && window.growIfIdle(nanoClock.getAsLong())) {
+                // Held at the window's limit while the guest is idle: grow it once per completed fill (or at
+                // once when nothing is in flight, so a window that admitted nothing new never stalls the run).
+                if ((inFlight == 0 || done.get() > doneAtGrowth) && !disk.guestActive(PrefetchWindow.IDLE_GROW_NANOS)
+                        && window.growIfIdle(nanoClock.getAsLong())) {
+                    doneAtGrowth = done.get();
                     continue;
                 }
             }

@@ -8,6 +8,7 @@ import corfs.backing.BackingMeter;
 import corfs.backing.FileBacking;
 import corfs.backing.MeteredBacking;
 import corfs.backing.TimeoutBacking;
+import corfs.image.ClusterBitmap;
 import corfs.image.LeafImage;
 import corfs.io.FileOps;
 import corfs.vocabulary.LeafCounters;
@@ -86,6 +87,36 @@ class FetchCountersTest {
             LeafCounters c = disk.counters();
             assertTrue(c.fetchedReadAhead() > 0, c.toString());
             assertEquals(disk.localBytes(), c.fetchedCopyOnRead() + c.fetchedReadAhead(), c.toString());
+        }
+    }
+
+    @Test
+    @DisplayName("a read a prefetch follows fetches nothing ahead; one off its path (or with no prefetch) does")
+    void noReadAheadWhereAPrefetchFollows() throws Exception {
+        Path backing = dir.resolve("base.raw");
+        randomBacking(backing, 10);
+        long followedFrom = 0;
+        long followedTo = (8L << 20) / CLUSTER; // the "profile": the first 8 MiB
+        try (LeafDisk disk = open(backing)) {
+            assertTrue(disk.guestReads(null, (first, last) -> first < followedTo && last >= followedFrom));
+            ByteBuffer b = ByteBuffer.allocate(128 * 1024);
+            for (long off = 0; off < 8 << 20; off += b.capacity()) { // sequential, on the path
+                b.clear();
+                disk.read(b, off);
+            }
+            for (long off = 16 << 20; off < 24 << 20; off += b.capacity()) { // sequential, off the path
+                b.clear();
+                disk.read(b, off);
+            }
+            disk.close(); // waits for the read-ahead threads
+            LeafCounters c = disk.counters();
+            ClusterBitmap local = disk.image().local();
+            long mib = (1L << 20) / CLUSTER;
+            assertTrue(local.allSet(0, followedTo), c.toString());
+            assertEquals(16 * mib, local.nextSet(followedTo, 16 * mib), "nothing fetched past the followed reads: " + c);
+            assertTrue(local.allSet(16 * mib, 24 * mib), c.toString());
+            assertTrue(local.nextSet(24 * mib, SIZE / CLUSTER) < SIZE / CLUSTER,
+                    "the reads off the path fetch ahead: " + c);
         }
     }
 
