@@ -1386,6 +1386,9 @@ def main():
     ap.add_argument("--boot-link-rate", default="200M",
                     help="boot/contention: nbdkit's rate=BITSPERSEC for the link (default 200M: 26.2 MB/s; "
                          "K/M/G are powers of 1024)")
+    ap.add_argument("--boot-fast-link-rate", default="1G",
+                    help="boot: the boot row again on this faster link, where round trips and not bandwidth "
+                         "decide a cold boot (default 1G: 134 MB/s; 'none' to skip)")
     ap.add_argument("--repo", default=os.path.abspath(os.path.join(os.path.dirname(__file__),
                                                                    "..", "..")))
     ap.add_argument("--no-build", action="store_true", help="(handled by ./run)")
@@ -1485,7 +1488,8 @@ def main():
         for t in targets10:
             short = t["result"] if t["result"] in ("PASS", "MISS", "n/a") else "skip"
             val = f"{t['ratio']}x" if t.get("ratio") is not None else ("" if short == "n/a" else t["result"])
-            print(f"  {short:<5} {t['target']:<50} {val}")
+            reach = (f" (out of reach here: qsd / physical limit = {t['reach']}x)" if t.get("reach") else "")
+            print(f"  {short:<5} {t['target']:<50} {val}{reach}")
     for n in bench.notes:
         print(f"  note: {n}")
     print(f"\nJSON: {json_path}")

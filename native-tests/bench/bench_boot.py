@@ -1,14 +1,14 @@
 """Issue 10's benchmark rows, driven by bench.py (workloads boot, contention, profcost).
 
   boot        replay of the boot trace (boot.trace, see boottrace.py) over nbdkit on loopback with
-              --filter=delay delay-read=5ms --filter=rate rate=200M: (a) an all-local leaf, (b) a cold
-              leaf (copy-on-read only), (c) a cold leaf mounted with -o prefetch=PROFILE, PROFILE being
+              --filter=delay delay-read=5ms --filter=rate rate=200M burstiness=0.1, and again at 1G
+              (--boot-fast-link-rate): (a) an all-local leaf, (b) a cold
+              leaf (copy-on-read only), (c) a cold leaf told `prefetch PROFILE` as its replay starts, PROFILE being
               `corfs profile export` of (b)'s leaf, (d) qemu-storage-daemon's copy-on-read qcow2 overlay
               over the same server (FUSE export); each replayed twice on fresh leaves, with the trace's
               think time x--boot-think-scale and with think time 0 (an I/O-bound boot), targets on each
   contention  three corfs mounts streaming from that server while a fourth replays the trace: the
-              replay's p99 with no stream, with no stream after the rate filter's burst credit was spent
-              (drained), with three speed=auto streams, with three unlimited ones;
+              replay's p99 with no stream, with three speed=auto streams, with three unlimited ones;
               and one speed=auto stream vs one unlimited stream on the otherwise idle server
   profcost    the hot 4 KiB random-read row (fio, 4 jobs, O_DIRECT) with the default mount (profile
               recording on) and with -o profile=off, alternating, median of several runs
@@ -27,7 +27,7 @@ import sys
 import time
 
 import boottrace
-from bench import REG, Corfs, MiB, GiB, Qsd, drop_caches, fmt, human, log, run_dd, run_fio, sh, wait_until
+from bench import REG, Corfs, MiB, GiB, Qsd, drop_caches, fmt, human, log, run_dd, run_fio, sh
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TRACE = os.path.join(HERE, "boot.trace")
@@ -38,6 +38,15 @@ IMAGE_SIZE = 2 * GiB
 # disk, decides how long a cold boot takes, and three streams can saturate it.
 LINK_DELAY = "5ms"
 LINK_RATE = "200M"  # --boot-link-rate
+# The boot row again on a link where round trips, not bandwidth, decide a cold boot (--boot-fast-link-rate):
+# at 200M the profile's bytes alone need most of what qsd's cold replay takes, so no prefetch can be 5x
+# faster there; at 1 Gbit/s (134 MB/s) qsd's 5 ms round trips are what a cold boot waits for.
+FAST_LINK_RATE = "1G"
+# nbdkit's rate filter is a token bucket that holds `burstiness` seconds of the link (default 2 s, 52 MB at
+# 200M: more than a boot fetches). A real link has no such credit, and with it a row's result depended on
+# how long the link had been idle before it (the no-stream replay and the prefetch ran partly on it).
+# 0.1 s keeps the rate exact (300 MiB over 200M: 11.84 s against 12.0 s ideal; 10.03 s with 2 s).
+LINK_BURST = "0.1"
 
 
 def link_bytes_per_s(rate):
@@ -52,7 +61,7 @@ THINK_SCALE = 0.1
 
 PROFILES = {
     # boot_reads: trace prefix replayed (None: all); stream_row: image of the auto-vs-unlimited stream (at
-    # least ~10 s of the link: nbdkit's rate filter lets 2 s worth through in a burst);
+    # least ~10 s of the link);
     # cost_reps/cost_s: profcost repetitions and fio seconds; contention_lead_s: streams run before the replay
     "quick": dict(boot_reads=400, stream_row=256 * MiB, cost_reps=3, cost_s=2, contention_lead_s=1),
     "default": dict(boot_reads=None, stream_row=1 * GiB, cost_reps=5, cost_s=6, contention_lead_s=2),
@@ -98,6 +107,11 @@ class BootBench:
         self.think_scale = getattr(bench.args, "boot_think_scale", THINK_SCALE)
         self.link_rate = getattr(bench.args, "boot_link_rate", LINK_RATE)
         self.link_bps = link_bytes_per_s(self.link_rate)
+        fast = getattr(bench.args, "boot_fast_link_rate", FAST_LINK_RATE)
+        self.fast_link_rate = None if fast in (None, "", "none") or fast == self.link_rate else fast
+        if self.fast_link_rate:
+            link_bytes_per_s(self.fast_link_rate)   # refuse a bad value before the run starts
+        self.server_rate = None
         self.profcost_pairs = []  # recording / profile=off IOPS, one per round (see w_profcost)
 
     # --- bookkeeping -------------------------------------------------------------------------------
@@ -138,11 +152,14 @@ class BootBench:
                 f"{self.trace.think_s():.1f} s (replayed x{self.think_scale}); {t.source}")
         return self.trace
 
-    def start_link(self):
+    def start_link(self, rate=None):
         """nbdkit serving dir/ (boot.raw: the 2 GiB image; stream.raw: the stream row's image) behind the
-        delay and rate filters; the export name picks the file."""
+        delay and rate filters (`rate`, default the run's link); the export name picks the file."""
+        rate = rate or self.link_rate
         if self.server is not None and self.server.poll() is None:
-            return
+            if self.server_rate == rate:
+                return
+            self.stop_link()
         if not shutil.which("nbdkit"):
             raise Skip("nbdkit")
         self.dir = os.path.join(self.b.bdir, "link")
@@ -157,7 +174,8 @@ class BootBench:
         self.server = self.b.start_server(
             "nbdkit-link", ["nbdkit", "-f", "-r", "-i", "127.0.0.1", "-p", str(port),
                             "--filter=delay", "--filter=rate", "file", f"dir={self.dir}",
-                            f"delay-read={LINK_DELAY}", f"rate={self.link_rate}"], port)
+                            f"delay-read={LINK_DELAY}", f"rate={rate}", f"burstiness={LINK_BURST}"], port)
+        self.server_rate = rate
         self.port = port
         self.uri = f"nbd://127.0.0.1:{port}/boot.raw"
 
@@ -174,7 +192,7 @@ class BootBench:
         p = sh([sys.executable, os.path.join(HERE, "boottrace.py"), "replay", "--json",
                 "--think-scale", str(scale), self.trace_path, path], timeout=timeout)
         out = json.loads(p.stdout)
-        out["link_rate"] = self.link_rate
+        out["link_rate"] = self.server_rate
         return out
 
     def corfs(self, backing, tag, opts=(), need=None):
@@ -191,22 +209,41 @@ class BootBench:
             raise
 
     # --- workload: boot replay -------------------------------------------------------------------------
-    def boot_scales(self):
+    def boot_links(self):
+        """The links the boot row runs on, the run's link first: (rate, bytes/s, row-key suffix, label suffix,
+        leaf-tag suffix). The all-local variant (a) runs once, on the first: it does not use the link."""
+        links = [(self.link_rate, self.link_bps, "", "", "")]
+        if self.fast_link_rate:
+            r = self.fast_link_rate
+            links.append((r, link_bytes_per_s(r), f"@{r}", f" @{r}", f"-{r.lower()}"))
+        return links
+
+    def boot_scales(self, ksuf="", lsuf=""):
         """The think-time scales the boot row replays at, with the row keys of each: the trace's think time
         x think_scale (the TCG boot sped up to a KVM guest's pace), and think time 0 (a guest whose CPU is
         never the bottleneck: every read waits only for the disk, the I/O-bound boot issue 10's targets are
         about). Once only when think_scale is 0 already."""
-        scales = [(self.think_scale, "boot_replay", f"boot replay x{self.think_scale:g} think, total time")]
+        scales = [(self.think_scale, "boot_replay" + ksuf, f"boot replay x{self.think_scale:g} think{lsuf}, total time")]
         if self.think_scale != 0:
-            scales.append((0.0, "boot_replay_think0", "boot replay think 0, total time"))
+            scales.append((0.0, "boot_replay_think0" + ksuf, f"boot replay think 0{lsuf}, total time"))
         return scales
 
     def w_boot(self):
         trace = self.load_trace()
-        self.start_link()
-        scales = self.boot_scales()
-        log(f"boot replay: {len(trace.reads)} reads over nbdkit delay-read={LINK_DELAY} rate={self.link_rate} "
-            f"(bits/s): (a) local, (b) cold, (c) cold + prefetch of (b)'s profile, (d) qsd; think time x "
+        try:
+            for i, link in enumerate(self.boot_links()):
+                self.boot_row(trace, link, with_local=(i == 0))
+        finally:
+            for it in [i for i in REG.items if getattr(i, "dir", "").startswith(os.path.join(self.b.work, "boot-"))]:
+                it.stop()
+
+    def boot_row(self, trace, link, with_local):
+        rate, bps, ksuf, lsuf, tsuf = link
+        self.start_link(rate)
+        scales = self.boot_scales(ksuf, lsuf)
+        log(f"boot replay: {len(trace.reads)} reads over nbdkit delay-read={LINK_DELAY} rate={rate} "
+            f"burstiness={LINK_BURST} (bits/s): " + ("(a) local, " if with_local else "")
+            + "(b) cold, (c) cold + prefetch of (b)'s profile, (d) qsd; think time x "
             + " and x".join(f"{s:g}" for s, _, _ in scales) + " (each on a fresh leaf)")
         unit = "s"
         img = os.path.join(self.dir, "boot.raw")
@@ -216,7 +253,7 @@ class BootBench:
             self.record(key, label, unit, variant, r["total_s"], extra=r)
             self.record(key + "_p99", label.replace("total time", "read p99"), "us", variant, r["p99_us"])
 
-        try:
+        if with_local:
             # (a) all local: a leaf over the local copy of the image, streamed to standalone
             a = self.corfs(img, "local")
             self.b.corfs_stream(a)
@@ -224,61 +261,63 @@ class BootBench:
                 drop_caches()
                 rec(key, label, "local", self.replay(a.path, think_scale=scale))
             a.stop()
-            # (b) cold, copy-on-read only; the first scale's leaf records the profile (c) uses
-            for i, (scale, key, label) in enumerate(scales):
-                bleaf = self.corfs(self.uri, "cold" if i == 0 else f"cold-{i}")
-                drop_caches()
-                rec(key, label, "cold", self.replay(bleaf.path, think_scale=scale))
-                if i > 0:
-                    bleaf.stop()
-                    continue
-                bleaf.unmount()
-                profile = os.path.join(self.b.work, "boot.profile")
-                p = sh([self.b.corfs, "profile", "export", bleaf.leaf, profile], check=False, timeout=120)
+        # (b) cold, copy-on-read only; the first scale's leaf records the profile (c) uses
+        for i, (scale, key, label) in enumerate(scales):
+            bleaf = self.corfs(self.uri, f"cold{tsuf}" if i == 0 else f"cold{tsuf}-{i}")
+            drop_caches()
+            rec(key, label, "cold", self.replay(bleaf.path, think_scale=scale))
+            if i > 0:
                 bleaf.stop()
-                if p.returncode != 0 or not os.path.exists(profile):
-                    profile = None
-                    why = (p.stderr or p.stdout).strip()
-                    if not refused(why):
-                        raise RuntimeError(f"corfs profile export: exit {p.returncode}: {why[-300:]}")
-            # (c) cold, prefetching the profile
-            pbytes = profile_bytes(profile) if profile else None
-            if pbytes is not None:
-                self.record("boot_profile_link", "boot: profile bytes / link rate", "s", "profile",
-                            pbytes / self.link_bps, extra=dict(profile_bytes=pbytes))
-            for i, (scale, key, label) in enumerate(scales):
-                if not profile:
-                    self.skip(key, label, unit, "prefetch", "corfs profile export")
-                    continue
+                continue
+            bleaf.unmount()
+            profile = os.path.join(self.b.work, f"boot{tsuf}.profile")
+            p = sh([self.b.corfs, "profile", "export", bleaf.leaf, profile], check=False, timeout=120)
+            bleaf.stop()
+            if p.returncode != 0 or not os.path.exists(profile):
+                profile = None
+                why = (p.stderr or p.stdout).strip()
+                if not refused(why):
+                    raise RuntimeError(f"corfs profile export: exit {p.returncode}: {why[-300:]}")
+        # (c) cold, prefetching the profile
+        pbytes = profile_bytes(profile) if profile else None
+        if pbytes is not None:
+            self.record("boot_profile_link" + ksuf, f"boot: profile bytes / link rate{lsuf}", "s", "profile",
+                        pbytes / bps, extra=dict(profile_bytes=pbytes))
+        for i, (scale, key, label) in enumerate(scales):
+            if not profile:
+                self.skip(key, label, unit, "prefetch", "corfs profile export")
+                continue
+            try:
+                # The prefetch starts by the control command right before the replay, not with -o prefetch:
+                # that one starts with the daemon and runs during the mount, which the replay does not time
+                # (a fast link's whole profile fitted in it, and the row measured an all-local replay).
+                c = self.corfs(self.uri, f"prefetch{tsuf}" if i == 0 else f"prefetch{tsuf}-{i}")
+                drop_caches()
                 try:
-                    c = self.corfs(self.uri, "prefetch" if i == 0 else f"prefetch-{i}", opts=[f"prefetch={profile}"],
-                                   need="-o prefetch=FILE")
-                    r = self.replay(c.path, think_scale=scale)
-                    st = c.status()
-                    c.stop()
-                    r.update(profile_bytes=pbytes, profile_link_s=round(pbytes / self.link_bps, 3),
-                             prefetch=st.get("prefetch"), prefetch_done=st.get("prefetch_done"),
-                             prefetch_total=st.get("prefetch_total"),
-                             # the prefetch starts with the daemon, so it runs during the mount (not timed)
-                             mount_s=round(c.mount_s, 3) if c.mount_s is not None else None)
-                    rec(key, label, "prefetch", r)
-                except Skip as s:
-                    self.skip(key, label, unit, "prefetch", str(s))
-            # (d) qemu-storage-daemon: qcow2 overlay over the same server, copy-on-read, FUSE export
-            for i, (scale, key, label) in enumerate(scales):
-                if self.b.args.systems and "qsd" not in self.b.args.systems:
-                    self.record(key, label, unit, "qsd", "skipped (--systems)")
-                    continue
-                q = Qsd(self.b, self.uri, os.path.join(self.b.work, "boot-qsd" if i == 0 else f"boot-qsd-{i}")).start()
-                try:
-                    drop_caches()
-                    r = self.replay(q.path, think_scale=scale)
-                finally:
-                    q.stop()
-                rec(key, label, "qsd", r)
-        finally:
-            for it in [i for i in REG.items if getattr(i, "dir", "").startswith(os.path.join(self.b.work, "boot-"))]:
-                it.stop()
+                    c.command(f"prefetch {os.path.abspath(profile)}")
+                except OSError as e:
+                    raise Skip("the prefetch control command") from e
+                r = self.replay(c.path, think_scale=scale)
+                st = c.status()
+                c.stop()
+                r.update(profile_bytes=pbytes, profile_link_s=round(pbytes / bps, 3),
+                         prefetch=st.get("prefetch"), prefetch_done=st.get("prefetch_done"),
+                         prefetch_total=st.get("prefetch_total"), fetched=st.get("fetched"))
+                rec(key, label, "prefetch", r)
+            except Skip as s:
+                self.skip(key, label, unit, "prefetch", str(s))
+        # (d) qemu-storage-daemon: qcow2 overlay over the same server, copy-on-read, FUSE export
+        for i, (scale, key, label) in enumerate(scales):
+            if self.b.args.systems and "qsd" not in self.b.args.systems:
+                self.record(key, label, unit, "qsd", "skipped (--systems)")
+                continue
+            q = Qsd(self.b, self.uri, os.path.join(self.b.work, f"boot-qsd{tsuf}" if i == 0 else f"boot-qsd{tsuf}-{i}")).start()
+            try:
+                drop_caches()
+                r = self.replay(q.path, think_scale=scale)
+            finally:
+                q.stop()
+            rec(key, label, "qsd", r)
 
     # --- workload: contention ----------------------------------------------------------------------------
     def w_contention(self):
@@ -286,25 +325,15 @@ class BootBench:
         self.start_link()
         lead = self.p["contention_lead_s"]
         log(f"contention: replay on a 4th mount while 3 mounts stream from the same server "
-            f"(none / drained / speed=auto / unlimited); then 1 auto vs 1 unlimited stream of {human(self.p['stream_row'])}")
+            f"(none / speed=auto / unlimited); then 1 auto vs 1 unlimited stream of {human(self.p['stream_row'])}")
         key, label = "contention_p99", "replay read p99 beside 3 streams"
         try:
-            # "drained": no stream during the replay either, but the rate filter's burst credit (2 s of the
-            # link, ~50 MB, more than the replay fetches) spent first by one unlimited stream cancelled just
-            # before, as the streams of the other variants spend it in their lead: it tells what the streams
-            # cost from what the lost credit costs.
-            for mode in ("none", "drained", "auto", "unlimited"):
+            for mode in ("none", "auto", "unlimited"):
                 streams = []
                 try:
                     r_leaf = self.corfs(self.uri, f"replay-{mode}")
                     drop_caches()
-                    if mode == "drained":
-                        d = self.corfs(self.uri, "drainer")
-                        d.command("stream")
-                        time.sleep(lead)
-                        d.command("cancel")
-                        wait_until(lambda: d.status().get("state") != "running", 30)
-                    elif mode != "none":
+                    if mode != "none":
                         for i in range(3):
                             s = self.corfs(self.uri, f"streamer{i}")
                             streams.append(s)
@@ -440,13 +469,19 @@ class BootBench:
 
         (n1, o1, b1), (n2, o2, b2) = BOOT_TARGETS
         (n3, o3, b3), (n4, o4, b4), (n5, o5, b5) = TARGETS
-        link = self.value("boot_profile_link", "profile")
-        for scale, key, _ in self.boot_scales():
-            tag = f" x{scale:g} think" if scale else " think 0"
-            a, c, d = (self.value(key, v) for v in ("local", "prefetch", "qsd"))
-            add(n1.format(tag), o1, b1, c / max(a, link) if c and a and link is not None else None,
-                need(key, "prefetch"))
-            add(n2.format(tag), o2, b2, d / c if c and d else None, need(key, "prefetch", "qsd"))
+        local_scales = self.boot_scales()
+        for _, _, ksuf, lsuf, _ in self.boot_links():
+            link = self.value("boot_profile_link" + ksuf, "profile")
+            for (scale, key, _), (_, local_key, _) in zip(self.boot_scales(ksuf, lsuf), local_scales):
+                tag = (f" x{scale:g} think" if scale else " think 0") + lsuf
+                a = self.value(local_key, "local")
+                c, d = (self.value(key, v) for v in ("prefetch", "qsd"))
+                limit = max(a, link) if a and link is not None else None
+                add(n1.format(tag), o1, b1, c / limit if c and limit else None, need(key, "prefetch"))
+                add(n2.format(tag), o2, b2, d / c if c and d else None, need(key, "prefetch", "qsd"))
+                if d and limit and out[-1]["result"] == "MISS" and d / limit < b2:
+                    # Even a replay at the physical limit would miss: say so beside the miss.
+                    out[-1]["reach"] = round(d / limit, 3)
         idle, auto = self.value("contention_p99", "none"), self.value("contention_p99", "auto")
         add(n3, o3, b3, auto / idle if auto and idle else None, need("contention_p99", "auto"))
         un, au = self.value("contention_stream", "unlimited"), self.value("contention_stream", "auto")
@@ -459,8 +494,9 @@ class BootBench:
     def report(self):
         if not self.rows:
             return ""
-        lines = [f"issue 10 rows (link: nbdkit delay-read={LINK_DELAY} rate={self.link_rate} bit/s; boot trace think "
-                 f"time x{self.think_scale}, and 0 for the boot row's think-0 replay)"]
+        fast = f", the boot row also at rate={self.fast_link_rate} (@{self.fast_link_rate})" if self.fast_link_rate else ""
+        lines = [f"issue 10 rows (link: nbdkit delay-read={LINK_DELAY} rate={self.link_rate} bit/s burstiness={LINK_BURST}"
+                 f"{fast}; boot trace think time x{self.think_scale}, and 0 for the boot row's think-0 replay)"]
         for r in self.rows:
             cells = [f"{v} {x}" if isinstance(x, str) else f"{v} {fmt(x)}" for v, x in r["values"].items()]
             lines.append(f"  {r['label'] + ' (' + r['unit'] + ')':<46} " + " | ".join(cells))
