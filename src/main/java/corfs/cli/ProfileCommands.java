@@ -141,14 +141,18 @@ final class ProfileCommands {
         }
     }
 
-    /** The leaf's recorded profile; NOT_FOUND when it is not a corfs leaf (as info says) or has no profile. */
+    /**
+     * The leaf's recorded profile; NOT_FOUND when it is not a corfs leaf (as info says) or has no profile,
+     * INVALID_ARGUMENT when it describes another disk than the leaf's metadata (which must be readable).
+     */
     static ProfileLog.Contents recorded(Path leaf) throws java.io.IOException {
         try {
             LeafImage.requireLeaf(leaf);
         } catch (CorfsException e) {
             throw new CorfsException(e.reason(), Main.oneLine(e.getMessage()));
         }
-        return ProfileLog.read(leaf);
+        corfs.image.LeafInfo info = corfs.image.LeafImages.info(leaf);
+        return ProfileLog.read(leaf, info.virtualSize(), info.clusterSize());
     }
 
     /**

@@ -109,6 +109,31 @@ class ProfileCommandsTest {
     }
 
     /** A leaf over a new 1 MiB backing (clusters of 64 KiB), no profile yet; the header its profile has. */
+    @Test
+    @DisplayName("show and export refuse, with a message, a sidecar whose header describes another disk than the leaf's"
+            + " (a huge one: nothing is allocated by its size)")
+    void sidecarOfAnotherDisk() throws Exception {
+        Path backing = dir.resolve("base.raw");
+        Path leaf = dir.resolve("leaf.img");
+        ProfileLog.Header h = newLeaf(backing, leaf);
+        // 2^46 clusters of 512 bytes: a bitmap of them is 8 TiB; 2^33 clusters: 1 GiB (more than this JVM's heap)
+        for (long size : new long[] {Long.MAX_VALUE / 2, 512L << 33, h.backingSize() * 2}) {
+            try (ProfileLog log = ProfileLog.openForAppend(leaf, new ProfileLog.Header(h.identityToken(), size,
+                    size == h.backingSize() * 2 ? h.clusterSize() : 512))) {
+                log.append(new long[] {3}, new int[] {7}, 1);
+            }
+            for (String verb : new String[] {"show", "export"}) {
+                String[] err = new String[1];
+                String out = capture(() -> err[0] = captureErr(() -> assertEquals(1, verb.equals("show")
+                        ? Main.run("profile", "show", leaf.toString())
+                        : Main.run("profile", "export", leaf.toString(), dir.resolve("x.profile").toString()))));
+                assertEquals("", out, verb + " " + size);
+                assertTrue(err[0].contains("another backing size or cluster size"), verb + " " + size + ": " + err[0]);
+            }
+            assertFalse(Files.exists(dir.resolve("x.profile")));
+        }
+    }
+
     private static ProfileLog.Header newLeaf(Path backing, Path leaf) throws Exception {
         try (var raf = new java.io.RandomAccessFile(backing.toFile(), "rw")) {
             raf.setLength(1 << 20);
