@@ -15,6 +15,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -132,6 +133,54 @@ class ProfileCommandsTest {
             }
             assertFalse(Files.exists(dir.resolve("x.profile")));
         }
+    }
+
+    @Test
+    @DisplayName("export and merge never replace a leaf's own files (its data file, metadata or sidecars), whatever"
+            + " the spelling of the path: 'profile export vm.raw vm.raw' replaced the leaf's data with 174 bytes")
+    void neverOverALeafsFiles() throws Exception {
+        Path backing = dir.resolve("base.raw");
+        Path leaf = dir.resolve("leaf.img");
+        ProfileLog.Header h = newLeaf(backing, leaf);
+        try (ProfileLog log = ProfileLog.openForAppend(leaf, h)) {
+            log.append(new long[] {3}, new int[] {7}, 1);
+        }
+        Path a = dir.resolve("a.profile");
+        capture(() -> assertEquals(0, Main.run("profile", "export", leaf.toString(), a.toString())));
+        Files.writeString(dir.resolve("leaf.img.log"), "log\n");
+        Files.copy(a, dir.resolve("leaf.img.corfs-prefetch"));
+        java.util.Map<Path, byte[]> before = new java.util.HashMap<>();
+        try (var files = Files.list(dir)) {
+            for (Path f : (Iterable<Path>) files::iterator) {
+                before.put(f, Files.readAllBytes(f));
+            }
+        }
+        Files.createDirectory(dir.resolve("sub"));
+        for (String target : new String[] {"leaf.img", "leaf.img.corfs", "leaf.img.corfs-profile",
+                "leaf.img.corfs-prefetch", "leaf.img.log", "leaf.img.corfs-unreadable", "sub/../leaf.img",
+                "./leaf.img.corfs"}) {
+            Path t = target.startsWith(".") ? Path.of(dir + "/" + target) : dir.resolve(target);
+            for (boolean merge : new boolean[] {false, true}) {
+                String err = captureErr(() -> capture(() -> assertEquals(1, merge
+                        ? Main.run("profile", "merge", a.toString(), "-o", t.toString())
+                        : Main.run("profile", "export", leaf.toString(), t.toString()), target)));
+                assertTrue(err.contains("leaf.img") && err.contains("not replaced"), target + ": " + err);
+            }
+        }
+        try (var files = Files.list(dir)) {
+            assertEquals(before.keySet(), files.filter(f -> !f.endsWith("sub")).collect(java.util.stream.Collectors.toSet()),
+                    "no file made or removed");
+        }
+        for (var e : before.entrySet()) {
+            assertArrayEquals(e.getValue(), Files.readAllBytes(e.getKey()), e.getKey() + " unchanged");
+        }
+        try (LeafImage image = LeafImage.open(leaf, FileOps.system(), true, true)) {
+            assertEquals(h, ProfileLog.Header.of(image.header()), "the leaf still opens");
+        }
+        Path other = dir.resolve("notes.img"); // a file beside the leaf that is no leaf's: replaced as before
+        Files.writeString(other, "old");
+        capture(() -> assertEquals(0, Main.run("profile", "export", leaf.toString(), other.toString())));
+        assertEquals(AccessProfile.read(a), AccessProfile.read(other));
     }
 
     private static ProfileLog.Header newLeaf(Path backing, Path leaf) throws Exception {
