@@ -135,6 +135,47 @@ class ProfileIT {
     }
 
     @Test
+    @DisplayName("export and merge -o onto the mounted leaf's data file or metadata are refused; the leaf keeps a guest"
+            + " write across a remount and checks clean (export onto the data file replaced it with the profile)")
+    void neverOverTheLeaf() {
+        assertTimeoutPreemptively(TEST_TIMEOUT, () -> {
+            fx.mount(mnt, leaf);
+            readClusters(order(5, 3));
+            byte[] pattern = new byte[CLUSTER];
+            new Random(4).nextBytes(pattern);
+            Path src = Files.write(fx.dir().resolve("pattern"), pattern);
+            fx.run(Duration.ofSeconds(60), "dd", "if=" + src, "of=" + img, "bs=65536", "seek=7", "conv=notrunc,fsync",
+                    "status=none").assertOk();
+            Path exported = fx.dir().resolve("boot.profile");
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+            while (fx.corfs("profile", "export", leaf.toString(), exported.toString()).exit() != 0) {
+                assertTrue(System.nanoTime() < deadline, "no profile flushed within 60 s");
+                CorfsFixture.sleep(200);
+            }
+            Path meta = leaf.resolveSibling("disk.raw.corfs");
+            for (Path target : List.of(leaf, meta, leaf.getParent().resolve("./disk.raw"))) {
+                Result r = fx.corfs("profile", "export", leaf.toString(), target.toString());
+                assertEquals(1, r.exit(), r.toString());
+                assertTrue(r.stderr().contains("not replaced"), r.toString());
+                r = fx.corfs("profile", "merge", exported.toString(), "-o", target.toString());
+                assertEquals(1, r.exit(), r.toString());
+            }
+            assertEquals(SIZE, Files.size(leaf));
+            fx.umount(mnt);
+            fx.corfs("check", leaf.toString()).assertOk();
+            fx.mount(mnt, leaf);
+            try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(img)) {
+                java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(CLUSTER);
+                while (b.hasRemaining() && ch.read(b, 7L * CLUSTER + b.position()) > 0) {
+                    // read the whole cluster
+                }
+                assertTrue(java.util.Arrays.equals(pattern, b.array()), "the guest write survived");
+            }
+            fx.umount(mnt);
+        });
+    }
+
+    @Test
     @DisplayName("-o profile=off records nothing; a profile of a missing leaf is an error")
     void profileOff() {
         assertTimeoutPreemptively(TEST_TIMEOUT, () -> {

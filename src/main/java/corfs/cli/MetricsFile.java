@@ -59,7 +59,7 @@ final class MetricsFile implements AutoCloseable {
 
     /**
      * Refuses a PATH that cannot be a metrics file: relative, its directory missing (or not a directory),
-     * or a directory itself. Called by the CLI before it starts the daemon, and by the daemon.
+     * a directory itself, or one of a corfs leaf's own files (its data file, metadata, sidecars, log). Called by the CLI before it starts the daemon, and by the daemon.
      */
     static Path check(String value) throws CorfsException {
         if (value.isEmpty()) {
@@ -80,6 +80,12 @@ final class MetricsFile implements AutoCloseable {
         }
         if (Files.isDirectory(p, LinkOption.NOFOLLOW_LINKS)) {
             throw new CorfsException(Reason.INVALID_ARGUMENT, "-o metrics_file=" + value + " is a directory");
+        }
+        Path owner = corfs.image.LeafImage.leafOwning(p);
+        if (owner != null) { // rewritten every 10 s by a rename: over a leaf's data or metadata, the leaf is gone
+            throw new CorfsException(Reason.INVALID_ARGUMENT, "-o metrics_file=" + value + (owner.equals(p)
+                    ? " is the data file of a corfs leaf" : " is one of the leaf " + owner + "'s own files")
+                    + ": not replaced; give another name");
         }
         try {
             corfs.io.ReplaceTarget.check(p, "-o metrics_file", true);

@@ -741,11 +741,18 @@ final class MountCommand implements Callable<Integer> {
     /**
      * Opens (creating 0600) the daemon's log for appending without following a symbolic link, and refuses
      * anything but a regular file owned by this user with one link: a log planted by someone else (a link
-     * to a file of theirs or of root's) is never written.
+     * to a file of theirs or of root's) is never written. A leaf's own files other than its log (its data
+     * file, {@code LEAF.corfs}, its sidecars) are refused too: appending to them corrupts the leaf.
      *
      * @return the open file descriptor (the caller closes it)
      */
     static int openLog(Path logFile) throws IOException {
+        Path owner = corfs.image.LeafImage.leafOwning(logFile);
+        if (owner != null && !logFile.equals(owner.resolveSibling(owner.getFileName() + ".log"))) {
+            throw new Main.ExitException(Main.EXIT_FAILURE, "log file " + logFile + (owner.equals(logFile)
+                    ? " is the data file of a corfs leaf" : " is one of the leaf " + owner + "'s own files")
+                    + ": refusing to write to it (choose another with --log)");
+        }
         int fd = Libc.get().open(logFile.toString(),
                 Libc.O_WRONLY | Libc.O_APPEND | Libc.O_CREAT | Libc.O_CLOEXEC | Libc.O_NONBLOCK | Libc.oNoFollow(), 0600);
         if (fd < 0) {

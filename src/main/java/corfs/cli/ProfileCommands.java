@@ -91,7 +91,7 @@ final class ProfileCommands {
 
     @Command(name = "export", description = "Write LEAF's recorded access profile to FILE, in the portable format"
             + " that prefetch and 'profile merge' read (replaced atomically; an existing FILE must be a regular"
-            + " file; '-' writes to standard output).")
+            + " file, not a leaf's data file, metadata or sidecar; '-' writes to standard output).")
     static final class Export implements Callable<Integer> {
         @Parameters(index = "0", paramLabel = "LEAF")
         Path leaf;
@@ -141,14 +141,18 @@ final class ProfileCommands {
         }
     }
 
-    /** The leaf's recorded profile; NOT_FOUND when it is not a corfs leaf (as info says) or has no profile. */
+    /**
+     * The leaf's recorded profile; NOT_FOUND when it is not a corfs leaf (as info says) or has no profile,
+     * INVALID_ARGUMENT when it describes another disk than the leaf's metadata (which must be readable).
+     */
     static ProfileLog.Contents recorded(Path leaf) throws java.io.IOException {
         try {
             LeafImage.requireLeaf(leaf);
         } catch (CorfsException e) {
             throw new CorfsException(e.reason(), Main.oneLine(e.getMessage()));
         }
-        return ProfileLog.read(leaf);
+        corfs.image.LeafInfo info = corfs.image.LeafImages.info(leaf);
+        return ProfileLog.read(leaf, info.virtualSize(), info.clusterSize());
     }
 
     /**
@@ -183,6 +187,13 @@ final class ProfileCommands {
         if (java.nio.file.Files.isDirectory(file, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
             throw new corfs.CorfsException(corfs.CorfsException.Reason.INVALID_ARGUMENT,
                     Main.oneLine(file.toString()) + " is a directory: give a file name");
+        }
+        Path owner = LeafImage.leafOwning(file);
+        if (owner != null) {
+            throw new corfs.CorfsException(corfs.CorfsException.Reason.INVALID_ARGUMENT,
+                    Main.oneLine(file.toString()) + (owner.equals(file) ? " is the data file of a corfs leaf"
+                    : " is one of the leaf " + Main.oneLine(owner.toString()) + "'s own files (its metadata or a"
+                    + " file corfs keeps beside it)") + ": not replaced; give another name");
         }
         p.write(file);
         return false;

@@ -158,6 +158,33 @@ public final class LeafImage implements AutoCloseable {
         return leaf.resolveSibling(leaf.getFileName() + ".corfs");
     }
 
+    /**
+     * The leaf that {@code path} is one of the own files of: its data file, its metadata, or a file corfs
+     * keeps beside it ({@code LEAF.corfs-profile}, {@code LEAF.corfs-prefetch}, the log...), judged by the
+     * name in its directory (so by any spelling of the path) and the leaf's metadata being there; null when
+     * it is no leaf's. A command that writes a file a user names (profile export) refuses these: a rename
+     * over the data file or the metadata destroys the leaf, mounted or not.
+     */
+    public static Path leafOwning(Path path) {
+        Path name = path.getFileName();
+        if (name == null) {
+            return null;
+        }
+        if (Files.exists(metadataPathOf(path), LinkOption.NOFOLLOW_LINKS)) {
+            return path;
+        }
+        String n = name.toString();
+        for (String suffix : DERIVED_SUFFIXES) {
+            if (n.length() > suffix.length() && n.endsWith(suffix)) {
+                Path leaf = path.resolveSibling(n.substring(0, n.length() - suffix.length()));
+                if (Files.exists(metadataPathOf(leaf), LinkOption.NOFOLLOW_LINKS)) {
+                    return leaf;
+                }
+            }
+        }
+        return null;
+    }
+
     // ---------------------------------------------------------------- create
 
     /**

@@ -19,6 +19,7 @@ import java.nio.file.StandardOpenOption;
 import java.util.Arrays;
 import java.util.Set;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.function.Function;
 import java.util.zip.CRC32C;
 
 /**
@@ -138,12 +139,33 @@ public final class ProfileLog implements AutoCloseable {
     }
 
     /**
-     * Reads a leaf's recorded profile without changing anything (show, export; the leaf may be mounted).
+     * Reads a leaf's recorded profile without changing anything (show, export; the leaf may be mounted),
+     * when it describes the leaf's disk: {@code virtualSize} bytes in clusters of {@code clusterSize} (its
+     * backing identity may differ: recorded before a set-backing or a commit). A header of another size or
+     * cluster size is refused before anything is allocated by what it says (a mount of the leaf would
+     * discard it, and a forged one claiming a disk of 2^62 bytes asked for a bitmap of 2^53 bits).
      *
-     * @throws CorfsException NOT_FOUND when there is none, INVALID_ARGUMENT when it is not a regular file or
-     *         its header is not a valid version-1 header
+     * @throws CorfsException NOT_FOUND when there is none, INVALID_ARGUMENT when it is not a regular file,
+     *         its header is not a valid version-1 header, or describes another disk
+     */
+    public static Contents read(Path leaf, long virtualSize, int clusterSize) throws IOException {
+        return read(leaf, h -> h.backingSize() == virtualSize && h.clusterSize() == clusterSize ? null
+                : "it describes another backing size or cluster size (" + h.backingSize() + " bytes in clusters of "
+                + h.clusterSize() + ") than the leaf's (" + virtualSize + " bytes in clusters of " + clusterSize
+                + "); the leaf's next mount starts a new profile");
+    }
+
+    /**
+     * Reads a leaf's recorded profile whatever disk its header describes: for callers that wrote it (tests);
+     * a header whose cluster count a bitmap cannot hold is refused. Users' commands use
+     * {@link #read(Path, long, int)}.
      */
     public static Contents read(Path leaf) throws IOException {
+        return read(leaf, h -> null);
+    }
+
+    private static Contents read(Path leaf, Function<Header, String> shapeProblem)
+            throws IOException {
         Path p = pathOf(leaf);
         if (!Files.exists(p, LinkOption.NOFOLLOW_LINKS)) {
             throw new CorfsException(Reason.NOT_FOUND, leaf + " has no recorded profile (" + p + " does not exist)");
@@ -162,7 +184,15 @@ public final class ProfileLog implements AutoCloseable {
             if (problem != null) {
                 throw new CorfsException(Reason.INVALID_ARGUMENT, "profile " + p + ": " + problem);
             }
-            return readRecords(ch, parseHeader(hb), hb.getInt(CRC_AT));
+            Header h = parseHeader(hb);
+            String other = shapeProblem.apply(h);
+            if (other == null && (h.clusters() + 63) / 64 > Integer.MAX_VALUE) {
+                other = "its header describes a disk of more clusters than corfs handles";
+            }
+            if (other != null) {
+                throw new CorfsException(Reason.INVALID_ARGUMENT, "profile " + p + ": " + other);
+            }
+            return readRecords(ch, h, hb.getInt(CRC_AT));
         }
     }
 

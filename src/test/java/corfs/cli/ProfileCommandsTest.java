@@ -15,6 +15,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -109,6 +110,79 @@ class ProfileCommandsTest {
     }
 
     /** A leaf over a new 1 MiB backing (clusters of 64 KiB), no profile yet; the header its profile has. */
+    @Test
+    @DisplayName("show and export refuse, with a message, a sidecar whose header describes another disk than the leaf's"
+            + " (a huge one: nothing is allocated by its size)")
+    void sidecarOfAnotherDisk() throws Exception {
+        Path backing = dir.resolve("base.raw");
+        Path leaf = dir.resolve("leaf.img");
+        ProfileLog.Header h = newLeaf(backing, leaf);
+        // 2^46 clusters of 512 bytes: a bitmap of them is 8 TiB; 2^33 clusters: 1 GiB (more than this JVM's heap)
+        for (long size : new long[] {Long.MAX_VALUE / 2, 512L << 33, h.backingSize() * 2}) {
+            try (ProfileLog log = ProfileLog.openForAppend(leaf, new ProfileLog.Header(h.identityToken(), size,
+                    size == h.backingSize() * 2 ? h.clusterSize() : 512))) {
+                log.append(new long[] {3}, new int[] {7}, 1);
+            }
+            for (String verb : new String[] {"show", "export"}) {
+                String[] err = new String[1];
+                String out = capture(() -> err[0] = captureErr(() -> assertEquals(1, verb.equals("show")
+                        ? Main.run("profile", "show", leaf.toString())
+                        : Main.run("profile", "export", leaf.toString(), dir.resolve("x.profile").toString()))));
+                assertEquals("", out, verb + " " + size);
+                assertTrue(err[0].contains("another backing size or cluster size"), verb + " " + size + ": " + err[0]);
+            }
+            assertFalse(Files.exists(dir.resolve("x.profile")));
+        }
+    }
+
+    @Test
+    @DisplayName("export and merge never replace a leaf's own files (its data file, metadata or sidecars), whatever"
+            + " the spelling of the path: 'profile export vm.raw vm.raw' replaced the leaf's data with 174 bytes")
+    void neverOverALeafsFiles() throws Exception {
+        Path backing = dir.resolve("base.raw");
+        Path leaf = dir.resolve("leaf.img");
+        ProfileLog.Header h = newLeaf(backing, leaf);
+        try (ProfileLog log = ProfileLog.openForAppend(leaf, h)) {
+            log.append(new long[] {3}, new int[] {7}, 1);
+        }
+        Path a = dir.resolve("a.profile");
+        capture(() -> assertEquals(0, Main.run("profile", "export", leaf.toString(), a.toString())));
+        Files.writeString(dir.resolve("leaf.img.log"), "log\n");
+        Files.copy(a, dir.resolve("leaf.img.corfs-prefetch"));
+        java.util.Map<Path, byte[]> before = new java.util.HashMap<>();
+        try (var files = Files.list(dir)) {
+            for (Path f : (Iterable<Path>) files::iterator) {
+                before.put(f, Files.readAllBytes(f));
+            }
+        }
+        Files.createDirectory(dir.resolve("sub"));
+        for (String target : new String[] {"leaf.img", "leaf.img.corfs", "leaf.img.corfs-profile",
+                "leaf.img.corfs-prefetch", "leaf.img.log", "leaf.img.corfs-unreadable", "sub/../leaf.img",
+                "./leaf.img.corfs"}) {
+            Path t = target.startsWith(".") ? Path.of(dir + "/" + target) : dir.resolve(target);
+            for (boolean merge : new boolean[] {false, true}) {
+                String err = captureErr(() -> capture(() -> assertEquals(1, merge
+                        ? Main.run("profile", "merge", a.toString(), "-o", t.toString())
+                        : Main.run("profile", "export", leaf.toString(), t.toString()), target)));
+                assertTrue(err.contains("leaf.img") && err.contains("not replaced"), target + ": " + err);
+            }
+        }
+        try (var files = Files.list(dir)) {
+            assertEquals(before.keySet(), files.filter(f -> !f.endsWith("sub")).collect(java.util.stream.Collectors.toSet()),
+                    "no file made or removed");
+        }
+        for (var e : before.entrySet()) {
+            assertArrayEquals(e.getValue(), Files.readAllBytes(e.getKey()), e.getKey() + " unchanged");
+        }
+        try (LeafImage image = LeafImage.open(leaf, FileOps.system(), true, true)) {
+            assertEquals(h, ProfileLog.Header.of(image.header()), "the leaf still opens");
+        }
+        Path other = dir.resolve("notes.img"); // a file beside the leaf that is no leaf's: replaced as before
+        Files.writeString(other, "old");
+        capture(() -> assertEquals(0, Main.run("profile", "export", leaf.toString(), other.toString())));
+        assertEquals(AccessProfile.read(a), AccessProfile.read(other));
+    }
+
     private static ProfileLog.Header newLeaf(Path backing, Path leaf) throws Exception {
         try (var raf = new java.io.RandomAccessFile(backing.toFile(), "rw")) {
             raf.setLength(1 << 20);
