@@ -3,20 +3,13 @@ package corfs.image;
 import corfs.CorfsException;
 import corfs.CorfsException.Reason;
 import corfs.io.AtomicReplace;
+import corfs.io.FileOps;
 
 import java.io.IOException;
-import java.io.InputStream;
-import java.nio.channels.Channels;
-import java.nio.channels.SeekableByteChannel;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
-import java.nio.file.LinkOption;
-import java.nio.file.OpenOption;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Set;
 
 /**
  * An access profile in its portable form: the extents a guest fetched from the backing, in the order it
@@ -186,17 +179,13 @@ public record AccessProfile(String identityToken, long backingSize, int clusterS
      *         (or a link), too big or not a valid profile (the message names the file and the line)
      */
     public static AccessProfile read(Path file) throws IOException {
-        if (!Files.exists(file, LinkOption.NOFOLLOW_LINKS)) {
-            throw new CorfsException(Reason.NOT_FOUND, "profile " + file + " does not exist");
-        }
-        if (!Files.isRegularFile(file, LinkOption.NOFOLLOW_LINKS)) {
-            throw new CorfsException(Reason.INVALID_ARGUMENT, "profile " + file + " is not a regular file");
-        }
         byte[] bytes;
-        try (SeekableByteChannel ch = Files.newByteChannel(file,
-                Set.<OpenOption>of(StandardOpenOption.READ, LinkOption.NOFOLLOW_LINKS));
-             InputStream in = Channels.newInputStream(ch)) {
-            bytes = in.readNBytes((int) Math.min(Integer.MAX_VALUE - 8, MAX_FILE_BYTES + 1));
+        try {
+            bytes = FileOps.system().readRegularFile(file, (int) Math.min(Integer.MAX_VALUE - 8, MAX_FILE_BYTES + 1));
+        } catch (java.nio.file.NoSuchFileException e) {
+            throw new CorfsException(Reason.NOT_FOUND, "profile " + file + " does not exist");
+        } catch (FileOps.NotRegularFileException e) {
+            throw new CorfsException(Reason.INVALID_ARGUMENT, "profile " + file + " is not a regular file");
         }
         if (bytes.length > MAX_FILE_BYTES) {
             throw new CorfsException(Reason.INVALID_ARGUMENT, "profile " + file + " is larger than "

@@ -30,6 +30,36 @@ public interface FileOps {
      */
     boolean setCurrentThreadIdleIoPriority();
 
+    /**
+     * Reads the first {@code maxBytes} bytes of a regular file others may have put in place: a symbolic link
+     * is not followed and anything but a regular file is refused with {@link NotRegularFileException}, checked
+     * on what was opened, not on the name beforehand (a FIFO swapped in after a check would block the open
+     * forever). A missing file is {@link java.nio.file.NoSuchFileException}. This default checks, then
+     * opens: the native implementation opens with O_NONBLOCK|O_NOFOLLOW and checks the open file.
+     */
+    default byte[] readRegularFile(Path path, int maxBytes) throws IOException {
+        if (!java.nio.file.Files.exists(path, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+            throw new java.nio.file.NoSuchFileException(path.toString());
+        }
+        if (!java.nio.file.Files.isRegularFile(path, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+            throw new NotRegularFileException(path);
+        }
+        try (var ch = java.nio.file.Files.newByteChannel(path, java.util.Set.<java.nio.file.OpenOption>of(
+                java.nio.file.StandardOpenOption.READ, java.nio.file.LinkOption.NOFOLLOW_LINKS));
+             var in = java.nio.channels.Channels.newInputStream(ch)) {
+            return in.readNBytes(maxBytes);
+        }
+    }
+
+    /** {@link #readRegularFile} found something else than a regular file (or a symbolic link) at the path. */
+    final class NotRegularFileException extends IOException {
+        private static final long serialVersionUID = 1L;
+
+        public NotRegularFileException(Path path) {
+            super(path + " is not a regular file");
+        }
+    }
+
     /** The best implementation available here: native on Linux when it loads, else portable. */
     static FileOps system() {
         return SystemFileOps.INSTANCE;

@@ -121,6 +121,15 @@ public final class Libc {
 
     /** errno of open(O_NOFOLLOW) on a symbolic link (the same on x86_64 and aarch64). */
     public static final int ELOOP = 40;
+    public static final int ENOENT = 2;
+    /** st_mode's file-type bits and the regular-file type (the same everywhere). */
+    public static final int S_IFMT = 0170000;
+    public static final int S_IFREG = 0100000;
+
+    /** Offset of st_mode in struct stat: x86_64 puts st_nlink (8 bytes) before it, aarch64 after it. */
+    static int statModeOffset() {
+        return Platform.getNativePlatform().getCPU() == Platform.CPU.AARCH64 ? 16 : 24;
+    }
 
     /** open(2)'s O_NOFOLLOW for this CPU (x86_64 0400000, aarch64 0100000). */
     public static int oNoFollow() {

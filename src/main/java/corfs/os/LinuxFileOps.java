@@ -73,6 +73,57 @@ public final class LinuxFileOps implements FileOps {
         return true;
     }
 
+    /**
+     * Opens with O_NONBLOCK (a FIFO's open does not wait for a writer) and O_NOFOLLOW, then checks that what
+     * was opened is a regular file (fstat) before reading: no window between a check and the open.
+     */
+    @Override
+    public byte[] readRegularFile(Path path, int maxBytes) throws IOException {
+        int fd = libc.open(path.toString(), Libc.O_RDONLY | Libc.O_CLOEXEC | Libc.O_NONBLOCK | Libc.oNoFollow(), 0);
+        if (fd < 0) {
+            int e = Libc.errno();
+            if (e == Libc.ENOENT) {
+                throw new java.nio.file.NoSuchFileException(path.toString());
+            }
+            if (e == Libc.ELOOP) {
+                throw new NotRegularFileException(path);
+            }
+            throw failure("open", path, e);
+        }
+        try {
+            Pointer stat = Memory.allocateDirect(Libc.runtime(), Libc.STAT_SIZE);
+            if (libc.fstat(fd, stat) != 0) {
+                throw failure("stat", path, Libc.errno());
+            }
+            if ((stat.getInt(Libc.statModeOffset()) & Libc.S_IFMT) != Libc.S_IFREG) {
+                throw new NotRegularFileException(path);
+            }
+            java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+            Pointer buf = Memory.allocateDirect(Libc.runtime(), 1 << 16);
+            long offset = 0;
+            while (offset < maxBytes) {
+                long n = libc.pread(fd, buf, Math.min(1 << 16, maxBytes - offset), offset);
+                if (n < 0) {
+                    int e = Libc.errno();
+                    if (e == Libc.EINTR) {
+                        continue;
+                    }
+                    throw failure("read", path, e);
+                }
+                if (n == 0) {
+                    break;
+                }
+                byte[] chunk = new byte[(int) n];
+                buf.get(0, chunk, 0, (int) n);
+                out.write(chunk, 0, (int) n);
+                offset += n;
+            }
+            return out.toByteArray();
+        } finally {
+            libc.close(fd);
+        }
+    }
+
     static IOException failure(String op, Path path, int errno) {
         String msg = op + " " + path + ": " + Libc.message(errno);
         if (errno == Libc.ENOSPC) {

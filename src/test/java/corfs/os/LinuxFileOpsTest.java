@@ -153,4 +153,28 @@ class LinuxFileOpsTest {
         assertTrue(ok[0]);
         assertArrayEquals(new boolean[] {true}, ok);
     }
+
+    @Test
+    @DisplayName("readRegularFile: a regular file's first bytes; a FIFO refused without waiting for a writer; a link,"
+            + " a directory and a device refused; a missing file NoSuchFile")
+    void readRegularFile() throws Exception {
+        Path file = dir.resolve("profile");
+        Files.write(file, "0123456789".getBytes(java.nio.charset.StandardCharsets.US_ASCII));
+        assertArrayEquals("0123".getBytes(java.nio.charset.StandardCharsets.US_ASCII), ops.readRegularFile(file, 4));
+        assertEquals(10, ops.readRegularFile(file, 1 << 20).length);
+        Path fifo = dir.resolve("fifo");
+        assertEquals(0, new ProcessBuilder("mkfifo", fifo.toString()).start().waitFor());
+        // The open itself must not block: a FIFO put in place after a check would hang the caller for good.
+        org.junit.jupiter.api.Assertions.assertTimeoutPreemptively(java.time.Duration.ofSeconds(20), () ->
+                org.junit.jupiter.api.Assertions.assertThrows(FileOps.NotRegularFileException.class,
+                        () -> ops.readRegularFile(fifo, 100)));
+        Path link = dir.resolve("link");
+        Files.createSymbolicLink(link, file);
+        org.junit.jupiter.api.Assertions.assertThrows(FileOps.NotRegularFileException.class, () -> ops.readRegularFile(link, 100));
+        org.junit.jupiter.api.Assertions.assertThrows(FileOps.NotRegularFileException.class, () -> ops.readRegularFile(dir, 100));
+        org.junit.jupiter.api.Assertions.assertThrows(FileOps.NotRegularFileException.class,
+                () -> ops.readRegularFile(Path.of("/dev/zero"), 100));
+        org.junit.jupiter.api.Assertions.assertThrows(java.nio.file.NoSuchFileException.class,
+                () -> ops.readRegularFile(dir.resolve("missing"), 100));
+    }
 }
