@@ -37,6 +37,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
@@ -508,6 +509,11 @@ public final class MountSession implements AutoCloseable {
         }
     }
 
+    /** For tests: the prefetch job of leaf {@code name}. */
+    PrefetchJob prefetchJob(String name) {
+        return prefetches.get(name);
+    }
+
     private String resolve(String image) throws CorfsException {
         if (image == null) {
             if (disks.size() != 1) {
@@ -586,18 +592,26 @@ public final class MountSession implements AutoCloseable {
         }
         // The prefetches and the filler each wait (30 s at most) for their fills in flight: side by side, so
         // a hung backing holds an unmount once, not twice (68-70 s before, one after the other).
-        Thread prefetchCloser = new Thread(() -> {
-            for (PrefetchJob p : prefetches.values()) {
-                p.close();
-            }
-        }, "corfs-close-prefetches");
-        prefetchCloser.setDaemon(true);
-        prefetchCloser.start();
+        // One closer per leaf: a leaf's close waits for its fills, so closing them one after the other made a
+        // second leaf's prefetch run on (still issuing fills) while the first one's hung fill was waited for,
+        // and past the bound below a third leaf's prefetch was never stopped before its disk was closed.
+        List<Thread> prefetchClosers = new ArrayList<>(prefetches.size());
+        for (Map.Entry<String, PrefetchJob> e : prefetches.entrySet()) {
+            PrefetchJob p = e.getValue();
+            Thread t = new Thread(p::close, "corfs-close-prefetches-" + e.getKey());
+            t.setDaemon(true);
+            t.start();
+            prefetchClosers.add(t);
+        }
         filler.close();
-        try {
-            prefetchCloser.join(60_000); // each run's close is bounded; this only bounds the wait for them all
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
+        long closeDeadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+        for (Thread t : prefetchClosers) { // each run's close is bounded; this only bounds the wait for them all
+            try {
+                t.join(Math.max(1, TimeUnit.NANOSECONDS.toMillis(closeDeadline - System.nanoTime())));
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                break;
+            }
         }
         synchronized (this) {
             notifyAll();
