@@ -232,8 +232,11 @@ final class PrefetchRun implements GuestReadListener, AutoCloseable {
                 }
                 // Held at the window's limit while the guest is idle: grow it once per completed fill (or at
                 // once when nothing is in flight, so a window that admitted nothing new never stalls the run).
-                if ((inFlight == 0 || done.get() > doneAtGrowth) && !disk.guestActive(PrefetchWindow.IDLE_GROW_NANOS)
-                        && window.growIfIdle(nanoClock.getAsLong())) {
+                // A guest busy off the profile (no miss in flight, no first touch for a second) grows it too.
+                if ((inFlight == 0 || done.get() > doneAtGrowth)
+                        && (!disk.guestActive(PrefetchWindow.IDLE_GROW_NANOS) ? window.growIfIdle(nanoClock.getAsLong())
+                                : cold == 0 && window.growIfUntouched(nanoClock.getAsLong(),
+                                        PrefetchWindow.OFF_PATH_GROW_NANOS))) {
                     doneAtGrowth = done.get();
                     continue;
                 }

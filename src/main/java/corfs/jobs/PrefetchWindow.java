@@ -38,6 +38,12 @@ final class PrefetchWindow {
     static final long MIN_WINDOW = 8L << 20;
     static final long MAX_WINDOW = 1L << 30;
     static final long IDLE_GROW_NANOS = 50_000_000L;
+    /**
+     * A guest busy off the profile (I/O all the time, none of it on the profile's path, no miss in flight)
+     * grows the window too, once no entry was first touched for this long: waiting for an idle guest alone
+     * held such a prefetch at its first window for as long as the guest kept busy, forever for a running VM.
+     */
+    static final long OFF_PATH_GROW_NANOS = 1_000_000_000L;
 
     private final PrefetchPlan plan;
     private final BitSet touched;
@@ -97,7 +103,12 @@ final class PrefetchWindow {
 
     /** Doubles the window when no entry was first touched for {@link #IDLE_GROW_NANOS}; true if it grew. The caller paces it. */
     synchronized boolean growIfIdle(long nowNanos) {
-        if (nowNanos - lastEventNanos < IDLE_GROW_NANOS || window >= MAX_WINDOW) {
+        return growIfUntouched(nowNanos, IDLE_GROW_NANOS);
+    }
+
+    /** Doubles the window when no entry was first touched for {@code quietNanos}; true if it grew. The caller paces it. */
+    synchronized boolean growIfUntouched(long nowNanos, long quietNanos) {
+        if (nowNanos - lastEventNanos < quietNanos || window >= MAX_WINDOW) {
             return false;
         }
         window = Math.min(MAX_WINDOW, window * 2);

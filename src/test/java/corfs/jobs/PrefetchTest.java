@@ -125,6 +125,54 @@ class PrefetchTest {
         }
 
         @Test
+        @DisplayName("completes while the guest keeps doing I/O off the profile (local reads, no misses): the window"
+                + " still grows, the run does not stop at its first window")
+        void busyGuestOffProfile() {
+            assertTimeoutPreemptively(Duration.ofSeconds(90), () -> {
+                Path backing = dir.resolve("base.raw");
+                byte[] content = TestLeaves.writeBacking(backing, 64 * MIB, 9);
+                AccessProfile p = profile(backing, 64 * MIB, 48, 512 * 1024, 10); // 24 MiB, past an 8 MiB window
+                DelayBacking[] counter = new DelayBacking[1];
+                java.util.concurrent.atomic.AtomicBoolean stop = new java.util.concurrent.atomic.AtomicBoolean();
+                try (LeafDisk disk = countingDisk(backing, counter)) {
+                    long off = 768 * 1024; // the second half of a MiB slot: never in the profile
+                    read(disk, off, 4096); // local from now on
+                    Thread guest = new Thread(() -> {
+                        try {
+                            while (!stop.get()) {
+                                read(disk, off, 4096); // a busy guest: I/O all the time, no misses
+                            }
+                        } catch (Exception e) {
+                            throw new IllegalStateException(e);
+                        }
+                    }, "test-busy-guest");
+                    guest.start();
+                    try {
+                        CompletableFuture<PrefetchState> end = new CompletableFuture<>();
+                        PrefetchRun run = new PrefetchRun(disk, p, FileOps.system(), (r, o, t) -> end.complete(o),
+                                System::nanoTime);
+                        run.start();
+                        try {
+                            assertEquals(PrefetchState.COMPLETED, end.get(30, TimeUnit.SECONDS),
+                                    "the run completes beside a busy guest");
+                        } catch (java.util.concurrent.TimeoutException e) {
+                            fail("stalled beside a busy guest: " + run.doneBytes() + " of " + p.totalBytes() + " bytes");
+                        } finally {
+                            run.close();
+                        }
+                    } finally {
+                        stop.set(true);
+                        guest.join(10_000);
+                    }
+                    for (AccessProfile.Entry e : p.entries()) {
+                        assertArrayEquals(Arrays.copyOfRange(content, (int) e.offset(), (int) e.end()),
+                                read(disk, e.offset(), (int) e.length()));
+                    }
+                }
+            });
+        }
+
+        @Test
         @DisplayName("skips local clusters: a fully local profile completes with no fill and no backing read;"
                 + " a half local one fills only the missing chunks")
         void skipsLocal() {
