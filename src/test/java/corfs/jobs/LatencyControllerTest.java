@@ -606,4 +606,34 @@ class LatencyControllerTest {
         }
         assertEquals(MIB, big.fillBytes(), "one cluster is the smallest fill when it is larger");
     }
+
+    @Test
+    @DisplayName("odd wall clocks and latencies (negative, MIN/MAX_VALUE, huge samples): the pause is always"
+            + " bounded by a quiet window, and a stream told to wait is always told how long")
+    void oddTimesNeverPauseForever() {
+        long[] walls = {Long.MIN_VALUE, Long.MIN_VALUE + 1, -2_500, -1, 0, 1, 2_499, 2_500,
+                Long.MAX_VALUE - 1, Long.MAX_VALUE, 1_764_000_000_000L};
+        long[] latencies = {1, 20 * MS, 10 * S, Long.MAX_VALUE / 8, Long.MAX_VALUE / 2, Long.MAX_VALUE};
+        for (long salt : new long[] {0, 1, -1, Long.MIN_VALUE, Long.MAX_VALUE, 0x9e3779b97f4a7c15L}) {
+            for (long latency : latencies) {
+                LatencyController c = new LatencyController(TARGET, 64 * 1024, 4 * MIB).probeSalt(salt);
+                for (int i = 0; i < 4; i++) {
+                    c.sample(i * S, latency, c.fillBytes());
+                }
+                for (long base : walls) {
+                    for (long d = 0; d < 3_000; d += 7) {
+                        long wall = base + d; // wraps past MAX_VALUE on purpose
+                        int n = c.inFlightAt(wall);
+                        long left = c.pauseLeftMillis(wall);
+                        String at = "wall " + wall + ", latency " + latency + ", salt " + salt;
+                        assertTrue(n >= 0, at);
+                        assertTrue(left >= 0 && left <= LatencyController.QUIET_MAX_MS, at + ": pause " + left);
+                        assertEquals(n == 0, left > 0, at + ": in flight " + n + ", pause " + left);
+                        long probe = c.probeStartMillis(wall);
+                        assertTrue(probe > 0 && probe < LatencyController.QUIET_MAX_MS, at + ": probe at " + probe);
+                    }
+                }
+            }
+        }
+    }
 }
