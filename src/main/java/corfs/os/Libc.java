@@ -19,6 +19,8 @@ public final class Libc {
     public static final int O_CREAT = 0x40;
     public static final int O_APPEND = 0x400;
     public static final int O_NONBLOCK = 0x800;
+    /** open(2)'s O_NOCTTY (0400 on x86_64 and aarch64): a terminal opened never becomes the controlling one. */
+    public static final int O_NOCTTY = 0400;
     public static final int O_CLOEXEC = 0x80000;
     /** lseek(2) whence values for sparse files. */
     public static final int SEEK_DATA = 3;

@@ -79,7 +79,15 @@ public final class LinuxFileOps implements FileOps {
      */
     @Override
     public byte[] readRegularFile(Path path, int maxBytes) throws IOException {
-        int fd = libc.open(path.toString(), Libc.O_RDONLY | Libc.O_CLOEXEC | Libc.O_NONBLOCK | Libc.oNoFollow(), 0);
+        // What is seen not to be a regular file is refused unopened: opening a FIFO releases a writer waiting on
+        // it, opening a device has effects of its own (a terminal, a watchdog, a tape). The fstat below is the
+        // check that counts: something swapped in after this one is opened, but never blocks nor is read.
+        if (java.nio.file.Files.exists(path, java.nio.file.LinkOption.NOFOLLOW_LINKS)
+                && !java.nio.file.Files.isRegularFile(path, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+            throw new NotRegularFileException(path);
+        }
+        int fd = libc.open(path.toString(),
+                Libc.O_RDONLY | Libc.O_CLOEXEC | Libc.O_NONBLOCK | Libc.O_NOCTTY | Libc.oNoFollow(), 0);
         if (fd < 0) {
             int e = Libc.errno();
             if (e == Libc.ENOENT) {

@@ -177,4 +177,40 @@ class LinuxFileOpsTest {
         org.junit.jupiter.api.Assertions.assertThrows(java.nio.file.NoSuchFileException.class,
                 () -> ops.readRegularFile(dir.resolve("missing"), 100));
     }
+
+    @Test
+    @DisplayName("readRegularFile never opens what is not a regular file when it sees that first: a writer waiting on"
+            + " a FIFO stays waiting (opening a device has effects of its own: a tty, a watchdog, a tape)")
+    void readRegularFileOpensNoFifo() throws Exception {
+        Path fifo = dir.resolve("fifo");
+        assertEquals(0, new ProcessBuilder("mkfifo", fifo.toString()).start().waitFor());
+        java.util.concurrent.atomic.AtomicBoolean opened = new java.util.concurrent.atomic.AtomicBoolean();
+        Thread writer = new Thread(() -> {
+            try (var out = new java.io.FileOutputStream(fifo.toFile())) { // blocks until a reader opens it
+                opened.set(true);
+                out.write(1);
+            } catch (IOException e) {
+                // the reader went away (EPIPE): it opened the FIFO all the same
+            }
+            opened.set(true);
+        }, "test-fifo-writer");
+        writer.start();
+        try {
+            long deadline = System.nanoTime() + 30_000_000_000L;
+            while (java.util.Arrays.stream(writer.getStackTrace()).noneMatch(f -> f.getMethodName().equals("open0"))) {
+                assertTrue(System.nanoTime() < deadline, "the writer reaches its open");
+                Thread.sleep(5);
+            }
+            Thread.sleep(100); // into the kernel's wait for a reader (a read opened earlier would go unseen)
+            org.junit.jupiter.api.Assertions.assertThrows(FileOps.NotRegularFileException.class,
+                    () -> ops.readRegularFile(fifo, 100));
+            writer.join(2_000); // on a FIFO opened by the read, the writer is released at once; else it stays
+            assertTrue(!opened.get() && writer.isAlive(), "readRegularFile opened the FIFO");
+        } finally {
+            try (var rw = new java.io.RandomAccessFile(fifo.toFile(), "rw")) { // O_RDWR: releases the writer, never waits
+                writer.join(10_000);
+            }
+            writer.join(10_000);
+        }
+    }
 }
